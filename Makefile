@@ -1,0 +1,120 @@
+# chatd — build, run, test.
+#
+#   make deps        install Debian and npm packages (no-op when present)
+#   make             build/chatd, build/chat-client
+#   make run         deps + build + start chatd (prints its URL)
+#   make test        deps + every suite (unit, integration, interop, browser,
+#                    fuzz, sanitizer build); ends with "N passed, N failed"
+#   make test-asan   the suites again, built with ASan + UBSan
+#   make fuzz        libFuzzer targets, FUZZ_SECONDS each
+#
+# MODE=asan or MODE=cov selects an instrumented build under build/asan or
+# build/cov; BUILD overrides the output folder.
+
+MODE ?= release
+ifeq ($(MODE),asan)
+BUILD ?= build/asan
+MODE_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(MODE),cov)
+BUILD ?= build/cov
+MODE_CFLAGS := -O0 --coverage
+MODE_LDFLAGS := --coverage
+else
+BUILD ?= build
+MODE_CFLAGS := -O2
+MODE_LDFLAGS :=
+endif
+
+CC ?= gcc
+PKGS := glib-2.0 nice openssl usrsctp libmicrohttpd jansson libjwt libcurl libpq sqlite3
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Isrc -MMD -MP $(MODE_CFLAGS) $(PKG_CFLAGS)
+LDLIBS := $(PKG_LIBS) -lpthread -lm
+LDFLAGS := $(MODE_LDFLAGS)
+
+# Every module folder below src/; src/chatd.c is main and wiring only.
+MODULE_DIRS ?= $(sort $(dir $(wildcard src/*/*.c)))
+LIB_SRC := $(wildcard $(addsuffix *.c,$(MODULE_DIRS)))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The web client, embedded: generated from web/ by scripts/embed-web.py.
+WEB_GEN := $(BUILD)/gen/web_assets.c
+ifneq ($(filter src/http/,$(MODULE_DIRS)),)
+LIB_OBJ += $(BUILD)/obj/gen/web_assets.o
+endif
+LIB := $(BUILD)/libchatd.a
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client
+
+.PHONY: all deps run test test-asan unit fuzz clean
+all: $(PROGRAMS)
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(WEB_GEN): scripts/embed-web.py $(wildcard web/*)
+	@mkdir -p $(dir $@)
+	python3 scripts/embed-web.py $@
+
+$(BUILD)/obj/gen/web_assets.o: $(WEB_GEN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/chatd: $(BUILD)/obj/src/chatd.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/chat-client: $(BUILD)/obj/tools/chat-client.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+unit: $(UNIT_BIN)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	./scripts/run.sh
+
+# The suites are run by scripts/test.sh, which prints per-suite counts and
+# the final "N passed, N failed, N skipped" line.
+test: deps
+	@$(MAKE) --no-print-directory all unit fuzz-build
+	@$(MAKE) --no-print-directory MODE=asan all unit
+	./scripts/test.sh
+
+test-asan: deps
+	@$(MAKE) --no-print-directory MODE=asan all unit
+	BUILD=build/asan ./scripts/test.sh --asan
+
+# libFuzzer targets (clang). Each target links the module it fuzzes.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+.PHONY: fuzz-build
+fuzz-build: $(FUZZ_BIN)
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/chatd.d $(BUILD)/obj/tools/chat-client.d

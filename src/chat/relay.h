@@ -1,0 +1,27 @@
+/*
+ * relay — the transport-stage application: every text message a peer
+ * sends is relayed to every other connected peer of its room, through the
+ * bus. It exists so the transport can be tested end to end by several
+ * clients before (and beside) the chat protocol; chatd runs it with
+ * --mode relay.
+ *
+ * Threading: the http_* entry points run on HTTP threads; peer callbacks on
+ * event loops. Session bookkeeping is under one mutex.
+ */
+#ifndef CHATD_RELAY_H
+#define CHATD_RELAY_H
+
+#include "http/server.h"
+#include "rtc/loop.h"
+
+typedef struct relay relay;
+
+relay *relay_new(rtc_loops *loops, char *const *ice_addresses, long max_peers);
+void relay_free(relay *r);
+/* Closes every session and waits (up to timeout_ms) for them to end. */
+void relay_close_all(relay *r, int timeout_ms);
+long relay_sessions(relay *r);
+/* The routes this application answers. */
+extern const http_app relay_http_app;
+
+#endif

@@ -1,0 +1,314 @@
+/*
+ * server — see server.h.
+ *
+ * A request's body is collected into a buffer capped at HTTP_MAX_BODY; past
+ * that the rest is read and dropped and the answer is 413, so a client
+ * cannot make chatd hold more than 64 KiB per request. A declared
+ * Content-Length over the cap is refused before the body is read.
+ */
+#include "http/server.h"
+
+#include "http/web_assets.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    http_app app;
+    void *arg;
+    int port;
+};
+
+typedef struct {
+    char *body;
+    size_t len;
+    int too_large;
+} request_state;
+
+void http_reply_json(http_reply *r, int status, char *json)
+{
+    r->status = status;
+    r->content_type = "application/json";
+    mem_free(r->body);
+    r->body = json;
+    r->body_len = json ? strlen(json) : 0;
+}
+
+void http_reply_error(http_reply *r, int status, const char *code, const char *message)
+{
+    json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s == NULL) /* out of memory: a fixed body still tells the client */
+        s = mem_strdup("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}");
+    http_reply_json(r, status, s);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *r)
+{
+    struct MHD_Response *resp;
+    if (r->body) {
+        resp = MHD_create_response_from_buffer_with_free_callback(r->body_len, r->body,
+                                                                  mem_free);
+        r->body = NULL;
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (resp == NULL)
+        return MHD_NO;
+    if (r->content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    if (r->location[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *c, int status, const char *code,
+                                   const char *message)
+{
+    http_reply r = {0};
+    http_reply_error(&r, status, code, message);
+    return send_reply(c, &r);
+}
+
+static void remote_of(struct MHD_Connection *c, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    char host[64], serv[16];
+    socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in);
+    if (getnameinfo(ci->client_addr, len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(out, cap, "%s:%s", host, serv);
+}
+
+/* True when the media type (before any ';') equals `want`, case-insensitively. */
+static int media_type_is(const char *ct, const char *want)
+{
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen(want);
+    return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *c, const char *url,
+                                const char *method, request_state *st)
+{
+    http_reply r = {0};
+    http_request req = {0};
+    char remote[96];
+    remote_of(c, remote, sizeof remote);
+    req.remote = remote;
+    req.room = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "room");
+    req.limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    req.before = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "before");
+    req.content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        req.bearer = auth + 7;
+        while (*req.bearer == ' ')
+            req.bearer++;
+    }
+    req.body = st->body ? st->body : "";
+    req.body_len = st->len;
+    int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+    if (strcmp(url, "/api/rtc") == 0) {
+        if (strcmp(method, "POST") != 0)
+            return reply_error(c, 405, "METHOD_NOT_ALLOWED", "use POST with an SDP offer");
+        if (!media_type_is(req.content_type, "application/sdp"))
+            return reply_error(c, 415, "UNSUPPORTED_MEDIA_TYPE",
+                               "the offer must be sent as Content-Type: application/sdp");
+        if (s->app.rtc_offer == NULL)
+            return reply_error(c, 404, "NOT_FOUND", "no such resource");
+        s->app.rtc_offer(s->arg, &req, &r);
+    } else if (strncmp(url, "/api/rtc/", 9) == 0) {
+        if (strcmp(method, "DELETE") != 0)
+            return reply_error(c, 405, "METHOD_NOT_ALLOWED", "use DELETE to end a session");
+        if (s->app.rtc_delete == NULL)
+            return reply_error(c, 404, "NOT_FOUND", "no such resource");
+        s->app.rtc_delete(s->arg, url + 9, &r);
+    } else if (!is_get) {
+        return reply_error(c, 405, "METHOD_NOT_ALLOWED", "method not allowed here");
+    } else if (strcmp(url, "/api/health") == 0 && s->app.health) {
+        s->app.health(s->arg, &r);
+    } else if (strcmp(url, "/.well-known/jwks.json") == 0 && s->app.jwks) {
+        s->app.jwks(s->arg, &r);
+    } else if (strcmp(url, "/metrics") == 0 && s->app.metrics) {
+        s->app.metrics(s->arg, &r);
+    } else if (strncmp(url, "/api/rooms/", 11) == 0 && s->app.room_messages) {
+        const char *name = url + 11;
+        const char *slash = strchr(name, '/');
+        if (slash == NULL || strcmp(slash, "/messages") != 0 || slash == name)
+            return reply_error(c, 404, "NOT_FOUND", "no such resource");
+        char room[128];
+        size_t nl = (size_t)(slash - name);
+        if (nl >= sizeof room)
+            return reply_error(c, 400, "BAD_REQUEST", "room name too long");
+        memcpy(room, name, nl);
+        room[nl] = '\0';
+        s->app.room_messages(s->arg, room, &req, &r);
+    } else {
+        const web_asset *a = web_asset_find(url);
+        if (a == NULL)
+            return reply_error(c, 404, "NOT_FOUND", "no such resource");
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(a->size, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+        if (resp == NULL)
+            return MHD_NO;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (r.status == 0)
+        http_reply_error(&r, 500, "INTERNAL", "no answer");
+    return send_reply(c, &r);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    http_server *s = cls;
+    request_state *st = *con_cls;
+    if (st == NULL) {
+        st = mem_calloc(1, sizeof *st);
+        if (st == NULL)
+            return MHD_NO;
+        *con_cls = st;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY) {
+            st->too_large = 1;
+            return reply_error(c, 413, "TOO_LARGE", "the body is larger than 64 KiB");
+        }
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        if (!st->too_large && st->len + *upload_size > HTTP_MAX_BODY) {
+            st->too_large = 1;
+            mem_free(st->body);
+            st->body = NULL;
+            st->len = 0;
+        }
+        if (!st->too_large) {
+            char *nb = mem_realloc(st->body, st->len + *upload_size + 1);
+            if (nb == NULL)
+                return MHD_NO;
+            memcpy(nb + st->len, upload_data, *upload_size);
+            st->len += *upload_size;
+            nb[st->len] = '\0';
+            st->body = nb;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (st->too_large)
+        return reply_error(c, 413, "TOO_LARGE", "the body is larger than 64 KiB");
+    return dispatch(s, c, url, method, st);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)c, (void)toe;
+    request_state *st = *con_cls;
+    if (st) {
+        mem_free(st->body);
+        mem_free(st);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    log_debug("http", "%s", buf);
+}
+
+http_server *http_server_start(const char *host, int port, int threads, const http_app *app,
+                               void *arg, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, errlen, "bad listen address '%s': %s", host, gai_strerror(gai));
+        return NULL;
+    }
+    http_server *s = mem_calloc(1, sizeof *s);
+    if (s == NULL) {
+        freeaddrinfo(ai);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->app = *app;
+    s->arg = arg;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 2),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)4000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (s->daemon == NULL) {
+        snprintf(err, errlen, "cannot listen on %s:%d (in use, or not a local address)", host,
+                 port);
+        mem_free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : port;
+    return s;
+}
+
+int http_server_port(const http_server *s) { return s->port; }
+
+void http_server_quiesce(http_server *s)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+void http_server_stop(http_server *s)
+{
+    if (s == NULL)
+        return;
+    MHD_stop_daemon(s->daemon);
+    mem_free(s);
+}

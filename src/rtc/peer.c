@@ -1,0 +1,1036 @@
+/*
+ * peer — see peer.h.
+ *
+ * Life of a peer, all on its loop thread unless noted:
+ *   create (ICE agent, gather host candidates, SDP) -> ICE connected ->
+ *   DTLS handshake (fingerprint checked) -> SCTP association (both sides
+ *   connect) -> DCEP OPEN/ACK -> on_open -> messages -> teardown -> on_close.
+ *
+ * Sending may come from any thread: it goes straight into usrsctp, or into
+ * the peer's queue when usrsctp's buffer is full; the queue is drained when
+ * usrsctp says there is room again (and by a short retry timer, in case that
+ * signal is missed).
+ *
+ * Teardown order matters: SCTP first (after rtc_sctp_close no callback can
+ * reach DTLS), then DTLS (nothing writes to ICE after that), then the ICE
+ * agent, then on_close, then the registry.
+ */
+#include "rtc/peer.h"
+
+#include "rtc/dcep.h"
+#include "rtc/dtls.h"
+#include "rtc/sctp.h"
+#include "rtc/sdp.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#include <agent.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_MAX_MESSAGE 65536
+#define SEND_QUEUE_LIMIT (32u * 1024 * 1024) /* a peer this far behind is closed by its owner */
+#define LOCAL_SCTP_PORT 5000
+
+typedef enum { ST_CONNECTING, ST_OPEN, ST_CLOSED } peer_state;
+
+typedef struct queued {
+    struct queued *next;
+    uint32_t ppid;
+    size_t len;
+    uint8_t data[];
+} queued;
+
+struct rtc_peer {
+    atomic_int refs;
+    char id[33];
+    rtc_loop *loop;
+    GMainContext *ctx;
+    rtc_peer_callbacks cb;
+    void *user;
+    int offerer;
+    rtc_setup setup_pref;
+    int dtls_client;
+    char **ice_addresses;
+    char label[64];
+
+    NiceAgent *agent;
+    guint stream_id;
+    dtls_conn *dtls;
+    int dtls_started;
+    sdp_description *remote;
+    size_t max_recv;
+    size_t max_send;
+    char remote_addr[64];
+
+    /* loop thread only */
+    peer_state state;
+    int channel_stream; /* -1 until a channel exists */
+    int closing_gracefully;
+    GSource *dtls_timer;
+    GSource *setup_timer;
+    GSource *retry_timer;
+
+    atomic_int drain_pending;
+    atomic_int close_requested;
+
+    /* send_lock guards these; taken before any SCTP lock */
+    pthread_mutex_t send_lock;
+    rtc_sctp *sctp;
+    int channel_open;
+    queued *q_head, *q_tail;
+    size_t q_bytes;
+    int retry_pending;
+
+    char close_reason[128];
+};
+
+static dtls_identity *identity;
+static char identity_fp[32 * 3];
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static GHashTable *registry; /* id -> peer (no reference: removed at teardown) */
+static atomic_long live_peers;
+
+/* ---------- process-wide ---------- */
+
+int rtc_init(char *err, size_t errlen)
+{
+    identity = dtls_identity_new(err, errlen);
+    if (identity == NULL)
+        return -1;
+    sdp_format_fingerprint(dtls_identity_fingerprint(identity), 32, identity_fp,
+                           sizeof identity_fp);
+    pthread_mutex_lock(&registry_lock);
+    registry = g_hash_table_new(g_str_hash, g_str_equal);
+    pthread_mutex_unlock(&registry_lock);
+    rtc_sctp_global_init();
+    return 0;
+}
+
+void rtc_shutdown(void)
+{
+    rtc_sctp_global_finish();
+    dtls_identity_free(identity);
+    identity = NULL;
+    pthread_mutex_lock(&registry_lock);
+    if (registry)
+        g_hash_table_destroy(registry);
+    registry = NULL;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+const char *rtc_fingerprint(void) { return identity_fp; }
+
+void rtc_free(void *p) { mem_free(p); }
+
+long rtc_peer_live_count(void) { return atomic_load(&live_peers); }
+
+/* ---------- references ---------- */
+
+rtc_peer *rtc_peer_ref(rtc_peer *p)
+{
+    atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+static void free_queue(rtc_peer *p)
+{
+    for (queued *q = p->q_head, *next; q; q = next) {
+        next = q->next;
+        mem_free(q);
+    }
+    p->q_head = p->q_tail = NULL;
+    p->q_bytes = 0;
+}
+
+void rtc_peer_unref(rtc_peer *p)
+{
+    if (p == NULL || atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    free_queue(p);
+    pthread_mutex_destroy(&p->send_lock);
+    if (p->ice_addresses)
+        g_strfreev(p->ice_addresses);
+    mem_free(p->remote);
+    mem_free(p);
+    atomic_fetch_sub(&live_peers, 1);
+}
+
+rtc_peer *rtc_peer_find(const char *id)
+{
+    pthread_mutex_lock(&registry_lock);
+    rtc_peer *p = registry ? g_hash_table_lookup(registry, id) : NULL;
+    if (p)
+        rtc_peer_ref(p);
+    pthread_mutex_unlock(&registry_lock);
+    return p;
+}
+
+void rtc_peer_close_all(const char *reason)
+{
+    GPtrArray *all = g_ptr_array_new_with_free_func((GDestroyNotify)rtc_peer_unref);
+    pthread_mutex_lock(&registry_lock);
+    GHashTableIter it;
+    gpointer key, value;
+    if (registry) {
+        g_hash_table_iter_init(&it, registry);
+        while (g_hash_table_iter_next(&it, &key, &value))
+            g_ptr_array_add(all, rtc_peer_ref(value));
+    }
+    pthread_mutex_unlock(&registry_lock);
+    for (guint i = 0; i < all->len; i++)
+        rtc_peer_close(g_ptr_array_index(all, i), reason);
+    g_ptr_array_unref(all);
+}
+
+const char *rtc_peer_id(const rtc_peer *p) { return p->id; }
+void *rtc_peer_user(const rtc_peer *p) { return p->user; }
+size_t rtc_peer_max_send(const rtc_peer *p) { return p->max_send; }
+const char *rtc_peer_remote_address(const rtc_peer *p) { return p->remote_addr; }
+
+int rtc_peer_is_open(rtc_peer *p)
+{
+    pthread_mutex_lock(&p->send_lock);
+    int open = p->channel_open;
+    pthread_mutex_unlock(&p->send_lock);
+    return open;
+}
+
+size_t rtc_peer_queued_bytes(rtc_peer *p)
+{
+    pthread_mutex_lock(&p->send_lock);
+    size_t n = p->q_bytes;
+    pthread_mutex_unlock(&p->send_lock);
+    return n;
+}
+
+/* ---------- scheduling helpers ---------- */
+
+static void attach(rtc_peer *p, GSource *s, GSourceFunc fn)
+{
+    g_source_set_callback(s, fn, rtc_peer_ref(p), (GDestroyNotify)rtc_peer_unref);
+    g_source_attach(s, p->ctx);
+}
+
+static void drop_source(GSource **s)
+{
+    if (*s) {
+        g_source_destroy(*s);
+        g_source_unref(*s);
+        *s = NULL;
+    }
+}
+
+/* ---------- teardown ---------- */
+
+static void teardown(rtc_peer *p)
+{
+    if (p->state == ST_CLOSED)
+        return;
+    p->state = ST_CLOSED;
+    drop_source(&p->dtls_timer);
+    drop_source(&p->setup_timer);
+    drop_source(&p->retry_timer);
+
+    pthread_mutex_lock(&p->send_lock);
+    rtc_sctp *s = p->sctp;
+    p->sctp = NULL;
+    p->channel_open = 0;
+    free_queue(p);
+    pthread_mutex_unlock(&p->send_lock);
+    rtc_sctp_close(s);
+
+    if (p->dtls) {
+        dtls_conn_shutdown(p->dtls);
+        dtls_conn_free(p->dtls);
+        p->dtls = NULL;
+    }
+    if (p->agent) {
+        g_signal_handlers_disconnect_by_data(p->agent, p);
+        nice_agent_attach_recv(p->agent, p->stream_id, 1, p->ctx, NULL, NULL);
+        nice_agent_remove_stream(p->agent, p->stream_id);
+        g_object_unref(p->agent);
+        p->agent = NULL;
+    }
+    log_debug("rtc", "peer %s closed: %s", p->id, p->close_reason);
+    if (p->cb.on_close)
+        p->cb.on_close(p, p->close_reason, p->user);
+
+    pthread_mutex_lock(&registry_lock);
+    if (registry)
+        g_hash_table_remove(registry, p->id);
+    pthread_mutex_unlock(&registry_lock);
+    rtc_loop_release(p->loop);
+    rtc_peer_unref(p); /* the peer's own "alive" reference */
+}
+
+static gboolean teardown_cb(gpointer data)
+{
+    teardown(data);
+    return G_SOURCE_REMOVE;
+}
+
+void rtc_peer_close(rtc_peer *p, const char *reason)
+{
+    if (atomic_exchange(&p->close_requested, 1))
+        return;
+    snprintf(p->close_reason, sizeof p->close_reason, "%s", reason ? reason : "closed");
+    GSource *s = g_idle_source_new();
+    g_source_set_priority(s, G_PRIORITY_DEFAULT);
+    attach(p, s, teardown_cb);
+    g_source_unref(s);
+}
+
+/* ---------- sending ---------- */
+
+static int send_now(rtc_peer *p, uint32_t ppid, const uint8_t *data, size_t len)
+{
+    static const uint8_t zero = 0;
+    if (len == 0) {
+        /* RFC 8831: empty messages are one byte with the "empty" PPID. */
+        ppid = ppid == DCEP_PPID_STRING ? DCEP_PPID_STRING_EMPTY : DCEP_PPID_BINARY_EMPTY;
+        data = &zero;
+        len = 1;
+    }
+    return rtc_sctp_send(p->sctp, (uint16_t)p->channel_stream, ppid, data, len);
+}
+
+static gboolean retry_cb(gpointer data);
+
+/* Called with send_lock held. */
+static void arm_retry(rtc_peer *p)
+{
+    if (p->retry_pending)
+        return;
+    p->retry_pending = 1;
+    GSource *s = g_timeout_source_new(10);
+    attach(p, s, retry_cb);
+    g_source_unref(s);
+}
+
+/* Sends what the queue holds, as far as usrsctp takes it. Any thread. */
+static void flush_queue(rtc_peer *p)
+{
+    pthread_mutex_lock(&p->send_lock);
+    while (p->q_head && p->sctp) {
+        queued *q = p->q_head;
+        if (send_now(p, q->ppid, q->data, q->len) < 0) {
+            if (errno == EWOULDBLOCK || errno == EAGAIN) {
+                arm_retry(p);
+                break;
+            }
+            free_queue(p);
+            break;
+        }
+        p->q_head = q->next;
+        if (p->q_head == NULL)
+            p->q_tail = NULL;
+        p->q_bytes -= q->len;
+        mem_free(q);
+    }
+    pthread_mutex_unlock(&p->send_lock);
+}
+
+static gboolean retry_cb(gpointer data)
+{
+    rtc_peer *p = data;
+    pthread_mutex_lock(&p->send_lock);
+    p->retry_pending = 0;
+    pthread_mutex_unlock(&p->send_lock);
+    if (p->state != ST_CLOSED)
+        flush_queue(p);
+    return G_SOURCE_REMOVE;
+}
+
+static int peer_send(rtc_peer *p, uint32_t ppid, const uint8_t *data, size_t len)
+{
+    if (len > p->max_send) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    int r = 0;
+    pthread_mutex_lock(&p->send_lock);
+    if (!p->channel_open || p->sctp == NULL) {
+        errno = ENOTCONN;
+        r = -1;
+    } else if (p->q_head == NULL && send_now(p, ppid, data, len) == 0) {
+        r = 0;
+    } else if (p->q_head == NULL && errno != EWOULDBLOCK && errno != EAGAIN) {
+        r = -1;
+    } else if (p->q_bytes + len > SEND_QUEUE_LIMIT) {
+        errno = ENOBUFS;
+        r = -1;
+    } else {
+        queued *q = mem_alloc(sizeof *q + len);
+        if (q == NULL) {
+            errno = ENOMEM;
+            r = -1;
+        } else {
+            q->next = NULL;
+            q->ppid = ppid;
+            q->len = len;
+            memcpy(q->data, data, len);
+            if (p->q_tail)
+                p->q_tail->next = q;
+            else
+                p->q_head = q;
+            p->q_tail = q;
+            p->q_bytes += len;
+            arm_retry(p);
+        }
+    }
+    pthread_mutex_unlock(&p->send_lock);
+    return r;
+}
+
+int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len)
+{
+    return peer_send(p, DCEP_PPID_STRING, (const uint8_t *)text, len);
+}
+
+int rtc_peer_send_binary(rtc_peer *p, const uint8_t *data, size_t len)
+{
+    return peer_send(p, DCEP_PPID_BINARY, data, len);
+}
+
+/* ---------- graceful close ---------- */
+
+static gboolean graceful_cb(gpointer data)
+{
+    rtc_peer *p = data;
+    if (p->state == ST_CLOSED)
+        return G_SOURCE_REMOVE;
+    if (rtc_peer_queued_bytes(p) > 0)
+        return G_SOURCE_CONTINUE; /* poll until our own queue is in usrsctp */
+    pthread_mutex_lock(&p->send_lock);
+    rtc_sctp *s = p->sctp;
+    if (s && p->channel_stream >= 0)
+        rtc_sctp_reset_stream(s, (uint16_t)p->channel_stream);
+    int ok = s && rtc_sctp_shutdown(s) == 0;
+    p->channel_open = 0;
+    pthread_mutex_unlock(&p->send_lock);
+    if (!ok)
+        rtc_peer_close(p, "closed");
+    /* else SCTP SHUTDOWN-COMPLETE arrives -> on_close("closed") */
+    return G_SOURCE_REMOVE;
+}
+
+void rtc_peer_close_gracefully(rtc_peer *p)
+{
+    GSource *s = g_timeout_source_new(5);
+    attach(p, s, graceful_cb);
+    g_source_unref(s);
+}
+
+/* ---------- SCTP callbacks ---------- */
+
+static void sctp_output(void *arg, const uint8_t *packet, size_t len)
+{
+    rtc_peer *p = arg;
+    if (p->dtls)
+        dtls_conn_write(p->dtls, packet, len);
+}
+
+static gboolean drain_cb(gpointer data)
+{
+    rtc_peer *p = data;
+    atomic_store(&p->drain_pending, 0);
+    if (p->state != ST_CLOSED && p->sctp)
+        rtc_sctp_drain(p->sctp);
+    return G_SOURCE_REMOVE;
+}
+
+static void sctp_wake(void *arg)
+{
+    rtc_peer *p = arg;
+    if (atomic_exchange(&p->drain_pending, 1))
+        return;
+    GSource *s = g_idle_source_new();
+    g_source_set_priority(s, G_PRIORITY_DEFAULT);
+    attach(p, s, drain_cb);
+    g_source_unref(s);
+}
+
+static void channel_opened(rtc_peer *p)
+{
+    pthread_mutex_lock(&p->send_lock);
+    p->channel_open = 1;
+    pthread_mutex_unlock(&p->send_lock);
+    p->state = ST_OPEN;
+    drop_source(&p->setup_timer);
+    log_debug("rtc", "peer %s: channel open on stream %d", p->id, p->channel_stream);
+    if (p->cb.on_open)
+        p->cb.on_open(p, p->user);
+}
+
+static void sctp_connected(void *arg)
+{
+    rtc_peer *p = arg;
+    if (!p->offerer || p->channel_stream >= 0)
+        return;
+    /* RFC 8832 §6: the DTLS client uses even stream ids, the server odd. */
+    p->channel_stream = p->dtls_client ? 0 : 1;
+    uint8_t buf[128];
+    int n = dcep_write_open(buf, sizeof buf, DCEP_CHANNEL_RELIABLE, 0, 0, p->label, "");
+    pthread_mutex_lock(&p->send_lock);
+    int r = n > 0 ? rtc_sctp_send(p->sctp, (uint16_t)p->channel_stream, DCEP_PPID_CONTROL, buf,
+                                  (size_t)n)
+                  : -1;
+    pthread_mutex_unlock(&p->send_lock);
+    if (r < 0)
+        rtc_peer_close(p, "could not send DATA_CHANNEL_OPEN");
+}
+
+static void handle_dcep(rtc_peer *p, uint16_t stream, const uint8_t *data, size_t len)
+{
+    dcep_message m;
+    char err[128];
+    if (dcep_parse(data, len, &m, err, sizeof err) < 0) {
+        log_warn("rtc", "peer %s: bad DCEP message: %s", p->id, err);
+        return;
+    }
+    if (m.type == DCEP_MSG_OPEN) {
+        uint8_t ack[1];
+        dcep_write_ack(ack, sizeof ack);
+        pthread_mutex_lock(&p->send_lock);
+        rtc_sctp_send(p->sctp, stream, DCEP_PPID_CONTROL, ack, 1);
+        pthread_mutex_unlock(&p->send_lock);
+        if (p->channel_stream >= 0) {
+            log_debug("rtc", "peer %s: extra channel on stream %u ignored", p->id, stream);
+            return;
+        }
+        p->channel_stream = stream;
+        channel_opened(p);
+    } else if (m.type == DCEP_MSG_ACK && p->offerer && stream == p->channel_stream &&
+               p->state == ST_CONNECTING) {
+        channel_opened(p);
+    }
+}
+
+static void sctp_message(void *arg, uint16_t stream, uint32_t ppid, const uint8_t *data,
+                         size_t len)
+{
+    rtc_peer *p = arg;
+    if (ppid == DCEP_PPID_CONTROL) {
+        handle_dcep(p, stream, data, len);
+        return;
+    }
+    if (p->state != ST_OPEN || stream != p->channel_stream || p->cb.on_message == NULL)
+        return;
+    switch (ppid) {
+    case DCEP_PPID_STRING:
+        p->cb.on_message(p, data, len, 0, p->user);
+        break;
+    case DCEP_PPID_BINARY:
+        p->cb.on_message(p, data, len, 1, p->user);
+        break;
+    case DCEP_PPID_STRING_EMPTY:
+        p->cb.on_message(p, (const uint8_t *)"", 0, 0, p->user);
+        break;
+    case DCEP_PPID_BINARY_EMPTY:
+        p->cb.on_message(p, (const uint8_t *)"", 0, 1, p->user);
+        break;
+    default:
+        log_debug("rtc", "peer %s: message with PPID %u ignored", p->id, ppid);
+    }
+}
+
+static void sctp_oversize(void *arg, uint16_t stream, size_t len)
+{
+    rtc_peer *p = arg;
+    log_warn("rtc", "peer %s: dropped a %zu-byte message over the %zu-byte limit", p->id, len,
+             p->max_recv);
+    if (p->state == ST_OPEN && stream == p->channel_stream && p->cb.on_oversize)
+        p->cb.on_oversize(p, len, p->user);
+}
+
+static void sctp_stream_reset(void *arg, uint16_t stream)
+{
+    rtc_peer *p = arg;
+    if ((int)stream != p->channel_stream)
+        return;
+    /* RFC 8831 §6.7: answer a reset of their stream with a reset of ours. */
+    pthread_mutex_lock(&p->send_lock);
+    if (p->sctp && p->channel_open)
+        rtc_sctp_reset_stream(p->sctp, stream);
+    p->channel_open = 0;
+    pthread_mutex_unlock(&p->send_lock);
+    rtc_peer_close(p, "closed");
+}
+
+static void sctp_writable(void *arg) { flush_queue(arg); }
+
+static void sctp_closed(void *arg, const char *reason) { rtc_peer_close(arg, reason); }
+
+static const rtc_sctp_callbacks sctp_callbacks = {
+    .output = sctp_output,
+    .wake = sctp_wake,
+    .connected = sctp_connected,
+    .message = sctp_message,
+    .oversize = sctp_oversize,
+    .stream_reset = sctp_stream_reset,
+    .writable = sctp_writable,
+    .closed = sctp_closed,
+};
+
+/* ---------- DTLS callbacks ---------- */
+
+static void dtls_send(void *arg, const uint8_t *data, size_t len)
+{
+    rtc_peer *p = arg;
+    if (p->agent)
+        nice_agent_send(p->agent, p->stream_id, 1, (guint)len, (const gchar *)data);
+}
+
+static void dtls_connected(void *arg)
+{
+    rtc_peer *p = arg;
+    char err[256];
+    log_debug("rtc", "peer %s: DTLS connected (%s)", p->id, p->dtls_client ? "client" : "server");
+    rtc_sctp *s = rtc_sctp_new(LOCAL_SCTP_PORT, p->remote->sctp_port, p->max_recv,
+                               &sctp_callbacks, p, err, sizeof err);
+    if (s == NULL) {
+        rtc_peer_close(p, err);
+        return;
+    }
+    pthread_mutex_lock(&p->send_lock);
+    p->sctp = s;
+    pthread_mutex_unlock(&p->send_lock);
+}
+
+static void dtls_data(void *arg, const uint8_t *data, size_t len)
+{
+    rtc_peer *p = arg;
+    if (p->sctp)
+        rtc_sctp_input(p->sctp, data, len);
+}
+
+static void dtls_failed(void *arg, const char *why)
+{
+    rtc_peer *p = arg;
+    log_warn("rtc", "peer %s: %s", p->id, why);
+    rtc_peer_close(p, why);
+}
+
+static void dtls_closed(void *arg) { rtc_peer_close(arg, "closed"); }
+
+static const dtls_callbacks dtls_cbs = {
+    .send = dtls_send,
+    .connected = dtls_connected,
+    .data = dtls_data,
+    .failed = dtls_failed,
+    .closed = dtls_closed,
+};
+
+static gboolean dtls_timer_cb(gpointer data);
+
+/* Re-arms the DTLS retransmission timer from OpenSSL's own deadline. */
+static void arm_dtls_timer(rtc_peer *p)
+{
+    drop_source(&p->dtls_timer);
+    if (p->dtls == NULL || p->state == ST_CLOSED)
+        return;
+    int ms = dtls_conn_timeout_ms(p->dtls);
+    if (ms < 0)
+        return;
+    p->dtls_timer = g_timeout_source_new((guint)(ms > 0 ? ms : 1));
+    attach(p, p->dtls_timer, dtls_timer_cb);
+}
+
+static gboolean dtls_timer_cb(gpointer data)
+{
+    rtc_peer *p = data;
+    if (p->dtls_timer) {
+        g_source_unref(p->dtls_timer);
+        p->dtls_timer = NULL;
+    }
+    if (p->dtls && p->state != ST_CLOSED) {
+        dtls_conn_handle_timeout(p->dtls);
+        arm_dtls_timer(p);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* ---------- ICE ---------- */
+
+static void ice_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len, gchar *buf,
+                     gpointer data)
+{
+    (void)agent, (void)stream_id, (void)component_id;
+    rtc_peer *p = data;
+    /* RFC 7983: 20..63 is DTLS; STUN never reaches us (libnice takes it). */
+    if (len == 0 || p->dtls == NULL || p->state == ST_CLOSED)
+        return;
+    uint8_t first = (uint8_t)buf[0];
+    if (first < 20 || first > 63)
+        return;
+    dtls_conn_input(p->dtls, (const uint8_t *)buf, len);
+    if (!dtls_conn_is_connected(p->dtls) || p->dtls_timer)
+        arm_dtls_timer(p);
+}
+
+static void ice_state_changed(NiceAgent *agent, guint stream_id, guint component_id,
+                              guint state, gpointer data)
+{
+    (void)stream_id, (void)component_id;
+    rtc_peer *p = data;
+    if (p->state == ST_CLOSED)
+        return;
+    if (state == NICE_COMPONENT_STATE_CONNECTED || state == NICE_COMPONENT_STATE_READY) {
+        NiceCandidate *local = NULL, *remote = NULL;
+        if (p->remote_addr[0] == '\0' &&
+            nice_agent_get_selected_pair(agent, p->stream_id, 1, &local, &remote) && remote) {
+            char a[NICE_ADDRESS_STRING_LEN];
+            nice_address_to_string(&remote->addr, a);
+            snprintf(p->remote_addr, sizeof p->remote_addr, "%s:%u", a,
+                     nice_address_get_port(&remote->addr));
+        }
+        if (p->dtls_client && !p->dtls_started && p->dtls) {
+            p->dtls_started = 1;
+            dtls_conn_start(p->dtls);
+            arm_dtls_timer(p);
+        }
+    } else if (state == NICE_COMPONENT_STATE_FAILED) {
+        rtc_peer_close(p, p->state == ST_OPEN ? "ICE connection lost (consent expired)"
+                                              : "ICE connectivity checks failed");
+    }
+}
+
+static gboolean setup_timeout_cb(gpointer data)
+{
+    rtc_peer *p = data;
+    if (p->setup_timer) {
+        g_source_unref(p->setup_timer);
+        p->setup_timer = NULL;
+    }
+    if (p->state == ST_CONNECTING)
+        rtc_peer_close(p, "connection setup timed out");
+    return G_SOURCE_REMOVE;
+}
+
+typedef struct {
+    rtc_peer *p;
+    sdp_description *local; /* out */
+    int timeout_ms;
+    int ok;
+    char err[256];
+} ice_job;
+
+/* Loop thread: agent, stream, host candidates, local description. */
+static void ice_setup(void *arg)
+{
+    ice_job *job = arg;
+    rtc_peer *p = job->p;
+    p->agent = nice_agent_new_full(p->ctx, NICE_COMPATIBILITY_RFC5245,
+                                   NICE_AGENT_OPTION_CONSENT_FRESHNESS |
+                                       NICE_AGENT_OPTION_REGULAR_NOMINATION);
+    if (p->agent == NULL) {
+        snprintf(job->err, sizeof job->err, "cannot create the ICE agent");
+        return;
+    }
+    g_object_set(p->agent, "controlling-mode", p->offerer ? TRUE : FALSE, "upnp", FALSE,
+                 "ice-tcp", FALSE, "ice-udp", TRUE, NULL);
+    for (char **a = p->ice_addresses; a && *a; a++) {
+        NiceAddress addr;
+        nice_address_init(&addr);
+        if (!nice_address_set_from_string(&addr, *a)) {
+            snprintf(job->err, sizeof job->err, "bad ICE address '%s'", *a);
+            return;
+        }
+        nice_agent_add_local_address(p->agent, &addr);
+    }
+    p->stream_id = nice_agent_add_stream(p->agent, 1);
+    if (p->stream_id == 0) {
+        snprintf(job->err, sizeof job->err, "cannot add an ICE stream");
+        return;
+    }
+    nice_agent_set_stream_name(p->agent, p->stream_id, "application");
+    g_signal_connect(p->agent, "component-state-changed", G_CALLBACK(ice_state_changed), p);
+    nice_agent_attach_recv(p->agent, p->stream_id, 1, p->ctx, ice_recv, p);
+    if (!nice_agent_gather_candidates(p->agent, p->stream_id)) {
+        snprintf(job->err, sizeof job->err, "ICE gathering failed (no usable local address)");
+        return;
+    }
+
+    sdp_description *d = job->local;
+    gchar *ufrag = NULL, *pwd = NULL;
+    nice_agent_get_local_credentials(p->agent, p->stream_id, &ufrag, &pwd);
+    snprintf(d->ice_ufrag, sizeof d->ice_ufrag, "%s", ufrag ? ufrag : "");
+    snprintf(d->ice_pwd, sizeof d->ice_pwd, "%s", pwd ? pwd : "");
+    g_free(ufrag);
+    g_free(pwd);
+    GSList *cands = nice_agent_get_local_candidates(p->agent, p->stream_id, 1);
+    for (GSList *i = cands; i; i = i->next) {
+        NiceCandidate *c = i->data;
+        gchar *line = nice_agent_generate_local_candidate_sdp(p->agent, c);
+        const char *v = line && strncmp(line, "a=", 2) == 0 ? line + 2 : line;
+        if (v && d->n_candidates < SDP_MAX_CANDIDATES && strlen(v) < SDP_MAX_CANDIDATE_LEN) {
+            strcpy(d->candidates[d->n_candidates++], v);
+            if (d->conn_address[0] == '\0') {
+                nice_address_to_string(&c->addr, d->conn_address);
+                d->conn_port = (uint16_t)nice_address_get_port(&c->addr);
+            }
+        }
+        g_free(line);
+    }
+    g_slist_free_full(cands, (GDestroyNotify)nice_candidate_free);
+    if (d->n_candidates == 0) {
+        snprintf(job->err, sizeof job->err, "no local ICE candidate");
+        return;
+    }
+    p->setup_timer = g_timeout_source_new((guint)job->timeout_ms);
+    attach(p, p->setup_timer, setup_timeout_cb);
+    job->ok = 1;
+}
+
+/* Loop thread: remote credentials and candidates, DTLS object. */
+static void ice_remote(void *arg)
+{
+    ice_job *job = arg;
+    rtc_peer *p = job->p;
+    const sdp_description *r = p->remote;
+    if (!nice_agent_set_remote_credentials(p->agent, p->stream_id, r->ice_ufrag, r->ice_pwd)) {
+        snprintf(job->err, sizeof job->err, "bad remote ICE credentials");
+        return;
+    }
+    GSList *list = NULL;
+    for (size_t i = 0; i < r->n_candidates; i++) {
+        char line[SDP_MAX_CANDIDATE_LEN + 3];
+        snprintf(line, sizeof line, "a=%s", r->candidates[i]);
+        NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(p->agent, p->stream_id, line);
+        if (c)
+            list = g_slist_append(list, c);
+    }
+    if (list) {
+        nice_agent_set_remote_candidates(p->agent, p->stream_id, 1, list);
+        g_slist_free_full(list, (GDestroyNotify)nice_candidate_free);
+    }
+    p->dtls = dtls_conn_new(identity, p->dtls_client, r->fingerprint_alg, r->fingerprint,
+                            r->fingerprint_len, &dtls_cbs, p);
+    if (p->dtls == NULL) {
+        snprintf(job->err, sizeof job->err, "cannot create the DTLS connection");
+        return;
+    }
+    /* ICE may already be connected (the answer came late): start now. */
+    NiceComponentState st = nice_agent_get_component_state(p->agent, p->stream_id, 1);
+    if (p->dtls_client && (st == NICE_COMPONENT_STATE_CONNECTED ||
+                           st == NICE_COMPONENT_STATE_READY)) {
+        p->dtls_started = 1;
+        dtls_conn_start(p->dtls);
+        arm_dtls_timer(p);
+    }
+    job->ok = 1;
+}
+
+static void abort_setup(void *arg)
+{
+    rtc_peer *p = arg;
+    /* The caller never got this peer: no on_close for it. */
+    p->cb.on_close = NULL;
+    snprintf(p->close_reason, sizeof p->close_reason, "setup failed");
+    atomic_store(&p->close_requested, 1);
+    teardown(p);
+}
+
+static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, size_t errlen)
+{
+    rtc_peer *p = mem_calloc(1, sizeof *p);
+    if (p == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    atomic_fetch_add(&live_peers, 1);
+    atomic_init(&p->refs, 1);
+    pthread_mutex_init(&p->send_lock, NULL);
+    uint8_t rnd[16];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        snprintf(err, errlen, "no randomness for the peer id");
+        rtc_peer_unref(p);
+        return NULL;
+    }
+    for (int i = 0; i < 16; i++)
+        snprintf(p->id + 2 * i, 3, "%02x", rnd[i]);
+    p->loop = rtc_loops_pick(cfg->loops);
+    p->ctx = rtc_loop_context(p->loop);
+    p->cb = *cfg->cb;
+    p->user = cfg->user;
+    p->offerer = offerer;
+    p->setup_pref = cfg->setup;
+    p->channel_stream = -1;
+    p->max_recv = cfg->max_message_size ? cfg->max_message_size : DEFAULT_MAX_MESSAGE;
+    p->max_send = DEFAULT_MAX_MESSAGE;
+    snprintf(p->label, sizeof p->label, "%s", cfg->label ? cfg->label : "chat");
+    if (cfg->ice_addresses) {
+        size_t n = 0;
+        while (cfg->ice_addresses[n])
+            n++;
+        p->ice_addresses = g_new0(char *, n + 1);
+        for (size_t i = 0; i < n; i++)
+            p->ice_addresses[i] = g_strdup(cfg->ice_addresses[i]);
+    }
+    p->remote = mem_calloc(1, sizeof *p->remote);
+    if (p->remote == NULL) {
+        snprintf(err, errlen, "out of memory");
+        rtc_loop_release(p->loop);
+        rtc_peer_unref(p);
+        return NULL;
+    }
+    pthread_mutex_lock(&registry_lock);
+    g_hash_table_insert(registry, p->id, p);
+    pthread_mutex_unlock(&registry_lock);
+    return p;
+}
+
+/* Writes the local description; returns a mem_alloc'd string. */
+static char *write_local(rtc_peer *p, sdp_description *local)
+{
+    memcpy(local->fingerprint, dtls_identity_fingerprint(identity), 32);
+    local->fingerprint_len = 32;
+    strcpy(local->fingerprint_alg, "sha-256");
+    local->sctp_port = LOCAL_SCTP_PORT;
+    local->max_message_size = (uint32_t)p->max_recv;
+    uint64_t sid;
+    RAND_bytes((unsigned char *)&sid, sizeof sid);
+    local->session_id = sid & 0x7fffffffffffffffULL;
+    size_t cap = 4096 + local->n_candidates * (SDP_MAX_CANDIDATE_LEN + 8);
+    char *buf = mem_alloc(cap);
+    if (buf && sdp_write(local, buf, cap) < 0) {
+        mem_free(buf);
+        buf = NULL;
+    }
+    return buf;
+}
+
+static void adopt_remote_limits(rtc_peer *p)
+{
+    uint32_t remote_max = p->remote->max_message_size;
+    /* RFC 8841 §6: absent means 64 KiB; 0 means "no limit" - keep ours. */
+    p->max_send = remote_max ? remote_max : DEFAULT_MAX_MESSAGE;
+    if (p->max_send > DEFAULT_MAX_MESSAGE * 4)
+        p->max_send = DEFAULT_MAX_MESSAGE * 4;
+}
+
+int rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
+                    char **answer, char *err, size_t errlen)
+{
+    *out = NULL;
+    *answer = NULL;
+    sdp_description *local = mem_calloc(1, sizeof *local);
+    if (local == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rtc_peer *p = peer_new(cfg, 0, err, errlen);
+    if (p == NULL) {
+        mem_free(local);
+        return -1;
+    }
+    if (sdp_parse(offer, len, p->remote, err, errlen) < 0) {
+        rtc_loop_run_sync(p->loop, abort_setup, p);
+        mem_free(local);
+        return -2; /* the offer's fault */
+    }
+    adopt_remote_limits(p);
+    /* Our role follows the offer's a=setup (RFC 8842 §5.2). */
+    switch (p->remote->setup) {
+    case SDP_SETUP_ACTIVE:
+        p->dtls_client = 0;
+        local->setup = SDP_SETUP_PASSIVE;
+        break;
+    case SDP_SETUP_PASSIVE:
+        p->dtls_client = 1;
+        local->setup = SDP_SETUP_ACTIVE;
+        break;
+    default:
+        p->dtls_client = cfg->setup != RTC_SETUP_PASSIVE;
+        local->setup = p->dtls_client ? SDP_SETUP_ACTIVE : SDP_SETUP_PASSIVE;
+    }
+    local->dialect = p->remote->dialect;
+    strcpy(local->mid, p->remote->mid);
+
+    ice_job job = {.p = p, .local = local, .timeout_ms = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 30000};
+    rtc_loop_run_sync(p->loop, ice_setup, &job);
+    if (job.ok == 1) {
+        job.ok = 0;
+        rtc_loop_run_sync(p->loop, ice_remote, &job);
+    }
+    char *sdp = job.ok == 1 ? write_local(p, local) : NULL;
+    mem_free(local);
+    if (sdp == NULL) {
+        snprintf(err, errlen, "%s", job.err[0] ? job.err : "cannot write the answer");
+        rtc_loop_run_sync(p->loop, abort_setup, p);
+        return -1;
+    }
+    *out = rtc_peer_ref(p);
+    *answer = sdp;
+    return 0;
+}
+
+int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, char *err,
+                   size_t errlen)
+{
+    *out = NULL;
+    *offer = NULL;
+    sdp_description *local = mem_calloc(1, sizeof *local);
+    if (local == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rtc_peer *p = peer_new(cfg, 1, err, errlen);
+    if (p == NULL) {
+        mem_free(local);
+        return -1;
+    }
+    local->setup = cfg->setup == RTC_SETUP_ACTIVE    ? SDP_SETUP_ACTIVE
+                   : cfg->setup == RTC_SETUP_PASSIVE ? SDP_SETUP_PASSIVE
+                                                     : SDP_SETUP_ACTPASS;
+    local->dialect = SDP_DIALECT_MODERN;
+    strcpy(local->mid, "0");
+    ice_job job = {.p = p, .local = local, .timeout_ms = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 30000};
+    rtc_loop_run_sync(p->loop, ice_setup, &job);
+    char *sdp = job.ok == 1 ? write_local(p, local) : NULL;
+    mem_free(local);
+    if (sdp == NULL) {
+        snprintf(err, errlen, "%s", job.err[0] ? job.err : "cannot write the offer");
+        rtc_loop_run_sync(p->loop, abort_setup, p);
+        return -1;
+    }
+    *out = rtc_peer_ref(p);
+    *offer = sdp;
+    return 0;
+}
+
+int rtc_peer_set_answer(rtc_peer *p, const char *answer, size_t len, char *err, size_t errlen)
+{
+    if (sdp_parse(answer, len, p->remote, err, errlen) < 0)
+        return -1;
+    adopt_remote_limits(p);
+    switch (p->remote->setup) {
+    case SDP_SETUP_PASSIVE:
+        p->dtls_client = 1;
+        break;
+    case SDP_SETUP_ACTIVE:
+    case SDP_SETUP_NONE: /* RFC 8842: an answer without a=setup means active */
+        p->dtls_client = 0;
+        break;
+    default:
+        snprintf(err, errlen, "the answer must not say a=setup:actpass");
+        return -1;
+    }
+    if ((p->setup_pref == RTC_SETUP_ACTIVE && !p->dtls_client) ||
+        (p->setup_pref == RTC_SETUP_PASSIVE && p->dtls_client)) {
+        snprintf(err, errlen, "the answer's a=setup contradicts the offer");
+        return -1;
+    }
+    ice_job job = {.p = p};
+    rtc_loop_run_sync(p->loop, ice_remote, &job);
+    if (!job.ok) {
+        snprintf(err, errlen, "%s", job.err);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,110 @@
+/*
+ * peer — one WebRTC data-channel peer connection. This header is all the
+ * rest of chatd (and chat-client, chat-bench) sees of the transport.
+ *
+ *   rtc_init()                  once per process
+ *   rtc_peer_answer()           chatd: offer in, answer out (non-trickle)
+ *   rtc_peer_offer()            clients: make an offer ...
+ *   rtc_peer_set_answer()       ... and apply the answer
+ *   on_open / on_message / on_close callbacks
+ *   rtc_peer_send_text() / rtc_peer_send_binary() / rtc_peer_close()
+ *
+ * Underneath: ICE (libnice), DTLS 1.2 (OpenSSL 3, fingerprint checked
+ * against the SDP), SCTP (usrsctp over AF_CONN) and DCEP (RFC 8832), for a
+ * single reliable ordered channel. The same code answers or offers, in
+ * either DTLS role.
+ *
+ * Threading: every callback of a peer runs on that peer's event loop
+ * (loop.h). Sending and closing are safe from any thread. Creating a peer
+ * must not be done from the loop it is placed on (it waits for that loop).
+ *
+ * Ownership: a peer lives until its on_close callback has returned; hold a
+ * reference (rtc_peer_ref/unref) to use its pointer after that.
+ */
+#ifndef CHATD_PEER_H
+#define CHATD_PEER_H
+
+#include "rtc/loop.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rtc_peer rtc_peer;
+
+typedef enum {
+    RTC_SETUP_AUTO = 0, /* offer: actpass; answer: active (we are the DTLS client) */
+    RTC_SETUP_ACTIVE,   /* we send the ClientHello */
+    RTC_SETUP_PASSIVE   /* we wait for it */
+} rtc_setup;
+
+typedef struct {
+    void (*on_open)(rtc_peer *p, void *user);
+    void (*on_message)(rtc_peer *p, const uint8_t *data, size_t len, int binary, void *user);
+    /* A message over max_message_size arrived and was dropped. Optional. */
+    void (*on_oversize)(rtc_peer *p, size_t len, void *user);
+    /* Exactly once, also when the channel never opened. */
+    void (*on_close)(rtc_peer *p, const char *reason, void *user);
+} rtc_peer_callbacks;
+
+typedef struct {
+    rtc_loops *loops;                 /* the peer runs on the least loaded one */
+    const char *const *ice_addresses; /* NULL-terminated; NULL = every interface */
+    size_t max_message_size;          /* largest message accepted; 0 = 65536 */
+    rtc_setup setup;                  /* DTLS role preference */
+    int setup_timeout_ms;             /* close if not open by then; 0 = 30000 */
+    const char *label;                /* channel label when offering; NULL = "chat" */
+    const rtc_peer_callbacks *cb;
+    void *user;
+} rtc_peer_config;
+
+/* Once per process: DTLS certificate and the SCTP stack. */
+int rtc_init(char *err, size_t errlen);
+void rtc_shutdown(void);
+/* Base64-free "AB:CD:..." SHA-256 fingerprint of this process's certificate. */
+const char *rtc_fingerprint(void);
+
+/* Answers an offer. On success returns 0, *out is the new peer with one
+ * reference for the caller (rtc_peer_unref) and *answer a NUL-terminated SDP
+ * to free with rtc_free(). Returns -2 when the offer itself is bad (the
+ * HTTP layer's 400 BAD_SDP) and -1 on any other failure; err says why. */
+int rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
+                    char **answer, char *err, size_t errlen);
+/* Makes an offer (the offerer opens the channel once connected). */
+int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, char *err,
+                   size_t errlen);
+int rtc_peer_set_answer(rtc_peer *p, const char *answer, size_t len, char *err, size_t errlen);
+void rtc_free(void *p);
+
+/* Queue a message. Returns 0, or -1 with errno: EMSGSIZE over the remote's
+ * limit, ENOTCONN when the channel is not open, ENOBUFS when the peer is so
+ * far behind that its queue is full. */
+int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len);
+int rtc_peer_send_binary(rtc_peer *p, const uint8_t *data, size_t len);
+
+/* Closes now (abort). on_close follows on the peer's loop. */
+void rtc_peer_close(rtc_peer *p, const char *reason);
+/* Closes gracefully: everything queued is delivered first, then the SCTP
+ * association shuts down; on_close("closed") follows. */
+void rtc_peer_close_gracefully(rtc_peer *p);
+
+const char *rtc_peer_id(const rtc_peer *p);
+int rtc_peer_is_open(rtc_peer *p);
+/* Largest message this peer's remote accepts. */
+size_t rtc_peer_max_send(const rtc_peer *p);
+/* Bytes waiting in chatd's own queue for this peer. */
+size_t rtc_peer_queued_bytes(rtc_peer *p);
+void *rtc_peer_user(const rtc_peer *p);
+/* Remote address of the selected ICE pair, "" until connected. */
+const char *rtc_peer_remote_address(const rtc_peer *p);
+
+rtc_peer *rtc_peer_ref(rtc_peer *p);
+void rtc_peer_unref(rtc_peer *p);
+
+/* Finds a live peer by id; returns a reference, or NULL. */
+rtc_peer *rtc_peer_find(const char *id);
+/* Closes every live peer (server shutdown). */
+void rtc_peer_close_all(const char *reason);
+/* Peers created and not yet freed (leak checks). */
+long rtc_peer_live_count(void);
+
+#endif

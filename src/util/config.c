@@ -1,0 +1,300 @@
+/*
+ * config — see config.h. One table describes every option: its flag, its
+ * environment variable, its default and its help line, so --help and the
+ * parser cannot disagree.
+ */
+#include "util/config.h"
+
+#include "util/log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum {
+    OPT_LISTEN, OPT_PUBLIC_URL, OPT_ICE, OPT_API, OPT_DB, OPT_DATA, OPT_KEY, OPT_TTL,
+    OPT_AUTO, OPT_SEED, OPT_MAX_PEERS, OPT_LOOPS, OPT_DRAWS, OPT_DRAW_BACKOFF, OPT_LOG,
+    OPT_COUNT
+} opt_id;
+
+static const struct {
+    const char *flag, *env, *arg, *def, *help;
+} options[OPT_COUNT] = {
+    [OPT_LISTEN] = {"--listen", "CHATD_LISTEN", "HOST:PORT", "127.0.0.1:8080",
+                    "HTTP address (port 0 picks a free one)"},
+    [OPT_PUBLIC_URL] = {"--public-url", "CHATD_PUBLIC_URL", "URL", "http://LISTEN",
+                        "public base URL, also the JWT issuer"},
+    [OPT_ICE] = {"--ice-address", "CHATD_ICE_ADDRESSES", "ADDR", "every local interface",
+                 "host candidate address (repeatable; env: comma list)"},
+    [OPT_API] = {"--api-url", "JSONPLACEHOLDER_URL", "URL", "https://jsonplaceholder.typicode.com",
+                 "JSONPlaceholder base URL"},
+    [OPT_DB] = {"--database-url", "DATABASE_URL", "URL", "sqlite://DATA_DIR/chat.db",
+                "sqlite://PATH or postgresql://..."},
+    [OPT_DATA] = {"--data-dir", "CHATD_DATA_DIR", "DIR", "./data", "data directory"},
+    [OPT_KEY] = {"--jwt-key", "CHATD_JWT_KEY", "FILE", "DATA_DIR/jwt-es256.pem",
+                 "EC P-256 signing key, PEM (created 0600 if absent)"},
+    [OPT_TTL] = {"--jwt-ttl", "CHATD_JWT_TTL", "SECONDS", "3600", "token lifetime"},
+    [OPT_AUTO] = {"--auto-post-max-ms", "CHATD_AUTO_POST_MAX_MS", "N", "10000",
+                  "auto-post delay is uniform in [0, N] ms"},
+    [OPT_SEED] = {"--seed", "CHATD_SEED", "N", "from the OS", "seed for reproducible draws"},
+    [OPT_MAX_PEERS] = {"--max-peers", "CHATD_MAX_PEERS", "N", "10000",
+                       "connected peers before 503 AT_CAPACITY"},
+    [OPT_LOOPS] = {"--loops", "CHATD_LOOPS", "N", "number of cores", "event-loop threads"},
+    [OPT_DRAWS] = {"--draw-attempts", "CHATD_DRAW_ATTEMPTS", "N", "5",
+                   "user draws per connection before a fatal error"},
+    [OPT_DRAW_BACKOFF] = {"--draw-backoff-ms", "CHATD_DRAW_BACKOFF_MS", "N", "500",
+                          "first wait after a failed draw (doubles each time)"},
+    [OPT_LOG] = {"--log-level", "CHATD_LOG_LEVEL", "LEVEL", "info", "debug, info, warn, error"},
+};
+
+void config_usage(const char *prog, void *stream)
+{
+    FILE *f = stream;
+    fprintf(f, "usage: %s [OPTION]...\n\nchatd, a chat server over WebRTC data channels.\n\n", prog);
+    for (int i = 0; i < OPT_COUNT; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "%s %s", options[i].flag, options[i].arg);
+        fprintf(f, "  %-28s %s\n  %-28s env %s, default %s\n", left, options[i].help, "",
+                options[i].env, options[i].def);
+    }
+    fprintf(f, "  %-28s this text\n\nExit status: 0 after SIGINT/SIGTERM, 1 when the database "
+               "cannot be opened, 2 on a bad option.\n", "-h, --help");
+}
+
+static int parse_long(const char *v, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end != '\0' || n < min || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int add_ice(chatd_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (cfg->n_ice_addresses >= CONFIG_MAX_ICE_ADDRESSES) {
+        snprintf(err, errlen, "too many ICE addresses (at most %d)", CONFIG_MAX_ICE_ADDRESSES);
+        return -1;
+    }
+    if (*v == '\0') {
+        snprintf(err, errlen, "empty ICE address");
+        return -1;
+    }
+    cfg->ice_addresses[cfg->n_ice_addresses++] = strdup(v);
+    return 0;
+}
+
+static int split_listen(chatd_config *cfg, const char *v, char *err, size_t errlen)
+{
+    const char *colon = strrchr(v, ':');
+    long port;
+    if (colon == NULL || colon == v || parse_long(colon + 1, 0, 65535, &port) < 0) {
+        snprintf(err, errlen, "bad --listen '%s' (want HOST:PORT)", v);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - v);
+    if (v[0] == '[' && hl > 2 && v[hl - 1] == ']') { /* [::1]:8080 */
+        v++;
+        hl -= 2;
+    }
+    if (hl >= sizeof cfg->listen_host) {
+        snprintf(err, errlen, "--listen host too long");
+        return -1;
+    }
+    memcpy(cfg->listen_host, v, hl);
+    cfg->listen_host[hl] = '\0';
+    cfg->listen_port = (int)port;
+    return 0;
+}
+
+static int copy_str(char *dst, size_t cap, const char *v, const char *flag, char *err,
+                    size_t errlen)
+{
+    if (strlen(v) >= cap || *v == '\0') {
+        snprintf(err, errlen, "bad %s value", flag);
+        return -1;
+    }
+    strcpy(dst, v);
+    return 0;
+}
+
+static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char *err,
+                 size_t errlen)
+{
+    const char *flag = options[id].flag;
+    long n;
+    switch (id) {
+    case OPT_LISTEN:
+        return split_listen(cfg, v, err, errlen);
+    case OPT_PUBLIC_URL:
+        return copy_str(cfg->public_url, sizeof cfg->public_url, v, flag, err, errlen);
+    case OPT_ICE:
+        if (from_env) {
+            char *copy = strdup(v), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                if (add_ice(cfg, t, err, errlen) < 0) {
+                    free(copy);
+                    return -1;
+                }
+            free(copy);
+            return 0;
+        }
+        return add_ice(cfg, v, err, errlen);
+    case OPT_API:
+        return copy_str(cfg->api_url, sizeof cfg->api_url, v, flag, err, errlen);
+    case OPT_DB:
+        return copy_str(cfg->database_url, sizeof cfg->database_url, v, flag, err, errlen);
+    case OPT_DATA:
+        return copy_str(cfg->data_dir, sizeof cfg->data_dir, v, flag, err, errlen);
+    case OPT_KEY:
+        return copy_str(cfg->jwt_key, sizeof cfg->jwt_key, v, flag, err, errlen);
+    case OPT_SEED: {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (errno || end == v || *end || *v == '-') {
+            snprintf(err, errlen, "bad %s '%s' (want a non-negative integer)", flag, v);
+            return -1;
+        }
+        cfg->has_seed = 1;
+        cfg->seed = s;
+        return 0;
+    }
+    case OPT_LOG: {
+        int l = log_level_parse(v);
+        if (l < 0) {
+            snprintf(err, errlen, "bad %s '%s' (debug, info, warn, error, off)", flag, v);
+            return -1;
+        }
+        cfg->log_level = l;
+        return 0;
+    }
+    default:
+        break;
+    }
+    static const struct {
+        long min, max;
+    } ranges[OPT_COUNT] = {
+        [OPT_TTL] = {60, 30L * 86400},        [OPT_AUTO] = {0, 3600L * 1000},
+        [OPT_MAX_PEERS] = {1, 1000000},        [OPT_LOOPS] = {1, 256},
+        [OPT_DRAWS] = {1, 100},                [OPT_DRAW_BACKOFF] = {0, 60000},
+    };
+    if (parse_long(v, ranges[id].min, ranges[id].max, &n) < 0) {
+        snprintf(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
+                 ranges[id].min, ranges[id].max);
+        return -1;
+    }
+    switch (id) {
+    case OPT_TTL:
+        cfg->jwt_ttl = n;
+        break;
+    case OPT_AUTO:
+        cfg->auto_post_max_ms = n;
+        break;
+    case OPT_MAX_PEERS:
+        cfg->max_peers = n;
+        break;
+    case OPT_LOOPS:
+        cfg->loops = (int)n;
+        break;
+    case OPT_DRAWS:
+        cfg->draw_attempts = (int)n;
+        break;
+    default:
+        cfg->draw_backoff_ms = n;
+        break;
+    }
+    return 0;
+}
+
+int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    strcpy(cfg->api_url, "https://jsonplaceholder.typicode.com");
+    strcpy(cfg->data_dir, "./data");
+    cfg->jwt_ttl = 3600;
+    cfg->auto_post_max_ms = 10000;
+    cfg->max_peers = 10000;
+    cfg->draw_attempts = 5;
+    cfg->draw_backoff_ms = 500;
+    cfg->log_level = LOGL_INFO;
+
+    /* Environment first, flags after: flags win. A flag given on the
+     * command line replaces the env's ICE list instead of adding to it. */
+    int ice_flag = 0;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--ice-address") == 0 || strncmp(argv[i], "--ice-address=", 14) == 0)
+            ice_flag = 1;
+    for (int id = 0; id < OPT_COUNT; id++) {
+        const char *v = getenv(options[id].env);
+        if (v == NULL || *v == '\0' || (id == OPT_ICE && ice_flag))
+            continue;
+        if (apply(cfg, (opt_id)id, v, 1, err, errlen) < 0) {
+            size_t l = strlen(err);
+            snprintf(err + l, errlen - l, " (from %s)", options[id].env);
+            return -1;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cfg->help = 1;
+            return 0;
+        }
+        int found = -1;
+        const char *value = NULL;
+        for (int id = 0; id < OPT_COUNT && found < 0; id++) {
+            size_t fl = strlen(options[id].flag);
+            if (strncmp(a, options[id].flag, fl) != 0)
+                continue;
+            if (a[fl] == '=') {
+                found = id;
+                value = a + fl + 1;
+            } else if (a[fl] == '\0') {
+                found = id;
+                if (i + 1 >= argc) {
+                    snprintf(err, errlen, "%s needs a value", options[id].flag);
+                    return -1;
+                }
+                value = argv[++i];
+            }
+        }
+        if (found < 0) {
+            snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+            return -1;
+        }
+        if (apply(cfg, (opt_id)found, value, 0, err, errlen) < 0)
+            return -1;
+    }
+    if (cfg->public_url[0] == '\0') {
+        cfg->public_url_is_default = 1;
+        int v6 = strchr(cfg->listen_host, ':') != NULL;
+        snprintf(cfg->public_url, sizeof cfg->public_url, "http://%s%s%s:%d", v6 ? "[" : "",
+                 cfg->listen_host, v6 ? "]" : "", cfg->listen_port);
+    }
+    size_t pl = strlen(cfg->public_url);
+    while (pl > 0 && cfg->public_url[pl - 1] == '/')
+        cfg->public_url[--pl] = '\0';
+    if (cfg->database_url[0] == '\0')
+        snprintf(cfg->database_url, sizeof cfg->database_url, "sqlite://%s/chat.db",
+                 cfg->data_dir);
+    if (cfg->jwt_key[0] == '\0')
+        snprintf(cfg->jwt_key, sizeof cfg->jwt_key, "%s/jwt-es256.pem", cfg->data_dir);
+    return 0;
+}
+
+void config_free(chatd_config *cfg)
+{
+    for (int i = 0; i < cfg->n_ice_addresses; i++) {
+        free(cfg->ice_addresses[i]);
+        cfg->ice_addresses[i] = NULL;
+    }
+    cfg->n_ice_addresses = 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * config — chatd's settings from flags and environment variables.
+ *
+ * Every flag has an environment variable; a flag wins over its variable,
+ * which wins over the default (SPEC.md, "chatd configuration"). Parsing
+ * never exits: it returns -1 with one clear line, and chatd exits 2.
+ */
+#ifndef CHATD_CONFIG_H
+#define CHATD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_ICE_ADDRESSES 16
+
+typedef struct {
+    char listen_host[256];
+    int listen_port;
+    char public_url[512];
+    int public_url_is_default; /* follows the bound port when --listen says :0 */
+    char *ice_addresses[CONFIG_MAX_ICE_ADDRESSES + 1]; /* NULL-terminated */
+    int n_ice_addresses;
+    char api_url[512];
+    char database_url[1024];
+    char data_dir[512];
+    char jwt_key[1024];
+    long jwt_ttl;
+    long auto_post_max_ms;
+    int has_seed;
+    uint64_t seed;
+    long max_peers;
+    int loops;
+    int draw_attempts;
+    long draw_backoff_ms;
+    int log_level;
+    int help;
+} chatd_config;
+
+/* Fills cfg from argv and the environment. Returns 0, or -1 with err set. */
+int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t errlen);
+void config_free(chatd_config *cfg);
+/* Writes the --help text (every flag with its variable and default). */
+void config_usage(const char *prog, void *stream);
+
+#endif

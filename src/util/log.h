@@ -1,0 +1,32 @@
+/*
+ * log — one line per event on standard error.
+ *
+ * Format: "2026-11-25T04:30:00.123Z INFO  module: text". Thread-safe: each
+ * line is written with a single write(2) so lines from the event-loop
+ * threads never interleave. The level is process-wide and set once at start.
+ */
+#ifndef CHATD_LOG_H
+#define CHATD_LOG_H
+
+typedef enum {
+    LOGL_DEBUG = 0,
+    LOGL_INFO = 1,
+    LOGL_WARN = 2,
+    LOGL_ERROR = 3,
+    LOGL_OFF = 4
+} log_level;
+
+void log_set_level(log_level level);
+log_level log_get_level(void);
+/* Parses "debug", "info", "warn", "error" or "off"; returns -1 if unknown. */
+int log_level_parse(const char *name);
+
+void log_msg(log_level level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_debug(mod, ...) log_msg(LOGL_DEBUG, mod, __VA_ARGS__)
+#define log_info(mod, ...) log_msg(LOGL_INFO, mod, __VA_ARGS__)
+#define log_warn(mod, ...) log_msg(LOGL_WARN, mod, __VA_ARGS__)
+#define log_error(mod, ...) log_msg(LOGL_ERROR, mod, __VA_ARGS__)
+
+#endif
