@@ -1,0 +1,186 @@
+/*
+ * store — chatd's log of users, messages, sessions and API errors.
+ *
+ * One interface, two backends chosen once by the URL scheme (Redis's ae_*
+ * pattern): `sqlite://PATH` (embedded default, WAL journal) and
+ * `postgresql://…` / `postgres://…` (a libpq connection URI, sslmode and all
+ * as given). Both get the same schema from chatd's own numbered migrations,
+ * recorded in a one-row `schema_version` table (see STORE_SCHEMA_VERSION).
+ *
+ * Writes never block the caller. store_put_* copy their arguments into an
+ * in-memory FIFO queue and return; one writer thread per store takes
+ * everything queued (up to STORE_BATCH_MAX rows) and writes it in ONE
+ * transaction with prepared statements. A row leaves the queue only after its
+ * transaction has committed, so:
+ *   - when the database is down (server stopped, connection lost, file
+ *     locked by someone else, disk full…) the batch is rolled back, rows stay
+ *     at the head of the queue in order, the store is marked down, and the
+ *     writer retries with backoff (100 ms doubling to 2 s), reconnecting each
+ *     time, until it succeeds and marks the store up again;
+ *   - FIFO order means a user's row is always written before the messages
+ *     and sessions queued after it;
+ *   - the queue has no cap (its depth is in store_stats); rows are never
+ *     dropped, with one exception: a row the database refuses for its content
+ *     (a constraint or data error, which no retry can fix) is logged with
+ *     log_error and counted in store_stats.rows_rejected, so that one bad row
+ *     cannot hold up everything queued behind it.
+ *
+ * Message ids are allocated in memory (store_next_message_id, an atomic
+ * counter seeded from MAX(messages.id) at open), so a message can be
+ * delivered with its final id before its row is written; the id is its
+ * messages.id.
+ *
+ * Timestamps are ISO-8601 UTC strings with milliseconds,
+ * "2026-11-24T10:00:00.123Z": TEXT in SQLite, timestamptz in PostgreSQL, and
+ * returned in that same format by either backend. A timestamp argument must
+ * have exactly that form (the put is refused otherwise); NULL means "now".
+ *
+ * Threading: every function may be called from any thread, several at once,
+ * except store_close (once, after every other call has returned). store_put_*
+ * only take a mutex for a queue append. Callbacks (store_done_cb) run on the
+ * writer thread, one at a time, in queue order; they must not block for long
+ * and must not call store_close or store_flush. store_recent_messages uses
+ * its own read connection (one, shared under a mutex), never the writer's.
+ * The writer thread blocks every signal, so SIGTERM/SIGINT reach the
+ * application's threads.
+ *
+ * Shutdown (SIGTERM): call store_flush with a generous timeout, then
+ * store_close. Errors are returned as -1 or NULL with a one-line message in
+ * the caller's err buffer.
+ */
+#ifndef CHATD_STORE_H
+#define CHATD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The schema version this chatd migrates databases to. */
+#define STORE_SCHEMA_VERSION 1
+/* Most rows the writer puts into one transaction. */
+#define STORE_BATCH_MAX 1000
+/* Most rows store_recent_messages returns (larger limits are clamped). */
+#define STORE_RECENT_MAX 1000
+/* How long store_close waits for the queue to drain. */
+#define STORE_CLOSE_FLUSH_MS 5000
+/* Buffer size for store_format_now. */
+#define STORE_TS_LEN 32
+
+typedef struct store store;
+
+/* A JSONPlaceholder user. Strings are borrowed for the duration of the call
+ * only; the store copies what it keeps. */
+typedef struct store_user {
+    long id;             /* JSONPlaceholder id, > 0 */
+    const char *name;    /* required */
+    const char *username; /* required */
+    const char *email;   /* NULL = none */
+    const char *profile; /* the whole user object as JSON text; required */
+    const char *seen_at; /* first_seen on insert, last_seen always; NULL = now */
+} store_user;
+
+/* A chat message. On store_put_message the strings are borrowed (the store
+ * copies them). In the results of store_recent_messages every string lives
+ * in the one block the caller frees with store_messages_free. */
+typedef struct store_message {
+    int64_t id;             /* from store_next_message_id */
+    const char *room;       /* required */
+    long user_id;           /* the users.id of the sender; its row comes first */
+    const char *source;     /* "auto" or "manual" */
+    long post_id;           /* 0 = none (NULL in the database) */
+    const char *title;      /* NULL = none */
+    const char *body;       /* required */
+    const char *created_at; /* NULL = now (on put) */
+    /* The sender's users.name / users.username. Never NULL in results: from
+     * the users table for written rows; for a row still waiting in the queue,
+     * the values given on put ("" if none). Optional on put and not written
+     * with the message (the users row has them), but set them so that queued
+     * messages come back with names, e.g. while the database is down. */
+    const char *user_name;
+    const char *user_username;
+} store_message;
+
+/* Counters for /metrics and /api/health. A snapshot: each field is exact,
+ * the set is taken under one lock. */
+typedef struct store_stats {
+    const char *backend;     /* "sqlite" or "postgresql" (static string) */
+    int db_up;               /* 1 = last write/ping succeeded, 0 = down */
+    uint64_t down_events;    /* times the database went from up to down */
+    size_t queue_depth;      /* rows queued and not yet committed */
+    uint64_t rows_written;   /* rows committed */
+    uint64_t rows_rejected;  /* rows refused by the database for content */
+    uint64_t batches;        /* transactions committed */
+    uint64_t write_failures; /* batch attempts rolled back for retry */
+    uint64_t last_batch_us;  /* latency of the last committed batch */
+    uint64_t avg_batch_us;   /* mean latency over all committed batches */
+    uint64_t max_batch_us;   /* worst latency of a committed batch */
+} store_stats;
+
+/* Called once the user row is committed (ok = 1), or when it never will be
+ * (ok = 0): refused by the database, or still queued when store_close gave
+ * up waiting. Exactly one call per accepted put. It runs on the writer
+ * thread, except for rows abandoned by store_close, where it runs on the
+ * thread calling store_close. */
+typedef void (*store_done_cb)(void *arg, int ok);
+
+/* Opens the database named by url, creates the parent directory of a SQLite
+ * file if missing, migrates the schema, and starts the writer thread.
+ * Returns NULL with a one-line message in err when the scheme is unknown or
+ * the database cannot be opened or migrated (chatd exits 1 then). The caller
+ * owns the result and ends it with store_close. */
+store *store_open(const char *url, char *err, size_t errlen);
+
+/* Flushes (at most STORE_CLOSE_FLUSH_MS), stops the writer thread, closes
+ * the connections and frees everything. Rows still queued after that wait
+ * are logged as lost and their callbacks get ok = 0. NULL is a no-op. */
+void store_close(store *s);
+
+/* The next message id: unique and increasing within this store, larger than
+ * every id in the database when it was opened. Never fails. */
+int64_t store_next_message_id(store *s);
+
+/* Queue an upsert of the user (first_seen kept, everything else updated);
+ * cb (may be NULL) runs as described at store_done_cb. Returns 0 when
+ * queued, -1 when not (allocation failure, missing field, store closing): cb
+ * is then never called. */
+int store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg);
+
+/* Queue a message row; m is copied. Returns 0 when queued, -1 when not
+ * (allocation failure, missing field, bad source or timestamp, store
+ * closing). */
+int store_put_message(store *s, const store_message *m);
+
+/* Queue a sessions row (user_id 0 = none) / set its ended_at and end_reason.
+ * Returns 0 when queued, -1 when not. */
+int store_session_start(store *s, const char *session_id, long user_id, const char *remote,
+                        const char *ts);
+int store_session_end(store *s, const char *session_id, const char *reason, const char *ts);
+
+/* Queue an api_errors row; status 0 = none (no HTTP answer). Returns 0 when
+ * queued, -1 when not. */
+int store_api_error(store *s, const char *method, const char *url, int status,
+                    const char *error, const char *ts);
+
+/* The newest `limit` messages of `room` with id < before_id (0 = no bound),
+ * newest LAST, with the sender's name and username. Includes messages still
+ * waiting in the queue, so a delivered message is always visible. limit must
+ * be >= 1 and is clamped to STORE_RECENT_MAX. On success returns 0 and sets
+ * *out (one block; free it with store_messages_free; NULL when *count is 0)
+ * and *count. Returns -1 with err set when the database cannot be read. */
+int store_recent_messages(store *s, const char *room, int limit, int64_t before_id,
+                          store_message **out, size_t *count, char *err, size_t errlen);
+void store_messages_free(store_message *msgs);
+
+/* Waits until the queue is empty: every row committed (or refused) and the
+ * callbacks of those rows returned. Rows put by other threads while it waits
+ * are waited for too. timeout_ms < 0 waits forever. Returns 0, or -1 when
+ * the timeout passed first (e.g. the database is down: rows stay queued). */
+int store_flush(store *s, int timeout_ms);
+
+/* Fills *out; cheap (one lock), fine for every /metrics scrape. */
+void store_get_stats(store *s, store_stats *out);
+
+/* Formats the current time as "2026-11-24T10:00:00.123Z" into buf (at least
+ * STORE_TS_LEN bytes) and returns buf. */
+char *store_format_now(char *buf, size_t len);
+
+#endif

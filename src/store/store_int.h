@@ -1,0 +1,124 @@
+/*
+ * store_int — what store.c shares with its backends; not for other modules.
+ *
+ * A queued row is one store_item: one allocation holding the struct and
+ * copies of all its strings, so queuing costs one malloc and can fail in one
+ * place. A backend is a vtable (store_backend) over an opaque connection;
+ * store.c owns the queue, the writer thread and the retry policy, a backend
+ * only turns items into SQL on a connection it was given. Each connection is
+ * used by one thread at a time: the writer's by the writer thread (and by
+ * store_open before that thread starts), the reader's under store.c's read
+ * mutex.
+ */
+#ifndef CHATD_STORE_INT_H
+#define CHATD_STORE_INT_H
+
+#include "store/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    STORE_ITEM_USER,
+    STORE_ITEM_MESSAGE,
+    STORE_ITEM_SESSION_START,
+    STORE_ITEM_SESSION_END,
+    STORE_ITEM_API_ERROR
+} store_item_kind;
+
+typedef struct store_item {
+    struct store_item *next;
+    store_item_kind kind;
+    store_done_cb cb; /* STORE_ITEM_USER only */
+    void *cb_arg;
+    union {
+        store_user user;
+        store_message msg;
+        struct {
+            const char *id;
+            long user_id; /* 0 = NULL */
+            const char *remote;
+            const char *ts;
+        } sess_start;
+        struct {
+            const char *id;
+            const char *reason;
+            const char *ts;
+        } sess_end;
+        struct {
+            const char *method;
+            const char *url;
+            int status; /* 0 = NULL */
+            const char *error;
+            const char *ts;
+        } api_err;
+    } u;
+    char data[]; /* the strings the union points into */
+} store_item;
+
+/* Copies a message (all strings, the user names included) into one new item
+ * of kind STORE_ITEM_MESSAGE. NULL on allocation failure. */
+store_item *store_item_message(const store_message *m);
+
+/* What a batch write came to. */
+typedef enum {
+    STORE_W_OK,     /* committed */
+    STORE_W_RETRY,  /* rolled back for a reason that may pass: try later */
+    STORE_W_REJECT  /* rolled back because of a row's content */
+} store_wres;
+
+typedef struct store_conn store_conn; /* a backend's connection */
+
+/* Rows of a read, newest first, each a STORE_ITEM_MESSAGE item. */
+typedef struct store_rows {
+    store_item **rows;
+    size_t count;
+    size_t cap;
+} store_rows;
+
+typedef struct store_backend {
+    const char *name;   /* for stats and logs */
+    int dialect;        /* index into store_migration.sql */
+    /* The statement that opens the migration transaction and serialises
+     * concurrent migrators. */
+    const char *migrate_begin;
+    /* Connects; reader = 1 for a read-only connection for store_recent_*.
+     * Prepares the backend's statements (the writer's after migration, see
+     * prepare). NULL + err on failure. */
+    store_conn *(*connect)(const char *url, int reader, char *err, size_t errlen);
+    void (*disconnect)(store_conn *c);
+    /* Prepares the write statements; called after migrations. */
+    int (*prepare)(store_conn *c, char *err, size_t errlen);
+    /* Runs SQL (may be several statements), no result. 0 or -1. */
+    int (*exec)(store_conn *c, const char *sql, char *err, size_t errlen);
+    /* Runs a query whose first row's first column is an integer; NULL or no
+     * row gives 0. 0 or -1. */
+    int (*query_int)(store_conn *c, const char *sql, int64_t *out, char *err, size_t errlen);
+    /* Writes items[0..n) in one transaction. */
+    store_wres (*write_batch)(store_conn *c, store_item *const *items, size_t n, char *err,
+                              size_t errlen);
+    /* Cheap liveness check. 0 = up. */
+    int (*ping)(store_conn *c, char *err, size_t errlen);
+    /* True when a failed read on c means the connection itself is broken and
+     * should be replaced. */
+    int (*broken)(store_conn *c);
+    /* Reads the newest `limit` messages of room with id < before_id. */
+    int (*recent)(store_conn *c, const char *room, int limit, int64_t before_id,
+                  store_rows *out, char *err, size_t errlen);
+} store_backend;
+
+extern const store_backend store_sqlite_backend;
+extern const store_backend store_postgres_backend;
+
+/* Brings the schema on c to STORE_SCHEMA_VERSION (store_schema.c). */
+int store_migrate(const store_backend *b, store_conn *c, char *err, size_t errlen);
+
+void store_rows_free(store_rows *r);
+/* Appends an item to r (takes it). -1 (and frees it) on allocation failure. */
+int store_rows_push(store_rows *r, store_item *it);
+
+/* snprintf into err when err is not NULL. */
+void store_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

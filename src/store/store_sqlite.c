@@ -1,0 +1,387 @@
+/*
+ * store_sqlite — the SQLite backend of store (URL `sqlite://PATH`).
+ *
+ * The embedded default: one file, WAL journal so that the reader connection
+ * never waits for the writer, synchronous=NORMAL (a commit survives a chatd
+ * crash; an OS crash may lose the last few, which WAL keeps consistent),
+ * foreign keys on so messages.user_id really references users. The writer
+ * connection's busy timeout is short on purpose: while another process holds
+ * the write lock the store should report "down" and keep rows queued rather
+ * than stall in sqlite3_step.
+ *
+ * `sqlite://data/chat.db` is a path relative to the working directory,
+ * `sqlite:///var/lib/chatd/chat.db` an absolute one. A missing parent
+ * directory is created (0750).
+ *
+ * Threading: a connection is used by one thread at a time (see
+ * store_int.h), so it is opened with SQLITE_OPEN_NOMUTEX.
+ */
+#include "store/store_int.h"
+
+#include "util/mem.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define WRITER_BUSY_MS 250
+#define READER_BUSY_MS 2000
+
+enum { ST_USER, ST_MESSAGE, ST_SESSION_START, ST_SESSION_END, ST_API_ERROR, ST_COUNT };
+
+static const char *const write_sql[ST_COUNT] = {
+    [ST_USER] = "INSERT INTO users (id, name, username, email, profile, first_seen, last_seen)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)"
+                " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+                " username = excluded.username, email = excluded.email,"
+                " profile = excluded.profile, last_seen = excluded.last_seen",
+    /* DO NOTHING: a batch retried after an unclear failure must not fail on
+     * rows it already wrote. */
+    [ST_MESSAGE] = "INSERT INTO messages"
+                   " (id, room, user_id, source, post_id, title, body, created_at)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+    [ST_SESSION_START] = "INSERT INTO sessions (id, user_id, remote, started_at)"
+                         " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+    [ST_SESSION_END] = "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1",
+    [ST_API_ERROR] = "INSERT INTO api_errors (at, method, url, status, error)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5)",
+};
+
+static const char recent_sql[] =
+    "SELECT m.id, m.room, m.user_id, m.source, m.post_id, m.title, m.body, m.created_at,"
+    " u.name, u.username"
+    " FROM messages m LEFT JOIN users u ON u.id = m.user_id"
+    " WHERE m.room = ?1 AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3";
+
+struct store_conn {
+    sqlite3 *db;
+    sqlite3_stmt *write[ST_COUNT];
+    sqlite3_stmt *begin, *commit;
+    sqlite3_stmt *recent;
+};
+
+static void sqlite_disconnect(store_conn *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(c->write[i]);
+    sqlite3_finalize(c->begin);
+    sqlite3_finalize(c->commit);
+    sqlite3_finalize(c->recent);
+    sqlite3_close(c->db);
+    mem_free(c);
+}
+
+/* mkdir -p of the directory part of path. */
+static int make_parent_dirs(const char *path, char *err, size_t errlen)
+{
+    char *dir = mem_strdup(path);
+    if (dir == NULL) {
+        store_seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir) {
+        mem_free(dir);
+        return 0;
+    }
+    *slash = '\0';
+    int rc = 0;
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+            store_seterr(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+            rc = -1;
+            break;
+        }
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    if (rc == 0) {
+        struct stat st;
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            store_seterr(err, errlen, "%s is not a directory", dir);
+            rc = -1;
+        }
+    }
+    mem_free(dir);
+    return rc;
+}
+
+static int prep(store_conn *c, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK) {
+        store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+        return -1;
+    }
+    return 0;
+}
+
+static int sqlite_exec(store_conn *c, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        store_seterr(err, errlen, "%s", msg ? msg : sqlite3_errmsg(c->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static store_conn *sqlite_connect(const char *url, int reader, char *err, size_t errlen)
+{
+    const char *path = url + strlen("sqlite://");
+    if (*path == '\0') {
+        store_seterr(err, errlen, "sqlite:// URL without a file path");
+        return NULL;
+    }
+    if (!reader && make_parent_dirs(path, err, errlen) != 0)
+        return NULL;
+    store_conn *c = mem_calloc(1, sizeof *c);
+    if (c == NULL) {
+        store_seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (reader ? 0 : SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        store_seterr(err, errlen, "%s: %s", path,
+                     c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        sqlite_disconnect(c);
+        return NULL;
+    }
+    sqlite3_busy_timeout(c->db, reader ? READER_BUSY_MS : WRITER_BUSY_MS);
+    char sub[256];
+    /* journal_mode=WAL is persistent in the file; setting it again is a
+     * no-op, and it is the first statement that touches the file, so an
+     * unusable file fails here, at open. */
+    const char *setup = reader ? "PRAGMA query_only = 1"
+                               : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                                 " PRAGMA foreign_keys = ON";
+    if (sqlite_exec(c, setup, sub, sizeof sub) != 0 ||
+        (reader && prep(c, recent_sql, &c->recent, sub, sizeof sub) != 0)) {
+        store_seterr(err, errlen, "%s: %s", path, sub);
+        sqlite_disconnect(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int sqlite_prepare(store_conn *c, char *err, size_t errlen)
+{
+    for (int i = 0; i < ST_COUNT; i++)
+        if (c->write[i] == NULL && prep(c, write_sql[i], &c->write[i], err, errlen) != 0)
+            return -1;
+    if ((c->begin == NULL && prep(c, "BEGIN IMMEDIATE", &c->begin, err, errlen) != 0) ||
+        (c->commit == NULL && prep(c, "COMMIT", &c->commit, err, errlen) != 0))
+        return -1;
+    return 0;
+}
+
+static int sqlite_query_int(store_conn *c, const char *sql, int64_t *out, char *err,
+                            size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+        return -1;
+    }
+    int rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void bind_long(sqlite3_stmt *st, int i, int64_t v, int zero_is_null)
+{
+    if (v == 0 && zero_is_null)
+        sqlite3_bind_null(st, i);
+    else
+        sqlite3_bind_int64(st, i, v);
+}
+
+/* Binds one item to its statement and runs it. Returns the step code. */
+static int write_item(store_conn *c, const store_item *it)
+{
+    sqlite3_stmt *st;
+    switch (it->kind) {
+    case STORE_ITEM_USER:
+        st = c->write[ST_USER];
+        bind_long(st, 1, it->u.user.id, 0);
+        bind_text(st, 2, it->u.user.name);
+        bind_text(st, 3, it->u.user.username);
+        bind_text(st, 4, it->u.user.email);
+        bind_text(st, 5, it->u.user.profile);
+        bind_text(st, 6, it->u.user.seen_at);
+        break;
+    case STORE_ITEM_MESSAGE:
+        st = c->write[ST_MESSAGE];
+        bind_long(st, 1, it->u.msg.id, 0);
+        bind_text(st, 2, it->u.msg.room);
+        bind_long(st, 3, it->u.msg.user_id, 0);
+        bind_text(st, 4, it->u.msg.source);
+        bind_long(st, 5, it->u.msg.post_id, 1);
+        bind_text(st, 6, it->u.msg.title);
+        bind_text(st, 7, it->u.msg.body);
+        bind_text(st, 8, it->u.msg.created_at);
+        break;
+    case STORE_ITEM_SESSION_START:
+        st = c->write[ST_SESSION_START];
+        bind_text(st, 1, it->u.sess_start.id);
+        bind_long(st, 2, it->u.sess_start.user_id, 1);
+        bind_text(st, 3, it->u.sess_start.remote);
+        bind_text(st, 4, it->u.sess_start.ts);
+        break;
+    case STORE_ITEM_SESSION_END:
+        st = c->write[ST_SESSION_END];
+        bind_text(st, 1, it->u.sess_end.id);
+        bind_text(st, 2, it->u.sess_end.ts);
+        bind_text(st, 3, it->u.sess_end.reason);
+        break;
+    case STORE_ITEM_API_ERROR:
+        st = c->write[ST_API_ERROR];
+        bind_text(st, 1, it->u.api_err.ts);
+        bind_text(st, 2, it->u.api_err.method);
+        bind_text(st, 3, it->u.api_err.url);
+        bind_long(st, 4, it->u.api_err.status, 1);
+        bind_text(st, 5, it->u.api_err.error);
+        break;
+    default:
+        return SQLITE_MISUSE;
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Only a row's own content makes a retry pointless; everything else (BUSY,
+ * LOCKED, READONLY, IOERR, FULL, CANTOPEN, even a missing table) may pass. */
+static store_wres classify(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+        return STORE_W_REJECT;
+    default:
+        return STORE_W_RETRY;
+    }
+}
+
+static store_wres sqlite_write_batch(store_conn *c, store_item *const *items, size_t n,
+                                     char *err, size_t errlen)
+{
+    int rc = run(c->begin);
+    if (rc == SQLITE_DONE) {
+        for (size_t i = 0; i < n && rc == SQLITE_DONE; i++)
+            rc = write_item(c, items[i]);
+        if (rc == SQLITE_DONE)
+            rc = run(c->commit);
+        if (rc == SQLITE_DONE)
+            return STORE_W_OK;
+    }
+    store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return classify(rc);
+}
+
+static int sqlite_ping(store_conn *c, char *err, size_t errlen)
+{
+    int64_t v;
+    return sqlite_query_int(c, "SELECT version FROM schema_version", &v, err, errlen);
+}
+
+static int sqlite_broken(store_conn *c)
+{
+    (void)c;
+    return 0;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+static int sqlite_recent(store_conn *c, const char *room, int limit, int64_t before_id,
+                         store_rows *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = c->recent;
+    sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, before_id);
+    sqlite3_bind_int(st, 3, limit);
+    int rc, ret = 0;
+    for (;;) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        store_message m = {
+            .id = sqlite3_column_int64(st, 0),
+            .room = col_text(st, 1),
+            .user_id = (long)sqlite3_column_int64(st, 2),
+            .source = col_text(st, 3),
+            .post_id = (long)sqlite3_column_int64(st, 4),
+            .title = col_text(st, 5),
+            .body = col_text(st, 6),
+            .created_at = col_text(st, 7),
+            .user_name = col_text(st, 8),
+            .user_username = col_text(st, 9),
+        };
+        store_item *it = store_item_message(&m);
+        if (it == NULL || store_rows_push(out, it) != 0) {
+            store_seterr(err, errlen, "out of memory");
+            ret = -1;
+            break;
+        }
+    }
+    if (ret == 0 && rc != SQLITE_DONE) {
+        store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+        ret = -1;
+    }
+    /* Reset at once: a statement left mid-result holds a read transaction,
+     * which would keep WAL checkpoints from finishing. */
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+const store_backend store_sqlite_backend = {
+    .name = "sqlite",
+    .dialect = 0,
+    .migrate_begin = "BEGIN IMMEDIATE",
+    .connect = sqlite_connect,
+    .disconnect = sqlite_disconnect,
+    .prepare = sqlite_prepare,
+    .exec = sqlite_exec,
+    .query_int = sqlite_query_int,
+    .write_batch = sqlite_write_batch,
+    .ping = sqlite_ping,
+    .broken = sqlite_broken,
+    .recent = sqlite_recent,
+};

@@ -1,0 +1,873 @@
+/*
+ * test_store — the storage layer (src/store) against real databases.
+ *
+ * Every case marked BOTH runs twice: suite "sqlite" on a file in a fresh
+ * temporary directory, suite "postgres" on a fresh database created on the
+ * server named by CHATD_TEST_PG_URL (e.g. from `scripts/pg.sh start`). When
+ * that variable is unset the postgres cases are reported as SKIPPED. Each
+ * test owns its database, so Criterion may run them in parallel. The outage
+ * test starts a private server of its own (scripts/pg.sh, or $CHATD_PG_SH)
+ * so that stopping it does not disturb the tests running beside it.
+ *
+ * Results are checked with the test's own connections (sqlite3, libpq), not
+ * through the store, so a store bug cannot hide itself.
+ */
+#include "store/store.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- fixtures ---- */
+
+static char g_dir[256];     /* the sqlite test's temp dir */
+static char g_url[512];     /* the database under test */
+static char g_pg_db[64];    /* the postgres test's database, dropped at fini */
+static char g_pg_priv[256]; /* a private server's dir, stopped at fini */
+
+static const char *pg_script(void)
+{
+    const char *s = getenv("CHATD_PG_SH");
+    return s ? s : "scripts/pg.sh";
+}
+
+static void quiet(void)
+{
+    log_set_level(getenv("CHATD_TEST_LOG") ? LOGL_DEBUG : LOGL_OFF);
+}
+
+static void rm_rf(const char *dir)
+{
+    if (dir[0] == '\0')
+        return;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void sqlite_fini(void) { rm_rf(g_dir); }
+
+static const char *sqlite_setup(void)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/chatd-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(g_dir));
+    /* "sub" does not exist: the store must create it. */
+    snprintf(g_url, sizeof g_url, "sqlite://%s/sub/chat.db", g_dir);
+    return g_url;
+}
+
+/* base with its database name replaced by db. */
+static void pg_url_with_db(const char *base, const char *db, char *out, size_t len)
+{
+    const char *host = strstr(base, "://");
+    host = host ? host + 3 : base;
+    const char *path = strchr(host, '/');
+    const char *query = strchr(host, '?');
+    if (path == NULL || (query && path > query)) {
+        size_t n = query ? (size_t)(query - base) : strlen(base);
+        snprintf(out, len, "%.*s/%s%s", (int)n, base, db, query ? query : "");
+        return;
+    }
+    snprintf(out, len, "%.*s/%s%s", (int)(path - base), base, db, query ? query : "");
+}
+
+static void pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(getenv("CHATD_TEST_PG_URL"));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "admin connection: %s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+static const char *pg_setup(void)
+{
+    const char *base = getenv("CHATD_TEST_PG_URL");
+    if (base == NULL || *base == '\0')
+        cr_skip_test("CHATD_TEST_PG_URL is not set (start a server with scripts/pg.sh)");
+    static atomic_int seq;
+    snprintf(g_pg_db, sizeof g_pg_db, "chatd_test_%d_%d", (int)getpid(),
+             atomic_fetch_add(&seq, 1));
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_pg_db);
+    pg_admin(sql);
+    pg_url_with_db(base, g_pg_db, g_url, sizeof g_url);
+    return g_url;
+}
+
+static void pg_fini(void)
+{
+    if (g_pg_priv[0]) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "%s stop '%s' >/dev/null 2>&1", pg_script(), g_pg_priv);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot stop the private server in %s\n", g_pg_priv);
+        rm_rf(g_pg_priv);
+        g_pg_priv[0] = '\0';
+    }
+    if (g_pg_db[0] && getenv("CHATD_TEST_PG_URL")) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_pg_db);
+        PGconn *c = PQconnectdb(getenv("CHATD_TEST_PG_URL"));
+        PQclear(PQexec(c, sql));
+        PQfinish(c);
+        g_pg_db[0] = '\0';
+    }
+}
+
+/* Runs each case on both backends. Each test bounds itself with alarm():
+ * SIGALRM ends the test process, which Criterion reports as a crash.
+ * (Criterion's own .timeout leaks memory in its runner, which fails the
+ * ASan build whenever tests run in parallel.) */
+#define BOTH(name, secs)                                                                       \
+    static void case_##name(const char *url);                                                  \
+    Test(sqlite, name, .init = quiet, .fini = sqlite_fini)                                     \
+    {                                                                                          \
+        alarm(secs);                                                                           \
+        case_##name(sqlite_setup());                                                           \
+    }                                                                                          \
+    Test(postgres, name, .init = quiet, .fini = pg_fini)                                       \
+    {                                                                                          \
+        alarm(secs);                                                                           \
+        case_##name(pg_setup());                                                               \
+    }                                                                                          \
+    static void case_##name(const char *url)
+
+/* ---- independent access to the database ---- */
+
+static int is_sqlite(const char *url) { return strncmp(url, "sqlite://", 9) == 0; }
+
+/* The first column of the first row of sql, as an integer (NULL = -1). */
+static int64_t q_int(const char *url, const char *sql)
+{
+    int64_t v = -1;
+    if (is_sqlite(url)) {
+        sqlite3 *db;
+        cr_assert_eq(sqlite3_open_v2(url + 9, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_stmt *st;
+        cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
+                     sqlite3_errmsg(db));
+        cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: no row", sql);
+        if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+            v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    } else {
+        PGconn *c = PQconnectdb(url);
+        cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+        PGresult *r = PQexec(c, sql);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+        cr_assert_gt(PQntuples(r), 0, "%s: no row", sql);
+        if (!PQgetisnull(r, 0, 0))
+            v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+    }
+    return v;
+}
+
+/* The first column of the first row of sql as text, into buf. */
+static const char *q_text(const char *url, const char *sql, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (is_sqlite(url)) {
+        sqlite3 *db;
+        cr_assert_eq(sqlite3_open_v2(url + 9, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_stmt *st;
+        cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sql);
+        cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: no row", sql);
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    } else {
+        PGconn *c = PQconnectdb(url);
+        cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+        PGresult *r = PQexec(c, sql);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+        cr_assert_gt(PQntuples(r), 0, "%s: no row", sql);
+        snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        PQfinish(c);
+    }
+    return buf;
+}
+
+/* A timestamp column rendered the way the store returns timestamps. */
+static const char *ts_expr(const char *url, const char *col, char *buf, size_t len)
+{
+    if (is_sqlite(url))
+        snprintf(buf, len, "%s", col);
+    else
+        snprintf(buf, len,
+                 "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')", col);
+    return buf;
+}
+
+/* ---- helpers over the store ---- */
+
+static store *open_ok(const char *url)
+{
+    char err[256] = "";
+    store *s = store_open(url, err, sizeof err);
+    cr_assert_not_null(s, "store_open(%s): %s", url, err);
+    return s;
+}
+
+static const char *profile_json = "{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"}";
+
+static void put_user(store *s, long id, const char *name, const char *username, const char *ts)
+{
+    store_user u = {.id = id, .name = name, .username = username, .email = "a@b.c",
+                    .profile = profile_json, .seen_at = ts};
+    cr_assert_eq(store_put_user(s, &u, NULL, NULL), 0);
+}
+
+static int64_t put_msg(store *s, const char *room, long user_id, const char *body)
+{
+    store_message m = {.id = store_next_message_id(s), .room = room, .user_id = user_id,
+                       .source = "manual", .body = body, .user_name = "Leanne Graham",
+                       .user_username = "Bret"};
+    cr_assert_eq(store_put_message(s, &m), 0);
+    return m.id;
+}
+
+static void wait_stats(store *s, int want_up, int secs)
+{
+    store_stats st;
+    for (int i = 0; i < secs * 100; i++) {
+        store_get_stats(s, &st);
+        if (st.db_up == want_up)
+            return;
+        usleep(10000);
+    }
+    cr_assert_fail("database never became %s", want_up ? "up" : "down");
+}
+
+/* Index of the first message whose id is not its predecessor's + 1, or 0.
+ * One assertion instead of one per row keeps Criterion's event stream small. */
+static size_t first_gap(const store_message *m, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (m[i].id != m[i - 1].id + 1)
+            return i;
+    return 0;
+}
+
+static void user_done(void *arg, int ok) { atomic_store((atomic_int *)arg, ok ? 1 : -1); }
+
+/* ---- cases on both backends ---- */
+
+BOTH(migrate_twice, 60)
+{
+    store_close(open_ok(url));
+    store *s = open_ok(url);
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_eq(st.db_up, 1);
+    cr_assert_str_eq(st.backend, is_sqlite(url) ? "sqlite" : "postgresql");
+    store_close(s);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM schema_version"), 1);
+    cr_assert_eq(q_int(url, "SELECT version FROM schema_version"), STORE_SCHEMA_VERSION);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 0);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM users"), 0);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions"), 0);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM api_errors"), 0);
+}
+
+BOTH(user_then_messages, 60)
+{
+    store *s = open_ok(url);
+    atomic_int done = 0;
+    store_user u = {.id = 1, .name = "Leanne Graham", .username = "Bret",
+                    .email = "Sincere@april.biz", .profile = profile_json,
+                    .seen_at = "2026-11-24T10:00:00.000Z"};
+    cr_assert_eq(store_put_user(s, &u, user_done, &done), 0);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    cr_assert_eq(atomic_load(&done), 1, "user callback after commit");
+
+    store_message a = {.id = store_next_message_id(s), .room = "lobby", .user_id = 1,
+                       .source = "auto", .post_id = 7, .title = "a title", .body = "post body",
+                       .created_at = "2026-11-24T10:00:01.123Z"};
+    store_message b = {.id = store_next_message_id(s), .room = "other", .user_id = 1,
+                       .source = "manual", .body = "elsewhere",
+                       .created_at = "2026-11-24T10:00:02.000Z"};
+    store_message c = {.id = store_next_message_id(s), .room = "lobby", .user_id = 1,
+                       .source = "manual", .body = "héllo \"quoted\" 'x'",
+                       .created_at = "2026-11-24T10:00:03.456Z"};
+    cr_assert_eq(store_put_message(s, &a), 0);
+    cr_assert_eq(store_put_message(s, &b), 0);
+    cr_assert_eq(store_put_message(s, &c), 0);
+    cr_assert_eq(store_flush(s, 10000), 0);
+
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "lobby", 10, 0, &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(m[0].id, a.id);
+    cr_assert_eq(m[1].id, c.id, "newest last");
+    cr_assert_str_eq(m[0].source, "auto");
+    cr_assert_eq(m[0].post_id, 7);
+    cr_assert_str_eq(m[0].title, "a title");
+    cr_assert_str_eq(m[0].body, "post body");
+    cr_assert_str_eq(m[0].created_at, "2026-11-24T10:00:01.123Z");
+    cr_assert_str_eq(m[0].user_name, "Leanne Graham");
+    cr_assert_str_eq(m[0].user_username, "Bret");
+    cr_assert_str_eq(m[1].room, "lobby");
+    cr_assert_eq(m[1].user_id, 1);
+    cr_assert_eq(m[1].post_id, 0);
+    cr_assert_null(m[1].title);
+    cr_assert_str_eq(m[1].body, "héllo \"quoted\" 'x'");
+    cr_assert_str_eq(m[1].created_at, "2026-11-24T10:00:03.456Z");
+    store_messages_free(m);
+
+    /* Upsert: first_seen kept, the rest updated. */
+    u.name = "Leanne G.";
+    u.seen_at = "2026-11-25T11:00:00.500Z";
+    cr_assert_eq(store_put_user(s, &u, NULL, NULL), 0);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    char buf[128], expr[160], sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM users WHERE id = 1",
+             ts_expr(url, "first_seen", expr, sizeof expr));
+    cr_assert_str_eq(q_text(url, sql, buf, sizeof buf), "2026-11-24T10:00:00.000Z");
+    snprintf(sql, sizeof sql, "SELECT %s FROM users WHERE id = 1",
+             ts_expr(url, "last_seen", expr, sizeof expr));
+    cr_assert_str_eq(q_text(url, sql, buf, sizeof buf), "2026-11-25T11:00:00.500Z");
+    cr_assert_str_eq(q_text(url, "SELECT name FROM users WHERE id = 1", buf, sizeof buf),
+                     "Leanne G.");
+    cr_assert_str_eq(q_text(url, "SELECT profile FROM users WHERE id = 1", buf, sizeof buf),
+                     profile_json);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM users"), 1);
+
+    cr_assert_eq(store_recent_messages(s, "lobby", 1, 0, &m, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(m[0].user_name, "Leanne G.", "names come from the users row");
+    store_messages_free(m);
+    cr_assert_eq(store_recent_messages(s, "nobody-here", 10, 0, &m, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 0);
+    cr_assert_null(m);
+    store_close(s);
+}
+
+BOTH(ids_continue_after_reopen, 60)
+{
+    store *s = open_ok(url);
+    cr_assert_eq(store_next_message_id(s), 1);
+    put_user(s, 3, "Clementine Bauch", "Samantha", NULL);
+    int64_t last = 0;
+    for (int i = 0; i < 5; i++)
+        last = put_msg(s, "lobby", 3, "x");
+    cr_assert_eq(last, 6);
+    store_close(s); /* no flush first: close itself writes what is queued */
+
+    s = open_ok(url);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 5);
+    int64_t next = store_next_message_id(s);
+    cr_assert_gt(next, last);
+    cr_assert_eq(store_next_message_id(s), next + 1);
+    store_close(s);
+}
+
+BOTH(paging_and_limit, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 2, "Ervin Howell", "Antonette", NULL);
+    int64_t ids[25];
+    for (int i = 0; i < 25; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%d", i);
+        ids[i] = put_msg(s, "lobby", 2, body);
+        put_msg(s, "noise", 2, body);
+    }
+    cr_assert_eq(store_flush(s, 10000), 0);
+
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "lobby", 10, 0, &m, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 10);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(m[i].id, ids[15 + i]);
+    int64_t before = m[0].id;
+    store_messages_free(m);
+
+    cr_assert_eq(store_recent_messages(s, "lobby", 10, before, &m, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 10);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(m[i].id, ids[5 + i]);
+    before = m[0].id;
+    store_messages_free(m);
+
+    cr_assert_eq(store_recent_messages(s, "lobby", 10, before, &m, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(m[0].id, ids[0]);
+    cr_assert_str_eq(m[4].body, "m4");
+    store_messages_free(m);
+
+    cr_assert_eq(store_recent_messages(s, "lobby", 10, ids[0], &m, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 0);
+
+    cr_assert_eq(store_recent_messages(s, "lobby", 0, 0, &m, &n, err, sizeof err), -1);
+    cr_assert_neq(err[0], '\0');
+    cr_assert_eq(store_recent_messages(s, "lobby", 1000000, 0, &m, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 25, "a large limit is clamped, not refused");
+    store_messages_free(m);
+    store_close(s);
+}
+
+BOTH(sessions_and_api_errors, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 4, "Patricia Lebsack", "Karianne", NULL);
+    cr_assert_eq(store_session_start(s, "sess-1", 4, "127.0.0.1:50000",
+                                     "2026-11-24T10:00:00.000Z"), 0);
+    cr_assert_eq(store_session_start(s, "sess-2", 0, NULL, NULL), 0);
+    cr_assert_eq(store_session_end(s, "sess-1", "closed", "2026-11-24T10:05:00.250Z"), 0);
+    cr_assert_eq(store_api_error(s, "GET", "http://127.0.0.1:3999/users/11", 404,
+                                 "HTTP 404", "2026-11-24T10:00:00.001Z"), 0);
+    cr_assert_eq(store_api_error(s, "GET", "http://127.0.0.1:1/users", 0,
+                                 "connection refused", NULL), 0);
+    cr_assert_eq(store_session_start(s, NULL, 1, NULL, NULL), -1, "a session needs an id");
+    cr_assert_eq(store_api_error(s, "GET", NULL, 0, "x", NULL), -1);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    store_close(s);
+
+    char buf[128], expr[160], sql[256];
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions"), 2);
+    cr_assert_eq(q_int(url, "SELECT user_id FROM sessions WHERE id = 'sess-1'"), 4);
+    cr_assert_eq(q_int(url, "SELECT user_id FROM sessions WHERE id = 'sess-2'"), -1);
+    cr_assert_str_eq(q_text(url, "SELECT end_reason FROM sessions WHERE id = 'sess-1'", buf,
+                            sizeof buf), "closed");
+    cr_assert_str_eq(q_text(url, "SELECT remote FROM sessions WHERE id = 'sess-1'", buf,
+                            sizeof buf), "127.0.0.1:50000");
+    snprintf(sql, sizeof sql, "SELECT %s FROM sessions WHERE id = 'sess-1'",
+             ts_expr(url, "ended_at", expr, sizeof expr));
+    cr_assert_str_eq(q_text(url, sql, buf, sizeof buf), "2026-11-24T10:05:00.250Z");
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL"), 1);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM api_errors"), 2);
+    cr_assert_eq(q_int(url, "SELECT status FROM api_errors WHERE error = 'HTTP 404'"), 404);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM api_errors WHERE status IS NULL"), 1);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM api_errors WHERE method = 'GET' AND "
+                            "url = 'http://127.0.0.1:3999/users/11'"), 1);
+}
+
+BOTH(batching_10000, 120)
+{
+    store *s = open_ok(url);
+    put_user(s, 5, "Chelsey Dietrich", "Kamren", NULL);
+    for (int i = 0; i < 10000; i++)
+        put_msg(s, "bulk", 5, "a message body of moderate length, for batching");
+    cr_assert_eq(store_flush(s, 60000), 0);
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_eq(st.queue_depth, 0);
+    cr_assert_eq(st.rows_written, 10001);
+    cr_assert_eq(st.rows_rejected, 0);
+    cr_assert_geq(st.batches, 11, "at most STORE_BATCH_MAX rows a transaction");
+    cr_assert_lt(st.batches, 2000, "rows written in batches, got %llu transactions",
+                 (unsigned long long)st.batches);
+    cr_assert_gt(st.avg_batch_us, 0);
+    cr_assert_geq(st.max_batch_us, st.avg_batch_us);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages WHERE room = 'bulk'"), 10000);
+    cr_assert_eq(q_int(url, "SELECT MAX(id) - MIN(id) FROM messages"), 9999);
+
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "bulk", 1000, 0, &m, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 1000);
+    cr_assert_eq(first_gap(m, n), 0, "consecutive ids, oldest first");
+    store_messages_free(m);
+    store_close(s);
+}
+
+BOTH(flush_waits, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 6, "Mrs. Dennis Schulist", "Leopoldo_Corkery", NULL);
+    for (int i = 0; i < 3000; i++)
+        put_msg(s, "lobby", 6, "flush me");
+    cr_assert_eq(store_flush(s, 30000), 0);
+    /* No sleep: flush returning means committed. */
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 3000);
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_eq(st.queue_depth, 0);
+    cr_assert_eq(store_flush(s, 0), 0, "an empty queue flushes at once");
+    store_close(s);
+}
+
+BOTH(queued_messages_are_visible, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 7, "Kurtis Weissnat", "Elwyn.Skiles", NULL);
+    int64_t first = 0, last = 0;
+    for (int i = 0; i < 300; i++) {
+        last = put_msg(s, "lobby", 7, "fresh");
+        if (i == 0)
+            first = last;
+    }
+    /* Immediately: some rows are written, some still queued; all are seen. */
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "lobby", 1000, 0, &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 300);
+    cr_assert_eq(m[0].id, first);
+    cr_assert_eq(m[299].id, last);
+    cr_assert_eq(first_gap(m, n), 0, "no duplicates, no gaps");
+    cr_assert_str_eq(m[299].user_username, "Bret");
+    store_messages_free(m);
+    store_close(s);
+}
+
+BOTH(refused_row_does_not_block_others, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 8, "Nicholas Runolfsdottir V", "Maxime_Nienow", NULL);
+    put_msg(s, "lobby", 8, "ok 1");
+    put_msg(s, "lobby", 999, "user 999 has no row: refused by the foreign key");
+    put_msg(s, "lobby", 8, "ok 2");
+    cr_assert_eq(store_flush(s, 20000), 0);
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_eq(st.rows_rejected, 1);
+    cr_assert_eq(st.rows_written, 3);
+    cr_assert_eq(st.db_up, 1);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 2);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages WHERE body LIKE 'ok %'"), 2);
+
+    /* Refused at the door instead: the same on both backends. */
+    store_message bad_ts = {.id = store_next_message_id(s), .room = "lobby", .user_id = 8,
+                            .source = "auto", .body = "x", .created_at = "not a time"};
+    cr_assert_eq(store_put_message(s, &bad_ts), -1);
+    bad_ts.created_at = "2026-11-24T10:00:00Z";
+    cr_assert_eq(store_put_message(s, &bad_ts), -1, "milliseconds are required");
+    bad_ts.created_at = "2026-11-24T10:00:00.123Z";
+    cr_assert_eq(store_put_message(s, &bad_ts), 0);
+    cr_assert_eq(store_session_end(s, "x", "r", "yesterday"), -1);
+    store_message inv = {.id = 1000, .room = "lobby", .user_id = 8, .source = "robot",
+                         .body = "x"};
+    cr_assert_eq(store_put_message(s, &inv), -1, "source must be auto or manual");
+    inv.source = "auto";
+    inv.body = NULL;
+    cr_assert_eq(store_put_message(s, &inv), -1);
+    store_user nouser = {.id = 9, .name = "x"};
+    cr_assert_eq(store_put_user(s, &nouser, NULL, NULL), -1);
+    store_close(s);
+}
+
+struct producer {
+    store *s;
+    long user;
+};
+
+static void *produce(void *arg)
+{
+    struct producer *p = arg;
+    for (int i = 0; i < 1000; i++) {
+        store_message m = {.id = store_next_message_id(p->s), .room = "lobby",
+                           .user_id = p->user, .source = "auto", .post_id = i + 1,
+                           .title = "t", .body = "b"};
+        if (store_put_message(p->s, &m) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+BOTH(concurrent_producers, 60)
+{
+    store *s = open_ok(url);
+    for (long u = 1; u <= 4; u++)
+        put_user(s, u, "n", "u", NULL);
+    pthread_t t[4];
+    struct producer p[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = (struct producer){s, i + 1};
+        cr_assert_eq(pthread_create(&t[i], NULL, produce, &p[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        void *rv;
+        pthread_join(t[i], &rv);
+        cr_assert_null(rv);
+    }
+    cr_assert_eq(store_flush(s, 30000), 0);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 4000);
+    cr_assert_eq(q_int(url, "SELECT COUNT(DISTINCT id) FROM messages"), 4000);
+    cr_assert_eq(q_int(url, "SELECT MAX(id) FROM messages"), 4000);
+    store_close(s);
+}
+
+/* ---- errors at open ---- */
+
+Test(errors, bad_scheme, .init = quiet)
+{
+    char err[256] = "";
+    cr_assert_null(store_open("mysql://user:secret@host/db", err, sizeof err));
+    cr_assert(strstr(err, "mysql") != NULL, "%s", err);
+    cr_assert(strstr(err, "secret") == NULL, "no password in messages: %s", err);
+    err[0] = '\0';
+    cr_assert_null(store_open("chat.db", err, sizeof err));
+    cr_assert_neq(err[0], '\0');
+    cr_assert_null(store_open("", err, sizeof err));
+    cr_assert_null(store_open("sqlite://", err, sizeof err));
+    cr_assert_neq(err[0], '\0');
+}
+
+Test(errors, unopenable_sqlite_path, .init = quiet, .fini = sqlite_fini)
+{
+    sqlite_setup();
+    /* A regular file where a directory must be: fails even for root. */
+    char file[300], url[400], err[256] = "";
+    snprintf(file, sizeof file, "%s/plain", g_dir);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    snprintf(url, sizeof url, "sqlite://%s/db/chat.db", file);
+    cr_assert_null(store_open(url, err, sizeof err));
+    cr_assert(strstr(err, "sqlite") != NULL, "%s", err);
+    /* A directory where the file must be. */
+    snprintf(url, sizeof url, "sqlite://%s", g_dir);
+    err[0] = '\0';
+    cr_assert_null(store_open(url, err, sizeof err));
+    cr_assert_neq(err[0], '\0');
+}
+
+Test(errors, unreachable_postgres, .init = quiet)
+{
+    alarm(30);
+    char err[256] = "";
+    cr_assert_null(store_open("postgresql://chat@127.0.0.1:1/postgres?connect_timeout=3", err,
+                              sizeof err));
+    cr_assert(strstr(err, "postgresql") != NULL, "%s", err);
+    cr_assert(strchr(err, '\n') == NULL, "one line: %s", err);
+    cr_assert_null(store_open("postgres://chat@127.0.0.1:1/postgres?connect_timeout=3", err,
+                              sizeof err));
+}
+
+Test(errors, allocation_failures, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup();
+    char err[256];
+    store *s = NULL;
+    int n;
+    for (n = 1; n < 100 && s == NULL; n++) {
+        err[0] = '\0';
+        mem_fail_at((unsigned long)n);
+        s = store_open(url, err, sizeof err);
+        mem_fail_at(0);
+        if (s == NULL)
+            cr_assert_neq(err[0], '\0', "allocation %d: an error message", n);
+    }
+    cr_assert_not_null(s, "store_open succeeds once allocations stop failing");
+    put_user(s, 1, "a", "b", NULL);
+    mem_fail_at(1);
+    cr_assert_eq(store_put_message(s, &(store_message){.id = 1, .room = "r", .user_id = 1,
+                                                       .source = "auto", .body = "b"}),
+                 -1);
+    mem_fail_at(1);
+    store_user u = {.id = 2, .name = "n", .username = "u", .profile = "{}"};
+    cr_assert_eq(store_put_user(s, &u, NULL, NULL), -1);
+    mem_fail_at(1);
+    cr_assert_eq(store_session_start(s, "x", 1, NULL, NULL), -1);
+    mem_fail_at(1);
+    cr_assert_eq(store_session_end(s, "x", "r", NULL), -1);
+    mem_fail_at(1);
+    cr_assert_eq(store_api_error(s, "GET", "u", 0, "e", NULL), -1);
+    mem_fail_at(0);
+    for (int i = 0; i < 20; i++)
+        put_msg(s, "r", 1, "b");
+    cr_assert_eq(store_flush(s, 10000), 0);
+    for (n = 1; n < 40; n++) {
+        store_message *m = NULL;
+        size_t cnt = 0;
+        mem_fail_at((unsigned long)n);
+        int rc = store_recent_messages(s, "r", 50, 0, &m, &cnt, err, sizeof err);
+        mem_fail_at(0);
+        if (rc == 0) {
+            cr_assert_eq(cnt, 20);
+            store_messages_free(m);
+        } else {
+            cr_assert_null(m);
+        }
+    }
+    store_close(s);
+}
+
+/* ---- outages ---- */
+
+/*
+ * SQLite "down": as root, chmod cannot make the file unwritable, so another
+ * connection takes the write lock (BEGIN EXCLUSIVE) and holds it. The
+ * store's writes fail with SQLITE_BUSY; reads still work (WAL).
+ */
+Test(sqlite, locked_by_another_writer, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup();
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_flush(s, 10000), 0);
+
+    sqlite3 *other;
+    cr_assert_eq(sqlite3_open(url + 9, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+
+    for (int i = 0; i < 100; i++)
+        put_msg(s, "lobby", 1, "while locked");
+    atomic_int done = 0;
+    store_user u2 = {.id = 2, .name = "Ervin Howell", .username = "Antonette", .profile = "{}"};
+    cr_assert_eq(store_put_user(s, &u2, user_done, &done), 0);
+    wait_stats(s, 0, 10);
+    cr_assert_eq(store_flush(s, 300), -1, "flush times out while the database is down");
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_eq(st.queue_depth, 101);
+    cr_assert_geq(st.down_events, 1);
+    cr_assert_geq(st.write_failures, 1);
+    cr_assert_eq(atomic_load(&done), 0, "no welcome before the user row is written");
+
+    /* Delivered messages are visible while still queued. */
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "lobby", 50, 0, &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 50);
+    cr_assert_str_eq(m[49].body, "while locked");
+    cr_assert_str_eq(m[49].user_name, "Leanne Graham");
+    store_messages_free(m);
+
+    cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    cr_assert_eq(store_flush(s, 20000), 0);
+    store_get_stats(s, &st);
+    cr_assert_eq(st.db_up, 1);
+    cr_assert_eq(st.queue_depth, 0);
+    cr_assert_eq(atomic_load(&done), 1);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 100);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM users"), 2);
+    store_close(s);
+}
+
+/* Closing while the database stays down: close gives up after its bounded
+ * wait, and the pending user's callback still runs, with ok = 0. */
+Test(sqlite, close_while_locked, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup();
+    store *s = open_ok(url);
+    sqlite3 *other;
+    cr_assert_eq(sqlite3_open(url + 9, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    atomic_int done = 0;
+    store_user u = {.id = 1, .name = "n", .username = "u", .profile = "{}"};
+    cr_assert_eq(store_put_user(s, &u, user_done, &done), 0);
+    time_t t0 = time(NULL);
+    store_close(s);
+    cr_assert_leq(time(NULL) - t0, STORE_CLOSE_FLUSH_MS / 1000 + 3);
+    cr_assert_eq(atomic_load(&done), -1);
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(other);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void pg_ctl(const char *what, int port)
+{
+    char cmd[512];
+    if (port)
+        snprintf(cmd, sizeof cmd, "%s %s '%s' %d >/dev/null", pg_script(), what, g_pg_priv,
+                 port);
+    else
+        snprintf(cmd, sizeof cmd, "%s %s '%s'", pg_script(), what, g_pg_priv);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/*
+ * PostgreSQL stopped mid-run, on a private server so that the tests running
+ * beside this one keep theirs: rows queued while it is down are all written
+ * after it comes back, and the stats show down, then up.
+ */
+Test(postgres, server_stopped_mid_run, .init = quiet, .fini = pg_fini)
+{
+    alarm(120);
+    if (getenv("CHATD_TEST_PG_URL") == NULL)
+        cr_skip_test("CHATD_TEST_PG_URL is not set (PostgreSQL tests are off)");
+    snprintf(g_pg_priv, sizeof g_pg_priv, "/tmp/chatd-pgout-XXXXXX");
+    cr_assert_not_null(mkdtemp(g_pg_priv));
+    int port = free_port();
+    pg_ctl("start", port);
+    char url[256];
+    snprintf(url, sizeof url, "postgresql://chat@127.0.0.1:%d/postgres", port);
+
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    for (int i = 0; i < 100; i++)
+        put_msg(s, "lobby", 1, "before");
+    cr_assert_eq(store_flush(s, 10000), 0);
+
+    pg_ctl("stop", 0);
+    atomic_int done = 0;
+    store_user u2 = {.id = 2, .name = "Ervin Howell", .username = "Antonette", .profile = "{}"};
+    cr_assert_eq(store_put_user(s, &u2, user_done, &done), 0);
+    for (int i = 0; i < 500; i++)
+        put_msg(s, "lobby", i % 2 ? 1 : 2, "during");
+    wait_stats(s, 0, 20);
+    cr_assert_eq(store_flush(s, 500), -1);
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_gt(st.queue_depth, 0);
+    cr_assert_eq(atomic_load(&done), 0);
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "lobby", 10, 0, &m, &n, err, sizeof err), -1,
+                 "reads fail while the server is down");
+    cr_assert_neq(err[0], '\0');
+
+    pg_ctl("start", port);
+    cr_assert_eq(store_flush(s, 60000), 0);
+    store_get_stats(s, &st);
+    cr_assert_eq(st.db_up, 1);
+    cr_assert_geq(st.down_events, 1);
+    cr_assert_eq(st.queue_depth, 0);
+    cr_assert_eq(st.rows_rejected, 0);
+    cr_assert_eq(atomic_load(&done), 1);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 600, "nothing lost");
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages WHERE body = 'during'"), 500);
+
+    /* The read connection comes back too. */
+    cr_assert_eq(store_recent_messages(s, "lobby", 1000, 0, &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 600);
+    cr_assert_eq(first_gap(m, n), 0, "all 600, in order");
+    store_messages_free(m);
+    store_close(s);
+}
