@@ -1,0 +1,88 @@
+/*
+ * token — issue and verify chatd's ES256 JWTs. Verification uses libjwt
+ * 1.10 for the signature and jansson plus our own checks for everything
+ * libjwt leaves out; issuing signs with OpenSSL directly.
+ *
+ * libjwt 1.10 verifies a signature with whatever algorithm the token names
+ * and checks no claim (see notes/jwt.md), so auth_token_verify does, in this
+ * order: size cap (AUTH_TOKEN_MAX), exactly three strict base64url parts,
+ * header JSON with alg exactly "ES256", no "crit", and a kid equal to ours
+ * (constant-time compare); claims part a JSON object; a 64-byte signature;
+ * jwt_decode with our public key; jwt_get_alg() == ES256; then the claims:
+ * iss equal to the expected issuer, aud "chat" (or an array holding it),
+ * numeric exp/nbf/iat with nbf <= now+60, iat <= now+60, now < exp+60, and a
+ * non-empty string sub. Optional string claims must be strings when present.
+ * Duplicate JSON members and strings holding NUL are refused.
+ * auth/cache.h adds an optional cache of verified tokens on top.
+ *
+ * Threading: issue and verify keep no state; they may run concurrently on
+ * the same auth_keys.
+ * Ownership: the issued token is the caller's (mem_free); the strings in an
+ * auth_claims are the caller's, released with auth_claims_clear.
+ */
+#ifndef CHATD_AUTH_TOKEN_H
+#define CHATD_AUTH_TOKEN_H
+
+#include "auth/keys.h"
+
+#include <stddef.h>
+#include <time.h>
+
+#define AUTH_TOKEN_MAX 8192  /* bytes; longer tokens are refused unread */
+#define AUTH_CLOCK_SKEW 60   /* seconds of clock difference tolerated */
+#define AUTH_AUDIENCE "chat" /* the aud claim chatd issues and requires */
+
+/* What auth_token_issue signs. iss and sub are required and non-empty; the
+ * three profile claims are left out when NULL. The token is valid from now
+ * (iat = nbf = now) to now + ttl_seconds (ttl_seconds > 0). */
+typedef struct {
+    const char *iss;
+    const char *sub; /* the user id, as a string */
+    const char *name;
+    const char *preferred_username;
+    const char *email;
+    long ttl_seconds;
+    time_t now;
+} auth_claims_in;
+
+/* What a verified token says. After a successful verify every string is
+ * non-NULL (an absent optional claim gives ""). */
+typedef struct {
+    char *sub;
+    char *name;
+    char *preferred_username;
+    char *email;
+    char *jti;
+    time_t iat;
+    time_t nbf;
+    time_t exp;
+} auth_claims;
+
+/* Signs a token with keys: header alg ES256 + kid, claims iss, sub, aud
+ * "chat", iat, nbf, exp, a random 128-bit hex jti, and the profile claims.
+ * Returns 0 with *out set (owner: caller, mem_free), or -1, *out NULL and
+ * err set. */
+int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out,
+                     char *err, size_t errlen);
+
+/* Verifies token against keys, expected_iss and now (see the file comment).
+ * Returns 0 and fills *out (cleared first; release with auth_claims_clear),
+ * or -1 with *out zeroed and one reason in err, e.g. "token expired",
+ * "bad signature", "unknown kid". */
+int auth_token_verify(const auth_keys *keys, const char *token,
+                      const char *expected_iss, time_t now, auth_claims *out,
+                      char *err, size_t errlen);
+
+/* Frees the strings of c (safe on a zeroed or already cleared struct). */
+void auth_claims_clear(auth_claims *c);
+
+/* Checks only the time claims of c against now with AUTH_CLOCK_SKEW:
+ * nbf <= now+skew, iat <= now+skew, now < exp+skew. 0 or -1 with err. */
+int auth_claims_check_time(const auth_claims *c, time_t now, char *err,
+                           size_t errlen);
+
+/* Deep copy of src into dst (dst is overwritten, not freed). 0, or -1 when
+ * out of memory with dst zeroed. */
+int auth_claims_copy(auth_claims *dst, const auth_claims *src);
+
+#endif
