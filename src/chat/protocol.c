@@ -1,0 +1,613 @@
+/*
+ * protocol — see protocol.h.
+ *
+ * Parsing order matters for what the client hears back: the size cap comes
+ * before anything else (a 1 GB message is refused without reading it),
+ * then UTF-8 over the whole text (so the reason says "UTF-8" rather than
+ * whatever jansson trips on), then JSON, then "ref" first of all fields, so
+ * that every later error can echo it.
+ *
+ * Strings are read with JSON_ALLOW_NUL so that a "\u0000" inside a field is
+ * refused by this file with a clear reason instead of failing the whole
+ * parse; every string taken is then checked for NUL, since the rest of
+ * chatd handles them as C strings.
+ *
+ * Unknown extra fields are ignored, so that clients may send more than
+ * this version reads.
+ *
+ * Builders assemble a jansson tree in SPEC's key order (jansson keeps
+ * insertion order) and dump it compact (see dump()). Every json_object_set_new steals
+ * its value even on failure, so a chain of them leaks nothing when one
+ * fails; the first failure is remembered and the whole build is dropped.
+ */
+#include "chat/protocol.h"
+
+#include "util/mem.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- errors ------------------------------------------------------------ */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- UTF-8 ------------------------------------------------------------- */
+
+/* Length of the well-formed UTF-8 sequence at s (at most n bytes), or 0.
+ * Well-formed per Unicode 15 table 3-7: no overlong forms (C0, C1, E0 80..9F,
+ * F0 80..8F), no surrogates (ED A0..BF), nothing above U+10FFFF (F4 90..,
+ * F5..FF), no stray or missing continuation bytes. */
+static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t len;
+    uint32_t v;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        v = c & 0x0F;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        v = c & 0x07;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    /* Only the second byte has a narrowed range. */
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    v = (v << 6) | (s[1] & 0x3F);
+    for (size_t i = 2; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    *cp = v;
+    return len;
+}
+
+int proto_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n;
+    uint32_t cp;
+
+    if (s == NULL)
+        return len == 0;
+    while (i < len) {
+        n = utf8_seq(p + i, len - i, &cp);
+        if (n == 0)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+size_t proto_utf8_length(const char *s, size_t len)
+{
+    size_t count = 0;
+
+    if (s == NULL)
+        return 0;
+    /* Every code point has exactly one byte that is not 10xxxxxx. */
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            count++;
+    return count;
+}
+
+/* Unicode White_Space, plus U+FEFF (the zero-width no-break space a BOM
+ * leaves behind), which JavaScript's String.prototype.trim also removes:
+ * the web client and chatd agree on what "blank" means. */
+static int is_space(uint32_t cp)
+{
+    switch (cp) {
+    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20:
+    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
+    case 0x202F: case 0x205F: case 0x3000: case 0xFEFF:
+        return 1;
+    default:
+        return cp >= 0x2000 && cp <= 0x200A;
+    }
+}
+
+/* Trims s (valid UTF-8, len bytes): *start and *end delimit what is left,
+ * *chars is its length in code points. One forward pass; trailing blanks
+ * are found by remembering where the last non-blank ended. */
+static void utf8_trim(const char *s, size_t len, size_t *start, size_t *end, size_t *chars)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n, first = len, last = len, count = 0, count_at_last = 0;
+    uint32_t cp;
+
+    while (i < len) {
+        n = utf8_seq(p + i, len - i, &cp);
+        if (n == 0) /* cannot happen on valid input; stop safely */
+            break;
+        if (!is_space(cp)) {
+            if (first == len)
+                first = i;
+            last = i + n;
+            count_at_last = count + 1;
+        }
+        if (first != len)
+            count++;
+        i += n;
+    }
+    if (first == len) {
+        *start = *end = *chars = 0;
+        return;
+    }
+    *start = first;
+    *end = last;
+    *chars = count_at_last;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+void proto_request_clear(proto_request *r)
+{
+    if (r == NULL)
+        return;
+    mem_free(r->ref);
+    mem_free(r->token);
+    mem_free(r->text);
+    memset(r, 0, sizeof(*r));
+}
+
+/* The reason for a jansson load failure, without any of the input (which
+ * could be anything, and goes back to the client inside JSON).
+ * jansson 2.14 reports most of its own allocation failures while loading
+ * as syntax errors, not json_error_out_of_memory; such a message is then
+ * answered BAD_REQUEST, which is harmless (the session stays up and the
+ * client may send again). */
+static proto_status load_error(const json_error_t *je, char *err, size_t errlen)
+{
+    switch (json_error_code(je)) {
+    case json_error_out_of_memory:
+        set_err(err, errlen, "out of memory");
+        return PROTO_NO_MEMORY;
+    case json_error_duplicate_key:
+        set_err(err, errlen, "duplicate key in message (at byte %d)", je->position);
+        break;
+    case json_error_stack_overflow:
+        set_err(err, errlen, "message is nested too deeply");
+        break;
+    case json_error_premature_end_of_input:
+        set_err(err, errlen, "message is not valid JSON (it ends early)");
+        break;
+    case json_error_end_of_input_expected:
+        set_err(err, errlen, "message has data after the JSON value (at byte %d)",
+                je->position);
+        break;
+    default:
+        set_err(err, errlen, "message is not valid JSON (at byte %d)", je->position);
+        break;
+    }
+    return PROTO_BAD_REQUEST;
+}
+
+/* A string field: 1 present and usable (*s, *n set), 0 absent, -1 bad (err
+ * set). max is in bytes; NUL is refused because chatd keeps C strings. */
+static int get_string(json_t *root, const char *key, size_t max, const char **s, size_t *n,
+                      char *err, size_t errlen)
+{
+    json_t *v = json_object_get(root, key);
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v)) {
+        set_err(err, errlen, "\"%s\" must be a string", key);
+        return -1;
+    }
+    *s = json_string_value(v);
+    *n = json_string_length(v);
+    if (*n > max) {
+        set_err(err, errlen, "\"%s\" is longer than %zu bytes", key, max);
+        return -1;
+    }
+    if (memchr(*s, '\0', *n) != NULL) {
+        set_err(err, errlen, "\"%s\" must not contain a NUL character", key);
+        return -1;
+    }
+    return 1;
+}
+
+/* Everything after the JSON is loaded. On failure *ref_out may already
+ * hold the ref (set as soon as it is known good). */
+static proto_status parse_object(json_t *root, proto_request *out, char **ref_out, char *err,
+                                 size_t errlen)
+{
+    const char *s, *type;
+    size_t n, start, end, chars;
+    int r;
+
+    if (!json_is_object(root)) {
+        set_err(err, errlen, "message is not a JSON object");
+        return PROTO_BAD_REQUEST;
+    }
+
+    r = get_string(root, "ref", PROTO_MAX_REF, &s, &n, err, errlen);
+    if (r < 0)
+        return PROTO_BAD_REQUEST;
+    if (r > 0) {
+        out->ref = mem_strndup(s, n);
+        if (out->ref == NULL)
+            goto nomem;
+        /* Best effort: without the copy the error just goes unechoed. */
+        if (ref_out != NULL)
+            *ref_out = mem_strndup(s, n);
+    }
+
+    r = get_string(root, "type", 64, &type, &n, err, errlen);
+    if (r < 0)
+        return PROTO_BAD_REQUEST;
+    if (r == 0) {
+        set_err(err, errlen, "missing \"type\"");
+        return PROTO_BAD_REQUEST;
+    }
+    if (strcmp(type, "ping") == 0) {
+        out->kind = PROTO_PING;
+        return PROTO_OK;
+    }
+    if (strcmp(type, "post") != 0) {
+        set_err(err, errlen, "unknown type (expected \"post\" or \"ping\")");
+        return PROTO_BAD_REQUEST;
+    }
+    out->kind = PROTO_POST;
+
+    r = get_string(root, "token", PROTO_MAX_TOKEN, &s, &n, err, errlen);
+    if (r < 0)
+        return PROTO_BAD_REQUEST;
+    if (r == 0 || n == 0) {
+        set_err(err, errlen, r == 0 ? "post without \"token\"" : "\"token\" is empty");
+        return PROTO_BAD_REQUEST;
+    }
+    out->token = mem_strndup(s, n);
+    if (out->token == NULL)
+        goto nomem;
+
+    /* The byte cap is the message's own: text cannot be longer anyway. */
+    r = get_string(root, "text", PROTO_MAX_MESSAGE, &s, &n, err, errlen);
+    if (r < 0)
+        return PROTO_BAD_REQUEST;
+    if (r == 0) {
+        set_err(err, errlen, "post without \"text\"");
+        return PROTO_BAD_REQUEST;
+    }
+    /* jansson already guarantees this; it is cheap to be sure. */
+    if (!proto_utf8_valid(s, n)) {
+        set_err(err, errlen, "\"text\" is not valid UTF-8");
+        return PROTO_BAD_REQUEST;
+    }
+    utf8_trim(s, n, &start, &end, &chars);
+    if (chars == 0) {
+        set_err(err, errlen, "\"text\" is empty");
+        return PROTO_BAD_REQUEST;
+    }
+    if (chars > PROTO_MAX_TEXT) {
+        set_err(err, errlen, "\"text\" is longer than %d characters (%zu)", PROTO_MAX_TEXT,
+                chars);
+        return PROTO_BAD_REQUEST;
+    }
+    out->text = mem_strndup(s + start, end - start);
+    if (out->text == NULL)
+        goto nomem;
+    return PROTO_OK;
+
+nomem:
+    set_err(err, errlen, "out of memory");
+    return PROTO_NO_MEMORY;
+}
+
+proto_status proto_parse_request(const char *data, size_t len, proto_request *out,
+                                 char **ref_out, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root;
+    proto_status st;
+
+    if (ref_out != NULL)
+        *ref_out = NULL;
+    set_err(err, errlen, "%s", "");
+    if (out == NULL) {
+        set_err(err, errlen, "no request to fill");
+        return PROTO_BAD_REQUEST;
+    }
+    memset(out, 0, sizeof(*out));
+    /* Before anything reads the data: the cap is what keeps parsing cheap. */
+    if (len > PROTO_MAX_MESSAGE) {
+        set_err(err, errlen, "message is larger than %d bytes", PROTO_MAX_MESSAGE);
+        return PROTO_TOO_LARGE;
+    }
+    if (data == NULL || len == 0) {
+        set_err(err, errlen, "message is empty");
+        return PROTO_BAD_REQUEST;
+    }
+    if (!proto_utf8_valid(data, len)) {
+        set_err(err, errlen, "message is not valid UTF-8");
+        return PROTO_BAD_REQUEST;
+    }
+    root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (root == NULL)
+        return load_error(&je, err, errlen);
+    st = parse_object(root, out, ref_out, err, errlen);
+    json_decref(root);
+    if (st != PROTO_OK) {
+        proto_request_clear(out);
+        /* Only a bad request echoes its ref; out of memory says nothing
+         * more about the message. */
+        if (st != PROTO_BAD_REQUEST && ref_out != NULL) {
+            mem_free(*ref_out);
+            *ref_out = NULL;
+        }
+    } else if (ref_out != NULL) {
+        mem_free(*ref_out); /* the ref is in out->ref */
+        *ref_out = NULL;
+    }
+    return st;
+}
+
+/* ---- building ----------------------------------------------------------- */
+
+/* A build in progress: set() adds fields in order and remembers whether
+ * any of them failed (value NULL or no memory). */
+typedef struct {
+    json_t *obj;
+    int failed;
+} builder;
+
+static void set(builder *b, const char *key, json_t *value)
+{
+    if (value == NULL) {
+        b->failed = 1;
+    } else if (b->obj == NULL) {
+        json_decref(value);
+        b->failed = 1;
+    } else if (json_object_set_new(b->obj, key, value) != 0) {
+        b->failed = 1; /* value already dropped by jansson */
+    }
+}
+
+/* A borrowed value, shared rather than copied: jansson's reference counts
+ * are atomic (JSON_HAVE_ATOMIC_BUILTINS), and the caller keeps its
+ * reference for the whole call. */
+static json_t *borrow(const json_t *v) { return json_incref((json_t *)v); }
+
+static builder begin(const char *type)
+{
+    builder b = {json_object(), 0};
+
+    set(&b, "type", json_string(type));
+    return b;
+}
+
+/* The object, or NULL (and nothing left allocated) when a field failed. */
+static json_t *finish_object(builder *b)
+{
+    if (b->failed) {
+        json_decref(b->obj);
+        return NULL;
+    }
+    return b->obj;
+}
+
+/* Serialises obj into a mem_alloc'd string. Not json_dumps: its growing
+ * buffer can fail an append in the middle, and jansson 2.14 ignores that
+ * failure for object keys, so under memory pressure it returned text with
+ * a key missing ({"type":"pong",:"p",...}), found by the torture test.
+ * json_dumpb into a buffer sized beforehand has no growing buffer: a
+ * failure there (its loop check allocates) makes it return 0. */
+static char *dump(json_t *obj)
+{
+    size_t size = json_dumpb(obj, NULL, 0, JSON_COMPACT);
+    char *text;
+
+    if (size == 0)
+        return NULL;
+    text = mem_alloc(size + 1);
+    if (text == NULL)
+        return NULL;
+    if (json_dumpb(obj, text, size, JSON_COMPACT) != size) {
+        mem_free(text);
+        return NULL;
+    }
+    text[size] = '\0';
+    return text;
+}
+
+static char *finish(builder *b)
+{
+    json_t *obj = finish_object(b);
+    char *text;
+
+    if (obj == NULL)
+        return NULL;
+    text = dump(obj);
+    json_decref(obj);
+    return text;
+}
+
+/* An array argument: borrowed when it is one, a new empty array for NULL,
+ * NULL (a failed build) for anything else. */
+static json_t *array_arg(const json_t *a)
+{
+    if (a == NULL)
+        return json_array();
+    return json_is_array(a) ? borrow(a) : NULL;
+}
+
+json_t *proto_user_summary(const json_t *user)
+{
+    json_t *id = json_object_get(user, "id");
+    json_t *name = json_object_get(user, "name");
+    json_t *username = json_object_get(user, "username");
+    builder b = {NULL, 0};
+
+    if (!json_is_integer(id) || !json_is_string(name) || !json_is_string(username))
+        return NULL;
+    b.obj = json_object();
+    set(&b, "id", json_integer(json_integer_value(id)));
+    set(&b, "name", borrow(name));
+    set(&b, "username", borrow(username));
+    return finish_object(&b);
+}
+
+json_t *proto_message_object(const proto_message *m, const char *ref)
+{
+    char id[24];
+    int is_auto;
+    builder b, user = {NULL, 0};
+
+    if (m == NULL || m->source == NULL)
+        return NULL;
+    is_auto = strcmp(m->source, "auto") == 0;
+    snprintf(id, sizeof(id), "%" PRId64, m->id);
+    b = begin("message");
+    set(&b, "id", json_string(id));
+    set(&b, "room", m->room ? json_string(m->room) : NULL);
+    set(&b, "source", json_string(m->source));
+    user.obj = json_object();
+    set(&user, "id", json_integer(m->user_id));
+    set(&user, "name", m->user_name ? json_string(m->user_name) : NULL);
+    set(&user, "username", m->user_username ? json_string(m->user_username) : NULL);
+    set(&b, "user", finish_object(&user));
+    set(&b, "text", m->text ? json_string(m->text) : NULL);
+    if (is_auto) {
+        set(&b, "title", json_string(m->title ? m->title : ""));
+        set(&b, "post_id", json_integer(m->post_id));
+    }
+    set(&b, "ts", m->ts ? json_string(m->ts) : NULL);
+    if (ref != NULL)
+        set(&b, "ref", json_string(ref));
+    return finish_object(&b);
+}
+
+char *proto_build_message(const proto_message *m, const char *ref)
+{
+    builder b = {proto_message_object(m, ref), 0};
+
+    if (b.obj == NULL)
+        return NULL;
+    return finish(&b);
+}
+
+char *proto_build_welcome(const char *session, const char *room, const char *token,
+                          const json_t *user, const json_t *online)
+{
+    builder b = begin("welcome");
+
+    set(&b, "session", session ? json_string(session) : NULL);
+    set(&b, "room", room ? json_string(room) : NULL);
+    set(&b, "token", token ? json_string(token) : NULL);
+    set(&b, "user", json_is_object(user) ? borrow(user) : NULL);
+    set(&b, "online", array_arg(online));
+    return finish(&b);
+}
+
+char *proto_build_history(const json_t *messages)
+{
+    builder b = begin("history");
+
+    set(&b, "messages", array_arg(messages));
+    return finish(&b);
+}
+
+char *proto_build_presence(const char *event, const json_t *user_summary)
+{
+    builder b = begin("presence");
+
+    set(&b, "event", event ? json_string(event) : NULL);
+    set(&b, "user", json_is_object(user_summary) ? borrow(user_summary) : NULL);
+    return finish(&b);
+}
+
+char *proto_build_error(const char *code, const char *message, long retry_in_ms, int fatal,
+                        const char *ref)
+{
+    builder b = begin("error");
+
+    set(&b, "code", code ? json_string(code) : NULL);
+    set(&b, "message", json_string(message ? message : ""));
+    if (retry_in_ms >= 0)
+        set(&b, "retry_in_ms", json_integer(retry_in_ms));
+    set(&b, "fatal", json_boolean(fatal));
+    if (ref != NULL)
+        set(&b, "ref", json_string(ref));
+    return finish(&b);
+}
+
+char *proto_build_pong(const char *ref, const char *ts)
+{
+    builder b = begin("pong");
+
+    if (ref != NULL)
+        set(&b, "ref", json_string(ref));
+    set(&b, "ts", ts ? json_string(ts) : NULL);
+    return finish(&b);
+}
+
+/* ---- time --------------------------------------------------------------- */
+
+char *proto_format_time(int64_t unix_ms, char *buf, size_t len)
+{
+    time_t secs;
+    long ms;
+    struct tm tm;
+    char date[24];
+
+    if (buf == NULL || len == 0)
+        return buf;
+    buf[0] = '\0';
+    /* Floor division, so times before 1970 keep ms in 0..999. */
+    secs = (time_t)(unix_ms / 1000);
+    ms = (long)(unix_ms % 1000);
+    if (ms < 0) {
+        ms += 1000;
+        secs--;
+    }
+    if (gmtime_r(&secs, &tm) == NULL || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        return buf;
+    snprintf(buf, len, "%s.%03ldZ", date, ms);
+    return buf;
+}
+
+char *proto_now(char *buf, size_t len)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return proto_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf, len);
+}

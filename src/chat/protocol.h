@@ -1,0 +1,90 @@
+/*
+ * protocol — the data-channel messages of SPEC.md ("Data channel"), as
+ * JSON text: parsing what clients send and building what chatd sends.
+ *
+ * Pure functions with no I/O and no global state: thread-safe, fuzzable,
+ * unit-testable. Every builder returns a mem_alloc'd NUL-terminated compact
+ * JSON string (NULL when out of memory, or when a required argument is NULL
+ * or a string is not valid UTF-8); the parser never trusts its input (size
+ * cap, UTF-8 validity, types, lengths). Borrowed json_t arguments are
+ * shared into the output tree by reference count, never modified.
+ */
+#ifndef CHATD_PROTOCOL_H
+#define CHATD_PROTOCOL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAX_MESSAGE (64 * 1024) /* bytes of one data-channel message */
+#define PROTO_MAX_TEXT 2000           /* characters (code points) after trimming */
+#define PROTO_MAX_REF 128             /* bytes of a client's ref */
+#define PROTO_MAX_TOKEN 8192
+
+typedef enum { PROTO_PING, PROTO_POST } proto_kind;
+
+/* A parsed client message. Strings point into `owned` storage of the
+ * struct (freed by proto_request_clear). */
+typedef struct {
+    proto_kind kind;
+    char *ref;   /* NULL when absent */
+    char *token; /* post only */
+    char *text;  /* post only: trimmed, valid UTF-8, 1..2000 code points */
+} proto_request;
+
+typedef enum {
+    PROTO_OK = 0,
+    PROTO_BAD_REQUEST = -1, /* malformed: the session stays up, error BAD_REQUEST */
+    PROTO_TOO_LARGE = -2,   /* over PROTO_MAX_MESSAGE: error TOO_LARGE */
+    PROTO_NO_MEMORY = -3
+} proto_status;
+
+/* Parses one client message of len bytes. On failure err holds a short
+ * human reason (sent back in the error's "message") and, when the
+ * message had a usable string "ref", *ref_out receives a copy of it so the
+ * error can echo it (free with mem_free). */
+proto_status proto_parse_request(const char *data, size_t len, proto_request *out,
+                                 char **ref_out, char *err, size_t errlen);
+void proto_request_clear(proto_request *r);
+
+/* UTF-8 helpers (exposed for tests). */
+int proto_utf8_valid(const char *s, size_t len);
+size_t proto_utf8_length(const char *s, size_t len); /* code points; s must be valid */
+
+/* USER: {"id":N,"name":"…","username":"…"} from a JSONPlaceholder user. */
+json_t *proto_user_summary(const json_t *user);
+
+/* A chat message as it is delivered and logged. */
+typedef struct {
+    int64_t id;
+    const char *room;
+    const char *source; /* "auto" | "manual" */
+    long user_id;
+    const char *user_name;
+    const char *user_username;
+    const char *text;
+    const char *title; /* auto only, else NULL */
+    long post_id;      /* auto only, else 0 */
+    const char *ts;    /* ISO-8601 UTC with milliseconds */
+} proto_message;
+
+json_t *proto_message_object(const proto_message *m, const char *ref /* NULL: none */);
+char *proto_build_message(const proto_message *m, const char *ref);
+/* user: the whole JSONPlaceholder object; online: array of USER (borrowed). */
+char *proto_build_welcome(const char *session, const char *room, const char *token,
+                          const json_t *user, const json_t *online);
+/* messages: array of MESSAGE objects (borrowed). */
+char *proto_build_history(const json_t *messages);
+char *proto_build_presence(const char *event /* "join"|"leave" */, const json_t *user_summary);
+/* retry_in_ms < 0 leaves the field out; ref NULL leaves it out. */
+char *proto_build_error(const char *code, const char *message, long retry_in_ms, int fatal,
+                        const char *ref);
+char *proto_build_pong(const char *ref, const char *ts);
+
+/* Current UTC time as "2026-11-24T10:00:00.123Z" (buf of at least 32). */
+char *proto_now(char *buf, size_t len);
+/* The same format for unix_ms milliseconds since 1970; returns buf (""
+ * when the time cannot be represented). */
+char *proto_format_time(int64_t unix_ms, char *buf, size_t len);
+
+#endif
