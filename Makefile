@@ -16,6 +16,11 @@ ifeq ($(MODE),asan)
 BUILD ?= build/asan
 MODE_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(MODE),fuzz)
+BUILD ?= build/fuzzlib
+CC := clang
+MODE_CFLAGS := -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+MODE_LDFLAGS := -fsanitize=address,undefined
 else ifeq ($(MODE),cov)
 BUILD ?= build/cov
 MODE_CFLAGS := -O0 --coverage
@@ -56,31 +61,38 @@ all: $(PROGRAMS)
 deps:
 	@./scripts/deps.sh
 
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(V),,printf '  CC      %s\n' $<)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(WEB_GEN): scripts/embed-web.py $(wildcard web/*)
 	@mkdir -p $(dir $@)
-	python3 scripts/embed-web.py $@
+	$(Q)python3 scripts/embed-web.py $@
 
 $(BUILD)/obj/gen/web_assets.o: $(WEB_GEN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/chatd: $(BUILD)/obj/src/chatd.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,printf '  LD      %s\n' $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/chat-client: $(BUILD)/obj/tools/chat-client.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,printf '  LD      %s\n' $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	@$(if $(V),,printf '  LD      %s\n' $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 unit: $(UNIT_BIN)
 
@@ -97,16 +109,24 @@ test: deps
 
 test-asan: deps
 	@$(MAKE) --no-print-directory MODE=asan all unit
-	BUILD=build/asan ./scripts/test.sh --asan
+	./scripts/test.sh --only unit-asan,integration-asan,interop-aiortc-asan
 
-# libFuzzer targets (clang). Each target links the module it fuzzes.
+# libFuzzer targets (clang): the library is built once with MODE=fuzz,
+# each target links it with libFuzzer's main.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+FUZZ_LIB := build/fuzzlib/libchatd.a
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	@$(if $(V),,printf '  FUZZ    %s\n' $@)
+	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB) $(LDLIBS)
+
+ifneq ($(MODE),fuzz)
+$(FUZZ_LIB): FORCE
+	@$(MAKE) --no-print-directory MODE=fuzz $(FUZZ_LIB)
+FORCE:
+endif
 
 .PHONY: fuzz-build
 fuzz-build: $(FUZZ_BIN)

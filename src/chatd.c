@@ -1,15 +1,25 @@
 /*
- * chatd — the server's main: read the configuration, start the pieces,
- * wait for SIGINT/SIGTERM, stop them in order. Wiring only; every piece
- * lives in its module.
+ * chatd — the server's main: read the configuration, open the database,
+ * the signing key and the JSONPlaceholder client, start the event loops and
+ * the HTTP server, wait for SIGINT/SIGTERM, stop everything in order (stop
+ * accepting, close peers, flush every pending log row) and exit 0. Wiring
+ * only; every piece lives in its module.
+ *
+ * Exit status: 0 after a signal, 1 when the database (or the key) cannot be
+ * opened at start, 2 on a bad flag or value.
  */
+#include "api/jsonplaceholder.h"
+#include "auth/keys.h"
 #include "chat/relay.h"
+#include "chat/service.h"
 #include "http/server.h"
 #include "rtc/loop.h"
 #include "rtc/peer.h"
+#include "store/store.h"
 #include "util/config.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/rng.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -17,15 +27,19 @@
 #include <stdio.h>
 #include <string.h>
 
+static int fail(chatd_config *cfg, int status, const char *what, const char *err)
+{
+    fprintf(stderr, "chatd: %s%s%s\n", what, err ? ": " : "", err ? err : "");
+    config_free(cfg);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     chatd_config cfg;
     char err[512];
-    if (config_parse(&cfg, argc, argv, err, sizeof err) < 0) {
-        fprintf(stderr, "chatd: %s\n", err);
-        config_free(&cfg);
-        return 2;
-    }
+    if (config_parse(&cfg, argc, argv, err, sizeof err) < 0)
+        return fail(&cfg, 2, err, NULL);
     if (cfg.help) {
         config_usage("chatd", stdout);
         config_free(&cfg);
@@ -44,29 +58,69 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
-    if (rtc_init(err, sizeof err) < 0) {
-        fprintf(stderr, "chatd: %s\n", err);
-        return 1;
+    store *db = NULL;
+    auth_keys *keys = NULL;
+    jp_client *api = NULL;
+    rng *random = NULL;
+    chat_service *chat = NULL;
+    relay *rel = NULL;
+    if (cfg.mode == CHATD_MODE_CHAT) {
+        db = store_open(cfg.database_url, err, sizeof err);
+        if (db == NULL)
+            return fail(&cfg, 1, "cannot open the database", err);
+        keys = auth_keys_load_or_create(cfg.jwt_key, err, sizeof err);
+        if (keys == NULL) {
+            store_close(db);
+            return fail(&cfg, 1, "cannot use the JWT key", err);
+        }
+        random = cfg.has_seed ? rng_new(cfg.seed) : rng_new_from_os();
     }
+    if (rtc_init(err, sizeof err) < 0)
+        return fail(&cfg, 1, "cannot start WebRTC", err);
     rtc_loops *loops = rtc_loops_new(cfg.loops);
-    relay *app = relay_new(loops, cfg.ice_addresses, cfg.max_peers);
-    http_server *http = http_server_start(cfg.listen_host, cfg.listen_port, 2, &relay_http_app,
-                                          app, err, sizeof err);
-    if (http == NULL) {
-        fprintf(stderr, "chatd: %s\n", err);
-        relay_free(app);
-        rtc_loops_free(loops);
-        rtc_shutdown();
-        config_free(&cfg);
-        return 2;
+    const http_app *routes = &relay_http_app;
+    void *app;
+    if (cfg.mode == CHATD_MODE_CHAT) {
+        chat_config cc = {.loops = loops,
+                          .ice_addresses = cfg.ice_addresses,
+                          .max_peers = cfg.max_peers,
+                          .public_url = cfg.public_url,
+                          .jwt_ttl = cfg.jwt_ttl,
+                          .auto_post_max_ms = cfg.auto_post_max_ms,
+                          .draw_attempts = cfg.draw_attempts,
+                          .draw_backoff_ms = cfg.draw_backoff_ms,
+                          .store = db,
+                          .keys = keys,
+                          .rng = random};
+        chat = chat_service_new(&cc);
+        jp_options jo = {.base_url = cfg.api_url,
+                         .on_error = chat_service_api_error,
+                         .error_arg = chat};
+        api = chat ? jp_new(&jo, err, sizeof err) : NULL;
+        if (api == NULL)
+            return fail(&cfg, 2, "bad --api-url", chat ? err : "out of memory");
+        chat_service_set_api(chat, api);
+        jp_start(api);
+        routes = &chat_http_app;
+        app = chat;
+    } else {
+        rel = relay_new(loops, cfg.ice_addresses, cfg.max_peers);
+        app = rel;
     }
+    http_server *http =
+        http_server_start(cfg.listen_host, cfg.listen_port, 2, routes, app, err, sizeof err);
+    if (http == NULL)
+        return fail(&cfg, 2, err, NULL);
     if (cfg.public_url_is_default) {
+        /* With --listen HOST:0 the issuer follows the port actually bound. */
         int v6 = strchr(cfg.listen_host, ':') != NULL;
         snprintf(cfg.public_url, sizeof cfg.public_url, "http://%s%s%s:%d", v6 ? "[" : "",
                  cfg.listen_host, v6 ? "]" : "", http_server_port(http));
     }
-    log_info("chatd", "%d event loops, max %ld peers, ICE on %s", rtc_loops_count(loops),
-             cfg.max_peers, cfg.n_ice_addresses ? cfg.ice_addresses[0] : "every interface");
+    log_info("chatd", "%s mode, %d event loops, max %ld peers, ICE on %s, API %s, database %s",
+             cfg.mode == CHATD_MODE_CHAT ? "chat" : "relay", rtc_loops_count(loops),
+             cfg.max_peers, cfg.n_ice_addresses ? cfg.ice_addresses[0] : "every interface",
+             cfg.api_url, cfg.mode == CHATD_MODE_CHAT ? cfg.database_url : "(none)");
     printf("chatd: listening on %s/\n", cfg.public_url);
     fflush(stdout);
 
@@ -74,13 +128,30 @@ int main(int argc, char **argv)
     sigwait(&stop_signals, &sig);
     log_info("chatd", "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_server_quiesce(http);
-    relay_close_all(app, 5000);
+    if (chat)
+        chat_service_close_all(chat, 5000);
+    else
+        relay_close_all(rel, 5000);
     http_server_stop(http);
-    relay_free(app);
+    int status = 0;
+    if (db) {
+        /* Everything delivered is in the queue; nothing leaves before it is
+         * written (the writer retries while the database is away). */
+        if (store_flush(db, 60000) < 0) {
+            log_error("chatd", "the log could not be flushed within 60 s");
+            status = 1;
+        }
+    }
+    jp_free(api);
     rtc_loops_free(loops);
+    chat_service_free(chat);
+    relay_free(rel);
+    store_close(db);
+    auth_keys_free(keys);
+    rng_free(random);
     rtc_shutdown();
     curl_global_cleanup();
     config_free(&cfg);
     log_info("chatd", "stopped");
-    return 0;
+    return status;
 }

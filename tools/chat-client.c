@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <glib.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +33,16 @@ typedef struct {
     int closed;
     char reason[160];
     int quiet;
-    char session[128]; /* the server's session id, from Location */
+    char session[256]; /* the server's session id, from Location */
+    int raw;           /* --raw: text in, text out (transport tests, relay mode) */
+    int json;          /* --json: print each received object as it came */
+    char *token;       /* from the welcome; every post carries it */
+    int fatal;         /* the server said fatal:true */
+    unsigned long next_ref;
 } client_state;
 
 static client_state st;
+static int wake_pipe[2] = {-1, -1}; /* on_close wakes the stdin loop */
 
 static void on_open(rtc_peer *p, void *user)
 {
@@ -49,20 +56,96 @@ static void on_open(rtc_peer *p, void *user)
                 st.session[0] ? st.session : rtc_peer_id(p));
 }
 
+/* Writes one line to stdout in a single call, so lines stay whole. */
+static void print_line(const char *text, size_t len)
+{
+    char *line = malloc(len + 1);
+    if (line == NULL)
+        return;
+    memcpy(line, text, len);
+    line[len] = '\n';
+    fwrite(line, 1, len + 1, stdout);
+    fflush(stdout);
+    free(line);
+}
+
+/* "NAME: text", or "NAME: [title] text" for an auto post. */
+static void print_chat_message(const json_t *m)
+{
+    const char *name = json_string_value(json_object_get(json_object_get(m, "user"), "name"));
+    const char *text = json_string_value(json_object_get(m, "text"));
+    const char *title = json_string_value(json_object_get(m, "title"));
+    char *line = title ? g_strdup_printf("%s: [%s] %s", name ? name : "?", title, text ? text : "")
+                       : g_strdup_printf("%s: %s", name ? name : "?", text ? text : "");
+    /* One message, one line: newlines inside a post (JSONPlaceholder bodies
+     * have them) are shown as spaces; --json keeps the text as it came. */
+    for (char *c = line; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    print_line(line, strlen(line));
+    g_free(line);
+}
+
+static void handle_chat(const uint8_t *data, size_t len)
+{
+    json_t *m = json_loadb((const char *)data, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(m, "type"));
+    if (type == NULL) {
+        fprintf(stderr, "chat-client: unreadable message from the server\n");
+    } else if (strcmp(type, "welcome") == 0) {
+        const json_t *u = json_object_get(m, "user");
+        g_mutex_lock(&st.lock);
+        free(st.token);
+        st.token = strdup(json_string_value(json_object_get(m, "token")) ?: "");
+        g_cond_broadcast(&st.cond);
+        g_mutex_unlock(&st.lock);
+        if (!st.quiet)
+            fprintf(stderr, "chat-client: you are %s (@%s) in %s\n",
+                    json_string_value(json_object_get(u, "name")) ?: "?",
+                    json_string_value(json_object_get(u, "username")) ?: "?",
+                    json_string_value(json_object_get(m, "room")) ?: "?");
+    } else if (strcmp(type, "history") == 0) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(m, "messages"), i, item) print_chat_message(item);
+    } else if (strcmp(type, "message") == 0) {
+        print_chat_message(m);
+    } else if (strcmp(type, "presence") == 0) {
+        if (!st.quiet)
+            fprintf(stderr, "chat-client: %s %s\n",
+                    json_string_value(json_object_get(json_object_get(m, "user"), "name")) ?: "?",
+                    strcmp(json_string_value(json_object_get(m, "event")) ?: "", "join") == 0
+                        ? "joined"
+                        : "left");
+    } else if (strcmp(type, "error") == 0) {
+        json_t *retry = json_object_get(m, "retry_in_ms");
+        int fatal = json_is_true(json_object_get(m, "fatal"));
+        fprintf(stderr, "chat-client: error %s: %s", json_string_value(json_object_get(m, "code")) ?: "?",
+                json_string_value(json_object_get(m, "message")) ?: "");
+        if (json_is_integer(retry))
+            fprintf(stderr, " (retrying in %lld ms)", (long long)json_integer_value(retry));
+        fprintf(stderr, "%s\n", fatal ? " (fatal)" : "");
+        if (fatal) {
+            g_mutex_lock(&st.lock);
+            st.fatal = 1;
+            g_cond_broadcast(&st.cond);
+            g_mutex_unlock(&st.lock);
+            ssize_t w = write(wake_pipe[1], "x", 1);
+            (void)w;
+        }
+    }
+    json_decref(m);
+}
+
 static void on_message(rtc_peer *p, const uint8_t *data, size_t len, int binary, void *user)
 {
     (void)p, (void)user;
     if (binary)
         return;
-    /* One write per message keeps lines whole even if another thread prints. */
-    char *line = malloc(len + 1);
-    if (line == NULL)
-        return;
-    memcpy(line, data, len);
-    line[len] = '\n';
-    fwrite(line, 1, len + 1, stdout);
-    fflush(stdout);
-    free(line);
+    if (st.raw || st.json)
+        print_line((const char *)data, len);
+    if (!st.raw)
+        handle_chat(data, len);
 }
 
 static void on_close(rtc_peer *p, const char *reason, void *user)
@@ -73,6 +156,8 @@ static void on_close(rtc_peer *p, const char *reason, void *user)
     snprintf(st.reason, sizeof st.reason, "%s", reason);
     g_cond_broadcast(&st.cond);
     g_mutex_unlock(&st.lock);
+    ssize_t w = write(wake_pipe[1], "x", 1);
+    (void)w;
 }
 
 static const rtc_peer_callbacks callbacks = {
@@ -139,16 +224,110 @@ static int is_loopback_url(const char *url)
            strstr(url, "://[::1]") != NULL;
 }
 
+/* Sends one line; refuses (with a message) what the remote would refuse. */
+static void send_line(rtc_peer *peer, const char *line, size_t n, size_t max)
+{
+    if (n > max) {
+        fprintf(stderr, "chat-client: not sent: a %zu-byte message is over the %zu-byte limit\n",
+                n, max);
+        return;
+    }
+    /* Back-pressure: let the queue drain rather than grow without end. */
+    while (rtc_peer_queued_bytes(peer) > 4u * 1024 * 1024 && rtc_peer_is_open(peer))
+        g_usleep(2000);
+    if (st.raw) {
+        if (rtc_peer_send_text(peer, line, n) < 0 && rtc_peer_is_open(peer))
+            fprintf(stderr, "chat-client: send failed: %s\n", strerror(errno));
+        return;
+    }
+    /* Chat: wait for the welcome's token, then post the line with it. */
+    g_mutex_lock(&st.lock);
+    while (st.token == NULL && !st.closed && !st.fatal)
+        g_cond_wait(&st.cond, &st.lock);
+    char *token = st.token ? strdup(st.token) : NULL;
+    unsigned long ref = ++st.next_ref;
+    g_mutex_unlock(&st.lock);
+    if (token == NULL)
+        return;
+    char refs[32];
+    snprintf(refs, sizeof refs, "%lu", ref);
+    json_t *post = json_pack("{s:s,s:s,s:s%,s:s}", "type", "post", "token", token, "text", line,
+                             n, "ref", refs);
+    char *text = post ? json_dumps(post, JSON_COMPACT) : NULL;
+    if (text == NULL)
+        fprintf(stderr, "chat-client: not sent: the line is not valid UTF-8\n");
+    else if (rtc_peer_send_text(peer, text, strlen(text)) < 0 && rtc_peer_is_open(peer))
+        fprintf(stderr, "chat-client: send failed: %s\n", strerror(errno));
+    free(text);
+    json_decref(post);
+    free(token);
+}
+
+/* Reads standard input until its end or until the connection closes,
+ * sending each line. Lines are split by hand (not getline) so that a
+ * closed connection wakes us even while no input arrives. */
+static int read_and_send(rtc_peer *peer, size_t max)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return -1;
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = STDIN_FILENO, .events = POLLIN},
+                                {.fd = wake_pipe[0], .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (fds[1].revents)
+            break; /* closed under us, or a fatal error */
+        if (len == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                return -1;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(STDIN_FILENO, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (len > 0) /* last line without a newline */
+                send_line(peer, buf, len, max);
+            break;
+        }
+        len += (size_t)r;
+        size_t start = 0;
+        for (size_t i = len - (size_t)r; i < len; i++) {
+            if (buf[i] != '\n')
+                continue;
+            send_line(peer, buf + start, i - start, max);
+            start = i + 1;
+        }
+        memmove(buf, buf + start, len - start);
+        len -= start;
+    }
+    free(buf);
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: chat-client --url URL [OPTION]...\n\n"
-            "Connects to chatd over a WebRTC data channel, prints each received message\n"
-            "on its own line and sends each line of standard input.\n\n"
+            "Connects to chatd over a WebRTC data channel, prints each chat message as\n"
+            "NAME: text (auto posts as NAME: [title] text) and posts each line of\n"
+            "standard input with the session's token. Status lines go to stderr.\n\n"
             "  --url URL           chatd's base URL, e.g. http://127.0.0.1:8080/?room=lobby\n"
             "  --ice-address ADDR  local address for ICE (repeatable; default: every\n"
             "                      interface, or 127.0.0.1 for a loopback URL)\n"
             "  --dtls-role ROLE    offer a=setup auto (actpass), active or passive\n"
+            "  --json              print each received message as its JSON object\n"
+            "  --token JWT         resume that user (Authorization: Bearer)\n"
+            "  --raw               send and print plain text (chatd --mode relay)\n"
             "  --timeout SECONDS   connection setup limit (default 15)\n"
             "  --quiet             no status lines on standard error\n"
             "  -h, --help          this text\n\n"
@@ -163,10 +342,13 @@ int main(int argc, char **argv)
     int n_ice = 0;
     rtc_setup setup = RTC_SETUP_AUTO;
     int timeout_s = 15;
+    const char *bearer = NULL;
     static const struct option opts[] = {
         {"url", required_argument, 0, 'u'},      {"ice-address", required_argument, 0, 'i'},
         {"dtls-role", required_argument, 0, 'r'}, {"timeout", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
+        {"json", no_argument, 0, 'j'},            {"token", required_argument, 0, 'k'},
+        {"raw", no_argument, 0, 'w'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -203,6 +385,15 @@ int main(int argc, char **argv)
         case 'q':
             st.quiet = 1;
             break;
+        case 'j':
+            st.json = 1;
+            break;
+        case 'k':
+            bearer = optarg;
+            break;
+        case 'w':
+            st.raw = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -225,6 +416,10 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     g_mutex_init(&st.lock);
     g_cond_init(&st.cond);
+    if (pipe(wake_pipe) < 0) {
+        perror("chat-client: pipe");
+        return 1;
+    }
     char err[512];
     if (rtc_init(err, sizeof err) < 0) {
         fprintf(stderr, "chat-client: %s\n", err);
@@ -248,6 +443,11 @@ int main(int argc, char **argv)
     http_buf resp = {0};
     CURL *curl = curl_easy_init();
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/sdp");
+    if (bearer) {
+        char *auth = g_strdup_printf("Authorization: Bearer %s", bearer);
+        hdrs = curl_slist_append(hdrs, auth);
+        g_free(auth);
+    }
     curl_easy_setopt(curl, CURLOPT_URL, ep);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, offer);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
@@ -303,35 +503,26 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
     size_t max = rtc_peer_max_send(peer);
-    while ((n = getline(&line, &cap, stdin)) >= 0) {
-        if (n > 0 && line[n - 1] == '\n')
-            n--;
-        if ((size_t)n > max) {
-            fprintf(stderr, "chat-client: not sent: a %zd-byte message is over the %zu-byte limit\n",
-                    n, max);
-            continue;
-        }
-        /* Back-pressure: let the queue drain rather than grow without end. */
-        while (rtc_peer_queued_bytes(peer) > 4u * 1024 * 1024 && rtc_peer_is_open(peer))
-            g_usleep(2000);
-        if (rtc_peer_send_text(peer, line, (size_t)n) < 0) {
-            g_mutex_lock(&st.lock);
-            int closed = st.closed;
-            g_mutex_unlock(&st.lock);
-            if (closed)
-                break;
-            fprintf(stderr, "chat-client: send failed: %s\n", strerror(errno));
-        }
+    if (read_and_send(peer, max) < 0) {
+        fprintf(stderr, "chat-client: out of memory\n");
+        goto out;
     }
-    free(line);
 
     g_mutex_lock(&st.lock);
-    int closed_early = st.closed;
+    int closed_early = st.closed || st.fatal;
     g_mutex_unlock(&st.lock);
+    if (st.fatal) {
+        /* wait for the server to close after its fatal error */
+        g_mutex_lock(&st.lock);
+        gint64 d = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+        while (!st.closed)
+            if (!g_cond_wait_until(&st.cond, &st.lock, d))
+                break;
+        g_mutex_unlock(&st.lock);
+        fprintf(stderr, "chat-client: the server ended the session\n");
+        goto out;
+    }
     if (closed_early) {
         fprintf(stderr, "chat-client: connection lost: %s\n", st.reason);
         goto out;

@@ -5,6 +5,7 @@
 
 #include "chat/bus.h"
 #include "rtc/peer.h"
+#include "rtc/sctp.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -197,8 +198,10 @@ static void http_metrics(void *app, http_reply *reply)
     snprintf(buf, sizeof buf,
              "# HELP chatd_peers Connected peers.\n# TYPE chatd_peers gauge\nchatd_peers %ld\n"
              "# HELP chatd_peer_objects Peer objects alive (leak check).\n"
-             "# TYPE chatd_peer_objects gauge\nchatd_peer_objects %ld\n",
-             relay_sessions(r), rtc_peer_live_count());
+             "# TYPE chatd_peer_objects gauge\nchatd_peer_objects %ld\n"
+             "# HELP chatd_sctp_associations SCTP associations alive (leak check).\n"
+             "# TYPE chatd_sctp_associations gauge\nchatd_sctp_associations %ld\n",
+             relay_sessions(r), rtc_peer_live_count(), rtc_sctp_live_count());
     reply->status = 200;
     reply->content_type = "text/plain; version=0.0.4";
     reply->body = mem_strdup(buf);

@@ -86,6 +86,14 @@ struct rtc_peer {
     size_t q_bytes;
     int retry_pending;
 
+    /* DTLS datagrams produced before ICE has a selected pair (the server's
+     * first flight can be ready before our own check succeeds): kept and
+     * sent once ICE connects, instead of being lost until a retransmit. */
+    pthread_mutex_t early_lock;
+    int ice_connected;
+    queued *early_head, *early_tail;
+    int early_count;
+
     char close_reason[128];
 };
 
@@ -152,7 +160,12 @@ void rtc_peer_unref(rtc_peer *p)
     if (p == NULL || atomic_fetch_sub(&p->refs, 1) != 1)
         return;
     free_queue(p);
+    for (queued *q = p->early_head, *next; q; q = next) {
+        next = q->next;
+        mem_free(q);
+    }
     pthread_mutex_destroy(&p->send_lock);
+    pthread_mutex_destroy(&p->early_lock);
     if (p->ice_addresses)
         g_strfreev(p->ice_addresses);
     mem_free(p->remote);
@@ -188,6 +201,7 @@ void rtc_peer_close_all(const char *reason)
 }
 
 const char *rtc_peer_id(const rtc_peer *p) { return p->id; }
+rtc_loop *rtc_peer_loop(const rtc_peer *p) { return p->loop; }
 void *rtc_peer_user(const rtc_peer *p) { return p->user; }
 size_t rtc_peer_max_send(const rtc_peer *p) { return p->max_send; }
 const char *rtc_peer_remote_address(const rtc_peer *p) { return p->remote_addr; }
@@ -582,8 +596,46 @@ static const rtc_sctp_callbacks sctp_callbacks = {
 static void dtls_send(void *arg, const uint8_t *data, size_t len)
 {
     rtc_peer *p = arg;
-    if (p->agent)
-        nice_agent_send(p->agent, p->stream_id, 1, (guint)len, (const gchar *)data);
+    if (p->agent == NULL)
+        return;
+    pthread_mutex_lock(&p->early_lock);
+    if (!p->ice_connected) {
+        queued *q = p->early_count < 32 ? mem_alloc(sizeof *q + len) : NULL;
+        if (q) {
+            q->next = NULL;
+            q->len = len;
+            memcpy(q->data, data, len);
+            if (p->early_tail)
+                p->early_tail->next = q;
+            else
+                p->early_head = q;
+            p->early_tail = q;
+            p->early_count++;
+        }
+        pthread_mutex_unlock(&p->early_lock);
+        return;
+    }
+    pthread_mutex_unlock(&p->early_lock);
+    if (nice_agent_send(p->agent, p->stream_id, 1, (guint)len, (const gchar *)data) < 0)
+        log_debug("rtc", "peer %s: ICE send of %zu bytes failed", p->id, len);
+}
+
+/* Loop thread: ICE has a pair now; send what DTLS wrote before. */
+static void flush_early(rtc_peer *p)
+{
+    pthread_mutex_lock(&p->early_lock);
+    p->ice_connected = 1;
+    queued *q = p->early_head;
+    p->early_head = p->early_tail = NULL;
+    p->early_count = 0;
+    pthread_mutex_unlock(&p->early_lock);
+    while (q) {
+        queued *next = q->next;
+        if (p->agent)
+            nice_agent_send(p->agent, p->stream_id, 1, (guint)q->len, (const gchar *)q->data);
+        mem_free(q);
+        q = next;
+    }
 }
 
 static void dtls_connected(void *arg)
@@ -681,6 +733,7 @@ static void ice_state_changed(NiceAgent *agent, guint stream_id, guint component
     if (p->state == ST_CLOSED)
         return;
     if (state == NICE_COMPONENT_STATE_CONNECTED || state == NICE_COMPONENT_STATE_READY) {
+        flush_early(p);
         NiceCandidate *local = NULL, *remote = NULL;
         if (p->remote_addr[0] == '\0' &&
             nice_agent_get_selected_pair(agent, p->stream_id, 1, &local, &remote) && remote) {
@@ -817,6 +870,8 @@ static void ice_remote(void *arg)
     }
     /* ICE may already be connected (the answer came late): start now. */
     NiceComponentState st = nice_agent_get_component_state(p->agent, p->stream_id, 1);
+    if (st == NICE_COMPONENT_STATE_CONNECTED || st == NICE_COMPONENT_STATE_READY)
+        flush_early(p);
     if (p->dtls_client && (st == NICE_COMPONENT_STATE_CONNECTED ||
                            st == NICE_COMPONENT_STATE_READY)) {
         p->dtls_started = 1;
@@ -846,6 +901,7 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
     atomic_fetch_add(&live_peers, 1);
     atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->send_lock, NULL);
+    pthread_mutex_init(&p->early_lock, NULL);
     uint8_t rnd[16];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         snprintf(err, errlen, "no randomness for the peer id");

@@ -97,6 +97,9 @@ void *rtc_peer_user(const rtc_peer *p);
 /* Remote address of the selected ICE pair, "" until connected. */
 const char *rtc_peer_remote_address(const rtc_peer *p);
 
+/* The loop the peer runs on (for timers and posting work to it). */
+rtc_loop *rtc_peer_loop(const rtc_peer *p);
+
 rtc_peer *rtc_peer_ref(rtc_peer *p);
 void rtc_peer_unref(rtc_peer *p);
 

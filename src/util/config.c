@@ -17,7 +17,7 @@
 typedef enum {
     OPT_LISTEN, OPT_PUBLIC_URL, OPT_ICE, OPT_API, OPT_DB, OPT_DATA, OPT_KEY, OPT_TTL,
     OPT_AUTO, OPT_SEED, OPT_MAX_PEERS, OPT_LOOPS, OPT_DRAWS, OPT_DRAW_BACKOFF, OPT_LOG,
-    OPT_COUNT
+    OPT_MODE, OPT_COUNT
 } opt_id;
 
 static const struct {
@@ -48,6 +48,8 @@ static const struct {
     [OPT_DRAW_BACKOFF] = {"--draw-backoff-ms", "CHATD_DRAW_BACKOFF_MS", "N", "500",
                           "first wait after a failed draw (doubles each time)"},
     [OPT_LOG] = {"--log-level", "CHATD_LOG_LEVEL", "LEVEL", "info", "debug, info, warn, error"},
+    [OPT_MODE] = {"--mode", "CHATD_MODE", "MODE", "chat",
+                  "chat, or relay (transport test: text goes to the room's other peers)"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -165,6 +167,16 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         cfg->seed = s;
         return 0;
     }
+    case OPT_MODE:
+        if (strcmp(v, "chat") == 0)
+            cfg->mode = CHATD_MODE_CHAT;
+        else if (strcmp(v, "relay") == 0)
+            cfg->mode = CHATD_MODE_CHAT;
+        else {
+            snprintf(err, errlen, "bad %s '%s' (chat or relay)", flag, v);
+            return -1;
+        }
+        return 0;
     case OPT_LOG: {
         int l = log_level_parse(v);
         if (l < 0) {
@@ -225,6 +237,7 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     cfg->draw_attempts = 5;
     cfg->draw_backoff_ms = 500;
     cfg->log_level = LOGL_INFO;
+    cfg->mode = CHATD_MODE_CHAT;
 
     /* Environment first, flags after: flags win. A flag given on the
      * command line replaces the env's ICE list instead of adding to it. */

@@ -13,7 +13,10 @@
 
 #define CONFIG_MAX_ICE_ADDRESSES 16
 
+typedef enum { CHATD_MODE_CHAT = 0, CHATD_MODE_RELAY = 1 } chatd_mode;
+
 typedef struct {
+    chatd_mode mode;
     char listen_host[256];
     int listen_port;
     char public_url[512];
