@@ -1,0 +1,6 @@
+#!/bin/sh
+# Runs every suite (see tests/run.py); the last line is "N passed, N failed,
+# N skipped". Builds are made by `make test` before this is called.
+set -eu
+cd "$(dirname "$0")/.."
+exec /usr/bin/python3 tests/run.py "$@"

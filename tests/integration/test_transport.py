@@ -1,0 +1,300 @@
+#!/usr/bin/python3
+"""Integration: chat-client <-> chatd (relay mode) over real WebRTC on
+127.0.0.1. Each test starts its own chatd.
+
+    /usr/bin/python3 tests/integration/test_transport.py [TEST...]
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import (CHAT_CLIENT_BIN, SCALE, Chatd, check, http, raw_http,  # noqa: E402
+                     run, test)
+import harness  # noqa: E402
+
+
+def Client(url, *args):
+    """chat-client in plain-text mode, as the relay speaks."""
+    return harness.Client(url, "--raw", *args)
+
+RELAY = ("--mode", "relay")
+OFFER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz", "corpus", "sdp",
+                     "browser_offer.sdp")
+
+
+def n(count):
+    """Scaled count: sanitizer runs use fewer iterations."""
+    return max(1, int(count / SCALE))
+
+
+def payloads(count, seed):
+    """Messages of 1 byte to 64 KiB (log-uniform sizes, both ends included)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        if i == 0:
+            size = 1
+        elif i == 1:
+            size = 65536
+        else:
+            size = max(1, int(65536 ** rng.random()))
+        tag = f"{seed}:{i}:"
+        body = (tag * (size // len(tag) + 1))[:size]
+        out.append(body)
+    return out
+
+
+@test
+def channel_opens():
+    d = Chatd("channel_opens", *RELAY)
+    c = Client(d.url)
+    c.wait_connected()
+    check(c.finish() == 0, f"exit status after end of input: {c.err_lines}")
+    check(d.stop() == 0, "chatd exit status after SIGTERM")
+
+
+@test(timeout=600)
+def ten_thousand_messages_each_way_in_order():
+    d = Chatd("ten_thousand", *RELAY)
+    a = Client(d.url)
+    a.wait_connected()
+    b = Client(d.url)
+    b.wait_connected()
+    count = n(10000)
+    to_b = payloads(count, 1)
+    to_a = payloads(count, 2)
+    wa = a.send_many(to_b)
+    wb = b.send_many(to_a)
+    got_b = b.wait_lines(count, timeout=540)
+    got_a = a.wait_lines(count, timeout=60)
+    wa.join(5)
+    wb.join(5)
+    for name, got, want in (("b", got_b, to_b), ("a", got_a, to_a)):
+        check(len(got) == len(want), f"{name} received {len(got)} of {len(want)}")
+        for i, (g, w) in enumerate(zip(got, want)):
+            check(g == w, f"{name}: message {i} differs (len {len(g)} vs {len(w)})")
+    check(a.finish() == 0 and b.finish() == 0, "clients exit 0")
+    check(d.stop() == 0, "chatd exits 0")
+
+
+@test
+def oversize_message_refused_by_client_not_crash():
+    d = Chatd("oversize", *RELAY)
+    a = Client(d.url)
+    a.wait_connected()
+    b = Client(d.url)
+    b.wait_connected()
+    a.send("x" * 65537)
+    a.send("after")
+    lines = b.wait_lines(1, timeout=20)
+    check(lines == ["after"], f"b got {lines[:1]!r}...")
+    check(a.finish() == 0, "client keeps working after a refused message")
+    check(any("over the 65536-byte limit" in e for e in a.err_lines),
+          f"clear error line: {a.err_lines}")
+    b.finish()
+    check(d.alive(), "chatd still running")
+    check(d.stop() == 0, "chatd exits 0")
+
+
+@test(timeout=600)
+def open_close_cycles_leak_nothing():
+    d = Chatd("churn", *RELAY)
+    # one warm-up cycle: libraries open their lazy descriptors once
+    c = Client(d.url)
+    c.wait_connected()
+    check(c.finish() == 0, "warm-up cycle")
+    time.sleep(0.5)
+    base_fds = d.fd_count()
+    base_threads = d.thread_count()
+    cycles = n(200)
+    done = [0]
+    lock = threading.Lock()
+
+    def worker(k):
+        while True:
+            with lock:
+                if done[0] >= cycles:
+                    return
+                done[0] += 1
+            cl = Client(d.url, "--quiet")
+            cl.send(f"cycle {k}")
+            rc = cl.finish()
+            if rc != 0:
+                raise RuntimeError(f"cycle exit {rc}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        m = d.metrics()
+        if m.get("chatd_peers") == 0 and m.get("chatd_peer_objects") == 0 and \
+                d.fd_count() <= base_fds:
+            break
+        time.sleep(0.2)
+    m = d.metrics()
+    check(m.get("chatd_peers") == 0, f"sessions left: {m}")
+    check(m.get("chatd_peer_objects") == 0, f"peer objects left: {m}")
+    check(m.get("chatd_sctp_associations", 0) == 0, f"SCTP associations left: {m}")
+    check(d.fd_count() <= base_fds, f"descriptors {d.fd_count()} > baseline {base_fds}")
+    check(d.thread_count() <= base_threads, f"threads {d.thread_count()} > {base_threads}")
+    check(d.stop() == 0, "chatd exits 0 (under ASan: no leak at exit)")
+
+
+@test(timeout=300)
+def fifty_peers_receive_every_message():
+    d = Chatd("fifty", *RELAY)
+    peers = []
+    for _ in range(50):
+        c = Client(d.url, "--quiet")
+        peers.append(c)
+    for c in peers:
+        c.wait_connected(timeout=60) if c.connected else None
+    # --quiet hides the "connected" line: wait on the server's count instead
+    deadline = time.time() + 60
+    while time.time() < deadline and d.metrics().get("chatd_peers", 0) < 50:
+        time.sleep(0.2)
+    check(d.metrics().get("chatd_peers") == 50, f"peers open: {d.metrics()}")
+    time.sleep(0.5)
+    sender = peers[0]
+    msgs = [f"broadcast {i}" for i in range(100)]
+    sender.send_many(msgs).join()
+    for i, c in enumerate(peers[1:], 1):
+        got = c.wait_lines(100, timeout=60)
+        check(got[:100] == msgs, f"peer {i} got {len(got)} lines, first diff in order/content")
+    check(sender.lines == [], "the sender does not get its own messages")
+    for c in peers:
+        c.finish()
+    check(d.stop() == 0, "chatd exits 0")
+
+
+@test
+def both_dtls_roles():
+    d = Chatd("dtls_roles", *RELAY)
+    for role in ("active", "passive", "auto"):
+        a = Client(d.url, "--dtls-role", role)
+        a.wait_connected()
+        b = Client(d.url)
+        b.wait_connected()
+        a.send(f"role {role}")
+        got = b.wait_lines(1, timeout=20)
+        check(got == [f"role {role}"], f"{role}: got {got}")
+        check(a.finish() == 0 and b.finish() == 0, f"{role}: clean exit")
+    check(d.stop() == 0, "chatd exits 0")
+
+
+@test
+def http_errors_are_json_and_server_keeps_serving():
+    d = Chatd("http_errors", *RELAY, "--max-peers", "1")
+    api = d.url + "api/rtc"
+    sdp_ct = {"Content-Type": "application/sdp"}
+
+    def err(status, body, code):
+        check(status == status, "")
+        doc = json.loads(body)
+        check(doc["error"]["code"] == code, f"code {doc} != {code}")
+        check(doc["error"]["message"], "message present")
+
+    s, h, b = http("POST", api, b"v=0\r\nthis is not an offer\r\n", sdp_ct)
+    check(s == 400, f"malformed offer: {s}")
+    err(s, b, "BAD_SDP")
+    check(h.get("Content-Type") == "application/json", f"content type {h}")
+    with open(OFFER, "rb") as f:
+        good = f.read()
+    broken = good.replace(b"a=fingerprint:", b"a=nofingerprint:")
+    s, _, b = http("POST", api, broken, sdp_ct)
+    check(s == 400 and b"fingerprint" in b, f"missing fingerprint: {s} {b}")
+    s, _, b = http("POST", api, b"v=0\r\n" + b"a" * (70 * 1024), sdp_ct)
+    check(s == 413, f"oversize: {s}")
+    err(s, b, "TOO_LARGE")
+    s, _, b = http("POST", api, good, {"Content-Type": "text/plain"})
+    check(s == 415, f"wrong type: {s}")
+    s, _, b = http("GET", d.url + "api/nothing")
+    check(s == 404, f"unknown path: {s}")
+    err(s, b, "NOT_FOUND")
+    s, _, b = http("DELETE", api + "/0123456789abcdef")
+    check(s == 404, f"delete unknown: {s}")
+    s, _, b = http("GET", d.url + "api/health")
+    check(s == 200 and json.loads(b)["status"] == "ok", f"health {s} {b}")
+    s, _, b = http("GET", d.url)
+    check(s == 200 and b"<html" in b.lower(), f"GET / {s}")
+    # garbage on the socket, and a request cut short, do not hurt
+    port = int(d.url.rsplit(":", 1)[1].strip("/"))
+    raw_http(port, b"\x00\x01\x02 garbage \r\n\r\n")
+    raw_http(port, b"POST /api/rtc HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nv=0", 1)
+    # capacity: one peer fits, the next is told 503 AT_CAPACITY
+    c = Client(d.url)
+    c.wait_connected()
+    s, _, b = http("POST", api, good, sdp_ct)
+    check(s == 503, f"at capacity: {s} {b}")
+    err(s, b, "AT_CAPACITY")
+    check(c.finish() == 0, "client fine")
+    # and after all that a client still connects
+    time.sleep(0.5)
+    c2 = Client(d.url)
+    c2.wait_connected()
+    check(c2.finish() == 0, "server keeps serving")
+    check(d.stop() == 0, "chatd exits 0")
+
+
+@test
+def delete_ends_a_session():
+    d = Chatd("delete", *RELAY)
+    c = Client(d.url)
+    c.wait_connected()
+    sid = [e for e in c.err_lines if "session" in e][0].split("session ")[1].rstrip(")")
+    s, _, _ = http("DELETE", d.url + "api/rtc/" + sid)
+    check(s == 204, f"DELETE: {s}")
+    rc = c.proc.wait(20)
+    check(rc == 1, f"client notices the end: {rc} {c.err_lines}")
+    check(any("connection lost" in e or "closed" in e for e in c.err_lines), str(c.err_lines))
+    s, _, _ = http("DELETE", d.url + "api/rtc/" + sid)
+    check(s == 404, "second DELETE is 404")
+    d.stop()
+
+
+@test
+def client_cannot_connect_says_so():
+    with subprocess.Popen([CHAT_CLIENT_BIN, "--url", "http://127.0.0.1:9/", "--timeout", "3"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as p:
+        out, err = p.communicate(timeout=20)
+    lines = err.decode().strip().splitlines()
+    check(p.returncode == 1, f"exit status {p.returncode}")
+    check(len(lines) == 1 and "cannot reach" in lines[0], f"one clear line: {lines}")
+    p = subprocess.run([CHAT_CLIENT_BIN], capture_output=True, timeout=10)
+    check(p.returncode == 2 and b"--url" in p.stderr, "missing --url is a usage error")
+
+
+@test
+def bad_flags_exit_2_and_help_lists_every_flag():
+    from harness import CHATD_BIN
+    p = subprocess.run([CHATD_BIN, "--max-peers", "zero"], capture_output=True, timeout=10)
+    check(p.returncode == 2, f"bad value exit {p.returncode}")
+    check(len(p.stderr.decode().strip().splitlines()) == 1, f"one line: {p.stderr}")
+    p = subprocess.run([CHATD_BIN, "--bogus"], capture_output=True, timeout=10)
+    check(p.returncode == 2 and b"unknown option" in p.stderr, f"{p.stderr}")
+    p = subprocess.run([CHATD_BIN, "--help"], capture_output=True, timeout=10)
+    check(p.returncode == 0, "help exit 0")
+    for flag, env in (("--listen", "CHATD_LISTEN"), ("--public-url", "CHATD_PUBLIC_URL"),
+                      ("--ice-address", "CHATD_ICE_ADDRESSES"), ("--api-url", "JSONPLACEHOLDER_URL"),
+                      ("--database-url", "DATABASE_URL"), ("--data-dir", "CHATD_DATA_DIR"),
+                      ("--jwt-key", "CHATD_JWT_KEY"), ("--jwt-ttl", "CHATD_JWT_TTL"),
+                      ("--auto-post-max-ms", "CHATD_AUTO_POST_MAX_MS"), ("--seed", "CHATD_SEED"),
+                      ("--max-peers", "CHATD_MAX_PEERS")):
+        check(flag.encode() in p.stdout and env.encode() in p.stdout, f"--help lacks {flag}")
+    p = subprocess.run([CHATD_BIN, "--max-peers", "5"], capture_output=True, timeout=10,
+                       env=dict(os.environ, CHATD_LISTEN="nonsense"))
+    check(p.returncode == 2 and b"CHATD_LISTEN" in p.stderr, f"env error names the var: {p.stderr}")
+
+
+if __name__ == "__main__":
+    run()
