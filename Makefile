@@ -56,6 +56,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client
 
 .PHONY: all deps run test test-asan unit fuzz clean
+# Keep object files of test binaries (they are intermediates to make).
+.SECONDARY:
 all: $(PROGRAMS)
 
 deps:

@@ -39,6 +39,8 @@ typedef struct {
     char *token;       /* from the welcome; every post carries it */
     int fatal;         /* the server said fatal:true */
     unsigned long next_ref;
+    int timing;        /* --timing: print setup time (POST to open) on stderr */
+    gint64 post_started;
 } client_state;
 
 static client_state st;
@@ -51,6 +53,9 @@ static void on_open(rtc_peer *p, void *user)
     st.open = 1;
     g_cond_broadcast(&st.cond);
     g_mutex_unlock(&st.lock);
+    if (st.timing)
+        fprintf(stderr, "chat-client: setup %.3f ms\n",
+                (g_get_monotonic_time() - st.post_started) / 1000.0);
     if (!st.quiet)
         fprintf(stderr, "chat-client: connected (session %s)\n",
                 st.session[0] ? st.session : rtc_peer_id(p));
@@ -328,6 +333,7 @@ static void usage(FILE *f)
             "  --json              print each received message as its JSON object\n"
             "  --token JWT         resume that user (Authorization: Bearer)\n"
             "  --raw               send and print plain text (chatd --mode relay)\n"
+            "  --timing            print the setup time (offer POST to channel open)\n"
             "  --timeout SECONDS   connection setup limit (default 15)\n"
             "  --quiet             no status lines on standard error\n"
             "  -h, --help          this text\n\n"
@@ -348,7 +354,7 @@ int main(int argc, char **argv)
         {"dtls-role", required_argument, 0, 'r'}, {"timeout", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
         {"json", no_argument, 0, 'j'},            {"token", required_argument, 0, 'k'},
-        {"raw", no_argument, 0, 'w'},
+        {"raw", no_argument, 0, 'w'},            {"timing", no_argument, 0, 'T'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -393,6 +399,9 @@ int main(int argc, char **argv)
             break;
         case 'w':
             st.raw = 1;
+            break;
+        case 'T':
+            st.timing = 1;
             break;
         case 'h':
             usage(stdout);
@@ -457,6 +466,7 @@ int main(int argc, char **argv)
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)timeout_s);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    st.post_started = g_get_monotonic_time();
     CURLcode rc = curl_easy_perform(curl);
     long code = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);

@@ -4,6 +4,7 @@
 #include "chat/relay.h"
 
 #include "chat/bus.h"
+#include "chat/service.h"
 #include "rtc/peer.h"
 #include "rtc/sctp.h"
 #include "util/log.h"
@@ -98,24 +99,11 @@ static const rtc_peer_callbacks peer_callbacks = {
     .on_close = on_close,
 };
 
-static int valid_room(const char *room)
-{
-    size_t n = strlen(room);
-    if (n == 0 || n > 63)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = room[i];
-        if (!(g_ascii_isalnum(c) || c == '-' || c == '_' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 static void http_offer(void *app, const http_request *req, http_reply *reply)
 {
     relay *r = app;
     const char *room = req->room ? req->room : "lobby";
-    if (!valid_room(room)) {
+    if (!chat_room_name_valid(room)) {
         http_reply_error(reply, 400, "BAD_REQUEST",
                          "room names are 1-63 characters: letters, digits, '-', '_', '.'");
         return;
@@ -172,19 +160,6 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     rtc_peer_unref(p);
 }
 
-static void http_delete(void *app, const char *id, http_reply *reply)
-{
-    (void)app;
-    rtc_peer *p = rtc_peer_find(id);
-    if (p == NULL) {
-        http_reply_error(reply, 404, "NOT_FOUND", "no such session");
-        return;
-    }
-    rtc_peer_close(p, "ended by DELETE");
-    rtc_peer_unref(p);
-    reply->status = 204;
-}
-
 static void http_health(void *app, http_reply *reply)
 {
     (void)app;
@@ -210,7 +185,7 @@ static void http_metrics(void *app, http_reply *reply)
 
 const http_app relay_http_app = {
     .rtc_offer = http_offer,
-    .rtc_delete = http_delete,
+    .rtc_delete = chat_http_delete,
     .health = http_health,
     .metrics = http_metrics,
 };

@@ -171,6 +171,22 @@ static void room_free(room *r)
     mem_free(r);
 }
 
+/* A logged row as a MESSAGE object (history, GET .../messages). */
+static json_t *row_object(const store_message *row)
+{
+    proto_message m = {.id = row->id,
+                       .room = row->room,
+                       .source = row->source,
+                       .user_id = row->user_id,
+                       .user_name = row->user_name,
+                       .user_username = row->user_username,
+                       .text = row->body,
+                       .title = row->title,
+                       .post_id = row->post_id,
+                       .ts = row->created_at};
+    return proto_message_object(&m, NULL);
+}
+
 /* With svc->lock held. Seeds a new room's history from the log. */
 static room *room_get(chat_service *svc, const char *name)
 {
@@ -189,17 +205,7 @@ static room *room_get(chat_service *svc, const char *name)
     if (store_recent_messages(svc->cfg.store, name, HISTORY_SIZE, 0, &msgs, &n, err,
                               sizeof err) == 0) {
         for (size_t i = 0; i < n; i++) {
-            proto_message m = {.id = msgs[i].id,
-                               .room = msgs[i].room,
-                               .source = msgs[i].source,
-                               .user_id = msgs[i].user_id,
-                               .user_name = msgs[i].user_name,
-                               .user_username = msgs[i].user_username,
-                               .text = msgs[i].body,
-                               .title = msgs[i].title,
-                               .post_id = msgs[i].post_id,
-                               .ts = msgs[i].created_at};
-            json_t *o = proto_message_object(&m, NULL);
+            json_t *o = row_object(&msgs[i]);
             if (o)
                 json_array_append_new(r->history, o);
         }
@@ -634,7 +640,7 @@ static const rtc_peer_callbacks peer_callbacks = {
 
 /* ---------- HTTP ---------- */
 
-static int valid_room(const char *room)
+int chat_room_name_valid(const char *room)
 {
     size_t n = strlen(room);
     if (n == 0 || n > 63)
@@ -650,7 +656,7 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     chat_service *svc = app;
     const char *room_name = req->room ? req->room : DEFAULT_ROOM;
     char err[256];
-    if (!valid_room(room_name)) {
+    if (!chat_room_name_valid(room_name)) {
         http_reply_error(reply, 400, "BAD_REQUEST",
                          "room names are 1-63 characters: letters, digits, '-', '_', '.'");
         return;
@@ -736,7 +742,7 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     rtc_peer_unref(p);
 }
 
-static void http_delete(void *app, const char *id, http_reply *reply)
+void chat_http_delete(void *app, const char *id, http_reply *reply)
 {
     (void)app;
     rtc_peer *p = rtc_peer_find(id);
@@ -776,7 +782,7 @@ static void http_room_messages(void *app, const char *room_name, const http_requ
                                http_reply *reply)
 {
     chat_service *svc = app;
-    if (!valid_room(room_name)) {
+    if (!chat_room_name_valid(room_name)) {
         http_reply_error(reply, 400, "BAD_REQUEST", "bad room name");
         return;
     }
@@ -807,17 +813,7 @@ static void http_room_messages(void *app, const char *room_name, const http_requ
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        proto_message m = {.id = msgs[i].id,
-                           .room = msgs[i].room,
-                           .source = msgs[i].source,
-                           .user_id = msgs[i].user_id,
-                           .user_name = msgs[i].user_name,
-                           .user_username = msgs[i].user_username,
-                           .text = msgs[i].body,
-                           .title = msgs[i].title,
-                           .post_id = msgs[i].post_id,
-                           .ts = msgs[i].created_at};
-        json_t *o = proto_message_object(&m, NULL);
+        json_t *o = row_object(&msgs[i]);
         if (o)
             json_array_append_new(arr, o);
     }
@@ -885,7 +881,7 @@ static void http_metrics(void *app, http_reply *reply)
 
 const http_app chat_http_app = {
     .rtc_offer = http_offer,
-    .rtc_delete = http_delete,
+    .rtc_delete = chat_http_delete,
     .health = http_health,
     .jwks = http_jwks,
     .room_messages = http_room_messages,

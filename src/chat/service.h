@@ -56,6 +56,11 @@ void chat_service_set_api(chat_service *svc, jp_client *api);
 void chat_service_api_error(void *svc, const char *method, const char *url, int status,
                             const char *error);
 
+/* Room names: 1-63 of letters, digits, '-', '_', '.'. */
+int chat_room_name_valid(const char *room);
+/* DELETE /api/rtc/ID for any application: closes that peer (204) or 404. */
+void chat_http_delete(void *app, const char *id, http_reply *reply);
+
 extern const http_app chat_http_app;
 
 #endif

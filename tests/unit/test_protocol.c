@@ -21,23 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_LSAN 1
-#endif
-#endif
-#ifdef TEST_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
-static void check_leaks(void)
-{
-#ifdef TEST_LSAN
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see stderr)");
-#endif
-}
+#include "leakcheck.h"
 
 static void setup(void) { mem_install(); }
 
