@@ -171,7 +171,7 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         if (strcmp(v, "chat") == 0)
             cfg->mode = CHATD_MODE_CHAT;
         else if (strcmp(v, "relay") == 0)
-            cfg->mode = CHATD_MODE_CHAT;
+            cfg->mode = CHATD_MODE_RELAY;
         else {
             snprintf(err, errlen, "bad %s '%s' (chat or relay)", flag, v);
             return -1;

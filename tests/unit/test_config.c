@@ -1,0 +1,106 @@
+/* Unit tests: chatd's flags and environment variables (flags win). */
+#include "util/config.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse(chatd_config *c, char *err, int argc, char **argv)
+{
+    return config_parse(c, argc, argv, err, 256);
+}
+
+Test(config, defaults)
+{
+    chatd_config c;
+    char err[256];
+    char *argv[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, argv), 0, "%s", err);
+    cr_assert_eq(c.mode, CHATD_MODE_CHAT);
+    cr_assert_str_eq(c.listen_host, "127.0.0.1");
+    cr_assert_eq(c.listen_port, 8080);
+    cr_assert_str_eq(c.public_url, "http://127.0.0.1:8080");
+    cr_assert_str_eq(c.api_url, "https://jsonplaceholder.typicode.com");
+    cr_assert_str_eq(c.database_url, "sqlite://./data/chat.db");
+    cr_assert_str_eq(c.jwt_key, "./data/jwt-es256.pem");
+    cr_assert_eq(c.jwt_ttl, 3600);
+    cr_assert_eq(c.auto_post_max_ms, 10000);
+    cr_assert_eq(c.max_peers, 10000);
+    cr_assert_eq(c.has_seed, 0);
+    cr_assert_eq(c.n_ice_addresses, 0);
+    config_free(&c);
+}
+
+Test(config, flags)
+{
+    chatd_config c;
+    char err[256];
+    char *argv[] = {"chatd", "--mode", "relay", "--listen", "[::1]:9000", "--ice-address",
+                    "10.0.0.1", "--ice-address=10.0.0.2", "--seed", "7", "--data-dir", "/tmp/x",
+                    "--max-peers=3", "--jwt-ttl", "120"};
+    cr_assert_eq(parse(&c, err, 15, argv), 0, "%s", err);
+    cr_assert_eq(c.mode, CHATD_MODE_RELAY);
+    cr_assert_str_eq(c.listen_host, "::1");
+    cr_assert_eq(c.listen_port, 9000);
+    cr_assert_str_eq(c.public_url, "http://[::1]:9000");
+    cr_assert_eq(c.n_ice_addresses, 2);
+    cr_assert_str_eq(c.ice_addresses[1], "10.0.0.2");
+    cr_assert(c.has_seed && c.seed == 7);
+    cr_assert_str_eq(c.database_url, "sqlite:///tmp/x/chat.db");
+    cr_assert_eq(c.max_peers, 3);
+    cr_assert_eq(c.jwt_ttl, 120);
+    config_free(&c);
+}
+
+Test(config, environment_and_flags_win)
+{
+    setenv("CHATD_MAX_PEERS", "5", 1);
+    setenv("CHATD_ICE_ADDRESSES", "1.1.1.1,2.2.2.2", 1);
+    setenv("CHATD_PUBLIC_URL", "https://chat.example/", 1);
+    setenv("CHATD_MODE", "relay", 1);
+    chatd_config c;
+    char err[256];
+    char *argv[] = {"chatd", "--max-peers", "6"};
+    cr_assert_eq(parse(&c, err, 3, argv), 0, "%s", err);
+    cr_assert_eq(c.max_peers, 6);
+    cr_assert_eq(c.n_ice_addresses, 2);
+    cr_assert_str_eq(c.public_url, "https://chat.example"); /* trailing slash dropped */
+    cr_assert_eq(c.mode, CHATD_MODE_RELAY);
+    config_free(&c);
+    char *argv2[] = {"chatd", "--ice-address", "3.3.3.3"};
+    cr_assert_eq(parse(&c, err, 3, argv2), 0, "%s", err);
+    cr_assert_eq(c.n_ice_addresses, 1, "a flag replaces the env list");
+    config_free(&c);
+    setenv("CHATD_MAX_PEERS", "lots", 1);
+    cr_assert_eq(parse(&c, err, 1, argv), -1);
+    cr_assert(strstr(err, "CHATD_MAX_PEERS") != NULL, "%s", err);
+    config_free(&c);
+}
+
+Test(config, errors)
+{
+    const char *bad[][3] = {
+        {"--listen", "nohost", "HOST:PORT"}, {"--listen", "h:70000", "HOST:PORT"},
+        {"--max-peers", "0", "--max-peers"}, {"--jwt-ttl", "10", "--jwt-ttl"},
+        {"--seed", "-1", "--seed"},          {"--mode", "other", "--mode"},
+        {"--log-level", "loud", "--log-level"}, {"--bogus", "x", "unknown option"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        chatd_config c;
+        char err[256] = "";
+        char *argv[] = {"chatd", (char *)bad[i][0], (char *)bad[i][1]};
+        cr_assert_eq(parse(&c, err, 3, argv), -1, "accepted %s %s", bad[i][0], bad[i][1]);
+        cr_assert(strstr(err, bad[i][2]) != NULL, "'%s' lacks '%s'", err, bad[i][2]);
+        config_free(&c);
+    }
+    chatd_config c;
+    char err[256];
+    char *argv[] = {"chatd", "--listen"};
+    cr_assert_eq(parse(&c, err, 2, argv), -1);
+    cr_assert(strstr(err, "needs a value") != NULL);
+    config_free(&c);
+    char *help[] = {"chatd", "--help"};
+    cr_assert_eq(parse(&c, err, 2, help), 0);
+    cr_assert(c.help);
+    config_free(&c);
+}
