@@ -237,8 +237,10 @@ class Client:
         check(ok and self.connected, f"chat-client did not connect: {self.err_lines}")
 
     def wait_lines(self, n, timeout=60):
+        """Waits for n lines, the process's end, or the timeout."""
         with self.cond:
-            self.cond.wait_for(lambda: len(self.lines) >= n, timeout)
+            self.cond.wait_for(lambda: len(self.lines) >= n or self.proc.poll() is not None,
+                               timeout)
             return list(self.lines)
 
     def send(self, text):
