@@ -116,11 +116,13 @@ def main():
     suites = [
         ("unit", "tap", "build/tests", base_env),
         ("integration", "cmd", [PY, "tests/integration/test_transport.py"], base_env),
+        ("integration-chat", "cmd", [PY, "tests/integration/test_chat.py"], base_env),
         ("interop-aiortc", "cmd", [PY, "tests/interop/test_aiortc.py"], base_env),
         ("interop-chromium", "cmd", ["tests/interop/run_chromium.sh"], base_env),
         ("fuzz", "cmd", ["scripts/fuzz.sh"], base_env),
         ("unit-asan", "tap", "build/asan/tests", unit_asan_env),
         ("integration-asan", "cmd", [PY, "tests/integration/test_transport.py"], asan_env),
+        ("integration-chat-asan", "cmd", [PY, "tests/integration/test_chat.py"], asan_env),
         ("interop-aiortc-asan", "cmd", [PY, "tests/interop/test_aiortc.py"], asan_env),
     ]
     if "--list" in sys.argv:

@@ -421,6 +421,8 @@ static void publish_message(session *s, int manual, const char *text, const char
     }
     g_mutex_unlock(&svc->lock);
     json_decref(obj);
+    /* Counted before it is delivered, so /metrics never lags a receiver. */
+    atomic_fetch_add(manual ? &svc->messages_manual : &svc->messages_auto, 1);
     if (ref) {
         /* The sender alone gets its ref back; everyone else shares one frame. */
         chat_bus_publish(svc->bus, s->room, f, s);
@@ -428,7 +430,6 @@ static void publish_message(session *s, int manual, const char *text, const char
     } else {
         chat_bus_publish(svc->bus, s->room, f, NULL);
     }
-    atomic_fetch_add(manual ? &svc->messages_manual : &svc->messages_auto, 1);
     chat_frame_unref(f);
 }
 

@@ -1,0 +1,122 @@
+#!/bin/sh
+# run.sh — the browser suite end to end, inside a private network namespace
+# (scripts/netns.sh): a local JSONPlaceholder (scripts/jsonplaceholder.sh),
+# the real chatd, and headless Chromium running tests/browser/web.test.mjs.
+#
+#   tests/browser/run.sh                              # against build/chatd
+#   CHATD_BIN=build/asan/chatd tests/browser/run.sh   # the ASan+UBSan build
+#
+# Environment:
+#   CHATD_BIN        chatd binary (build/chatd)
+#   ARTIFACTS_DIR    screenshots and chatd's log go here (build/artifacts)
+#   CHATD_LOG_LEVEL  passed to chatd (info)
+#   CHATD_AUTO_POST_TIMEOUT_MS, CHATD_STEP_TIMEOUT_MS  passed to the test
+#
+# chatd listens on 127.0.0.1:0 (a free port; its URL is read from its
+# "chatd: listening on URL" line) and offers ICE host candidates on the
+# namespace's veth address (NETNS_ADDR, 10.77.0.1), where Chromium gathers
+# its own. Auto posts come every 0–2 s. Ends with the test's
+# "N passed, N failed, N skipped" line; exits non-zero on any failure.
+# Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN) for the namespace.
+set -eu
+cd "$(dirname "$0")/../.."
+
+if [ -z "${CHATD_BROWSER_IN_NETNS:-}" ]; then
+    CHATD_BROWSER_IN_NETNS=1 exec scripts/netns.sh "$0" "$@"
+fi
+
+CHATD_BIN="${CHATD_BIN:-build/chatd}"
+ARTIFACTS_DIR="${ARTIFACTS_DIR:-build/artifacts}"
+export ARTIFACTS_DIR
+mkdir -p "$ARTIFACTS_DIR"
+CHATD_LOG="$ARTIFACTS_DIR/chatd-browser.log"
+
+fail_setup() { # MESSAGE
+    echo "browser: $1" >&2
+    echo "0 passed, 1 failed, 0 skipped"
+    exit 1
+}
+
+if [ ! -x "$CHATD_BIN" ]; then
+    fail_setup "$CHATD_BIN not built (run make)"
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/chatd-browser.XXXXXX")
+# The namespace is private, so a fixed port cannot collide with anything
+# outside it; the pid file lives in WORK so parallel runs do not share one.
+API_PORT=3999
+API_PID="$WORK/jsonplaceholder.pid"
+CHATD_PID=""
+cleanup() {
+    if [ -n "$CHATD_PID" ]; then
+        kill "$CHATD_PID" 2>/dev/null || true
+        wait "$CHATD_PID" 2>/dev/null || true
+    fi
+    [ -f "$API_PID" ] && scripts/jsonplaceholder.sh stop "$API_PID" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+API_URL=$(JP_PARENT_PID=$$ scripts/jsonplaceholder.sh start "$API_PORT" "$API_PID") ||
+    fail_setup "JSONPlaceholder did not start"
+
+mkfifo "$WORK/chatd.out"
+"$CHATD_BIN" --listen 127.0.0.1:0 --ice-address "${NETNS_ADDR:-10.77.0.1}" \
+    --api-url "$API_URL" --data-dir "$WORK/data" --auto-post-max-ms 2000 \
+    --log-level "${CHATD_LOG_LEVEL:-info}" \
+    >"$WORK/chatd.out" 2>"$CHATD_LOG" &
+CHATD_PID=$!
+
+# chatd's stdout: the first line to match gives the URL; the rest is copied
+# into the log so that the fifo never fills up.
+URL=""
+exec 3<"$WORK/chatd.out"
+while IFS= read -r line <&3; do
+    echo "$line" >>"$CHATD_LOG"
+    case "$line" in
+    "chatd: listening on "*)
+        URL=${line#chatd: listening on }
+        break
+        ;;
+    esac
+done
+[ -n "$URL" ] || fail_setup "chatd exited before listening (log: $CHATD_LOG)"
+cat <&3 >>"$CHATD_LOG" &
+exec 3<&-
+echo "browser: chatd $CHATD_BIN on $URL, JSONPlaceholder on $API_URL" >&2
+
+status=0
+CHATD_URL="$URL" node tests/browser/web.test.mjs >"$WORK/test.out" || status=$?
+# Everything but the count line goes through now; the count line last.
+grep -Ev '^[0-9]+ passed, [0-9]+ failed' "$WORK/test.out" || true
+counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$WORK/test.out" | tail -n 1)
+p=$(echo "$counts" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+f=$(echo "$counts" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+s=$(echo "$counts" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
+p=${p:-0} f=${f:-0} s=${s:-0}
+if [ -z "$counts" ]; then
+    echo "browser: the test printed no count line (status $status)" >&2
+    f=$((f + 1))
+fi
+
+# A chatd that died during the run (a crash, an ASan report) or that does
+# not exit 0 on SIGTERM fails the suite.
+rc=0
+if ! kill -0 "$CHATD_PID" 2>/dev/null; then
+    wait "$CHATD_PID" 2>/dev/null || rc=$?
+    echo "FAIL chatd: exited during the run (status $rc); see $CHATD_LOG"
+    f=$((f + 1))
+else
+    kill "$CHATD_PID" 2>/dev/null || true
+    wait "$CHATD_PID" 2>/dev/null || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "FAIL chatd: exit status $rc after SIGTERM; see $CHATD_LOG"
+        f=$((f + 1))
+    fi
+fi
+CHATD_PID=""
+echo "$p passed, $f failed, $s skipped"
+[ "$f" -eq 0 ] && [ "$status" -eq 0 ] || exit 1
+exit 0
