@@ -4,9 +4,9 @@
 
     tests/run.py [--only SUITE[,SUITE]] [--list]
 
-Suites (in order): unit, integration, interop-aiortc, interop-chromium, fuzz,
-then unit-asan, integration-asan, interop-aiortc-asan on the ASan+UBSan
-build. A private PostgreSQL server is started for the whole run and its URL
+Suites (in order): unit, integration, integration-chat, interop-aiortc,
+interop-chromium, browser, fuzz, then unit-asan, integration-asan,
+integration-chat-asan, interop-aiortc-asan on the ASan+UBSan build. A private PostgreSQL server is started for the whole run and its URL
 exported as CHATD_TEST_PG_URL.
 
 Counting: Criterion suites are read from their TAP output (a skipped test is
@@ -119,6 +119,7 @@ def main():
         ("integration-chat", "cmd", [PY, "tests/integration/test_chat.py"], base_env),
         ("interop-aiortc", "cmd", [PY, "tests/interop/test_aiortc.py"], base_env),
         ("interop-chromium", "cmd", ["tests/interop/run_chromium.sh"], base_env),
+        ("browser", "cmd", ["tests/browser/run.sh"], base_env),
         ("fuzz", "cmd", ["scripts/fuzz.sh"], base_env),
         ("unit-asan", "tap", "build/asan/tests", unit_asan_env),
         ("integration-asan", "cmd", [PY, "tests/integration/test_transport.py"], asan_env),
