@@ -3,8 +3,9 @@
 
   setup   median/p90 of N chat-client setups (offer POST to channel open)
   relay   messages/s delivered through the relay to P peers
+  draws   share of user draws that fail (one in N+1 by design)
 
-    /usr/bin/python3 tests/perf/measure.py [setup N] [relay PEERS MESSAGES]
+    /usr/bin/python3 tests/perf/measure.py [setup N] [relay PEERS MESSAGES] [draws N]
 """
 import os
 import statistics
@@ -52,11 +53,45 @@ def relay(peers, messages):
     d.stop()
 
 
+def draws(n):
+    """Connects clients until chatd has made n draws; reports the failed share."""
+    import subprocess
+    import threading
+    port = 3998
+    jp = subprocess.run(["scripts/jsonplaceholder.sh", "start", str(port)], capture_output=True,
+                        text=True, check=True).stdout.strip()
+    d = harness.Chatd("perf-draws", "--api-url", jp, "--draw-backoff-ms", "0",
+                      "--draw-attempts", "10", "--auto-post-max-ms", "600000")
+    while harness.http("GET", d.url + "api/health")[0] != 200:
+        time.sleep(0.2)
+
+    def worker():
+        while d.metrics().get("chatd_draws_total", 0) < n:
+            c = harness.Client(d.url, "--quiet", "--json")
+            c.wait_lines(2, timeout=30)  # welcome + history
+            c.finish()
+
+    ts = [threading.Thread(target=worker) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    m = d.metrics()
+    total, failed = m["chatd_draws_total"], m["chatd_draws_failed_total"]
+    print(f"draws: {total:.0f} draws, {failed:.0f} failed = {100 * failed / total:.2f}% "
+          f"(expected 1/11 = 9.09% with the 10-user directory)")
+    d.stop()
+    subprocess.run(["scripts/jsonplaceholder.sh", "stop", str(port)], capture_output=True)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:] or ["setup", "100", "relay", "50", "2000"]
     while args:
         if args[0] == "setup":
             setup(int(args[1]))
+            args = args[2:]
+        elif args[0] == "draws":
+            draws(int(args[1]))
             args = args[2:]
         elif args[0] == "relay":
             relay(int(args[1]), int(args[2]))
