@@ -213,7 +213,10 @@
     li.dataset.userId = String(user.id);
     li.appendChild(avatar(user, 'avatar-sm'));
     var who = el('div', 'person-who');
-    var name = el('span', 'person-name', user.name || 'Unknown');
+    // The tag sits beside the name, not inside it, so a long name is
+    // shortened with an ellipsis and the tag stays whole.
+    var name = el('span', 'person-name');
+    name.appendChild(el('span', 'person-name-text', user.name || 'Unknown'));
     if (isSelf) name.appendChild(el('span', 'you-tag', 'you'));
     who.appendChild(name);
     if (user.username) who.appendChild(el('span', 'person-username', '@' + user.username));

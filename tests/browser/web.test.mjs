@@ -113,6 +113,13 @@ try {
     assert(token && token.split('.').length === 3, 'no JWT stored after welcome');
     const listed = await a.$$eval('#online-list li', (lis) => lis.map((li) => li.textContent));
     assert(listed.some((t) => t.includes(meA.name)), 'own user missing from #online-list');
+    // The "you" tag must be shown whole, not clipped by a long name.
+    const tag = await a.$eval('#online-list .person-self .you-tag', (t) => {
+      const r = t.getBoundingClientRect();
+      const at = document.elementFromPoint(r.right - 2, r.top + r.height / 2);
+      return { w: r.width, shown: at === t };
+    });
+    assert(tag.w >= 12 && tag.shown, `"you" tag not fully visible (width ${tag.w})`);
   });
 
   await test('auto post arrives', async () => {
