@@ -17,6 +17,7 @@
  */
 #include "api/jsonplaceholder.h"
 
+#include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -120,19 +121,6 @@ struct jp_client {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Error texts may quote the untrusted reply (jansson's "near '...'"), and
  * they end up in logs and in api_errors: keep them one printable line. */
 static void sanitize(char *s)
@@ -207,12 +195,12 @@ static json_t *load_json(const char *buf, size_t len, char *err, size_t errlen)
 {
     json_error_t jerr;
     if (buf == NULL) {
-        set_err(err, errlen, "empty reply");
+        err_set(err, errlen, "empty reply");
         return NULL;
     }
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        set_err(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+        err_set(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
                 jerr.text);
         sanitize(err);
     }
@@ -239,11 +227,11 @@ int jp_parse_users(const char *buf, size_t len, char *err, size_t errlen)
         return -1;
     int result = -1;
     if (!json_is_array(root)) {
-        set_err(err, errlen, "users: expected an array");
+        err_set(err, errlen, "users: expected an array");
     } else if (json_array_size(root) == 0) {
-        set_err(err, errlen, "users: empty array");
+        err_set(err, errlen, "users: empty array");
     } else if (json_array_size(root) > INT_MAX) {
-        set_err(err, errlen, "users: too many");
+        err_set(err, errlen, "users: too many");
     } else {
         size_t i;
         json_t *u;
@@ -252,7 +240,7 @@ int jp_parse_users(const char *buf, size_t len, char *err, size_t errlen)
         {
             int id;
             if (!json_is_object(u) || get_id(u, "id", &id) != 0) {
-                set_err(err, errlen, "users[%zu]: expected an object with an integer id >= 1",
+                err_set(err, errlen, "users[%zu]: expected an object with an integer id >= 1",
                         i);
                 result = -1;
                 break;
@@ -281,7 +269,7 @@ json_t *jp_parse_user(const char *buf, size_t len, char *err, size_t errlen)
     else if (!json_is_string(json_object_get(root, "email")))
         bad = "expected a string email";
     if (bad != NULL) {
-        set_err(err, errlen, "user: %s", bad);
+        err_set(err, errlen, "user: %s", bad);
         json_decref(root);
         return NULL;
     }
@@ -306,16 +294,16 @@ jp_posts *jp_parse_posts(const char *buf, size_t len, char *err, size_t errlen)
     jp_posts *p = NULL;
     size_t n = json_is_array(root) ? json_array_size(root) : 0;
     if (!json_is_array(root)) {
-        set_err(err, errlen, "posts: expected an array");
+        err_set(err, errlen, "posts: expected an array");
         goto fail;
     }
     if (n == 0 || n > INT_MAX) {
-        set_err(err, errlen, "posts: %s", n == 0 ? "empty array" : "too many");
+        err_set(err, errlen, "posts: %s", n == 0 ? "empty array" : "too many");
         goto fail;
     }
     p = mem_calloc(1, sizeof *p);
     if (p == NULL || (p->items = mem_calloc(n, sizeof *p->items)) == NULL) {
-        set_err(err, errlen, "posts: out of memory");
+        err_set(err, errlen, "posts: out of memory");
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
@@ -326,7 +314,7 @@ jp_posts *jp_parse_posts(const char *buf, size_t len, char *err, size_t errlen)
         if (!json_is_object(o) || get_id(o, "id", &dst->id) != 0 ||
             get_id(o, "userId", &dst->user_id) != 0 || !json_is_string(title) ||
             !json_is_string(body)) {
-            set_err(err, errlen,
+            err_set(err, errlen,
                     "posts[%zu]: expected {id, userId: integers >= 1, title, body: strings}", i);
             goto fail;
         }
@@ -335,7 +323,7 @@ jp_posts *jp_parse_posts(const char *buf, size_t len, char *err, size_t errlen)
         dst->title = mem_strdup(json_string_value(title));
         dst->body = mem_strdup(json_string_value(body));
         if (dst->title == NULL || dst->body == NULL) {
-            set_err(err, errlen, "posts: out of memory");
+            err_set(err, errlen, "posts: out of memory");
             goto fail;
         }
     }
@@ -745,22 +733,22 @@ static void *client_main(void *arg)
 static int check_base_url(const char *url, char *err, size_t errlen)
 {
     if (url == NULL || url[0] == '\0') {
-        set_err(err, errlen, "api: no base URL");
+        err_set(err, errlen, "api: no base URL");
         return -1;
     }
     if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0) {
-        set_err(err, errlen, "api: base URL must start with http:// or https://");
+        err_set(err, errlen, "api: base URL must start with http:// or https://");
         return -1;
     }
     size_t n = strlen(url);
     if (n > JP_MAX_URL) {
-        set_err(err, errlen, "api: base URL longer than %d bytes", JP_MAX_URL);
+        err_set(err, errlen, "api: base URL longer than %d bytes", JP_MAX_URL);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)url[i];
         if (ch <= 0x20 || ch >= 0x7f || ch == '?' || ch == '#') {
-            set_err(err, errlen, "api: base URL has a space, control character, ? or #");
+            err_set(err, errlen, "api: base URL has a space, control character, ? or #");
             return -1;
         }
     }
@@ -778,25 +766,25 @@ static void init_req(jp_client *c, jp_req *r, req_kind kind, const char *path)
 jp_client *jp_new(const jp_options *o, char *err, size_t errlen)
 {
     if (o == NULL) {
-        set_err(err, errlen, "api: no options");
+        err_set(err, errlen, "api: no options");
         return NULL;
     }
     if (check_base_url(o->base_url, err, errlen) != 0)
         return NULL;
     if (o->connect_timeout_ms < 0 || o->total_timeout_ms < 0 || o->max_attempts < 0 ||
         o->backoff_base_ms < 0 || o->backoff_max_ms < 0 || o->posts_refresh_ms < 0) {
-        set_err(err, errlen, "api: negative timeout, attempt count or interval");
+        err_set(err, errlen, "api: negative timeout, attempt count or interval");
         return NULL;
     }
     if (o->backoff_base_ms > JP_MAX_INTERVAL_MS || o->backoff_max_ms > JP_MAX_INTERVAL_MS ||
         o->posts_refresh_ms > JP_MAX_INTERVAL_MS || o->connect_timeout_ms > JP_MAX_INTERVAL_MS ||
         o->total_timeout_ms > JP_MAX_INTERVAL_MS) {
-        set_err(err, errlen, "api: timeout or interval over 24 hours");
+        err_set(err, errlen, "api: timeout or interval over 24 hours");
         return NULL;
     }
     jp_client *c = mem_calloc(1, sizeof *c);
     if (c == NULL) {
-        set_err(err, errlen, "api: out of memory");
+        err_set(err, errlen, "api: out of memory");
         return NULL;
     }
     snprintf(c->base_url, sizeof c->base_url, "%s", o->base_url);
@@ -838,17 +826,17 @@ jp_client *jp_new(const jp_options *o, char *err, size_t errlen)
     have_cache_lock = 1;
     c->multi = curl_multi_init();
     if (c->multi == NULL) {
-        set_err(err, errlen, "api: cannot create a libcurl multi handle");
+        err_set(err, errlen, "api: cannot create a libcurl multi handle");
         goto fail_msg;
     }
     int rc = pthread_create(&c->thread, NULL, client_main, c);
     if (rc != 0) {
-        set_err(err, errlen, "api: cannot start a thread: %s", strerror(rc));
+        err_set(err, errlen, "api: cannot start a thread: %s", strerror(rc));
         goto fail_msg;
     }
     return c;
 fail:
-    set_err(err, errlen, "api: cannot create a mutex");
+    err_set(err, errlen, "api: cannot create a mutex");
 fail_msg:
     if (c->multi != NULL)
         curl_multi_cleanup(c->multi);
@@ -877,12 +865,12 @@ int jp_user_count(jp_client *c) { return atomic_load(&c->user_count); }
 int jp_fetch_user(jp_client *c, int id, jp_user_cb cb, void *arg, char *err, size_t errlen)
 {
     if (id < 1) {
-        set_err(err, errlen, "api: user id %d out of range", id);
+        err_set(err, errlen, "api: user id %d out of range", id);
         return -1;
     }
     jp_req *r = mem_alloc(sizeof *r);
     if (r == NULL) {
-        set_err(err, errlen, "api: out of memory");
+        err_set(err, errlen, "api: out of memory");
         return -1;
     }
     char path[32];
@@ -896,7 +884,7 @@ int jp_fetch_user(jp_client *c, int id, jp_user_cb cb, void *arg, char *err, siz
     if (c->stopping) {
         pthread_mutex_unlock(&c->lock);
         mem_free(r);
-        set_err(err, errlen, "api: client is shutting down");
+        err_set(err, errlen, "api: client is shutting down");
         return -1;
     }
     list_push(&c->incoming, r);

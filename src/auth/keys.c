@@ -14,6 +14,7 @@
 #include "auth/keys.h"
 
 #include "util/base64url.h"
+#include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -49,19 +50,6 @@ struct auth_keys {
     unsigned char *pub_pem; /* mem_alloc, NUL-terminated */
     size_t pub_len;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Refuses to prompt for a passphrase: chatd runs unattended, and OpenSSL's
  * default callback would read the terminal. */
@@ -135,28 +123,28 @@ static auth_keys *keys_from_pkey(EVP_PKEY *pkey, char *err, size_t errlen)
     int n;
 
     if (!is_p256(pkey)) {
-        set_err(err, errlen, "signing key is not an EC P-256 key");
+        err_set(err, errlen, "signing key is not an EC P-256 key");
         goto fail;
     }
     /* A file edited by hand could pair a private scalar with a foreign
      * public point; the full check catches that before we publish it. */
     check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
     if (check == NULL) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto fail;
     }
     if (EVP_PKEY_check(check) != 1) {
-        set_err(err, errlen, "signing key fails the EC key check");
+        err_set(err, errlen, "signing key fails the EC key check");
         goto fail;
     }
     keys = mem_calloc(1, sizeof(*keys));
     if (keys == NULL) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto fail;
     }
     if (coord_b64(pkey, OSSL_PKEY_PARAM_EC_PUB_X, keys->x, sizeof(keys->x)) != 0 ||
         coord_b64(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, keys->y, sizeof(keys->y)) != 0) {
-        set_err(err, errlen, "cannot read the public point of the signing key");
+        err_set(err, errlen, "cannot read the public point of the signing key");
         goto fail;
     }
     /* RFC 7638: members in lexical order, no whitespace. */
@@ -167,7 +155,7 @@ static auth_keys *keys_from_pkey(EVP_PKEY *pkey, char *err, size_t errlen)
         !EVP_Digest(thumb_json, (size_t)n, digest, &dlen, EVP_sha256(), NULL) ||
         dlen != sizeof(digest) ||
         b64url_encode(keys->kid, sizeof(keys->kid), digest, dlen) != AUTH_KID_LEN) {
-        set_err(err, errlen, "cannot compute the key id");
+        err_set(err, errlen, "cannot compute the key id");
         goto fail;
     }
 
@@ -176,20 +164,20 @@ static auth_keys *keys_from_pkey(EVP_PKEY *pkey, char *err, size_t errlen)
     if (bio == NULL ||
         !PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) ||
         (keys->priv_pem = bio_copy(bio, &keys->priv_len)) == NULL) {
-        set_err(err, errlen, "cannot serialize the private key (out of memory?)");
+        err_set(err, errlen, "cannot serialize the private key (out of memory?)");
         goto fail;
     }
     BIO_free(bio);
     bio = BIO_new(BIO_s_mem());
     if (bio == NULL || !PEM_write_bio_PUBKEY(bio, pkey) ||
         (keys->pub_pem = bio_copy(bio, &keys->pub_len)) == NULL) {
-        set_err(err, errlen, "cannot serialize the public key (out of memory?)");
+        err_set(err, errlen, "cannot serialize the public key (out of memory?)");
         goto fail;
     }
     BIO_free(bio);
     EVP_PKEY_CTX_free(check);
     if (!EVP_PKEY_up_ref(pkey)) {
-        set_err(err, errlen, "cannot reference the key");
+        err_set(err, errlen, "cannot reference the key");
         bio = NULL;
         check = NULL;
         goto fail;
@@ -212,19 +200,19 @@ auth_keys *auth_keys_from_pem(const char *pem, size_t len, char *err, size_t err
     auth_keys *keys;
 
     if (pem == NULL || len == 0 || len > KEY_FILE_MAX) {
-        set_err(err, errlen, "signing key PEM is empty or too large");
+        err_set(err, errlen, "signing key PEM is empty or too large");
         return NULL;
     }
     bio = BIO_new_mem_buf(pem, (int)len);
     if (bio == NULL) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         ERR_clear_error();
         return NULL;
     }
     pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
     BIO_free(bio);
     if (pkey == NULL) {
-        set_err(err, errlen, "no unencrypted private key PEM found");
+        err_set(err, errlen, "no unencrypted private key PEM found");
         ERR_clear_error();
         return NULL;
     }
@@ -239,7 +227,7 @@ auth_keys *auth_keys_generate(char *err, size_t errlen)
     auth_keys *keys;
 
     if (pkey == NULL) {
-        set_err(err, errlen, "cannot generate a P-256 key");
+        err_set(err, errlen, "cannot generate a P-256 key");
         ERR_clear_error();
         return NULL;
     }
@@ -256,7 +244,7 @@ static int make_parent(const char *path, char *err, size_t errlen)
     int rc = 0;
 
     if (dir == NULL) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     slash = strrchr(dir, '/');
@@ -271,7 +259,7 @@ static int make_parent(const char *path, char *err, size_t errlen)
         char saved = *p;
         *p = '\0';
         if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-            set_err(err, errlen, "cannot create folder %s: %s", dir, strerror(errno));
+            err_set(err, errlen, "cannot create folder %s: %s", dir, strerror(errno));
             rc = -1;
         }
         *p = saved;
@@ -303,7 +291,7 @@ static auth_keys *create_key_file(const char *path, int *exists, char *err,
     if (fd < 0) {
         if (errno == EEXIST)
             *exists = 1;
-        set_err(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
         auth_keys_free(keys);
         return NULL;
     }
@@ -321,7 +309,7 @@ static auth_keys *create_key_file(const char *path, int *exists, char *err,
         if (off != len)
             close(fd);
         unlink(path);
-        set_err(err, errlen, "cannot write key file %s: %s", path, strerror(e));
+        err_set(err, errlen, "cannot write key file %s: %s", path, strerror(e));
         auth_keys_free(keys);
         return NULL;
     }
@@ -344,17 +332,17 @@ static int read_key_file(const char *path, auth_keys **out, char *err, size_t er
     if (fd < 0) {
         if (errno == ENOENT)
             return 1;
-        set_err(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
         return -1;
     }
     /* fstat on the open descriptor: the file checked is the file read. */
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "key file %s is not a regular file", path);
+        err_set(err, errlen, "key file %s is not a regular file", path);
         close(fd);
         return -1;
     }
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "key file %s is accessible by group or others (mode %03o); "
                 "run chmod 600 on it",
                 path, (unsigned)(st.st_mode & 0777));
@@ -362,13 +350,13 @@ static int read_key_file(const char *path, auth_keys **out, char *err, size_t er
         return -1;
     }
     if (st.st_size <= 0 || st.st_size > KEY_FILE_MAX) {
-        set_err(err, errlen, "key file %s is empty or too large", path);
+        err_set(err, errlen, "key file %s is empty or too large", path);
         close(fd);
         return -1;
     }
     buf = mem_alloc((size_t)st.st_size + 1);
     if (buf == NULL) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         close(fd);
         return -1;
     }
@@ -383,12 +371,12 @@ static int read_key_file(const char *path, auth_keys **out, char *err, size_t er
     close(fd);
     buf[got] = '\0';
     if (got != (size_t)st.st_size) {
-        set_err(err, errlen, "cannot read key file %s", path);
+        err_set(err, errlen, "cannot read key file %s", path);
     } else {
         char why[200] = "";
         *out = auth_keys_from_pem(buf, got, why, sizeof(why));
         if (*out == NULL)
-            set_err(err, errlen, "key file %s: %s", path, why);
+            err_set(err, errlen, "key file %s: %s", path, why);
     }
     OPENSSL_cleanse(buf, (size_t)st.st_size + 1);
     mem_free(buf);
@@ -401,7 +389,7 @@ auth_keys *auth_keys_load_or_create(const char *path, char *err, size_t errlen)
     int attempt;
 
     if (path == NULL || path[0] == '\0') {
-        set_err(err, errlen, "no key file path given");
+        err_set(err, errlen, "no key file path given");
         return NULL;
     }
     /* Two rounds: if another process creates the file between our open and

@@ -19,6 +19,8 @@
 #include "auth/token.h"
 
 #include "util/base64url.h"
+#include "util/err.h"
+#include "util/json_text.h"
 #include "util/mem.h"
 
 #include <errno.h>
@@ -41,19 +43,6 @@
 /* Time claims are kept far from INT64 limits so that adding the skew can
  * never overflow; 2^62 seconds is beyond any real date. */
 #define TIME_LIMIT ((int64_t)1 << 62)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void auth_claims_clear(auth_claims *c)
 {
@@ -92,45 +81,25 @@ int auth_claims_check_time(const auth_claims *c, time_t now, char *err, size_t e
 
     /* Keeps t + skew from overflowing; no real clock is near the limit. */
     if (t > TIME_LIMIT || t < -TIME_LIMIT) {
-        set_err(err, errlen, "clock out of range");
+        err_set(err, errlen, "clock out of range");
         return -1;
     }
     if ((int64_t)c->nbf > t + AUTH_CLOCK_SKEW) {
-        set_err(err, errlen, "token not yet valid (nbf in the future)");
+        err_set(err, errlen, "token not yet valid (nbf in the future)");
         return -1;
     }
     if ((int64_t)c->iat > t + AUTH_CLOCK_SKEW) {
-        set_err(err, errlen, "token issued in the future (iat)");
+        err_set(err, errlen, "token issued in the future (iat)");
         return -1;
     }
     if (t >= (int64_t)c->exp + AUTH_CLOCK_SKEW) {
-        set_err(err, errlen, "token expired");
+        err_set(err, errlen, "token expired");
         return -1;
     }
     return 0;
 }
 
 /* ---- issuing ---------------------------------------------------------- */
-
-/* Serializes json compactly into a new mem_alloc string (json_dumpb into
- * our own buffer, so the result never depends on jansson's allocator). */
-static char *dump_json(const json_t *json)
-{
-    size_t need = json_dumpb(json, NULL, 0, JSON_COMPACT);
-    char *buf;
-
-    if (need == 0)
-        return NULL;
-    buf = mem_alloc(need + 1);
-    if (buf == NULL)
-        return NULL;
-    if (json_dumpb(json, buf, need, JSON_COMPACT) != need) {
-        mem_free(buf);
-        return NULL;
-    }
-    buf[need] = '\0';
-    return buf;
-}
 
 /* Adds name: string value; a NULL value adds nothing. 0 or -1 (out of
  * memory, or value not UTF-8: json_string validates it). */
@@ -181,21 +150,21 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
     if (out != NULL)
         *out = NULL;
     if (keys == NULL || in == NULL || out == NULL) {
-        set_err(err, errlen, "missing argument");
+        err_set(err, errlen, "missing argument");
         return -1;
     }
     if (in->iss == NULL || in->iss[0] == '\0' || in->sub == NULL || in->sub[0] == '\0') {
-        set_err(err, errlen, "iss and sub are required");
+        err_set(err, errlen, "iss and sub are required");
         return -1;
     }
     now = (int64_t)in->now;
     if (in->ttl_seconds <= 0 || in->ttl_seconds > TIME_LIMIT || now < 0 ||
         now > TIME_LIMIT) {
-        set_err(err, errlen, "ttl or time out of range");
+        err_set(err, errlen, "ttl or time out of range");
         return -1;
     }
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        set_err(err, errlen, "no randomness for jti");
+        err_set(err, errlen, "no randomness for jti");
         ERR_clear_error();
         return -1;
     }
@@ -221,15 +190,15 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
         put_string(claims, "jti", jti) != 0 || put_string(claims, "name", in->name) != 0 ||
         put_string(claims, "preferred_username", in->preferred_username) != 0 ||
         put_string(claims, "email", in->email) != 0) {
-        set_err(err, errlen, "out of memory or a claim is not UTF-8");
+        err_set(err, errlen, "out of memory or a claim is not UTF-8");
         goto done;
     }
-    hjson = dump_json(header);
-    cjson = dump_json(claims);
+    hjson = json_text_compact(header);
+    cjson = json_text_compact(claims);
     h64 = hjson != NULL ? b64url_encode_alloc(hjson, strlen(hjson)) : NULL;
     c64 = cjson != NULL ? b64url_encode_alloc(cjson, strlen(cjson)) : NULL;
     if (h64 == NULL || c64 == NULL) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto done;
     }
     hlen = strlen(h64);
@@ -237,7 +206,7 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
     /* Room for the signature now, so the input is signed in place. */
     tok = mem_alloc(hlen + clen + 2 + b64url_encoded_len(ES256_SIG_LEN) + 1);
     if (tok == NULL) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto done;
     }
     memcpy(tok, h64, hlen);
@@ -245,7 +214,7 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
     memcpy(tok + hlen + 1, c64, clen);
     sig = es256_sign(keys, tok, hlen + 1 + clen);
     if (sig == NULL) {
-        set_err(err, errlen, "signing failed");
+        err_set(err, errlen, "signing failed");
         ERR_clear_error();
         goto done;
     }
@@ -253,7 +222,7 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
     tok[hlen + 1 + clen] = '.';
     memcpy(tok + hlen + clen + 2, sig, slen + 1);
     if (strlen(tok) > AUTH_TOKEN_MAX) {
-        set_err(err, errlen, "token would exceed %d bytes", AUTH_TOKEN_MAX);
+        err_set(err, errlen, "token would exceed %d bytes", AUTH_TOKEN_MAX);
         goto done;
     }
     *out = tok;
@@ -286,11 +255,11 @@ static json_t *part_json(const char *p, size_t n, const char *what, char *err,
     int rc = b64url_decode_alloc(p, n, &raw, &raw_len);
 
     if (rc == B64URL_ENOMEM) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     if (rc != B64URL_OK) {
-        set_err(err, errlen, "malformed token: %s is not base64url", what);
+        err_set(err, errlen, "malformed token: %s is not base64url", what);
         return NULL;
     }
     /* Duplicate members are refused: another parser (libjwt's, a
@@ -298,7 +267,7 @@ static json_t *part_json(const char *p, size_t n, const char *what, char *err,
     obj = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
     mem_free(raw);
     if (obj == NULL || !json_is_object(obj)) {
-        set_err(err, errlen, "malformed token: %s is not a JSON object", what);
+        err_set(err, errlen, "malformed token: %s is not a JSON object", what);
         json_decref(obj);
         return NULL;
     }
@@ -384,15 +353,15 @@ static int check_claims(json_t *claims, const char *expected_iss, time_t now,
     size_t i;
 
     if (iss == NULL) {
-        set_err(err, errlen, "missing or malformed iss claim");
+        err_set(err, errlen, "missing or malformed iss claim");
         return -1;
     }
     if (strcmp(iss, expected_iss) != 0) {
-        set_err(err, errlen, "wrong issuer");
+        err_set(err, errlen, "wrong issuer");
         return -1;
     }
     if (aud == NULL) {
-        set_err(err, errlen, "missing aud claim");
+        err_set(err, errlen, "missing aud claim");
         return -1;
     }
     if (json_is_string(aud)) {
@@ -405,24 +374,24 @@ static int check_claims(json_t *claims, const char *expected_iss, time_t now,
         }
     }
     if (!aud_ok) {
-        set_err(err, errlen, "wrong audience");
+        err_set(err, errlen, "wrong audience");
         return -1;
     }
     r1 = time_claim(claims, "exp", 0, &out->exp);
     r2 = time_claim(claims, "nbf", 1, &out->nbf);
     r3 = time_claim(claims, "iat", 1, &out->iat);
     if (r1 == -1 || r2 == -1 || r3 == -1) {
-        set_err(err, errlen, "missing exp, nbf or iat claim");
+        err_set(err, errlen, "missing exp, nbf or iat claim");
         return -1;
     }
     if (r1 != 0 || r2 != 0 || r3 != 0) {
-        set_err(err, errlen, "exp, nbf or iat claim is not a number in range");
+        err_set(err, errlen, "exp, nbf or iat claim is not a number in range");
         return -1;
     }
     if (auth_claims_check_time(out, now, err, errlen) != 0)
         return -1;
     if (sub == NULL || sub[0] == '\0') {
-        set_err(err, errlen, "missing or malformed sub claim");
+        err_set(err, errlen, "missing or malformed sub claim");
         return -1;
     }
     out->sub = mem_strdup(sub);
@@ -433,11 +402,11 @@ static int check_claims(json_t *claims, const char *expected_iss, time_t now,
     out->email = optional_string(claims, "email", &bad, &nomem);
     out->jti = optional_string(claims, "jti", &bad, &nomem);
     if (bad) {
-        set_err(err, errlen, "a profile or jti claim is not a string");
+        err_set(err, errlen, "a profile or jti claim is not a string");
         return -1;
     }
     if (nomem) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -453,21 +422,21 @@ static int check_header(const auth_keys *keys, json_t *header, char *err, size_t
     /* An allow-list of one: "none", HS256 (keyed with our public PEM, the
      * algorithm-confusion attack), other curves all stop here. */
     if (alg == NULL || strcmp(alg, "ES256") != 0) {
-        set_err(err, errlen, "unsupported alg (only ES256)");
+        err_set(err, errlen, "unsupported alg (only ES256)");
         return -1;
     }
     /* RFC 7515 §4.1.11: an extension we do not understand must fail. */
     if (json_object_get(header, "crit") != NULL) {
-        set_err(err, errlen, "unsupported crit header");
+        err_set(err, errlen, "unsupported crit header");
         return -1;
     }
     if (kidv == NULL) {
-        set_err(err, errlen, "missing kid");
+        err_set(err, errlen, "missing kid");
         return -1;
     }
     if (!json_is_string(kidv) || json_string_length(kidv) != strlen(kid) ||
         CRYPTO_memcmp(json_string_value(kidv), kid, strlen(kid)) != 0) {
-        set_err(err, errlen, "unknown kid");
+        err_set(err, errlen, "unknown kid");
         return -1;
     }
     return 0;
@@ -487,28 +456,28 @@ int auth_token_verify(const auth_keys *keys, const char *token,
     int rc = -1, jrc;
 
     if (out == NULL) {
-        set_err(err, errlen, "missing argument");
+        err_set(err, errlen, "missing argument");
         return -1;
     }
     memset(out, 0, sizeof(*out));
     if (keys == NULL || expected_iss == NULL) {
-        set_err(err, errlen, "missing argument");
+        err_set(err, errlen, "missing argument");
         return -1;
     }
     if (token == NULL || token[0] == '\0') {
-        set_err(err, errlen, "empty token");
+        err_set(err, errlen, "empty token");
         return -1;
     }
     /* strnlen: never read past the cap of an unterminated giant. */
     len = strnlen(token, AUTH_TOKEN_MAX + 1);
     if (len > AUTH_TOKEN_MAX) {
-        set_err(err, errlen, "token too large");
+        err_set(err, errlen, "token too large");
         return -1;
     }
     dot1 = memchr(token, '.', len);
     dot2 = dot1 != NULL ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
     if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL) {
-        set_err(err, errlen, "malformed token: not three parts");
+        err_set(err, errlen, "malformed token: not three parts");
         return -1;
     }
     header = part_json(token, (size_t)(dot1 - token), "header", err, errlen);
@@ -525,7 +494,7 @@ int auth_token_verify(const auth_keys *keys, const char *token,
         size_t got = 0;
         if (b64url_decode(sig, sig_len, sig_raw, sizeof(sig_raw), &got) != B64URL_OK ||
             got != ES256_SIG_LEN) {
-            set_err(err, errlen, "bad signature");
+            err_set(err, errlen, "bad signature");
             goto done;
         }
     }
@@ -533,13 +502,13 @@ int auth_token_verify(const auth_keys *keys, const char *token,
     pem = auth_keys_public_pem(keys, &pem_len);
     jrc = jwt_decode(&jwt, token, pem, (int)pem_len);
     if (jrc != 0 || jwt == NULL) {
-        set_err(err, errlen, jrc == ENOMEM ? "out of memory" : "bad signature");
+        err_set(err, errlen, jrc == ENOMEM ? "out of memory" : "bad signature");
         ERR_clear_error();
         goto done;
     }
     /* Belt and braces: the header we checked is the one libjwt used. */
     if (jwt_get_alg(jwt) != JWT_ALG_ES256) {
-        set_err(err, errlen, "unsupported alg (only ES256)");
+        err_set(err, errlen, "unsupported alg (only ES256)");
         goto done;
     }
     if (check_claims(claims, expected_iss, now, out, err, errlen) != 0)

@@ -16,12 +16,14 @@
  * this version reads.
  *
  * Builders assemble a jansson tree in SPEC's key order (jansson keeps
- * insertion order) and dump it compact (see dump()). Every json_object_set_new steals
+ * insertion order) and dump it compact (see json_text_compact()). Every json_object_set_new steals
  * its value even on failure, so a chain of them leaks nothing when one
  * fails; the first failure is remembered and the whole build is dropped.
  */
 #include "chat/protocol.h"
 
+#include "util/err.h"
+#include "util/json_text.h"
 #include "util/mem.h"
 
 #include <inttypes.h>
@@ -31,20 +33,6 @@
 #include <time.h>
 
 /* ---- errors ------------------------------------------------------------ */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- UTF-8 ------------------------------------------------------------- */
 
@@ -197,23 +185,23 @@ static proto_status load_error(const json_error_t *je, char *err, size_t errlen)
 {
     switch (json_error_code(je)) {
     case json_error_out_of_memory:
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return PROTO_NO_MEMORY;
     case json_error_duplicate_key:
-        set_err(err, errlen, "duplicate key in message (at byte %d)", je->position);
+        err_set(err, errlen, "duplicate key in message (at byte %d)", je->position);
         break;
     case json_error_stack_overflow:
-        set_err(err, errlen, "message is nested too deeply");
+        err_set(err, errlen, "message is nested too deeply");
         break;
     case json_error_premature_end_of_input:
-        set_err(err, errlen, "message is not valid JSON (it ends early)");
+        err_set(err, errlen, "message is not valid JSON (it ends early)");
         break;
     case json_error_end_of_input_expected:
-        set_err(err, errlen, "message has data after the JSON value (at byte %d)",
+        err_set(err, errlen, "message has data after the JSON value (at byte %d)",
                 je->position);
         break;
     default:
-        set_err(err, errlen, "message is not valid JSON (at byte %d)", je->position);
+        err_set(err, errlen, "message is not valid JSON (at byte %d)", je->position);
         break;
     }
     return PROTO_BAD_REQUEST;
@@ -229,17 +217,17 @@ static int get_string(json_t *root, const char *key, size_t max, const char **s,
     if (v == NULL)
         return 0;
     if (!json_is_string(v)) {
-        set_err(err, errlen, "\"%s\" must be a string", key);
+        err_set(err, errlen, "\"%s\" must be a string", key);
         return -1;
     }
     *s = json_string_value(v);
     *n = json_string_length(v);
     if (*n > max) {
-        set_err(err, errlen, "\"%s\" is longer than %zu bytes", key, max);
+        err_set(err, errlen, "\"%s\" is longer than %zu bytes", key, max);
         return -1;
     }
     if (memchr(*s, '\0', *n) != NULL) {
-        set_err(err, errlen, "\"%s\" must not contain a NUL character", key);
+        err_set(err, errlen, "\"%s\" must not contain a NUL character", key);
         return -1;
     }
     return 1;
@@ -255,7 +243,7 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
     int r;
 
     if (!json_is_object(root)) {
-        set_err(err, errlen, "message is not a JSON object");
+        err_set(err, errlen, "message is not a JSON object");
         return PROTO_BAD_REQUEST;
     }
 
@@ -275,7 +263,7 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
     if (r < 0)
         return PROTO_BAD_REQUEST;
     if (r == 0) {
-        set_err(err, errlen, "missing \"type\"");
+        err_set(err, errlen, "missing \"type\"");
         return PROTO_BAD_REQUEST;
     }
     if (strcmp(type, "ping") == 0) {
@@ -283,7 +271,7 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
         return PROTO_OK;
     }
     if (strcmp(type, "post") != 0) {
-        set_err(err, errlen, "unknown type (expected \"post\" or \"ping\")");
+        err_set(err, errlen, "unknown type (expected \"post\" or \"ping\")");
         return PROTO_BAD_REQUEST;
     }
     out->kind = PROTO_POST;
@@ -292,7 +280,7 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
     if (r < 0)
         return PROTO_BAD_REQUEST;
     if (r == 0 || n == 0) {
-        set_err(err, errlen, r == 0 ? "post without \"token\"" : "\"token\" is empty");
+        err_set(err, errlen, r == 0 ? "post without \"token\"" : "\"token\" is empty");
         return PROTO_BAD_REQUEST;
     }
     out->token = mem_strndup(s, n);
@@ -304,21 +292,21 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
     if (r < 0)
         return PROTO_BAD_REQUEST;
     if (r == 0) {
-        set_err(err, errlen, "post without \"text\"");
+        err_set(err, errlen, "post without \"text\"");
         return PROTO_BAD_REQUEST;
     }
     /* jansson already guarantees this; it is cheap to be sure. */
     if (!proto_utf8_valid(s, n)) {
-        set_err(err, errlen, "\"text\" is not valid UTF-8");
+        err_set(err, errlen, "\"text\" is not valid UTF-8");
         return PROTO_BAD_REQUEST;
     }
     utf8_trim(s, n, &start, &end, &chars);
     if (chars == 0) {
-        set_err(err, errlen, "\"text\" is empty");
+        err_set(err, errlen, "\"text\" is empty");
         return PROTO_BAD_REQUEST;
     }
     if (chars > PROTO_MAX_TEXT) {
-        set_err(err, errlen, "\"text\" is longer than %d characters (%zu)", PROTO_MAX_TEXT,
+        err_set(err, errlen, "\"text\" is longer than %d characters (%zu)", PROTO_MAX_TEXT,
                 chars);
         return PROTO_BAD_REQUEST;
     }
@@ -328,7 +316,7 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
     return PROTO_OK;
 
 nomem:
-    set_err(err, errlen, "out of memory");
+    err_set(err, errlen, "out of memory");
     return PROTO_NO_MEMORY;
 }
 
@@ -341,23 +329,23 @@ proto_status proto_parse_request(const char *data, size_t len, proto_request *ou
 
     if (ref_out != NULL)
         *ref_out = NULL;
-    set_err(err, errlen, "%s", "");
+    err_set(err, errlen, "%s", "");
     if (out == NULL) {
-        set_err(err, errlen, "no request to fill");
+        err_set(err, errlen, "no request to fill");
         return PROTO_BAD_REQUEST;
     }
     memset(out, 0, sizeof(*out));
     /* Before anything reads the data: the cap is what keeps parsing cheap. */
     if (len > PROTO_MAX_MESSAGE) {
-        set_err(err, errlen, "message is larger than %d bytes", PROTO_MAX_MESSAGE);
+        err_set(err, errlen, "message is larger than %d bytes", PROTO_MAX_MESSAGE);
         return PROTO_TOO_LARGE;
     }
     if (data == NULL || len == 0) {
-        set_err(err, errlen, "message is empty");
+        err_set(err, errlen, "message is empty");
         return PROTO_BAD_REQUEST;
     }
     if (!proto_utf8_valid(data, len)) {
-        set_err(err, errlen, "message is not valid UTF-8");
+        err_set(err, errlen, "message is not valid UTF-8");
         return PROTO_BAD_REQUEST;
     }
     root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
@@ -424,30 +412,6 @@ static json_t *finish_object(builder *b)
     return b->obj;
 }
 
-/* Serialises obj into a mem_alloc'd string. Not json_dumps: its growing
- * buffer can fail an append in the middle, and jansson 2.14 ignores that
- * failure for object keys, so under memory pressure it returned text with
- * a key missing ({"type":"pong",:"p",...}), found by the torture test.
- * json_dumpb into a buffer sized beforehand has no growing buffer: a
- * failure there (its loop check allocates) makes it return 0. */
-static char *dump(json_t *obj)
-{
-    size_t size = json_dumpb(obj, NULL, 0, JSON_COMPACT);
-    char *text;
-
-    if (size == 0)
-        return NULL;
-    text = mem_alloc(size + 1);
-    if (text == NULL)
-        return NULL;
-    if (json_dumpb(obj, text, size, JSON_COMPACT) != size) {
-        mem_free(text);
-        return NULL;
-    }
-    text[size] = '\0';
-    return text;
-}
-
 static char *finish(builder *b)
 {
     json_t *obj = finish_object(b);
@@ -455,7 +419,7 @@ static char *finish(builder *b)
 
     if (obj == NULL)
         return NULL;
-    text = dump(obj);
+    text = json_text_compact(obj);
     json_decref(obj);
     return text;
 }

@@ -66,16 +66,6 @@ struct store {
     atomic_llong next_id;
 };
 
-void store_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 char *store_format_now(char *buf, size_t len)
 {
     struct timespec ts;
@@ -452,7 +442,7 @@ static void store_free(store *s)
 store *store_open(const char *url, char *err, size_t errlen)
 {
     if (url == NULL || *url == '\0') {
-        store_seterr(err, errlen, "no database URL");
+        err_set(err, errlen, "no database URL");
         return NULL;
     }
     const store_backend *b = backend_for(url);
@@ -460,7 +450,7 @@ store *store_open(const char *url, char *err, size_t errlen)
         /* Echo only the scheme: the rest of a URL may hold a password. */
         const char *sep = strstr(url, "://");
         int n = sep ? (int)(sep - url) : (int)strcspn(url, ":/");
-        store_seterr(err, errlen,
+        err_set(err, errlen,
                      "unsupported database URL scheme \"%.*s\" (use sqlite://PATH or "
                      "postgresql://…)",
                      n > 32 ? 32 : n, url);
@@ -468,14 +458,14 @@ store *store_open(const char *url, char *err, size_t errlen)
     }
     store *s = mem_calloc(1, sizeof *s);
     if (s == NULL) {
-        store_seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     s->b = b;
     s->url = mem_strdup(url);
     s->batch = mem_calloc(STORE_BATCH_MAX, sizeof *s->batch);
     if (s->url == NULL || s->batch == NULL) {
-        store_seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         store_free(s);
         return NULL;
     }
@@ -487,7 +477,7 @@ store *store_open(const char *url, char *err, size_t errlen)
         b->prepare(s->wconn, sub, sizeof sub) != 0 ||
         b->query_int(s->wconn, "SELECT COALESCE(MAX(id), 0) FROM messages", &max_id, sub,
                      sizeof sub) != 0) {
-        store_seterr(err, errlen, "cannot open %s database: %s", b->name, sub);
+        err_set(err, errlen, "cannot open %s database: %s", b->name, sub);
         store_free(s);
         return NULL;
     }
@@ -495,7 +485,7 @@ store *store_open(const char *url, char *err, size_t errlen)
      * cannot read fails at start rather than on the first request. */
     s->rconn = b->connect(url, 1, sub, sizeof sub);
     if (s->rconn == NULL) {
-        store_seterr(err, errlen, "cannot open %s database for reading: %s", b->name, sub);
+        err_set(err, errlen, "cannot open %s database for reading: %s", b->name, sub);
         store_free(s);
         return NULL;
     }
@@ -520,7 +510,7 @@ store *store_open(const char *url, char *err, size_t errlen)
     int rc = pthread_create(&s->thread, NULL, writer_main, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        store_seterr(err, errlen, "cannot start the database writer thread: %s", strerror(rc));
+        err_set(err, errlen, "cannot start the database writer thread: %s", strerror(rc));
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->read_lock);
         pthread_cond_destroy(&s->work_cv);
@@ -783,7 +773,7 @@ static int db_recent(store *s, const char *room, int limit, int64_t before_id, s
     }
     pthread_mutex_unlock(&s->read_lock);
     if (rc != 0)
-        store_seterr(err, errlen, "cannot read messages: %s", sub);
+        err_set(err, errlen, "cannot read messages: %s", sub);
     return rc;
 }
 
@@ -793,7 +783,7 @@ int store_recent_messages(store *s, const char *room, int limit, int64_t before_
     *out = NULL;
     *count = 0;
     if (room == NULL || limit < 1) {
-        store_seterr(err, errlen, "room missing or limit below 1");
+        err_set(err, errlen, "room missing or limit below 1");
         return -1;
     }
     if (limit > STORE_RECENT_MAX)
@@ -804,7 +794,7 @@ int store_recent_messages(store *s, const char *room, int limit, int64_t before_
     store_rows q = {0}, d = {0};
     if (queued_messages(s, room, limit, before_id, &q) != 0) {
         store_rows_free(&q);
-        store_seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     if (db_recent(s, room, limit, before_id, &d, err, errlen) != 0) {
@@ -835,7 +825,7 @@ int store_recent_messages(store *s, const char *room, int limit, int64_t before_
     if (n > 0) {
         store_message *res = mem_alloc(n * sizeof *res + bytes);
         if (res == NULL) {
-            store_seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             rc = -1;
         } else {
             char *cur = (char *)(res + n);

@@ -14,6 +14,7 @@
 #define CHATD_STORE_INT_H
 
 #include "store/store.h"
+#include "util/err.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -116,9 +117,5 @@ int store_migrate(const store_backend *b, store_conn *c, char *err, size_t errle
 void store_rows_free(store_rows *r);
 /* Appends an item to r (takes it). -1 (and frees it) on allocation failure. */
 int store_rows_push(store_rows *r, store_item *it);
-
-/* snprintf into err when err is not NULL. */
-void store_seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -86,7 +86,7 @@ static void set_pg_err(char *err, size_t errlen, const char *prefix, const char 
             line[n++] = *p;
     }
     line[n] = '\0';
-    store_seterr(err, errlen, "%s%s", prefix, line);
+    err_set(err, errlen, "%s%s", prefix, line);
 }
 
 /* The error of a result as "message (detail) [SQLSTATE]", or the
@@ -147,7 +147,7 @@ static store_conn *pg_connect(const char *url, int reader, char *err, size_t err
 {
     store_conn *c = mem_calloc(1, sizeof *c);
     if (c == NULL) {
-        store_seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     static const char *const keys[] = {"connect_timeout", "application_name", "keepalives_idle",
@@ -156,7 +156,7 @@ static store_conn *pg_connect(const char *url, int reader, char *err, size_t err
     const char *vals[] = {"5", "chatd", "10", "5", "3", url, NULL};
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (c->pg == NULL) {
-        store_seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         mem_free(c);
         return NULL;
     }
@@ -340,7 +340,7 @@ static store_wres pg_write_batch(store_conn *c, store_item *const *items, size_t
         PGresult *r = PQexec(pg, "ROLLBACK");
         PQclear(r);
         if (res == STORE_W_OK) {
-            store_seterr(err, errlen, "transaction did not end after COMMIT");
+            err_set(err, errlen, "transaction did not end after COMMIT");
             res = STORE_W_RETRY;
         }
     }
@@ -389,7 +389,7 @@ static int pg_recent(store_conn *c, const char *room, int limit, int64_t before_
         };
         store_item *it = store_item_message(&m);
         if (it == NULL || store_rows_push(out, it) != 0) {
-            store_seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             ret = -1;
             break;
         }

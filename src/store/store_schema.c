@@ -114,7 +114,7 @@ static int migrate_locked(const store_backend *b, store_conn *c, char *err, size
     if (b->query_int(c, "SELECT MAX(version) FROM schema_version", &version, err, errlen) != 0)
         return -1;
     if (version > STORE_SCHEMA_VERSION) {
-        store_seterr(err, errlen,
+        err_set(err, errlen,
                      "database schema version %lld is newer than this chatd's (%d)",
                      (long long)version, STORE_SCHEMA_VERSION);
         return -1;
@@ -125,7 +125,7 @@ static int migrate_locked(const store_backend *b, store_conn *c, char *err, size
             continue;
         char sub[256];
         if (b->exec(c, m->sql[b->dialect], sub, sizeof sub) != 0) {
-            store_seterr(err, errlen, "migration %d (%s): %s", m->version, m->what, sub);
+            err_set(err, errlen, "migration %d (%s): %s", m->version, m->what, sub);
             return -1;
         }
         char sql[96];

@@ -80,7 +80,7 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen)
 {
     char *dir = mem_strdup(path);
     if (dir == NULL) {
-        store_seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     char *slash = strrchr(dir, '/');
@@ -96,7 +96,7 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen)
         char c = *p;
         *p = '\0';
         if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-            store_seterr(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+            err_set(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
             rc = -1;
             break;
         }
@@ -107,7 +107,7 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen)
     if (rc == 0) {
         struct stat st;
         if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            store_seterr(err, errlen, "%s is not a directory", dir);
+            err_set(err, errlen, "%s is not a directory", dir);
             rc = -1;
         }
     }
@@ -118,7 +118,7 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen)
 static int prep(store_conn *c, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
 {
     if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK) {
-        store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+        err_set(err, errlen, "%s", sqlite3_errmsg(c->db));
         return -1;
     }
     return 0;
@@ -128,7 +128,7 @@ static int sqlite_exec(store_conn *c, const char *sql, char *err, size_t errlen)
 {
     char *msg = NULL;
     if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        store_seterr(err, errlen, "%s", msg ? msg : sqlite3_errmsg(c->db));
+        err_set(err, errlen, "%s", msg ? msg : sqlite3_errmsg(c->db));
         sqlite3_free(msg);
         return -1;
     }
@@ -139,20 +139,20 @@ static store_conn *sqlite_connect(const char *url, int reader, char *err, size_t
 {
     const char *path = url + strlen("sqlite://");
     if (*path == '\0') {
-        store_seterr(err, errlen, "sqlite:// URL without a file path");
+        err_set(err, errlen, "sqlite:// URL without a file path");
         return NULL;
     }
     if (!reader && make_parent_dirs(path, err, errlen) != 0)
         return NULL;
     store_conn *c = mem_calloc(1, sizeof *c);
     if (c == NULL) {
-        store_seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (reader ? 0 : SQLITE_OPEN_CREATE);
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
-        store_seterr(err, errlen, "%s: %s", path,
+        err_set(err, errlen, "%s: %s", path,
                      c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         sqlite_disconnect(c);
         return NULL;
@@ -167,7 +167,7 @@ static store_conn *sqlite_connect(const char *url, int reader, char *err, size_t
                                  " PRAGMA foreign_keys = ON";
     if (sqlite_exec(c, setup, sub, sizeof sub) != 0 ||
         (reader && prep(c, recent_sql, &c->recent, sub, sizeof sub) != 0)) {
-        store_seterr(err, errlen, "%s: %s", path, sub);
+        err_set(err, errlen, "%s: %s", path, sub);
         sqlite_disconnect(c);
         return NULL;
     }
@@ -190,13 +190,13 @@ static int sqlite_query_int(store_conn *c, const char *sql, int64_t *out, char *
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+        err_set(err, errlen, "%s", sqlite3_errmsg(c->db));
         return -1;
     }
     int rc = sqlite3_step(st);
     *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+        err_set(err, errlen, "%s", sqlite3_errmsg(c->db));
     sqlite3_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
@@ -306,7 +306,7 @@ static store_wres sqlite_write_batch(store_conn *c, store_item *const *items, si
         if (rc == SQLITE_DONE)
             return STORE_W_OK;
     }
-    store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+    err_set(err, errlen, "%s", sqlite3_errmsg(c->db));
     if (!sqlite3_get_autocommit(c->db))
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
     return classify(rc);
@@ -355,13 +355,13 @@ static int sqlite_recent(store_conn *c, const char *room, int limit, int64_t bef
         };
         store_item *it = store_item_message(&m);
         if (it == NULL || store_rows_push(out, it) != 0) {
-            store_seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             ret = -1;
             break;
         }
     }
     if (ret == 0 && rc != SQLITE_DONE) {
-        store_seterr(err, errlen, "%s", sqlite3_errmsg(c->db));
+        err_set(err, errlen, "%s", sqlite3_errmsg(c->db));
         ret = -1;
     }
     /* Reset at once: a statement left mid-result holds a read transaction,
