@@ -42,7 +42,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 
@@ -312,8 +311,21 @@ def keeps_serving(d, tag):
 
 
 def stop_chatd(d):
+    """SIGTERM (if still running); removes the data dir."""
+    was_running = d.alive()
     rc = d.stop()
-    check(rc == 0, f"chatd exit status {rc} after SIGTERM")
+    check(not was_running or rc == 0, f"chatd exit status {rc} after SIGTERM")
+
+
+def term_keep(d, timeout=30):
+    """SIGTERM chatd and wait; keeps the data dir (unlike Chatd.stop)."""
+    if d.proc.poll() is None:
+        d.proc.send_signal(signal.SIGTERM)
+    try:
+        return d.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        d.proc.kill()
+        raise Failure(f"chatd did not exit within {timeout} s of SIGTERM")
 
 
 # --------------------------------------------------------------------------
@@ -576,6 +588,280 @@ def api_lists_one_user():
         stop_chatd(d)
     finally:
         fa.stop()
+
+
+# --------------------------------------------------------------------------
+# the database
+
+
+def chattr(flag, paths):
+    r = subprocess.run(["chattr", flag, *paths], capture_output=True, text=True)
+    return r.returncode == 0, r.stderr.strip()
+
+
+@test(timeout=90)
+def sqlite_turns_read_only():
+    """The SQLite file and its WAL become immutable (chattr +i; as root a
+    chmod would not stop the writes) while clients chat: messages are still
+    delivered, /api/health says the database is down, a client arriving
+    meanwhile waits for its user row; once the files are writable again
+    every delivered message is in the file."""
+    if shutil.which("chattr") is None:
+        raise Skip("no chattr (e2fsprogs)")
+    d = start_chatd("fault_sqlite_ro", real_jp(), *QUIET)
+    files = [os.path.join(d.data, f) for f in ("chat.db", "chat.db-wal")]
+    locked = False
+    try:
+        a, b = joined_clients(d.url, 2)
+        delivered = set()
+        a.send("before")
+        delivered.add(b.wait_msg(lambda m: is_msg(m, "before"), 10, "'before' at B")["id"])
+        wait_until(lambda: db_rows(d, "select 1 from messages where body = 'before'"), 5,
+                   "'before' written")
+        ok, err = chattr("+i", files)
+        if not ok:
+            raise Skip(f"chattr +i not supported here: {err}")
+        locked = True
+        for i in range(3):
+            for who, other in ((a, b), (b, a)):
+                text = f"read-only {who.welcome()['user']['id']} {i}"
+                who.send(text)
+                delivered.add(other.wait_msg(lambda m: is_msg(m, text), 10,
+                                             f"{text!r} delivered")["id"])
+        body = wait_health(d, 503, 10)
+        check(body == {"status": "degraded", "database": "down", "api": "ok"}, f"health {body}")
+        check(metric(d, "chatd_db_up") == 0, "chatd_db_up is not 0")
+        check(metric(d, "chatd_db_queue_depth") >= 6,
+              f"chatd_db_queue_depth {metric(d, 'chatd_db_queue_depth')} < 6 queued rows")
+        check(re.search(r"WARN  store: database down \(.*\); \d+ rows queued", log_text(d)),
+              "chatd's log does not say the database is down")
+        c = JsonClient(d.url)
+        c.wait_connected()
+        time.sleep(1.5)
+        check(not any(m.get("type") == "welcome" for m in c.msgs()),
+              "a welcome before the user row could be written")
+        ok, err = chattr("-i", files)
+        check(ok, f"chattr -i: {err}")
+        locked = False
+        t0 = time.monotonic()
+        wait_health(d, 200, 10)
+        c.welcome(10)
+        print(f"    database up and the waiting welcome sent {time.monotonic() - t0:.1f} s "
+              f"after the files became writable", flush=True)
+        check("INFO  store: database up again" in log_text(d), "no 'database up again' line")
+        c.send("after")
+        delivered.add(a.wait_msg(lambda m: is_msg(m, "after"), 10, "'after' at A")["id"])
+        keeps_serving(d, "a read-only database file")
+        for x in (a, b, c):
+            check(x.finish() == 0, "chat-client exit status")
+        check(term_keep(d) == 0, "chatd exit status after SIGTERM")
+        rows = {str(r[0]) for r in db_rows(d, "select id from messages")}
+        missing = sorted(delivered - rows)
+        check(not missing, f"{len(missing)} of {len(delivered)} delivered messages lost: "
+                           f"{missing}")
+        sessions = db_rows(d, "select count(*) from sessions where ended_at is not null")[0][0]
+        check(sessions >= 5, f"{sessions} ended sessions logged, want >= 5")
+    finally:
+        if locked:
+            chattr("-i", files)
+        stop_chatd(d)
+
+
+@test(timeout=120)
+def postgres_down_while_a_client_connects():
+    """PostgreSQL stops mid-run and starts again. That nothing delivered
+    meanwhile is lost is tests/integration/test_chat.py
+    postgres_restart_loses_nothing; here: /api/health and the log say so,
+    chat goes on, and a client that connects during the outage gets its
+    welcome only once its user row is written, when the server is back."""
+    pgbin = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+    if not os.path.exists(os.path.join(pgbin, "pg_ctl")) or not shutil.which("psql"):
+        raise Skip("no PostgreSQL 15 binaries")
+    pgdir = tempfile.mkdtemp(prefix="chatd-pg-")
+    os.chmod(pgdir, 0o755)
+    port = free_port()
+
+    def pg(*args):
+        r = subprocess.run([PG_SCRIPT, *args], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"pg.sh {args[0]} failed: {r.stderr}")
+        return r.stdout.strip()
+
+    url = pg("start", pgdir, str(port))
+    d = None
+    try:
+        d = start_chatd("fault_pg_down", real_jp(), "--database-url", url, *QUIET)
+        a, b = joined_clients(d.url, 2)
+        delivered = set()
+
+        def post(who, other, text):
+            who.send(text)
+            delivered.add(other.wait_msg(lambda m: is_msg(m, text), 10, f"{text!r}")["id"])
+
+        post(a, b, "before the outage")
+        pg("stop", pgdir)
+        post(a, b, "during the outage 1")
+        body = wait_health(d, 503, 10)
+        check(body.get("database") == "down" and body.get("api") == "ok", f"health {body}")
+        check(re.search(r"WARN  store: database down \(", log_text(d)),
+              "chatd's log does not say the database is down")
+        c = JsonClient(d.url)
+        c.wait_connected()
+        post(b, a, "during the outage 2")
+        time.sleep(1.0)
+        check(not any(m.get("type") == "welcome" for m in c.msgs()),
+              f"a welcome while the user row cannot be written: {c.msgs()}")
+        pg("start", pgdir, str(port))
+        t0 = time.monotonic()
+        wait_health(d, 200, 15)
+        w = c.welcome(15)
+        print(f"    waiting welcome sent {time.monotonic() - t0:.1f} s after PostgreSQL "
+              f"was back", flush=True)
+        check("INFO  store: database up again" in log_text(d), "no 'database up again' line")
+        post(c, a, "after the outage")
+        keeps_serving(d, "a PostgreSQL restart")
+        for x in (a, b, c):
+            check(x.finish() == 0, "chat-client exit status")
+        check(term_keep(d) == 0, "chatd exit status after SIGTERM")
+
+        def psql(sql):
+            r = subprocess.run(["psql", url, "-Atc", sql], capture_output=True, text=True,
+                               timeout=30)
+            check(r.returncode == 0, f"psql: {r.stderr}")
+            return r.stdout.split()
+        missing = sorted(delivered - set(psql("select id from messages")))
+        check(not missing, f"delivered messages missing from PostgreSQL: {missing}")
+        check(psql(f"select user_id from sessions where id = '{w['session']}' "
+                   f"and ended_at is not null") == [str(w["user"]["id"])],
+              "the outage client's session is not logged")
+    finally:
+        if d is not None:
+            if d.proc.poll() is None:
+                d.proc.kill()
+            shutil.rmtree(d.data, ignore_errors=True)
+        subprocess.run([PG_SCRIPT, "stop", pgdir], capture_output=True, timeout=60)
+        shutil.rmtree(pgdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# peers
+
+
+CONSENT_TIMEOUT_S = 30  # RFC 7675: consent expires 30 s after the last answer
+
+
+def peer_vanishes(name, sig):
+    """A chat-client stopped by SIG sends no close of any kind: chatd ends
+    its session when ICE consent expires, frees every resource, logs the
+    end and tells the others."""
+    d = start_chatd(name, real_jp(), *QUIET)
+    a = None
+    try:
+        base = d.metrics()
+        b, a = joined_clients(d.url, 2)
+        a_user = a.welcome()["user"]
+        a_session = a.session_id()
+        wait_until(lambda: metric(d, "chatd_peers") == base["chatd_peers"] + 2, 5, "two peers")
+        fds, threads = d.fd_count(), d.thread_count()
+        a.proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            a.proc.wait(5)
+        t0 = time.monotonic()
+        leave = b.wait_msg(lambda m: m.get("type") == "presence" and m.get("event") == "leave",
+                           CONSENT_TIMEOUT_S + 10, "presence leave")
+        took = time.monotonic() - t0
+        check(leave["user"]["id"] == a_user["id"], f"leave of {leave['user']}, want {a_user}")
+        check(took <= CONSENT_TIMEOUT_S + 5, f"the session ended {took:.1f} s after the kill")
+        for k in ("chatd_peers", "chatd_peer_objects", "chatd_sctp_associations"):
+            wait_until(lambda: metric(d, k) == base[k] + 1, 5, f"{k} back to baseline + 1")
+        # sessions row: ended, with the reason
+        row = wait_until(lambda: db_rows(d, "select user_id, ended_at, end_reason from sessions "
+                                            "where id = ? and ended_at is not null",
+                                         (a_session,)), 5, "the sessions row's end")[0]
+        check(row[0] == a_user["id"] and "consent" in (row[2] or ""), f"sessions row {row}")
+        check(re.search(rf"session {a_session} ended: .*consent", log_text(d)),
+              "chatd's log does not say the session ended (consent)")
+        wait_until(lambda: d.fd_count() <= fds - 1, 5,
+                   f"file descriptors back down from {fds} (now {d.fd_count()})")
+        check(d.thread_count() <= threads, f"threads {d.thread_count()} > {threads}")
+        keeps_serving(d, "a vanished peer")
+        check(b.finish() == 0, "the other client's exit status")
+        for k in ("chatd_peers", "chatd_peer_objects", "chatd_sctp_associations"):
+            wait_until(lambda: metric(d, k) == base[k], 5, f"{k} back to baseline")
+        print(f"    vanished peer's session ended {took:.1f} s after {sig.name}", flush=True)
+    finally:
+        if a is not None and a.proc.poll() is None:
+            a.proc.kill()
+        stop_chatd(d)
+
+
+@test(timeout=90)
+def peer_killed_without_closing():
+    """SIGKILL: the peer's socket is gone, so its port answers ICMP
+    unreachable to chatd's consent checks."""
+    peer_vanishes("fault_vanish_kill", signal.SIGKILL)
+
+
+@test(timeout=90)
+def peer_frozen_without_closing():
+    """SIGSTOP: the peer's socket stays open and silent, like a machine
+    that dropped off the network; only the consent timeout can end it."""
+    peer_vanishes("fault_vanish_stop", signal.SIGSTOP)
+
+
+@test(timeout=60)
+def flooding_client_is_rate_limited():
+    """One client posts 100 lines at once: it gets RATE_LIMITED for most of
+    them, while every post of two other clients reaches everyone."""
+    d = start_chatd("fault_flood", real_jp(), *QUIET)
+    try:
+        flooder, b, c = joined_clients(d.url, 3)
+        refused_before = metric(d, "chatd_posts_refused_total")
+        n_flood = 100
+        t0 = time.monotonic()
+        writer = flooder.send_many([f"flood {i}" for i in range(n_flood)])
+        sent = []
+        for i in range(4):  # within the burst of 5: none of these may be refused
+            for who in (b, c):
+                text = f"calm {who.welcome()['user']['id']} {i}"
+                who.send(text)
+                sent.append(text)
+            time.sleep(0.25)
+        writer.join(10)
+        wait_until(lambda: len([x for x in flooder.msgs() if x.get("ref") is not None])
+                   >= n_flood, 20, "an answer to every flood post")
+        took = time.monotonic() - t0
+        mine = [x for x in flooder.msgs() if x.get("ref") is not None]
+        limited = [x for x in mine if x.get("type") == "error"]
+        passed = [x for x in mine if is_msg(x)]
+        check(len(mine) == n_flood, f"{len(mine)} answers to {n_flood} posts")
+        check(all(x.get("code") == "RATE_LIMITED" and x.get("retry_in_ms", 0) > 0
+                  and x.get("fatal") is False for x in limited), f"errors {limited[:3]}")
+        # burst 5, then 1 post/s
+        check(5 <= len(passed) <= 5 + took + 1, f"{len(passed)} of {n_flood} passed in "
+                                                f"{took:.1f} s")
+        for who in (flooder, b, c):
+            for text in sent:
+                who.wait_msg(lambda m: is_msg(m, text), 10, f"{text!r} at every client")
+            got = [x["text"] for x in who.msgs() if is_msg(x) and x["text"].startswith("calm")]
+            check(sorted(got) == sorted(sent), f"calm posts seen {got}")
+        refused = metric(d, "chatd_posts_refused_total") - refused_before
+        check(refused == len(limited), f"chatd_posts_refused_total +{refused}, "
+                                       f"{len(limited)} RATE_LIMITED")
+        check(health(d)[0] == 200, "/api/health after the flood")
+        # the flooder is still connected and, after a pause, may post again
+        time.sleep(1.2)
+        flooder.send("after the pause")
+        flooder.wait_msg(lambda m: is_msg(m, "after the pause"), 10, "the flooder's later post")
+        ids = {x["id"] for x in passed} | {x["id"] for x in b.msgs() if is_msg(x)}
+        for x in (flooder, b, c):
+            check(x.finish() == 0, "chat-client exit status")
+        check(term_keep(d) == 0, "chatd exit status after SIGTERM")
+        rows = {str(r[0]) for r in db_rows(d, "select id from messages")}
+        check(ids <= rows, f"delivered ids missing from messages: {sorted(ids - rows)[:5]}")
+        print(f"    flood: {len(passed)} of {n_flood} passed, {len(limited)} RATE_LIMITED "
+              f"in {took:.1f} s", flush=True)
+    finally:
+        stop_chatd(d)
 
 
 if __name__ == "__main__":
