@@ -11,7 +11,8 @@ another client receives the post).
 
 The faults:
 - JSONPlaceholder answering 404, 500, a truncated body, valid JSON of the
-  wrong shape, hanging past the timeout, refusing connections, a list of
+  wrong shape (and, at a draw, a body that is not JSON or is over the
+  1 MiB cap), hanging past the timeout, refusing connections, a list of
   one user. The real server (scripts/jsonplaceholder.sh) cannot do most of
   these on demand, so tests/fault/faultapi.py sits in front of it as a
   proxy: it passes every request on to the real server, and injects the
@@ -395,6 +396,16 @@ def draw_api_truncated():
 @test(timeout=60)
 def draw_api_wrong_shape():
     draw_fault("fault_draw_wrongshape", "wrongshape", 200, r"^bad reply: ", FETCH_ATTEMPTS)
+
+
+@test(timeout=60)
+def draw_api_not_json():
+    draw_fault("fault_draw_badjson", "badjson", 200, r"^bad reply: invalid JSON", FETCH_ATTEMPTS)
+
+
+@test(timeout=60)
+def draw_api_huge_body():
+    draw_fault("fault_draw_huge", "huge", 200, r"^reply larger than \d+ bytes$", FETCH_ATTEMPTS)
 
 
 @test(timeout=90)
