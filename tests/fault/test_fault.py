@@ -411,7 +411,8 @@ def draw_api_huge_body():
 @test(timeout=90)
 def draw_api_hangs_past_timeout():
     """Each attempt ends at the 5 s timeout, so the client hears within
-    about 3 x 5 s; meanwhile chatd answers HTTP at once."""
+    about 3 x 5 s; meanwhile chatd answers HTTP at once. A second client
+    that leaves while its fetch hangs leaves nothing behind."""
     fa = FaultApi()
     d = None
     try:
@@ -426,6 +427,11 @@ def draw_api_hangs_past_timeout():
         status, _ = health(d)
         check(status == 200 and time.monotonic() - t < 1,
               f"/api/health during a hanging fetch: {status} in {time.monotonic() - t:.1f} s")
+        leaver = JsonClient(d.url)
+        leaver.wait_connected()
+        wait_until(lambda: len(fa.log()) == 2, 5, "the leaver's user fetch")
+        check(leaver.finish() == 0, "exit status of a client leaving before its welcome")
+        wait_until(lambda: metric(d, "chatd_peers") == 1, 5, "the leaver's session ended")
         fatal = c.wait_msg(lambda m: m.get("type") == "error", 3 * (TOTAL_TIMEOUT_S + 3),
                            "USER_FETCH_FAILED")
         took = time.monotonic() - t0
@@ -434,8 +440,13 @@ def draw_api_hangs_past_timeout():
         check(FETCH_ATTEMPTS * TOTAL_TIMEOUT_S - 1 <= took <= FETCH_ATTEMPTS *
               (TOTAL_TIMEOUT_S + 2), f"the fatal error came after {took:.1f} s")
         check(c.exit_status() == 1, "chat-client exit status after a fatal error")
-        check(len(fa.log()) == FETCH_ATTEMPTS, f"requests: {fa.log()}")
-        check_api_errors_recorded(d, r"/users/\d+$", FETCH_ATTEMPTS, None, r"(?i)time(d)? ?out")
+        # the leaver's fetch runs its course too; its result finds no session
+        check_api_errors_recorded(d, r"/users/\d+$", 2 * FETCH_ATTEMPTS, None,
+                                  r"(?i)time(d)? ?out")
+        check(len(fa.log()) == 2 * FETCH_ATTEMPTS, f"requests: {fa.log()}")
+        check(metric(d, "chatd_draws_failed_total") == 1, "chatd_draws_failed_total")
+        for k in ("chatd_peers", "chatd_peer_objects", "chatd_sctp_associations"):
+            wait_until(lambda: metric(d, k) == 0, 5, f"{k} back to 0")
         fa.set("none")
         keeps_serving(d, "a hanging /users/ID")
         stop_chatd(d)
