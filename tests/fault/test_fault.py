@@ -129,7 +129,7 @@ class FaultApi:
             q["scope"] = scope
         status, _, body = http("GET", f"{self.url}/__fault?{urllib.parse.urlencode(q)}")
         check(status == 200, f"faultapi /__fault answered {status} {body!r}")
-        self.mode = mode
+        self.mode, self.scope = mode, scope or self.scope  # kept across a restart
 
     def log(self, clear=False):
         """[[path, faulted]] of the requests chatd made."""
