@@ -788,10 +788,13 @@ def peer_vanishes(name, sig):
         if sig == signal.SIGKILL:
             a.proc.wait(5)
         t0 = time.monotonic()
-        leave = b.wait_msg(lambda m: m.get("type") == "presence" and m.get("event") == "leave",
-                           CONSENT_TIMEOUT_S + 10, "presence leave")
+        # (B may also see the leave of a client joined_clients dropped)
+        leave = b.wait_msg(lambda m: m.get("type") == "presence" and m.get("event") == "leave"
+                           and m["user"]["id"] == a_user["id"], CONSENT_TIMEOUT_S + 10,
+                           "presence leave of the vanished user")
         took = time.monotonic() - t0
-        check(leave["user"]["id"] == a_user["id"], f"leave of {leave['user']}, want {a_user}")
+        check(leave["user"] == {k: a_user[k] for k in ("id", "name", "username")},
+              f"leave of {leave['user']}, want {a_user}")
         check(took <= CONSENT_TIMEOUT_S + 5, f"the session ended {took:.1f} s after the kill")
         for k in ("chatd_peers", "chatd_peer_objects", "chatd_sctp_associations"):
             wait_until(lambda: metric(d, k) == base[k] + 1, 5, f"{k} back to baseline + 1")
