@@ -11,7 +11,8 @@ process, chosen with --mode:
               /users/N an array, /posts a list of posts missing fields)
   badjson     200 with a body that is not JSON
   huge        200 with a body of 2 MiB (over the client's 1 MiB cap)
-  hang        reads the request and never answers (until killed)
+  hang        reads the request and never answers (until killed, or until
+              /__fault changes the mode)
   oneuser     a valid API with a single user: /users is [user 1], /users/1
               answers it, /users/2 (and every other id) 404, /posts 3 posts
   404         every request answers 404 with body {}
@@ -28,8 +29,8 @@ injected. --scope chooses which requests the fault hits: `all` (default),
 `load` (the lists /users and /posts chatd loads at start) or `user` (the
 single-user fetches /users/{id} of a draw). In `oneuser` mode (whatever
 the scope) /users is the real first user alone, /users/1 and /posts are
-passed on and every other /users/{id} answers 404 {}. Without --upstream every request is in scope
-and the built-in data above is used.
+passed on and every other /users/{id} answers 404 {}. Without --upstream
+every request is in scope and the built-in data above is used.
 
 Control (for tests that switch faults mid-run):
   GET /__fault?mode=M&scope=S  sets the fault (either part may be left out)
