@@ -4,9 +4,9 @@
 
     tests/run.py [--only SUITE[,SUITE]] [--list]
 
-Suites (in order): unit, integration, integration-chat, interop-aiortc,
+Suites (in order): unit, integration, integration-chat, fault, interop-aiortc,
 interop-chromium, browser, fuzz, then unit-asan, integration-asan,
-integration-chat-asan, interop-aiortc-asan on the ASan+UBSan build. A private PostgreSQL server is started for the whole run and its URL
+integration-chat-asan, fault-asan, interop-aiortc-asan on the ASan+UBSan build. A private PostgreSQL server is started for the whole run and its URL
 exported as CHATD_TEST_PG_URL.
 
 Counting: Criterion suites are read from their TAP output (a skipped test is
@@ -117,6 +117,7 @@ def main():
         ("unit", "tap", "build/tests", base_env),
         ("integration", "cmd", [PY, "tests/integration/test_transport.py"], base_env),
         ("integration-chat", "cmd", [PY, "tests/integration/test_chat.py"], base_env),
+        ("fault", "cmd", [PY, "tests/fault/test_fault.py"], base_env),
         ("interop-aiortc", "cmd", [PY, "tests/interop/test_aiortc.py"], base_env),
         ("interop-chromium", "cmd", ["tests/interop/run_chromium.sh"], base_env),
         ("browser", "cmd", ["tests/browser/run.sh"], base_env),
@@ -124,6 +125,7 @@ def main():
         ("unit-asan", "tap", "build/asan/tests", unit_asan_env),
         ("integration-asan", "cmd", [PY, "tests/integration/test_transport.py"], asan_env),
         ("integration-chat-asan", "cmd", [PY, "tests/integration/test_chat.py"], asan_env),
+        ("fault-asan", "cmd", [PY, "tests/fault/test_fault.py"], asan_env),
         ("interop-aiortc-asan", "cmd", [PY, "tests/interop/test_aiortc.py"], asan_env),
     ]
     if "--list" in sys.argv:

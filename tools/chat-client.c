@@ -77,6 +77,8 @@ static void print_line(const char *text, size_t len)
 /* "NAME: text", or "NAME: [title] text" for an auto post. */
 static void print_chat_message(const json_t *m)
 {
+    if (st.json)
+        return; /* --json printed the message itself, as its one line */
     const char *name = json_string_value(json_object_get(json_object_get(m, "user"), "name"));
     const char *text = json_string_value(json_object_get(m, "text"));
     const char *title = json_string_value(json_object_get(m, "title"));

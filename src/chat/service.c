@@ -896,8 +896,10 @@ void chat_service_api_error(void *arg, const char *method, const char *url, int 
 {
     chat_service *svc = arg;
     atomic_fetch_add(&svc->api_errors, 1);
-    log_warn("api", "%s %s failed: %s%s%d", method, url, error, status ? " (HTTP " : "",
-             status);
+    char http_status[24] = "";
+    if (status)
+        snprintf(http_status, sizeof http_status, " (HTTP %d)", status);
+    log_warn("api", "%s %s failed: %s%s", method, url, error, http_status);
     store_api_error(svc->cfg.store, method, url, status, error, NULL);
 }
 
