@@ -1,9 +1,12 @@
 /* Unit tests: chatd's flags and environment variables (flags win). */
 #include "util/config.h"
+#include "util/mem.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "leakcheck.h"
 
 static int parse(chatd_config *c, char *err, int argc, char **argv)
 {
@@ -103,4 +106,42 @@ Test(config, errors)
     cr_assert_eq(parse(&c, err, 2, help), 0);
     cr_assert(c.help);
     config_free(&c);
+}
+
+/* Regression: the ICE address copies were unchecked strdup()s, so an
+ * allocation failure stored NULL (or, for the environment's list, handed
+ * NULL to strtok_r). Now each failure is "out of memory" and nothing leaks
+ * (config_free after a failure frees what was added). */
+Test(config, ice_addresses_survive_allocation_failure)
+{
+    setenv("CHATD_ICE_ADDRESSES", "1.1.1.1,2.2.2.2", 1);
+    char *argv[] = {"chatd"};
+    char *argv_flags[] = {"chatd", "--ice-address", "3.3.3.3", "--ice-address", "4.4.4.4"};
+    for (int flags = 0; flags < 2; flags++) {
+        unsigned long n;
+        for (n = 1; n < 100; n++) {
+            chatd_config c;
+            char err[256] = "";
+            unsigned long before = mem_failures();
+            mem_fail_at(n);
+            int rc = flags ? parse(&c, err, 5, argv_flags) : parse(&c, err, 1, argv);
+            mem_fail_at(0);
+            if (mem_failures() == before) {
+                cr_assert_eq(rc, 0, "%s", err);
+                cr_assert_eq(c.n_ice_addresses, 2);
+                for (int i = 0; i < c.n_ice_addresses; i++)
+                    cr_assert_not_null(c.ice_addresses[i]);
+                config_free(&c);
+                break;
+            }
+            cr_assert_eq(rc, -1, "allocation %lu failed but parsing succeeded", n);
+            cr_assert_not_null(strstr(err, "out of memory"), "%s", err);
+            config_free(&c);
+            check_leaks();
+        }
+        cr_assert_lt(n, 100);
+        cr_assert_geq(n, 3, "each ICE copy is an allocation of util/mem that can fail");
+    }
+    unsetenv("CHATD_ICE_ADDRESSES");
+    check_leaks();
 }
