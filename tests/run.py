@@ -2,11 +2,17 @@
 """Runs every test suite of chatd and prints one line per suite and a final
 "N passed, N failed, N skipped" line. Called by `make test` (scripts/test.sh).
 
-    tests/run.py [--only SUITE[,SUITE]] [--list]
+    tests/run.py [--only SUITE[,SUITE]] [--list] [--build DIR]
+
+--build DIR runs the suites against DIR/chatd, DIR/chat-client and the unit
+binaries in DIR/tests instead of build/ (scripts/coverage.py uses it with
+build/cov, the gcov build).
 
 Suites (in order): unit, integration, integration-chat, interop-aiortc,
 interop-chromium, browser, fuzz, then unit-asan, integration-asan,
-integration-chat-asan, interop-aiortc-asan on the ASan+UBSan build. A private PostgreSQL server is started for the whole run and its URL
+integration-chat-asan, interop-aiortc-asan on the ASan+UBSan build, and
+coverage (scripts/coverage.py: the suites on the gcov build, then the line
+and branch floors). A private PostgreSQL server is started for the whole run and its URL
 exported as CHATD_TEST_PG_URL.
 
 Counting: Criterion suites are read from their TAP output (a skipped test is
@@ -98,6 +104,17 @@ def main():
     os.makedirs(LOGS, exist_ok=True)
     base_env = dict(os.environ)
     base_env.setdefault("FUZZ_SECONDS", "30")
+    unit_dir = "build/tests"
+    log_suffix = ""
+    if "--build" in sys.argv:
+        build = os.path.join(ROOT, sys.argv[sys.argv.index("--build") + 1])
+        base_env["CHATD_BIN"] = os.path.join(build, "chatd")
+        base_env["CHAT_CLIENT_BIN"] = os.path.join(build, "chat-client")
+        unit_dir = os.path.join(build, "tests")
+        # Logs of this run go beside, not over, those of the normal run.
+        log_suffix = "-" + os.path.basename(build.rstrip("/"))
+        base_env["TEST_LOG_DIR"] = os.path.join(LOGS, log_suffix[1:])
+        base_env["ARTIFACTS_DIR"] = os.path.join(ROOT, "build", "artifacts", log_suffix[1:])
 
     asan_env = dict(base_env)
     asan_env.update({
@@ -114,7 +131,7 @@ def main():
     unit_asan_env["LSAN_OPTIONS"] = "exitcode=0"
 
     suites = [
-        ("unit", "tap", "build/tests", base_env),
+        ("unit", "tap", unit_dir, base_env),
         ("integration", "cmd", [PY, "tests/integration/test_transport.py"], base_env),
         ("integration-chat", "cmd", [PY, "tests/integration/test_chat.py"], base_env),
         ("interop-aiortc", "cmd", [PY, "tests/interop/test_aiortc.py"], base_env),
@@ -125,6 +142,8 @@ def main():
         ("integration-asan", "cmd", [PY, "tests/integration/test_transport.py"], asan_env),
         ("integration-chat-asan", "cmd", [PY, "tests/integration/test_chat.py"], asan_env),
         ("interop-aiortc-asan", "cmd", [PY, "tests/interop/test_aiortc.py"], asan_env),
+        # The gcov build (make MODE=cov): the suites again, then the floors.
+        ("coverage", "cmd", [PY, "scripts/coverage.py"], base_env),
     ]
     if "--list" in sys.argv:
         for s in suites:
@@ -148,7 +167,7 @@ def main():
             if pg_url:
                 env["CHATD_TEST_PG_URL"] = pg_url
             start = time.monotonic()
-            with open(os.path.join(LOGS, f"suite-{name}.log"), "w") as log:
+            with open(os.path.join(LOGS, f"suite-{name}{log_suffix}.log"), "w") as log:
                 if kind == "tap":
                     counts = [0, 0, 0]
                     bins = sorted(glob.glob(os.path.join(what, "test_*")))
