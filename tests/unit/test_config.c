@@ -145,3 +145,62 @@ Test(config, ice_addresses_survive_allocation_failure)
     unsetenv("CHATD_ICE_ADDRESSES");
     check_leaks();
 }
+
+Test(config, every_flag_and_its_refusals)
+{
+    chatd_config c;
+    char err[256] = "";
+    char *argv[] = {"chatd", "--public-url", "https://x/", "--api-url", "http://a", "--database-url",
+                    "postgresql://d", "--jwt-key", "/k.pem", "--auto-post-max-ms", "0",
+                    "--loops", "3", "--draw-attempts", "2", "--draw-backoff-ms", "7",
+                    "--log-level", "debug", "--mode", "chat"};
+    cr_assert_eq(parse(&c, err, 21, argv), 0, "%s", err);
+    cr_assert_str_eq(c.public_url, "https://x");
+    cr_assert_str_eq(c.api_url, "http://a");
+    cr_assert_str_eq(c.database_url, "postgresql://d");
+    cr_assert_str_eq(c.jwt_key, "/k.pem");
+    cr_assert_eq(c.auto_post_max_ms, 0);
+    cr_assert_eq(c.loops, 3);
+    cr_assert_eq(c.draw_attempts, 2);
+    cr_assert_eq(c.draw_backoff_ms, 7);
+    cr_assert_eq(c.mode, CHATD_MODE_CHAT);
+    config_free(&c);
+
+    char long_host[300];
+    memset(long_host, 'h', 280);
+    strcpy(long_host + 280, ":80");
+    char long_value[5000];
+    memset(long_value, 'v', sizeof long_value - 1);
+    long_value[sizeof long_value - 1] = '\0';
+    const char *bad[][3] = {
+        {"--listen", long_host, "too long"},   {"--ice-address", "", "empty ICE"},
+        {"--api-url", "", "bad --api-url"},    {"--data-dir", long_value, "bad --data-dir"},
+        {"--seed", "12x", "--seed"},            {"--loops", "0", "--loops"},
+        {"--draw-attempts", "101", "--draw-attempts"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *a[] = {"chatd", (char *)bad[i][0], (char *)bad[i][1]};
+        err[0] = '\0';
+        cr_assert_eq(parse(&c, err, 3, a), -1, "accepted %s", bad[i][0]);
+        cr_assert(strstr(err, bad[i][2]) != NULL, "'%s' lacks '%s'", err, bad[i][2]);
+        config_free(&c);
+    }
+    /* more ICE addresses than fit */
+    char *many[2 + 2 * (CONFIG_MAX_ICE_ADDRESSES + 1)];
+    int n = 0;
+    many[n++] = "chatd";
+    for (int i = 0; i <= CONFIG_MAX_ICE_ADDRESSES; i++) {
+        many[n++] = "--ice-address";
+        many[n++] = "10.0.0.1";
+    }
+    cr_assert_eq(parse(&c, err, n, many), -1);
+    cr_assert(strstr(err, "too many ICE") != NULL, "%s", err);
+    config_free(&c);
+    setenv("CHATD_ICE_ADDRESSES", "1.1.1.1,,", 1);
+    char *plain[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, plain), 0, "%s", err);
+    cr_assert_eq(c.n_ice_addresses, 1, "empty items of the list are skipped");
+    config_free(&c);
+    unsetenv("CHATD_ICE_ADDRESSES");
+    check_leaks();
+}
