@@ -85,7 +85,7 @@ def run_counted(cmd, env, log, timeout=1800):
         m = COUNT_RE.match(line.strip())
         if m:
             counts = [int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)]
-        elif line.startswith("FAIL") or line.startswith("    "):
+        elif line.startswith(("FAIL", "    ", "coverage:")):
             print("    " + line, flush=True)
     if counts is None:
         print(f"    FAIL {' '.join(cmd)}: no result line (exit {rc}): {err.strip()[-500:]}",
