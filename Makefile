@@ -7,6 +7,8 @@
 #                    fuzz, sanitizer build); ends with "N passed, N failed"
 #   make test-asan   the suites again, built with ASan + UBSan
 #   make fuzz        libFuzzer targets, FUZZ_SECONDS each
+#   make coverage    gcov build, the suites on it, "coverage: lines X% branches
+#                    Y%" for src/, HTML report in build/coverage/
 #
 # MODE=asan or MODE=cov selects an instrumented build under build/asan or
 # build/cov; BUILD overrides the output folder.
@@ -55,7 +57,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client
 
-.PHONY: all deps run test test-asan unit fuzz clean
+.PHONY: all deps run test test-asan unit fuzz coverage clean
 # Keep object files of test binaries (they are intermediates to make).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -107,6 +109,7 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory all unit fuzz-build
 	@$(MAKE) --no-print-directory MODE=asan all unit
+	@$(MAKE) --no-print-directory MODE=cov all unit
 	./scripts/test.sh
 
 test-asan: deps
@@ -135,6 +138,11 @@ fuzz-build: $(FUZZ_BIN)
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
+
+# Line and branch coverage of src/ (scripts/coverage.py; floors there).
+coverage: deps
+	@$(MAKE) --no-print-directory MODE=cov all unit
+	/usr/bin/python3 scripts/coverage.py
 
 clean:
 	rm -rf build

@@ -8,7 +8,6 @@
  */
 #include "http/server.h"
 
-#include "http/web_assets.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -29,12 +28,6 @@ struct http_server {
     void *arg;
     int port;
 };
-
-typedef struct {
-    char *body;
-    size_t len;
-    int too_large;
-} request_state;
 
 void http_reply_json(http_reply *r, int status, char *json)
 {
@@ -77,14 +70,6 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *r)
     return ret;
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *c, int status, const char *code,
-                                   const char *message)
-{
-    http_reply r = {0};
-    http_reply_error(&r, status, code, message);
-    return send_reply(c, &r);
-}
-
 static void remote_of(struct MHD_Connection *c, char *out, size_t cap)
 {
     const union MHD_ConnectionInfo *ci =
@@ -111,8 +96,126 @@ static int media_type_is(const char *ct, const char *want)
     return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+int http_body_declared_too_large(const char *content_length)
+{
+    return content_length && strtoull(content_length, NULL, 10) > HTTP_MAX_BODY;
+}
+
+int http_body_append(http_body *b, const char *data, size_t n)
+{
+    if (!b->too_large && b->len + n > HTTP_MAX_BODY) {
+        b->too_large = 1;
+        mem_free(b->data);
+        b->data = NULL;
+        b->len = 0;
+    }
+    if (b->too_large)
+        return 0;
+    char *nb = mem_realloc(b->data, b->len + n + 1);
+    if (nb == NULL)
+        return -1;
+    memcpy(nb + b->len, data, n);
+    b->len += n;
+    nb[b->len] = '\0';
+    b->data = nb;
+    return 0;
+}
+
+void http_body_clear(http_body *b)
+{
+    mem_free(b->data);
+    b->data = NULL;
+    b->len = 0;
+}
+
+const web_asset *http_route(const http_app *app, void *arg, const char *method,
+                            const char *url, const char *authorization, http_request *req,
+                            http_reply *r)
+{
+    if (authorization && strncasecmp(authorization, "Bearer ", 7) == 0) {
+        req->bearer = authorization + 7;
+        while (*req->bearer == ' ')
+            req->bearer++;
+    }
+    int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+    if (strcmp(url, "/api/rtc") == 0) {
+        if (strcmp(method, "POST") != 0) {
+            http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use POST with an SDP offer");
+            return NULL;
+        }
+        if (!media_type_is(req->content_type, "application/sdp")) {
+            http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE",
+                             "the offer must be sent as Content-Type: application/sdp");
+            return NULL;
+        }
+        if (app->rtc_offer == NULL) {
+            http_reply_error(r, 404, "NOT_FOUND", "no such resource");
+            return NULL;
+        }
+        app->rtc_offer(arg, req, r);
+    } else if (strncmp(url, "/api/rtc/", 9) == 0) {
+        if (strcmp(method, "DELETE") != 0) {
+            http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use DELETE to end a session");
+            return NULL;
+        }
+        if (app->rtc_delete == NULL) {
+            http_reply_error(r, 404, "NOT_FOUND", "no such resource");
+            return NULL;
+        }
+        app->rtc_delete(arg, url + 9, r);
+    } else if (!is_get) {
+        http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "method not allowed here");
+        return NULL;
+    } else if (strcmp(url, "/api/health") == 0 && app->health) {
+        app->health(arg, r);
+    } else if (strcmp(url, "/.well-known/jwks.json") == 0 && app->jwks) {
+        app->jwks(arg, r);
+    } else if (strcmp(url, "/metrics") == 0 && app->metrics) {
+        app->metrics(arg, r);
+    } else if (strncmp(url, "/api/rooms/", 11) == 0 && app->room_messages) {
+        const char *name = url + 11;
+        const char *slash = strchr(name, '/');
+        if (slash == NULL || strcmp(slash, "/messages") != 0 || slash == name) {
+            http_reply_error(r, 404, "NOT_FOUND", "no such resource");
+            return NULL;
+        }
+        char room[128];
+        size_t nl = (size_t)(slash - name);
+        if (nl >= sizeof room) {
+            http_reply_error(r, 400, "BAD_REQUEST", "room name too long");
+            return NULL;
+        }
+        memcpy(room, name, nl);
+        room[nl] = '\0';
+        app->room_messages(arg, room, req, r);
+    } else {
+        const web_asset *a = web_asset_find(url);
+        if (a == NULL)
+            http_reply_error(r, 404, "NOT_FOUND", "no such resource");
+        return a;
+    }
+    if (r->status == 0)
+        http_reply_error(r, 500, "INTERNAL", "no answer");
+    return NULL;
+}
+
+static enum MHD_Result send_asset(struct MHD_Connection *c, const web_asset *a)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(a->size, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Copies what libmicrohttpd parsed into an http_request and answers. */
 static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *c, const char *url,
-                                const char *method, request_state *st)
+                                const char *method, http_body *body)
 {
     http_reply r = {0};
     http_request req = {0};
@@ -124,66 +227,11 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *c, const 
     req.before = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "before");
     req.content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        req.bearer = auth + 7;
-        while (*req.bearer == ' ')
-            req.bearer++;
-    }
-    req.body = st->body ? st->body : "";
-    req.body_len = st->len;
-    int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-
-    if (strcmp(url, "/api/rtc") == 0) {
-        if (strcmp(method, "POST") != 0)
-            return reply_error(c, 405, "METHOD_NOT_ALLOWED", "use POST with an SDP offer");
-        if (!media_type_is(req.content_type, "application/sdp"))
-            return reply_error(c, 415, "UNSUPPORTED_MEDIA_TYPE",
-                               "the offer must be sent as Content-Type: application/sdp");
-        if (s->app.rtc_offer == NULL)
-            return reply_error(c, 404, "NOT_FOUND", "no such resource");
-        s->app.rtc_offer(s->arg, &req, &r);
-    } else if (strncmp(url, "/api/rtc/", 9) == 0) {
-        if (strcmp(method, "DELETE") != 0)
-            return reply_error(c, 405, "METHOD_NOT_ALLOWED", "use DELETE to end a session");
-        if (s->app.rtc_delete == NULL)
-            return reply_error(c, 404, "NOT_FOUND", "no such resource");
-        s->app.rtc_delete(s->arg, url + 9, &r);
-    } else if (!is_get) {
-        return reply_error(c, 405, "METHOD_NOT_ALLOWED", "method not allowed here");
-    } else if (strcmp(url, "/api/health") == 0 && s->app.health) {
-        s->app.health(s->arg, &r);
-    } else if (strcmp(url, "/.well-known/jwks.json") == 0 && s->app.jwks) {
-        s->app.jwks(s->arg, &r);
-    } else if (strcmp(url, "/metrics") == 0 && s->app.metrics) {
-        s->app.metrics(s->arg, &r);
-    } else if (strncmp(url, "/api/rooms/", 11) == 0 && s->app.room_messages) {
-        const char *name = url + 11;
-        const char *slash = strchr(name, '/');
-        if (slash == NULL || strcmp(slash, "/messages") != 0 || slash == name)
-            return reply_error(c, 404, "NOT_FOUND", "no such resource");
-        char room[128];
-        size_t nl = (size_t)(slash - name);
-        if (nl >= sizeof room)
-            return reply_error(c, 400, "BAD_REQUEST", "room name too long");
-        memcpy(room, name, nl);
-        room[nl] = '\0';
-        s->app.room_messages(s->arg, room, &req, &r);
-    } else {
-        const web_asset *a = web_asset_find(url);
-        if (a == NULL)
-            return reply_error(c, 404, "NOT_FOUND", "no such resource");
-        struct MHD_Response *resp =
-            MHD_create_response_from_buffer(a->size, (void *)a->data, MHD_RESPMEM_PERSISTENT);
-        if (resp == NULL)
-            return MHD_NO;
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
-        MHD_destroy_response(resp);
-        return ret;
-    }
-    if (r.status == 0)
-        http_reply_error(&r, 500, "INTERNAL", "no answer");
+    req.body = body->data ? body->data : "";
+    req.body_len = body->len;
+    const web_asset *a = http_route(&s->app, s->arg, method, url, auth, &req, &r);
+    if (a)
+        return send_asset(c, a);
     return send_reply(c, &r);
 }
 
@@ -193,51 +241,42 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     (void)version;
     http_server *s = cls;
-    request_state *st = *con_cls;
-    if (st == NULL) {
-        st = mem_calloc(1, sizeof *st);
-        if (st == NULL)
+    http_body *body = *con_cls;
+    http_reply r = {0};
+    if (body == NULL) {
+        body = mem_calloc(1, sizeof *body);
+        if (body == NULL)
             return MHD_NO;
-        *con_cls = st;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY) {
-            st->too_large = 1;
-            return reply_error(c, 413, "TOO_LARGE", "the body is larger than 64 KiB");
+        *con_cls = body;
+        if (http_body_declared_too_large(
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length"))) {
+            body->too_large = 1;
+            http_reply_error(&r, 413, "TOO_LARGE", "the body is larger than 64 KiB");
+            return send_reply(c, &r);
         }
         return MHD_YES;
     }
     if (*upload_size > 0) {
-        if (!st->too_large && st->len + *upload_size > HTTP_MAX_BODY) {
-            st->too_large = 1;
-            mem_free(st->body);
-            st->body = NULL;
-            st->len = 0;
-        }
-        if (!st->too_large) {
-            char *nb = mem_realloc(st->body, st->len + *upload_size + 1);
-            if (nb == NULL)
-                return MHD_NO;
-            memcpy(nb + st->len, upload_data, *upload_size);
-            st->len += *upload_size;
-            nb[st->len] = '\0';
-            st->body = nb;
-        }
+        if (http_body_append(body, upload_data, *upload_size) != 0)
+            return MHD_NO;
         *upload_size = 0;
         return MHD_YES;
     }
-    if (st->too_large)
-        return reply_error(c, 413, "TOO_LARGE", "the body is larger than 64 KiB");
-    return dispatch(s, c, url, method, st);
+    if (body->too_large) {
+        http_reply_error(&r, 413, "TOO_LARGE", "the body is larger than 64 KiB");
+        return send_reply(c, &r);
+    }
+    return dispatch(s, c, url, method, body);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls, (void)c, (void)toe;
-    request_state *st = *con_cls;
-    if (st) {
-        mem_free(st->body);
-        mem_free(st);
+    http_body *body = *con_cls;
+    if (body) {
+        http_body_clear(body);
+        mem_free(body);
         *con_cls = NULL;
     }
 }

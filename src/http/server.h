@@ -19,6 +19,8 @@
 #ifndef CHATD_HTTP_SERVER_H
 #define CHATD_HTTP_SERVER_H
 
+#include "http/web_assets.h"
+
 #include <stddef.h>
 
 #define HTTP_MAX_BODY (64 * 1024)
@@ -65,5 +67,33 @@ void http_server_stop(http_server *s);
  * mem_alloc'd string) or a JSON error {"error":{"code","message"}}. */
 void http_reply_json(http_reply *r, int status, char *json);
 void http_reply_error(http_reply *r, int status, const char *code, const char *message);
+
+/*
+ * The request -> answer decision, without a socket: the server's callbacks
+ * only copy what libmicrohttpd parsed into these, so unit tests and the
+ * fuzzer (tests/fuzz/fuzz_http.c) drive exactly the code that serves.
+ */
+
+/* A request body collected under the HTTP_MAX_BODY cap. */
+typedef struct {
+    char *data;    /* NUL-terminated; NULL while nothing arrived */
+    size_t len;
+    int too_large; /* past the cap: the rest is dropped and the answer is 413 */
+} http_body;
+
+/* True when a Content-Length value (NULL: absent) declares more than the cap. */
+int http_body_declared_too_large(const char *content_length);
+/* Adds n bytes, or drops everything once the total passes the cap.
+ * Returns -1 when out of memory (the server then drops the connection). */
+int http_body_append(http_body *b, const char *data, size_t n);
+void http_body_clear(http_body *b);
+
+/* Decides the answer to one complete request (method, URL path without the
+ * query, `authorization` the raw header or NULL; req->bearer is set from
+ * it). Returns the embedded web asset to serve, leaving r untouched, or
+ * NULL with the answer in r (its body is the caller's to free). */
+const web_asset *http_route(const http_app *app, void *arg, const char *method,
+                            const char *url, const char *authorization, http_request *req,
+                            http_reply *r);
 
 #endif

@@ -6,6 +6,7 @@
 #include "util/config.h"
 
 #include "util/log.h"
+#include "util/mem.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -87,7 +88,12 @@ static int add_ice(chatd_config *cfg, const char *v, char *err, size_t errlen)
         snprintf(err, errlen, "empty ICE address");
         return -1;
     }
-    cfg->ice_addresses[cfg->n_ice_addresses++] = strdup(v);
+    char *copy = mem_strdup(v);
+    if (copy == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    cfg->ice_addresses[cfg->n_ice_addresses++] = copy;
     return 0;
 }
 
@@ -137,13 +143,17 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         return copy_str(cfg->public_url, sizeof cfg->public_url, v, flag, err, errlen);
     case OPT_ICE:
         if (from_env) {
-            char *copy = strdup(v), *save = NULL;
+            char *copy = mem_strdup(v), *save = NULL;
+            if (copy == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
             for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
                 if (add_ice(cfg, t, err, errlen) < 0) {
-                    free(copy);
+                    mem_free(copy);
                     return -1;
                 }
-            free(copy);
+            mem_free(copy);
             return 0;
         }
         return add_ice(cfg, v, err, errlen);
@@ -306,7 +316,7 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
 void config_free(chatd_config *cfg)
 {
     for (int i = 0; i < cfg->n_ice_addresses; i++) {
-        free(cfg->ice_addresses[i]);
+        mem_free(cfg->ice_addresses[i]);
         cfg->ice_addresses[i] = NULL;
     }
     cfg->n_ice_addresses = 0;

@@ -1,9 +1,12 @@
 /* Unit tests: chatd's flags and environment variables (flags win). */
 #include "util/config.h"
+#include "util/mem.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "leakcheck.h"
 
 static int parse(chatd_config *c, char *err, int argc, char **argv)
 {
@@ -103,4 +106,101 @@ Test(config, errors)
     cr_assert_eq(parse(&c, err, 2, help), 0);
     cr_assert(c.help);
     config_free(&c);
+}
+
+/* Regression: the ICE address copies were unchecked strdup()s, so an
+ * allocation failure stored NULL (or, for the environment's list, handed
+ * NULL to strtok_r). Now each failure is "out of memory" and nothing leaks
+ * (config_free after a failure frees what was added). */
+Test(config, ice_addresses_survive_allocation_failure)
+{
+    setenv("CHATD_ICE_ADDRESSES", "1.1.1.1,2.2.2.2", 1);
+    char *argv[] = {"chatd"};
+    char *argv_flags[] = {"chatd", "--ice-address", "3.3.3.3", "--ice-address", "4.4.4.4"};
+    for (int flags = 0; flags < 2; flags++) {
+        unsigned long n;
+        for (n = 1; n < 100; n++) {
+            chatd_config c;
+            char err[256] = "";
+            unsigned long before = mem_failures();
+            mem_fail_at(n);
+            int rc = flags ? parse(&c, err, 5, argv_flags) : parse(&c, err, 1, argv);
+            mem_fail_at(0);
+            if (mem_failures() == before) {
+                cr_assert_eq(rc, 0, "%s", err);
+                cr_assert_eq(c.n_ice_addresses, 2);
+                for (int i = 0; i < c.n_ice_addresses; i++)
+                    cr_assert_not_null(c.ice_addresses[i]);
+                config_free(&c);
+                break;
+            }
+            cr_assert_eq(rc, -1, "allocation %lu failed but parsing succeeded", n);
+            cr_assert_not_null(strstr(err, "out of memory"), "%s", err);
+            config_free(&c);
+            check_leaks();
+        }
+        cr_assert_lt(n, 100);
+        cr_assert_geq(n, 3, "each ICE copy is an allocation of util/mem that can fail");
+    }
+    unsetenv("CHATD_ICE_ADDRESSES");
+    check_leaks();
+}
+
+Test(config, every_flag_and_its_refusals)
+{
+    chatd_config c;
+    char err[256] = "";
+    char *argv[] = {"chatd", "--public-url", "https://x/", "--api-url", "http://a", "--database-url",
+                    "postgresql://d", "--jwt-key", "/k.pem", "--auto-post-max-ms", "0",
+                    "--loops", "3", "--draw-attempts", "2", "--draw-backoff-ms", "7",
+                    "--log-level", "debug", "--mode", "chat"};
+    cr_assert_eq(parse(&c, err, 21, argv), 0, "%s", err);
+    cr_assert_str_eq(c.public_url, "https://x");
+    cr_assert_str_eq(c.api_url, "http://a");
+    cr_assert_str_eq(c.database_url, "postgresql://d");
+    cr_assert_str_eq(c.jwt_key, "/k.pem");
+    cr_assert_eq(c.auto_post_max_ms, 0);
+    cr_assert_eq(c.loops, 3);
+    cr_assert_eq(c.draw_attempts, 2);
+    cr_assert_eq(c.draw_backoff_ms, 7);
+    cr_assert_eq(c.mode, CHATD_MODE_CHAT);
+    config_free(&c);
+
+    char long_host[300];
+    memset(long_host, 'h', 280);
+    strcpy(long_host + 280, ":80");
+    char long_value[5000];
+    memset(long_value, 'v', sizeof long_value - 1);
+    long_value[sizeof long_value - 1] = '\0';
+    const char *bad[][3] = {
+        {"--listen", long_host, "too long"},   {"--ice-address", "", "empty ICE"},
+        {"--api-url", "", "bad --api-url"},    {"--data-dir", long_value, "bad --data-dir"},
+        {"--seed", "12x", "--seed"},            {"--loops", "0", "--loops"},
+        {"--draw-attempts", "101", "--draw-attempts"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *a[] = {"chatd", (char *)bad[i][0], (char *)bad[i][1]};
+        err[0] = '\0';
+        cr_assert_eq(parse(&c, err, 3, a), -1, "accepted %s", bad[i][0]);
+        cr_assert(strstr(err, bad[i][2]) != NULL, "'%s' lacks '%s'", err, bad[i][2]);
+        config_free(&c);
+    }
+    /* more ICE addresses than fit */
+    char *many[2 + 2 * (CONFIG_MAX_ICE_ADDRESSES + 1)];
+    int n = 0;
+    many[n++] = "chatd";
+    for (int i = 0; i <= CONFIG_MAX_ICE_ADDRESSES; i++) {
+        many[n++] = "--ice-address";
+        many[n++] = "10.0.0.1";
+    }
+    cr_assert_eq(parse(&c, err, n, many), -1);
+    cr_assert(strstr(err, "too many ICE") != NULL, "%s", err);
+    config_free(&c);
+    setenv("CHATD_ICE_ADDRESSES", "1.1.1.1,,", 1);
+    char *plain[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, plain), 0, "%s", err);
+    cr_assert_eq(c.n_ice_addresses, 1, "empty items of the list are skipped");
+    config_free(&c);
+    unsetenv("CHATD_ICE_ADDRESSES");
+    check_leaks();
 }

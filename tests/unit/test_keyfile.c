@@ -1,0 +1,128 @@
+/*
+ * test_keyfile — the file side of src/auth/keys: where the signing key
+ * cannot be read or written, and each refusal says why (chatd exits with
+ * that message). Runs as any user: no case depends on file permissions
+ * being enforced (root ignores them), only on the shape of the paths.
+ */
+#include <criterion/criterion.h>
+
+#include "auth/keys.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "leakcheck.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+    mem_install();
+    log_set_level(LOGL_OFF);
+    snprintf(dir, sizeof dir, "/tmp/chatd-keyfile-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+TestSuite(keyfile, .init = setup, .fini = teardown);
+
+static void touch(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+}
+
+/* load_or_create refuses path with a message containing want. */
+static void refused(const char *path, const char *want)
+{
+    char err[400] = "";
+    auth_keys *k = auth_keys_load_or_create(path, err, sizeof err);
+    cr_assert_null(k, "%s was accepted", path);
+    cr_assert_not_null(strstr(err, want), "%s: '%s' lacks '%s'", path, err, want);
+}
+
+Test(keyfile, parent_is_a_file)
+{
+    char file[128], path[192];
+    snprintf(file, sizeof file, "%s/plain", dir);
+    touch(file);
+    snprintf(path, sizeof path, "%s/key.pem", file);
+    refused(path, "cannot open key file");
+    /* a folder on the way is a link to nowhere: the key is not there
+     * (ENOENT), and the folders for it cannot be made */
+    char link[128], nowhere[128];
+    snprintf(link, sizeof link, "%s/link", dir);
+    snprintf(nowhere, sizeof nowhere, "%s/missing", dir);
+    cr_assert_eq(symlink(nowhere, link), 0);
+    snprintf(path, sizeof path, "%s/sub/key.pem", link);
+    refused(path, "cannot create folder");
+    check_leaks();
+}
+
+Test(keyfile, dangling_symlink_is_not_overwritten)
+{
+    /* open() finds nothing there, but O_EXCL refuses to create through the
+     * link: both rounds end in "cannot create", never in writing elsewhere */
+    char path[128], target[128];
+    snprintf(path, sizeof path, "%s/key.pem", dir);
+    snprintf(target, sizeof target, "%s/elsewhere.pem", dir);
+    cr_assert_eq(symlink(target, path), 0);
+    refused(path, "cannot create key file");
+    cr_assert_neq(access(target, F_OK), 0, "nothing was written through the link");
+    check_leaks();
+}
+
+Test(keyfile, key_in_the_current_folder)
+{
+    char cwd[512];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    cr_assert_eq(chdir(dir), 0);
+    char err[400] = "";
+    auth_keys *k = auth_keys_load_or_create("key.pem", err, sizeof err);
+    cr_assert_not_null(k, "%s", err);
+    auth_keys *again = auth_keys_load_or_create("key.pem", err, sizeof err);
+    cr_assert_not_null(again, "%s", err);
+    cr_assert_str_eq(auth_keys_kid(again), auth_keys_kid(k));
+    auth_keys_free(again);
+    auth_keys_free(k);
+    cr_assert_eq(chdir(cwd), 0);
+    check_leaks();
+}
+
+Test(keyfile, bad_pem_and_bad_files)
+{
+    char err[400] = "";
+    cr_assert_null(auth_keys_from_pem(NULL, 0, err, sizeof err));
+    cr_assert_not_null(strstr(err, "empty or too large"), "%s", err);
+    cr_assert_null(auth_keys_from_pem("x", 1, err, sizeof err));
+    refused("", "no key file path");
+    char path[128];
+    snprintf(path, sizeof path, "%s/empty.pem", dir);
+    touch(path);
+    refused(path, "empty or too large");
+    snprintf(path, sizeof path, "%s/open.pem", dir);
+    touch(path);
+    cr_assert_eq(chmod(path, 0644), 0);
+    refused(path, "accessible by group or others");
+    snprintf(path, sizeof path, "%s/garbage.pem", dir);
+    int fd = open(path, O_WRONLY | O_CREAT, 0600);
+    cr_assert_eq(write(fd, "not a key\n", 10), 10);
+    close(fd);
+    refused(path, "garbage.pem");
+    refused(dir, "not a regular file");
+    check_leaks();
+}
