@@ -272,13 +272,19 @@ static void handle_notification(rtc_sctp *s, const uint8_t *buf, size_t len)
         break;
     case SCTP_STREAM_RESET_EVENT: {
         const struct sctp_stream_reset_event *e = &n->sn_strreset_event;
-        if (len < sizeof *e || !(e->strreset_flags & SCTP_STREAM_RESET_INCOMING_SSN))
+        if (len < sizeof *e)
             return;
         if (e->strreset_flags & (SCTP_STREAM_RESET_DENIED | SCTP_STREAM_RESET_FAILED))
             return;
         size_t count = (len - sizeof *e) / sizeof(uint16_t);
-        for (size_t i = 0; i < count; i++)
-            s->cb.stream_reset(s->arg, e->strreset_stream_list[i]);
+        for (size_t i = 0; i < count; i++) {
+            if (e->strreset_flags & SCTP_STREAM_RESET_INCOMING_SSN)
+                s->cb.stream_reset(s->arg, e->strreset_stream_list[i]);
+            /* RFC 6525: the remote performs an outgoing reset only once it
+             * has every TSN we sent before it. */
+            if ((e->strreset_flags & SCTP_STREAM_RESET_OUTGOING_SSN) && s->cb.reset_done)
+                s->cb.reset_done(s->arg, e->strreset_stream_list[i]);
+        }
         break;
     }
     default:

@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""Churn: many connect/disconnect cycles against one chatd (relay mode), then
+every resource must be back where it started: no session, peer object or
+SCTP association left (/metrics), no extra file descriptor
+(/proc/PID/fd) or thread (/proc/PID/task), and no leak at exit (chatd's
+exit status under ASan/LeakSanitizer or valgrind).
+
+    /usr/bin/python3 tests/load/test_churn.py [TEST...]
+
+Environment: CHURN_CYCLES (default 2000), CHURN_PARALLEL (default 8),
+CHATD_BIN (the ASan build for the churn-asan suite), CHURN_VALGRIND=1 runs
+chatd (CHATD_BIN, normally the release build) under
+`valgrind --leak-check=full --error-exitcode=1`; its report goes to
+TEST_LOG_DIR/churn.valgrind.log.
+
+The clients are real chat-client processes (release build unless
+CHAT_CLIENT_BIN says otherwise); each cycle is one process. Most cycles
+send one line and close gracefully (end of input); every 10th is ended by
+the server (DELETE /api/rtc/ID); every 50th is killed (SIGKILL) right after
+its channel opened, a peer that vanishes without closing, which chatd ends
+when ICE consent expires. A listener peer in the same room must receive
+every line sent by a gracefully closed cycle, exactly once.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import harness  # noqa: E402
+from harness import CHAT_CLIENT_BIN, LOG_DIR, Chatd, check, http, run, test  # noqa: E402
+
+CYCLES = int(os.environ.get("CHURN_CYCLES", "2000"))
+PARALLEL = int(os.environ.get("CHURN_PARALLEL", "8"))
+# every KILL_EVERY-th cycle is killed, every DELETE_EVERY-th ended by DELETE
+# (0 = never)
+KILL_EVERY = int(os.environ.get("CHURN_KILL_EVERY", "50"))
+DELETE_EVERY = int(os.environ.get("CHURN_DELETE_EVERY", "10"))
+VALGRIND = os.environ.get("CHURN_VALGRIND") == "1"
+VALGRIND_LOG = os.path.join(LOG_DIR, "churn.valgrind.log")
+RELAY = ("--mode", "relay")
+
+
+def start_chatd(name):
+    """chatd in relay mode; under valgrind when CHURN_VALGRIND=1. The harness
+    starts `CHATD_BIN --listen ... ARGS`; valgrind wants its own options
+    first, so a wrapper script (which execs valgrind, keeping the PID that
+    /proc is read from) puts them there."""
+    if not VALGRIND:
+        return Chatd(name, *RELAY)
+    real = harness.CHATD_BIN
+    harness.CHATD_BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                     "valgrind-chatd.sh")
+    try:
+        return Chatd(name, *RELAY, env={"CHATD_REAL_BIN": real, "VALGRIND_LOG": VALGRIND_LOG})
+    finally:
+        harness.CHATD_BIN = real
+
+
+def one_graceful(url, k):
+    p = subprocess.run([CHAT_CLIENT_BIN, "--url", url, "--raw", "--quiet", "--timeout", "60"],
+                       input=f"cycle {k}\n".encode(), capture_output=True, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError(f"cycle {k}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
+
+
+def one_deleted(url, k):
+    c = harness.Client(url, "--raw", "--timeout", "60")
+    c.wait_connected(timeout=90)
+    sid = [e for e in c.err_lines if "session" in e][0].split("session ")[1].rstrip(")")
+    s, _, _ = http("DELETE", url + "api/rtc/" + sid, timeout=60)
+    if s != 204:
+        raise RuntimeError(f"cycle {k}: DELETE answered {s}")
+    rc = c.proc.wait(60)
+    if rc != 1:
+        raise RuntimeError(f"cycle {k}: a client ended by the server exits 1, not {rc}")
+
+
+def one_killed(url, k):
+    c = harness.Client(url, "--raw", "--timeout", "60")
+    c.wait_connected(timeout=90)
+    c.proc.kill()
+    c.proc.wait(10)
+
+
+def cycle_kind(k):
+    if KILL_EVERY and k % KILL_EVERY == KILL_EVERY - 1:
+        return "killed"
+    if DELETE_EVERY and k % DELETE_EVERY == DELETE_EVERY - 1:
+        return "deleted"
+    return "graceful"
+
+
+def settle(d, want_peers, base_fds, timeout):
+    """Waits until chatd is back to want_peers and at most base_fds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        m = d.metrics()
+        if m.get("chatd_peers") == want_peers and m.get("chatd_peer_objects") == want_peers \
+                and m.get("chatd_sctp_associations") == want_peers and d.fd_count() <= base_fds:
+            return m
+        time.sleep(0.5)
+    return d.metrics()
+
+
+@test(timeout=300)
+def graceful_close_is_clean_under_cross_traffic():
+    """Regression: a client that closes gracefully (stream reset, then SCTP
+    SHUTDOWN) while chatd is closing its side of the peer got an ABORT and
+    reported "SCTP association lost" (exit 1) though everything it sent had
+    arrived. Cycles run 8 at a time while another peer floods the room, so
+    chatd is busy sending to each closing peer."""
+    d = Chatd("graceful_cross", *RELAY)
+    flooder = harness.Client(d.url, "--raw", "--quiet")
+    stop = threading.Event()
+
+    def flood():
+        i = 0
+        while not stop.is_set():
+            try:
+                flooder.send(f"flood {i} " + "x" * 500)
+            except (BrokenPipeError, ValueError):
+                return
+            i += 1
+            if i % 50 == 0:
+                time.sleep(0.01)
+
+    ft = threading.Thread(target=flood, daemon=True)
+    ft.start()
+    cycles = int(os.environ.get("GRACEFUL_CYCLES", "600"))
+    failures = []
+    next_cycle = [0]
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if next_cycle[0] >= cycles:
+                    return
+                k = next_cycle[0]
+                next_cycle[0] += 1
+            p = subprocess.run([CHAT_CLIENT_BIN, "--url", d.url, "--raw", "--quiet",
+                                "--timeout", "60"], input=f"cycle {k}\n".encode(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+            if p.returncode != 0:
+                with lock:
+                    failures.append(p.stderr.decode().strip()[-200:])
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    ft.join(5)
+    check(not failures, f"{len(failures)} of {cycles} graceful closes failed, e.g. {failures[0]}"
+          if failures else "")
+    flooder.finish(timeout=60)
+    check(d.stop() == 0, "chatd exits 0")
+
+
+if __name__ == "__main__":
+    run()
