@@ -106,6 +106,97 @@ def settle(d, want_peers, base_fds, timeout):
     return d.metrics()
 
 
+@test(timeout=1800)
+def churn_cycles_return_to_baseline():
+    d = start_chatd("churn-valgrind" if VALGRIND else "churn")
+    url = d.url
+    # a warm-up cycle: libraries open their lazy descriptors and threads once
+    one_graceful(url, -1)
+    m = settle(d, 0, 10 ** 6, 60)
+    check(m.get("chatd_peers") == 0, f"warm-up left a session: {m}")
+    base_fds, base_threads = d.fd_count(), d.thread_count()
+
+    listener = harness.Client(url, "--raw", "--quiet", "--timeout", "60")
+    deadline = time.time() + 90
+    while time.time() < deadline and d.metrics().get("chatd_peers", 0) < 1:
+        time.sleep(0.2)
+    check(d.metrics().get("chatd_peers") == 1, "listener connected")
+
+    next_cycle = [0]
+    errors = []
+    kinds = {"graceful": 0, "deleted": 0, "killed": 0}
+    lock = threading.Lock()
+    start = time.monotonic()
+
+    def worker():
+        while True:
+            with lock:
+                if next_cycle[0] >= CYCLES or errors:
+                    return
+                k = next_cycle[0]
+                next_cycle[0] += 1
+            kind = cycle_kind(k)
+            try:
+                {"graceful": one_graceful, "deleted": one_deleted, "killed": one_killed}[kind](url, k)
+            except Exception as e:  # noqa: BLE001 - reported below
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}")
+                return
+            with lock:
+                kinds[kind] += 1
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(PARALLEL)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.monotonic() - start
+    check(not errors, f"after {sum(kinds.values())} cycles: {errors[0] if errors else ''}")
+    print(f"    {CYCLES} cycles ({kinds}) in {took:.0f} s, {PARALLEL} at a time", flush=True)
+
+    graceful = {f"cycle {k}" for k in range(CYCLES) if cycle_kind(k) == "graceful"}
+    want = len(graceful)
+    got = listener.wait_lines(want, timeout=60)
+    check(len(got) == want and set(got) == graceful,
+          f"listener got {len(got)} lines ({len(set(got))} distinct) of {want}; "
+          f"missing e.g. {sorted(graceful - set(got))[:3]}")
+    check(listener.finish() == 0, f"listener exits 0: {listener.err_lines}")
+
+    # killed peers end when ICE consent expires (about 30 s without checks)
+    m = settle(d, 0, base_fds, 120)
+    fds, tasks = d.fd_count(), d.thread_count()
+    print(f"    after: peers {m.get('chatd_peers'):.0f}, peer objects "
+          f"{m.get('chatd_peer_objects'):.0f}, SCTP associations "
+          f"{m.get('chatd_sctp_associations'):.0f}, descriptors {fds} (baseline {base_fds}), "
+          f"threads {tasks} (baseline {base_threads})", flush=True)
+    check(m.get("chatd_peers") == 0, f"sessions left: {m}")
+    check(m.get("chatd_peer_objects") == 0, f"peer objects left: {m}")
+    check(m.get("chatd_sctp_associations") == 0, f"SCTP associations left: {m}")
+    check(fds <= base_fds, f"descriptors {fds} > baseline {base_fds}: "
+          f"{sorted(os.readlink(f'/proc/{d.proc.pid}/fd/{f}') for f in os.listdir(f'/proc/{d.proc.pid}/fd'))}")
+    check(tasks <= base_threads, f"threads {tasks} > baseline {base_threads}")
+    check(d.alive(), "chatd still running")
+    rc = d.stop(timeout=300 if VALGRIND else 60)
+    if VALGRIND:
+        with open(VALGRIND_LOG) as f:
+            report = f.read()
+        summary = re.findall(r"(definitely lost|indirectly lost|possibly lost|ERROR SUMMARY):"
+                             r" ([\d,]+)", report)
+        print(f"    valgrind: {dict(summary)}", flush=True)
+        check(rc == 0, f"chatd under valgrind exit status {rc} (1 = errors or leaks; see "
+              f"{VALGRIND_LOG})")
+        check(re.search(r"definitely lost: 0 bytes|All heap blocks were freed", report),
+              f"valgrind: a definite leak (see {VALGRIND_LOG})")
+        check(re.search(r"indirectly lost: 0 bytes|All heap blocks were freed", report),
+              f"valgrind: an indirect leak (see {VALGRIND_LOG})")
+        check("ERROR SUMMARY: 0 errors" in report, f"valgrind: errors reported (see {VALGRIND_LOG})")
+    else:
+        log = open(d.log_path).read()
+        check("LeakSanitizer" not in log and "AddressSanitizer" not in log,
+              f"sanitizer report in {d.log_path}")
+        check(rc == 0, f"chatd exit status {rc} after SIGTERM (under ASan: a leak at exit)")
+
+
 @test(timeout=300)
 def graceful_close_is_clean_under_cross_traffic():
     """Regression: a client that closes gracefully (stream reset, then SCTP
