@@ -6,7 +6,8 @@
 
 Suites (in order): unit, integration, integration-chat, interop-aiortc,
 interop-chromium, browser, fuzz, then unit-asan, integration-asan,
-integration-chat-asan, interop-aiortc-asan on the ASan+UBSan build. A private PostgreSQL server is started for the whole run and its URL
+integration-chat-asan, interop-aiortc-asan on the ASan+UBSan build, then
+churn-asan, churn-valgrind and load (tests/load). A private PostgreSQL server is started for the whole run and its URL
 exported as CHATD_TEST_PG_URL.
 
 Counting: Criterion suites are read from their TAP output (a skipped test is
@@ -113,6 +114,10 @@ def main():
     unit_asan_env = dict(asan_env)
     unit_asan_env["LSAN_OPTIONS"] = "exitcode=0"
 
+    churn_asan_env = dict(asan_env)
+    churn_asan_env["CHAT_CLIENT_BIN"] = base_env.get("CHAT_CLIENT_BIN",
+                                                     os.path.join(ROOT, "build/chat-client"))
+
     suites = [
         ("unit", "tap", "build/tests", base_env),
         ("integration", "cmd", [PY, "tests/integration/test_transport.py"], base_env),
@@ -125,6 +130,14 @@ def main():
         ("integration-asan", "cmd", [PY, "tests/integration/test_transport.py"], asan_env),
         ("integration-chat-asan", "cmd", [PY, "tests/integration/test_chat.py"], asan_env),
         ("interop-aiortc-asan", "cmd", [PY, "tests/interop/test_aiortc.py"], asan_env),
+        # tests/load: 2000 churn cycles on the ASan chatd (release clients:
+        # the server is under test), 1000 under valgrind (about 60 ms a cycle
+        # there), and the load tests
+        ("churn-asan", "cmd", [PY, "tests/load/test_churn.py"], churn_asan_env),
+        ("churn-valgrind", "cmd", [PY, "tests/load/test_churn.py",
+                                   "churn_cycles_return_to_baseline"],
+         dict(base_env, CHURN_VALGRIND="1", CHURN_CYCLES="1000")),
+        ("load", "cmd", [PY, "tests/load/test_load.py"], base_env),
     ]
     if "--list" in sys.argv:
         for s in suites:
