@@ -7,7 +7,7 @@
 Suites (in order): unit, integration, integration-chat, interop-aiortc,
 interop-chromium, browser, fuzz, then unit-asan, integration-asan,
 integration-chat-asan, interop-aiortc-asan on the ASan+UBSan build, then
-churn-asan, churn-valgrind and load (tests/load). A private PostgreSQL server is started for the whole run and its URL
+churn-asan, churn-valgrind, load and load-asan (tests/load). A private PostgreSQL server is started for the whole run and its URL
 exported as CHATD_TEST_PG_URL.
 
 Counting: Criterion suites are read from their TAP output (a skipped test is
@@ -138,6 +138,8 @@ def main():
                                    "churn_cycles_return_to_baseline"],
          dict(base_env, CHURN_VALGRIND="1", CHURN_CYCLES="1000")),
         ("load", "cmd", [PY, "tests/load/test_load.py"], base_env),
+        ("load-asan", "cmd", [PY, "tests/load/test_load.py",
+                              "thousand_concurrent_bad_http_requests"], asan_env),
     ]
     if "--list" in sys.argv:
         for s in suites:
