@@ -11,8 +11,9 @@ build/cov, the gcov build).
 Suites (in order): unit, integration, integration-chat, fault, interop-aiortc,
 interop-chromium, browser, fuzz, then unit-asan, integration-asan,
 integration-chat-asan, fault-asan, interop-aiortc-asan on the ASan+UBSan build,
-and coverage (scripts/coverage.py: the suites on the gcov build, then the
-line and branch floors). A private PostgreSQL server is started for the whole run and its URL
+then churn-asan, churn-valgrind, load and load-asan (tests/load), and
+coverage (scripts/coverage.py: the suites on the gcov build, then the line
+and branch floors). A private PostgreSQL server is started for the whole run and its URL
 exported as CHATD_TEST_PG_URL.
 
 Counting: Criterion suites are read from their TAP output (a skipped test is
@@ -134,6 +135,10 @@ def main():
     # an abort is a signal, which it reports as a failure.
     unit_asan_env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1:halt_on_error=1"
 
+    churn_asan_env = dict(asan_env)
+    churn_asan_env["CHAT_CLIENT_BIN"] = base_env.get("CHAT_CLIENT_BIN",
+                                                     os.path.join(ROOT, "build/chat-client"))
+
     suites = [
         ("unit", "tap", unit_dir, base_env),
         ("integration", "cmd", [PY, "tests/integration/test_transport.py"], base_env),
@@ -148,6 +153,16 @@ def main():
         ("integration-chat-asan", "cmd", [PY, "tests/integration/test_chat.py"], asan_env),
         ("fault-asan", "cmd", [PY, "tests/fault/test_fault.py"], asan_env),
         ("interop-aiortc-asan", "cmd", [PY, "tests/interop/test_aiortc.py"], asan_env),
+        # tests/load: 2000 churn cycles on the ASan chatd (release clients:
+        # the server is under test), 1000 under valgrind (about 60 ms a cycle
+        # there), and the load tests
+        ("churn-asan", "cmd", [PY, "tests/load/test_churn.py"], churn_asan_env),
+        ("churn-valgrind", "cmd", [PY, "tests/load/test_churn.py",
+                                   "churn_cycles_return_to_baseline"],
+         dict(base_env, CHURN_VALGRIND="1", CHURN_CYCLES="1000")),
+        ("load", "cmd", [PY, "tests/load/test_load.py"], base_env),
+        ("load-asan", "cmd", [PY, "tests/load/test_load.py",
+                              "thousand_concurrent_bad_http_requests"], asan_env),
         # The gcov build (make MODE=cov): the suites again, then the floors.
         ("coverage", "cmd", [PY, "scripts/coverage.py"], base_env),
     ]

@@ -71,7 +71,8 @@ struct rtc_peer {
     /* loop thread only */
     peer_state state;
     int channel_stream; /* -1 until a channel exists */
-    int closing_gracefully;
+    int closing_gracefully; /* we reset our stream and sent SCTP SHUTDOWN */
+    int reset_confirmed;    /* the remote performed that reset: it has all we sent */
     GSource *dtls_timer;
     GSource *setup_timer;
     GSource *retry_timer;
@@ -427,6 +428,7 @@ static gboolean graceful_cb(gpointer data)
         rtc_sctp_reset_stream(s, (uint16_t)p->channel_stream);
     int ok = s && rtc_sctp_shutdown(s) == 0;
     p->channel_open = 0;
+    p->closing_gracefully = ok;
     pthread_mutex_unlock(&p->send_lock);
     if (!ok)
         rtc_peer_close(p, "closed");
@@ -579,7 +581,24 @@ static void sctp_stream_reset(void *arg, uint16_t stream)
 
 static void sctp_writable(void *arg) { flush_queue(arg); }
 
-static void sctp_closed(void *arg, const char *reason) { rtc_peer_close(arg, reason); }
+static void sctp_reset_done(void *arg, uint16_t stream)
+{
+    rtc_peer *p = arg;
+    if ((int)stream == p->channel_stream)
+        p->reset_confirmed = 1;
+}
+
+static void sctp_closed(void *arg, const char *reason)
+{
+    rtc_peer *p = arg;
+    /* Closing gracefully, the remote confirmed our stream reset, so it has
+     * everything we sent; it may then end the association with an ABORT
+     * before our SHUTDOWN handshake completes (chatd tears a peer down when
+     * its channel is reset; browsers abort on close). The close was clean. */
+    if (p->closing_gracefully && p->reset_confirmed)
+        reason = "closed";
+    rtc_peer_close(p, reason);
+}
 
 static const rtc_sctp_callbacks sctp_callbacks = {
     .output = sctp_output,
@@ -588,6 +607,7 @@ static const rtc_sctp_callbacks sctp_callbacks = {
     .message = sctp_message,
     .oversize = sctp_oversize,
     .stream_reset = sctp_stream_reset,
+    .reset_done = sctp_reset_done,
     .writable = sctp_writable,
     .closed = sctp_closed,
 };

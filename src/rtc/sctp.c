@@ -39,6 +39,7 @@ struct rtc_sctp {
     int msg_oversize;
     size_t msg_dropped;
     int ended; /* `closed` callback already delivered */
+    atomic_int all_acked; /* we sent SHUTDOWN or SHUTDOWN ACK (see carries_shutdown) */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -67,6 +68,25 @@ static rtc_sctp *registry_get(uintptr_t id)
     return s;
 }
 
+/* Whether an outgoing SCTP packet holds a SHUTDOWN or SHUTDOWN ACK chunk.
+ * An endpoint sends either only once the remote has acknowledged all the
+ * data it sent (RFC 4960 §9.2), which usrsctp does not report otherwise. */
+static int carries_shutdown(const uint8_t *packet, size_t len)
+{
+    enum { COMMON_HEADER = 12, CHUNK_SHUTDOWN = 7, CHUNK_SHUTDOWN_ACK = 8 };
+    size_t off = COMMON_HEADER;
+    while (off + 4 <= len) {
+        uint8_t type = packet[off];
+        size_t chunk_len = ((size_t)packet[off + 2] << 8) | packet[off + 3];
+        if (type == CHUNK_SHUTDOWN || type == CHUNK_SHUTDOWN_ACK)
+            return 1;
+        if (chunk_len < 4)
+            return 0;
+        off += (chunk_len + 3) & ~(size_t)3; /* chunks are padded to 4 bytes */
+    }
+    return 0;
+}
+
 /* usrsctp: a packet for association `addr` is ready. */
 static int conn_output(void *addr, void *buf, size_t len, uint8_t tos, uint8_t set_df)
 {
@@ -74,6 +94,8 @@ static int conn_output(void *addr, void *buf, size_t len, uint8_t tos, uint8_t s
     rtc_sctp *s = registry_get((uintptr_t)addr);
     if (s == NULL)
         return 0; /* association already gone: drop, as a lost packet */
+    if (carries_shutdown(buf, len))
+        atomic_store(&s->all_acked, 1);
     pthread_mutex_lock(&s->cb_lock);
     if (!s->closed)
         s->cb.output(s->arg, buf, len);
@@ -252,7 +274,9 @@ static void handle_notification(rtc_sctp *s, const uint8_t *buf, size_t len)
             s->cb.connected(s->arg);
             break;
         case SCTP_COMM_LOST:
-            end(s, "SCTP association lost");
+            /* Lost (or aborted by the remote) after our SHUTDOWN went out:
+             * everything we sent had arrived, so for us the close is clean. */
+            end(s, atomic_load(&s->all_acked) ? "closed" : "SCTP association lost");
             break;
         case SCTP_SHUTDOWN_COMP:
             end(s, "closed");
@@ -272,13 +296,19 @@ static void handle_notification(rtc_sctp *s, const uint8_t *buf, size_t len)
         break;
     case SCTP_STREAM_RESET_EVENT: {
         const struct sctp_stream_reset_event *e = &n->sn_strreset_event;
-        if (len < sizeof *e || !(e->strreset_flags & SCTP_STREAM_RESET_INCOMING_SSN))
+        if (len < sizeof *e)
             return;
         if (e->strreset_flags & (SCTP_STREAM_RESET_DENIED | SCTP_STREAM_RESET_FAILED))
             return;
         size_t count = (len - sizeof *e) / sizeof(uint16_t);
-        for (size_t i = 0; i < count; i++)
-            s->cb.stream_reset(s->arg, e->strreset_stream_list[i]);
+        for (size_t i = 0; i < count; i++) {
+            if (e->strreset_flags & SCTP_STREAM_RESET_INCOMING_SSN)
+                s->cb.stream_reset(s->arg, e->strreset_stream_list[i]);
+            /* RFC 6525: the remote performs an outgoing reset only once it
+             * has every TSN we sent before it. */
+            if ((e->strreset_flags & SCTP_STREAM_RESET_OUTGOING_SSN) && s->cb.reset_done)
+                s->cb.reset_done(s->arg, e->strreset_stream_list[i]);
+        }
         break;
     }
     default:
