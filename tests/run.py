@@ -4,6 +4,8 @@
 
     tests/run.py [--only SUITE[,SUITE]] [--list] [--build DIR]
 
+A SUITE given to --only may be a shell pattern: --only '*-asan'.
+
 --build DIR runs the suites against DIR/chatd, DIR/chat-client and the unit
 binaries in DIR/tests instead of build/ (scripts/coverage.py uses it with
 build/cov, the gcov build).
@@ -23,6 +25,7 @@ non-zero without reporting a failure counts one extra failure, so a crash
 can never pass silently.
 """
 
+import fnmatch
 import glob
 import os
 import re
@@ -182,7 +185,7 @@ def main():
             print(f"    private PostgreSQL did not start: {p.stderr.strip()}", flush=True)
         total = [0, 0, 0]
         for name, kind, what, env in suites:
-            if only and name not in only:
+            if only and not any(fnmatch.fnmatchcase(name, o) for o in only):
                 continue
             env = dict(env)
             if pg_url:
