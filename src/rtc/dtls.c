@@ -255,9 +255,13 @@ dtls_conn *dtls_conn_new(dtls_identity *id, int is_client, const char *remote_fp
     SSL_set_options(c->ssl, SSL_OP_NO_QUERY_MTU);
     SSL_set_mtu(c->ssl, DTLS_MTU);
     DTLS_set_link_mtu(c->ssl, DTLS_MTU);
-    if (is_client)
+    if (is_client) {
+        /* Offer a DTLS-SRTP profile as browsers do, although a data channel
+         * uses no SRTP: some servers (Janus) drop a handshake without one.
+         * As the server we do not ask for it, so nothing else changes. */
+        SSL_set_tlsext_use_srtp(c->ssl, "SRTP_AES128_CM_SHA1_80");
         SSL_set_connect_state(c->ssl);
-    else
+    } else
         SSL_set_accept_state(c->ssl);
     return c;
 }
