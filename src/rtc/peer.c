@@ -780,8 +780,7 @@ static void ice_setup(void *arg)
     ice_job *job = arg;
     rtc_peer *p = job->p;
     p->agent = nice_agent_new_full(p->ctx, NICE_COMPATIBILITY_RFC5245,
-                                   NICE_AGENT_OPTION_CONSENT_FRESHNESS |
-                                       NICE_AGENT_OPTION_REGULAR_NOMINATION);
+                                   NICE_AGENT_OPTION_CONSENT_FRESHNESS);
     if (p->agent == NULL) {
         snprintf(job->err, sizeof job->err, "cannot create the ICE agent");
         return;
