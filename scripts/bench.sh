@@ -3,7 +3,7 @@
 # client (build/chat-bench). `make bench` runs it after `make deps` and
 # `make`; it writes docs/BENCHMARKS.md and docs/bench-p99.png.
 #
-#   scripts/bench.sh            the default set (about 8 minutes)
+#   scripts/bench.sh            the default set (about 8 minutes on 2 cores)
 #   BENCH_QUICK=1 scripts/bench.sh    a smaller set (about 2 minutes), for
 #                               trying the script; writes to build/bench only
 #
@@ -60,8 +60,8 @@ if [ -n "${BENCH_QUICK:-}" ]; then
     SMALL=20 SMALL_RATES=1,4 LARGE=60 LARGE_SENDERS=10 LARGE_RATES=1,4 DURATION=2
     CAP_MAX=100 CAP_STEP=50
 else
-    SMALL=100 SMALL_RATES=0.5,1,2,4,6,8 LARGE=500 LARGE_SENDERS=50 LARGE_RATES=0.5,1,2,4
-    DURATION=4 CAP_MAX=1000 CAP_STEP=250
+    SMALL=100 SMALL_RATES=0.5,1,2,4,8 LARGE=500 LARGE_SENDERS=50 LARGE_RATES=0.25,0.5,1,2
+    DURATION=4 CAP_MAX=500 CAP_STEP=250
 fi
 
 log() { echo "bench: $*" >&2; }

@@ -4,7 +4,7 @@
 
     tests/run.py [--only SUITE[,SUITE]] [--list]
 
-Suites (in order): unit, integration, integration-chat, interop-aiortc,
+Suites (in order): unit, integration, integration-chat, interop-aiortc, bench-smoke,
 interop-chromium, browser, fuzz, then unit-asan, integration-asan,
 integration-chat-asan, interop-aiortc-asan on the ASan+UBSan build. A private PostgreSQL server is started for the whole run and its URL
 exported as CHATD_TEST_PG_URL.
@@ -118,6 +118,7 @@ def main():
         ("integration", "cmd", [PY, "tests/integration/test_transport.py"], base_env),
         ("integration-chat", "cmd", [PY, "tests/integration/test_chat.py"], base_env),
         ("interop-aiortc", "cmd", [PY, "tests/interop/test_aiortc.py"], base_env),
+        ("bench-smoke", "cmd", [PY, "tests/integration/test_bench.py"], base_env),
         ("interop-chromium", "cmd", ["tests/interop/run_chromium.sh"], base_env),
         ("browser", "cmd", ["tests/browser/run.sh"], base_env),
         ("fuzz", "cmd", ["scripts/fuzz.sh"], base_env),

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -463,6 +464,16 @@ static proc_sample server_sample(void)
     return ps;
 }
 
+/* CPU seconds (user + system) this process has used: the load generator
+ * shares the cores with the server, so its own use is reported too. */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
 /* ---------- results ---------- */
 
 static const char *target_name(void)
@@ -544,6 +555,7 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
             snd[ns++] = &B.peers[i];
     gint64 interval = (gint64)(1e6 / rate);
     proc_sample p0 = server_sample();
+    double c0 = self_cpu_s();
     gint64 t0 = g_get_monotonic_time();
     atomic_store(&B.last_rx_us, t0);
     for (int i = 0; i < ns; i++) /* spread the senders over one interval */
@@ -591,6 +603,7 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
         g_usleep(20 * 1000);
     }
     proc_sample p1 = server_sample();
+    double c1 = self_cpu_s();
     gint64 t_last = atomic_load(&B.last_rx_us);
     long got = atomic_load(&B.received);
     double span = (double)((t_last > t_sent ? t_last : t_sent) - t0) / 1e6;
@@ -607,7 +620,7 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
     if (p0.cpu_s >= 0 && p1.cpu_s >= 0)
         printf(" server_cpu_pct=%.1f server_rss_kb=%ld", 100.0 * (p1.cpu_s - p0.cpu_s) / wall,
                p1.rss_kb);
-    printf("\n");
+    printf(" client_cpu_pct=%.1f\n", 100.0 * (c1 - c0) / wall);
     fflush(stdout);
     free(snd);
     free(due);
@@ -626,8 +639,10 @@ static void run_capacity(int max_peers, int step, int concurrency)
         have = to;
         g_usleep(2 * G_USEC_PER_SEC); /* let the server settle */
         proc_sample a = server_sample();
+        double ca = self_cpu_s();
         g_usleep(3 * G_USEC_PER_SEC);
         proc_sample b = server_sample();
+        double cb = self_cpu_s();
         int ready = count_state(PS_READY, have);
         result_begin("capacity");
         printf(" peers=%d ready=%d failures=%d step_seconds=%.3f", have, ready, have - ready,
@@ -637,7 +652,7 @@ static void run_capacity(int max_peers, int step, int concurrency)
             printf(" server_rss_kb=%ld base_rss_kb=%ld rss_per_peer_kb=%.1f idle_cpu_pct=%.1f",
                    b.rss_kb, base.rss_kb, ready ? (double)(b.rss_kb - base.rss_kb) / ready : 0,
                    100.0 * (b.cpu_s - a.cpu_s) / 3.0);
-        printf("\n");
+        printf(" client_idle_cpu_pct=%.1f\n", 100.0 * (cb - ca) / 3.0);
         fflush(stdout);
         if (atomic_load(&B.failures) > failed_before) {
             fprintf(stderr, "chat-bench: capacity: failures at %d peers (first: %s)\n", have,
@@ -856,6 +871,9 @@ int main(int argc, char **argv)
         if (strcmp(scenario, "fanout") == 0 && ready >= 2) {
             int m = senders < 0 || senders > ready ? ready : senders;
             int phase = 0;
+            /* Let the server finish the joins (presence to every peer, log
+             * rows) before the first measurement. */
+            g_usleep(2 * G_USEC_PER_SEC);
             char *list = strdup(rates), *save = NULL;
             for (char *r = strtok_r(list, ",", &save); r; r = strtok_r(NULL, ",", &save)) {
                 double rate = atof(r);
