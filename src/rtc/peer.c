@@ -477,6 +477,11 @@ static void channel_opened(rtc_peer *p)
     pthread_mutex_unlock(&p->send_lock);
     p->state = ST_OPEN;
     drop_source(&p->setup_timer);
+    /* The remote description (about 9 KiB, mostly candidate lines) was
+     * needed for ICE, DTLS and SCTP setup only; an idle open peer should
+     * not carry it. */
+    mem_free(p->remote);
+    p->remote = NULL;
     log_debug("rtc", "peer %s: channel open on stream %d", p->id, p->channel_stream);
     if (p->cb.on_open)
         p->cb.on_open(p, p->user);
