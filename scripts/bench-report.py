@@ -267,13 +267,17 @@ def main():
       "(N − 1) deliveries/s. Latency is from the sender's `send` to a "
       "receiver's callback, on one clock in one process. *lost* = expected − "
       "delivered after a drain of up to 30 s (3 s without progress ends it). "
-      "*per CPU-s* = delivered/s ÷ the server's CPU use (cores busy).")
+      "*per CPU-s* = delivered/s ÷ the server's CPU use (cores busy). "
+      "*client CPU* is chat-bench's own use (it runs on the same two cores). "
+      "*UDP datagrams per delivery* counts every datagram sent in the "
+      "namespace (server and client, data and acknowledgements) per delivered "
+      "message: how well SCTP bundles.")
     w("")
     for peers in sizes:
         w(f"### {peers} peers")
         w("")
-        w("| server | senders × rate | offered/s | delivered/s | lost | p50 ms | p99 ms | max ms | server CPU % | per CPU-s |")
-        w("|---|---|---|---|---|---|---|---|---|---|")
+        w("| server | senders × rate | offered/s | delivered/s | lost | p50 ms | p99 ms | max ms | server CPU % | per CPU-s | client CPU % | UDP datagrams per delivery |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for s in servers:
             for r in sorted(fan.get((s, peers), []), key=lambda r: num(r, "rate", 0)):
                 cpu = num(r, "server_cpu_pct")
@@ -281,7 +285,8 @@ def main():
                 per = d / (cpu / 100) if cpu and d else None
                 w(f"| {names[s]} | {r['senders']} × {r['rate']} | {fmt(num(r, 'offered_per_s'))} | "
                   f"{fmt(d)} | {r.get('lost', '–')} | {fmt(num(r, 'lat_p50_ms'), 2)} | "
-                  f"{fmt(num(r, 'lat_p99_ms'), 2)} | {fmt(num(r, 'lat_max_ms'), 2)} | {fmt(cpu)} | {fmt(per)} |")
+                  f"{fmt(num(r, 'lat_p99_ms'), 2)} | {fmt(num(r, 'lat_max_ms'), 2)} | {fmt(cpu)} | {fmt(per)} | "
+                  f"{fmt(num(r, 'client_cpu_pct'))} | {fmt(num(r, 'datagrams_per_delivery'), 2)} |")
         w("")
         w("| rate per sender | " + " | ".join(f"p99 ratio vs {names[j]} | delivered/s ratio vs {names[j]}" for j in servers[1:]) + " |")
         w("|---|" + "---|---|" * len(servers[1:]))

@@ -474,6 +474,34 @@ static double self_cpu_s(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
+/* UDP datagrams sent in this network namespace so far (every packet of
+ * the client and of the server, when both run in it as in make bench):
+ * the packets each delivery costs tell how much SCTP bundles. -1 when
+ * /proc/net/snmp cannot be read. */
+static long long udp_datagrams_sent(void)
+{
+    FILE *f = fopen("/proc/net/snmp", "r");
+    if (f == NULL)
+        return -1;
+    char line[1024];
+    long long out = -1;
+    int seen_header = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "Udp: ", 5) != 0)
+            continue;
+        if (!seen_header) { /* "Udp: InDatagrams NoPorts InErrors OutDatagrams ..." */
+            seen_header = 1;
+            continue;
+        }
+        long long in, noports, inerr;
+        if (sscanf(line + 5, "%lld %lld %lld %lld", &in, &noports, &inerr, &out) != 4)
+            out = -1;
+        break;
+    }
+    fclose(f);
+    return out;
+}
+
 /* ---------- results ---------- */
 
 static const char *target_name(void)
@@ -556,6 +584,7 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
     gint64 interval = (gint64)(1e6 / rate);
     proc_sample p0 = server_sample();
     double c0 = self_cpu_s();
+    long long u0 = udp_datagrams_sent();
     gint64 t0 = g_get_monotonic_time();
     atomic_store(&B.last_rx_us, t0);
     for (int i = 0; i < ns; i++) /* spread the senders over one interval */
@@ -604,6 +633,7 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
     }
     proc_sample p1 = server_sample();
     double c1 = self_cpu_s();
+    long long u1 = udp_datagrams_sent();
     gint64 t_last = atomic_load(&B.last_rx_us);
     long got = atomic_load(&B.received);
     double span = (double)((t_last > t_sent ? t_last : t_sent) - t0) / 1e6;
@@ -620,7 +650,11 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
     if (p0.cpu_s >= 0 && p1.cpu_s >= 0)
         printf(" server_cpu_pct=%.1f server_rss_kb=%ld", 100.0 * (p1.cpu_s - p0.cpu_s) / wall,
                p1.rss_kb);
-    printf(" client_cpu_pct=%.1f\n", 100.0 * (c1 - c0) / wall);
+    printf(" client_cpu_pct=%.1f", 100.0 * (c1 - c0) / wall);
+    if (u0 >= 0 && u1 >= u0 && got > 0)
+        printf(" udp_datagrams=%lld datagrams_per_delivery=%.2f", u1 - u0,
+               (double)(u1 - u0) / (double)got);
+    printf("\n");
     fflush(stdout);
     free(snd);
     free(due);
