@@ -328,9 +328,13 @@ def main():
         w("")
         w("TextRoom keeps no log, so this is chatd alone: the same fan-out "
           "(50 senders × 4 messages/s in a room of the small size) with each "
-          "database; every delivered message is one `messages` row written by "
-          "the batched writer thread. *write latency* is the mean time of a "
-          "committed batch (`chatd_db_write_latency_avg_seconds`).")
+          "database; every posted message is one `messages` row (and every "
+          "connection a `users` upsert and a `sessions` row), written by the "
+          "batched writer thread before or while the message is delivered. "
+          "*rows* is `chatd_db_rows_written_total` over the run; *write "
+          "latency* is the mean time of a committed batch "
+          "(`chatd_db_write_latency_avg_seconds`), an upper bound of the lag "
+          "between a delivery and its row.")
         w("")
         w("| database | rows | seconds (whole run) | rows/s | mean batch write latency ms | queue after | delivery p99 ms |")
         w("|---|---|---|---|---|---|---|")
@@ -400,6 +404,30 @@ def main():
         with open(analysis) as f:
             w(f.read().rstrip("\n"))
         w("")
+
+    # ---- closing note: the ratios in one place
+    w("## Closing note: the ratios of this run")
+    w("")
+    w("chatd ÷ Janus, above 1× = chatd better (times and memory inverted).")
+    w("")
+    hdr = [names[j] for j in servers[1:]]
+    w("| measure | " + " | ".join(f"vs {h}" for h in hdr) + " |")
+    w("|---|" + "---|" * len(hdr))
+    for peers in sizes:
+        w(f"| highest delivered messages/s, {peers} peers | "
+          + " | ".join(ratio(best_rate("chatd", peers), best_rate(j, peers)) for j in servers[1:]) + " |")
+        w(f"| delivered messages per server CPU-second, {peers} peers | "
+          + " | ".join(ratio(per_cpu("chatd", peers), per_cpu(j, peers)) for j in servers[1:]) + " |")
+    for peers in sizes:
+        for key, what in (("open_p50_ms", "setup p50 to channel open"), ("ready_p50_ms", "setup p50 to welcome / join")):
+            w(f"| {what}, {peers} peers | "
+              + " | ".join(ratio(setup("chatd", peers, key), setup(j, peers, key), False) for j in servers[1:]) + " |")
+    w("| RSS per idle peer | "
+      + " | ".join(ratio(rss_per_peer("chatd")[0], rss_per_peer(j)[0], False) for j in servers[1:]) + " |")
+    if jwt and ossl:
+        w(f"| JWT verify/s vs `openssl speed ecdsap256` verify/s | "
+          f"{ratio(num(jwt[0], 'verified_per_s'), num(ossl[0], 'verify_per_s'))} (chatd ÷ OpenSSL) |" + " |" * (len(hdr) - 1))
+    w("")
 
     w("## Exact commands")
     w("")
