@@ -74,7 +74,9 @@ def main():
     cpath = os.path.join(bench_dir, "commands.txt")
     if os.path.exists(cpath):
         with open(cpath) as f:
-            commands = [l.rstrip("\n").replace(bench_dir, "build/bench") for l in f if l.strip()]
+            root = os.path.dirname(HERE) + "/"
+            commands = [l.rstrip("\n").replace(os.path.abspath(bench_dir), "build/bench")
+                        .replace(root, "") for l in f if l.strip()]
 
     janus_tags = sorted({r.get("tag") for r in rows if r.get("target") == "janus"})
     janus_default = "janus" if "janus" in janus_tags else (janus_tags[0] if janus_tags else None)
@@ -433,6 +435,9 @@ def main():
     w("")
     w("```")
     w("make bench        # = make deps && make && scripts/bench.sh")
+    w("# inside scripts/netns.sh (veth t0 = 10.77.0.1); JSONPlaceholder and PostgreSQL:")
+    w("scripts/jsonplaceholder.sh start 3990; scripts/pg.sh start build/bench/pg 5499")
+    w("# each scenario on a fresh server process:")
     for c in commands:
         w(c)
     w("```")
@@ -470,7 +475,8 @@ set xlabel 'offered load: deliveries per second (senders x rate x (peers - 1))'
 set ylabel 'p99 latency (ms, log scale)'
 set logscale y
 set grid
-set key top left
+set key bottom right
+set termoption noenhanced
 plot {', '.join(plots)}
 """
         try:

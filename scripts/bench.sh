@@ -150,10 +150,12 @@ restart_server() { # TAG
     janus)
         scripts/janus.sh stop "$OUT/janus"
         SERVER_PID=$(scripts/janus.sh start "$OUT/janus" "$JANUS_PORT" t0)
+        echo "scripts/janus.sh start $OUT/janus $JANUS_PORT t0" >>"$COMMANDS"
         ;;
     janus-loops*)
         scripts/janus.sh stop "$OUT/janus"
         SERVER_PID=$(scripts/janus.sh start "$OUT/janus" "$JANUS_PORT" t0 "$CORES")
+        echo "scripts/janus.sh start $OUT/janus $JANUS_PORT t0 $CORES" >>"$COMMANDS"
         ;;
     esac
 }
