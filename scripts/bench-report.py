@@ -384,7 +384,7 @@ def main():
     w("- The client is the same C code for both (`src/rtc`: libnice, OpenSSL "
       "DTLS, usrsctp). Against chatd it offers (one HTTP POST); against Janus it "
       "answers Janus's offer (create, attach, `setup`, long poll for the offer, "
-      "answer: four HTTP requests) and opens the `JanusDataChannel` channel, as "
+      "answer: five HTTP requests) and opens the `JanusDataChannel` channel, as "
       "janus.js does. Janus sessions get a `keepalive` every 20 s.")
     w("- chatd runs in chat mode, the product: each post is parsed, its JWT "
       "checked (cache), rate-limited, logged to the database (SQLite, batched "
