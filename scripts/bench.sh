@@ -3,7 +3,7 @@
 # client (build/chat-bench). `make bench` runs it after `make deps` and
 # `make`; it writes docs/BENCHMARKS.md and docs/bench-p99.png.
 #
-#   scripts/bench.sh            the default set (about 8 minutes on 2 cores)
+#   scripts/bench.sh            the default set (about 5 minutes on 2 cores)
 #   BENCH_QUICK=1 scripts/bench.sh    a smaller set (about 2 minutes), for
 #                               trying the script; writes to build/bench only
 #
