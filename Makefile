@@ -1,7 +1,8 @@
 # chatd — build, run, test.
 #
 #   make deps        install Debian and npm packages (no-op when present)
-#   make             build/chatd, build/chat-client
+#   make             build/chatd, build/chat-client, build/chat-bench
+#   make bench       chatd against Janus TextRoom: docs/BENCHMARKS.md (scripts/bench.sh)
 #   make run         deps + build + start chatd (prints its URL)
 #   make test        deps + every suite (unit, integration, interop, browser,
 #                    fuzz, sanitizer build); ends with "N passed, N failed"
@@ -55,9 +56,9 @@ LIB := $(BUILD)/libchatd.a
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client
+PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client $(BUILD)/chat-bench
 
-.PHONY: all deps run test test-asan unit fuzz coverage clean
+.PHONY: all deps run test test-asan unit fuzz coverage bench clean
 # Keep object files of test binaries (they are intermediates to make).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -93,12 +94,24 @@ $(BUILD)/chat-client: $(BUILD)/obj/tools/chat-client.o $(LIB)
 	@$(if $(V),,printf '  LD      %s\n' $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# chat-bench: the load generator, tools/chat-bench.c and its modules.
+BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,tools/chat-bench.c $(wildcard tools/bench/*.c))
+$(BUILD)/chat-bench: $(BENCH_OBJ) $(LIB)
+	@$(if $(V),,printf '  LD      %s\n' $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,printf '  LD      %s\n' $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 unit: $(UNIT_BIN)
+
+# The benchmark against Janus TextRoom; writes docs/BENCHMARKS.md. Not
+# part of make test (it measures wall-clock figures).
+bench: deps
+	@$(MAKE) --no-print-directory all
+	./scripts/bench.sh
 
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -149,4 +162,4 @@ coverage: deps
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/chatd.d $(BUILD)/obj/tools/chat-client.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/chatd.d $(BUILD)/obj/tools/chat-client.d $(BENCH_OBJ:.o=.d)

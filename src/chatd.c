@@ -89,6 +89,7 @@ int main(int argc, char **argv)
                           .auto_post_max_ms = cfg.auto_post_max_ms,
                           .draw_attempts = cfg.draw_attempts,
                           .draw_backoff_ms = cfg.draw_backoff_ms,
+                          .post_rate = cfg.post_rate,
                           .store = db,
                           .keys = keys,
                           .rng = random};

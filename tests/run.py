@@ -10,7 +10,7 @@ A SUITE given to --only may be a shell pattern: --only '*-asan'.
 binaries in DIR/tests instead of build/ (scripts/coverage.py uses it with
 build/cov, the gcov build).
 
-Suites (in order): unit, integration, integration-chat, fault, interop-aiortc,
+Suites (in order): unit, integration, integration-chat, fault, interop-aiortc, bench-smoke,
 interop-chromium, browser, fuzz, then unit-asan, integration-asan,
 integration-chat-asan, fault-asan, interop-aiortc-asan on the ASan+UBSan build,
 then churn-asan, churn-valgrind, load and load-asan (tests/load), and
@@ -148,6 +148,7 @@ def main():
         ("integration-chat", "cmd", [PY, "tests/integration/test_chat.py"], base_env),
         ("fault", "cmd", [PY, "tests/fault/test_fault.py"], base_env),
         ("interop-aiortc", "cmd", [PY, "tests/interop/test_aiortc.py"], base_env),
+        ("bench-smoke", "cmd", [PY, "tests/integration/test_bench.py"], base_env),
         ("interop-chromium", "cmd", ["tests/interop/run_chromium.sh"], base_env),
         ("browser", "cmd", ["tests/browser/run.sh"], base_env),
         ("fuzz", "cmd", ["scripts/fuzz.sh"], base_env),

@@ -1,14 +1,13 @@
 /*
- * token — issue and verify chatd's ES256 JWTs. Verification uses libjwt
- * 1.10 for the signature and jansson plus our own checks for everything
- * libjwt leaves out; issuing signs with OpenSSL directly.
+ * token — issue and verify chatd's ES256 JWTs, with OpenSSL for the
+ * signature and jansson plus our own checks for everything else.
  *
  * libjwt 1.10 verifies a signature with whatever algorithm the token names
- * and checks no claim (see notes/jwt.md), so auth_token_verify does, in this
- * order: size cap (AUTH_TOKEN_MAX), exactly three strict base64url parts,
+ * and checks no claim (see notes/jwt.md), so it is not used; and
+ * auth_token_verify does, in this order: size cap (AUTH_TOKEN_MAX), exactly three strict base64url parts,
  * header JSON with alg exactly "ES256", no "crit", and a kid equal to ours
  * (constant-time compare); claims part a JSON object; a 64-byte signature;
- * jwt_decode with our public key; jwt_get_alg() == ES256; then the claims:
+ * an ECDSA P-256 / SHA-256 check of that signature with our key; then the claims:
  * iss equal to the expected issuer, aud "chat" (or an array holding it),
  * numeric exp/nbf/iat with nbf <= now+60, iat <= now+60, now < exp+60, and a
  * non-empty string sub. Optional string claims must be strings when present.

@@ -913,7 +913,10 @@ chat_service *chat_service_new(const chat_config *cfg)
     svc->cfg = *cfg;
     svc->bus = chat_bus_new();
     svc->tokens = auth_cache_new(4096);
-    svc->posts = ratelimit_new(1.0, 5.0);
+    /* The contract: a burst of 5, then 1 post/s per user. --post-rate
+     * raises it (the bench needs more than 10 users' worth of posts). */
+    double rate = cfg->post_rate > 0 ? (double)cfg->post_rate : 1.0;
+    svc->posts = ratelimit_new(rate, rate > 5.0 ? rate : 5.0);
     if (svc->bus == NULL || svc->tokens == NULL || svc->posts == NULL) {
         chat_service_free(svc);
         return NULL;

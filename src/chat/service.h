@@ -36,6 +36,7 @@ typedef struct {
     long auto_post_max_ms;
     int draw_attempts;
     long draw_backoff_ms;
+    long post_rate; /* manual posts/s per user; 0 = 1 (the contract's limit) */
     store *store;
     jp_client *api; /* may be NULL at creation: see chat_service_set_api */
     auth_keys *keys;

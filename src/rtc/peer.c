@@ -54,6 +54,7 @@ struct rtc_peer {
     rtc_peer_callbacks cb;
     void *user;
     int offerer;
+    int opens_channel; /* sends DATA_CHANNEL_OPEN once SCTP is up */
     rtc_setup setup_pref;
     int dtls_client;
     char **ice_addresses;
@@ -479,6 +480,11 @@ static void channel_opened(rtc_peer *p)
     pthread_mutex_unlock(&p->send_lock);
     p->state = ST_OPEN;
     drop_source(&p->setup_timer);
+    /* The remote description (about 9 KiB, mostly candidate lines) was
+     * needed for ICE, DTLS and SCTP setup only; an idle open peer should
+     * not carry it. */
+    mem_free(p->remote);
+    p->remote = NULL;
     log_debug("rtc", "peer %s: channel open on stream %d", p->id, p->channel_stream);
     if (p->cb.on_open)
         p->cb.on_open(p, p->user);
@@ -487,7 +493,7 @@ static void channel_opened(rtc_peer *p)
 static void sctp_connected(void *arg)
 {
     rtc_peer *p = arg;
-    if (!p->offerer || p->channel_stream >= 0)
+    if (!p->opens_channel || p->channel_stream >= 0)
         return;
     /* RFC 8832 §6: the DTLS client uses even stream ids, the server odd. */
     p->channel_stream = p->dtls_client ? 0 : 1;
@@ -522,7 +528,7 @@ static void handle_dcep(rtc_peer *p, uint16_t stream, const uint8_t *data, size_
         }
         p->channel_stream = stream;
         channel_opened(p);
-    } else if (m.type == DCEP_MSG_ACK && p->offerer && stream == p->channel_stream &&
+    } else if (m.type == DCEP_MSG_ACK && p->opens_channel && stream == p->channel_stream &&
                p->state == ST_CONNECTING) {
         channel_opened(p);
     }
@@ -800,8 +806,7 @@ static void ice_setup(void *arg)
     ice_job *job = arg;
     rtc_peer *p = job->p;
     p->agent = nice_agent_new_full(p->ctx, NICE_COMPATIBILITY_RFC5245,
-                                   NICE_AGENT_OPTION_CONSENT_FRESHNESS |
-                                       NICE_AGENT_OPTION_REGULAR_NOMINATION);
+                                   NICE_AGENT_OPTION_CONSENT_FRESHNESS);
     if (p->agent == NULL) {
         snprintf(job->err, sizeof job->err, "cannot create the ICE agent");
         return;
@@ -940,6 +945,7 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
     p->cb = *cfg->cb;
     p->user = cfg->user;
     p->offerer = offerer;
+    p->opens_channel = offerer || cfg->answerer_opens_channel;
     p->setup_pref = cfg->setup;
     p->channel_stream = -1;
     p->max_recv = cfg->max_message_size ? cfg->max_message_size : DEFAULT_MAX_MESSAGE;

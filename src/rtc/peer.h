@@ -52,7 +52,11 @@ typedef struct {
     size_t max_message_size;          /* largest message accepted; 0 = 65536 */
     rtc_setup setup;                  /* DTLS role preference */
     int setup_timeout_ms;             /* close if not open by then; 0 = 30000 */
-    const char *label;                /* channel label when offering; NULL = "chat" */
+    const char *label;                /* label of the channel we open; NULL = "chat" */
+    /* Answering, open the channel ourselves: a server that makes the offer
+     * but waits for its client's channel (Janus) needs this. The offerer
+     * always opens it. */
+    int answerer_opens_channel;
     const rtc_peer_callbacks *cb;
     void *user;
 } rtc_peer_config;

@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <usrsctp.h>
 
-#define SCTP_STREAMS 256          /* each costs per-association memory; one channel needs one */
+#define SCTP_STREAMS 16           /* each costs per-association memory; one channel needs one */
 #define SCTP_BUFFER (1024 * 1024) /* socket send/receive buffers */
 
 struct rtc_sctp {

@@ -18,7 +18,7 @@
 typedef enum {
     OPT_LISTEN, OPT_PUBLIC_URL, OPT_ICE, OPT_API, OPT_DB, OPT_DATA, OPT_KEY, OPT_TTL,
     OPT_AUTO, OPT_SEED, OPT_MAX_PEERS, OPT_LOOPS, OPT_DRAWS, OPT_DRAW_BACKOFF, OPT_LOG,
-    OPT_MODE, OPT_COUNT
+    OPT_MODE, OPT_POST_RATE, OPT_COUNT
 } opt_id;
 
 static const struct {
@@ -51,6 +51,8 @@ static const struct {
     [OPT_LOG] = {"--log-level", "CHATD_LOG_LEVEL", "LEVEL", "info", "debug, info, warn, error"},
     [OPT_MODE] = {"--mode", "CHATD_MODE", "MODE", "chat",
                   "chat, or relay (transport test: text goes to the room's other peers)"},
+    [OPT_POST_RATE] = {"--post-rate", "CHATD_POST_RATE", "N", "1",
+                       "manual posts per second per user (burst: 5, or N if larger)"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -205,6 +207,7 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         [OPT_TTL] = {60, 30L * 86400},        [OPT_AUTO] = {0, 3600L * 1000},
         [OPT_MAX_PEERS] = {1, 1000000},        [OPT_LOOPS] = {1, 256},
         [OPT_DRAWS] = {1, 100},                [OPT_DRAW_BACKOFF] = {0, 60000},
+        [OPT_POST_RATE] = {1, 1000000},
     };
     if (parse_long(v, ranges[id].min, ranges[id].max, &n) < 0) {
         snprintf(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
@@ -227,6 +230,9 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     case OPT_DRAWS:
         cfg->draw_attempts = (int)n;
         break;
+    case OPT_POST_RATE:
+        cfg->post_rate = n;
+        break;
     default:
         cfg->draw_backoff_ms = n;
         break;
@@ -246,6 +252,7 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     cfg->max_peers = 10000;
     cfg->draw_attempts = 5;
     cfg->draw_backoff_ms = 500;
+    cfg->post_rate = 1;
     cfg->log_level = LOGL_INFO;
     cfg->mode = CHATD_MODE_CHAT;
 

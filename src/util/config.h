@@ -35,6 +35,7 @@ typedef struct {
     int loops;
     int draw_attempts;
     long draw_backoff_ms;
+    long post_rate;
     int log_level;
     int help;
 } chatd_config;

@@ -803,6 +803,42 @@ Test(attack, hs256_keyed_with_public_pem, .init = setup, .fini = teardown)
     check_leaks();
 }
 
+Test(token, es256_signed_by_libjwt_verifies, .init = setup, .fini = teardown)
+{
+    /* Verification is our own OpenSSL code now: a standard ES256 JWS made
+     * by an independent signer (libjwt) with our key must pass, and the
+     * same token with one signature byte changed must not. */
+    auth_keys *k = new_keys();
+    size_t pem_len;
+    const unsigned char *pem = auth_keys_private_pem(k, &pem_len);
+    jwt_t *jwt = NULL;
+    auth_claims c;
+    char err[256];
+    char *t;
+
+    cr_assert_eq(jwt_new(&jwt), 0);
+    cr_assert_eq(jwt_add_header(jwt, "kid", auth_keys_kid(k)), 0);
+    cr_assert_eq(jwt_add_grant(jwt, "iss", ISS), 0);
+    cr_assert_eq(jwt_add_grant(jwt, "sub", "3"), 0);
+    cr_assert_eq(jwt_add_grant(jwt, "aud", "chat"), 0);
+    cr_assert_eq(jwt_add_grant_int(jwt, "iat", NOW), 0);
+    cr_assert_eq(jwt_add_grant_int(jwt, "nbf", NOW), 0);
+    cr_assert_eq(jwt_add_grant_int(jwt, "exp", NOW + 600), 0);
+    cr_assert_eq(jwt_set_alg(jwt, JWT_ALG_ES256, pem, (int)pem_len), 0);
+    t = jwt_encode_str(jwt);
+    cr_assert_not_null(t);
+    cr_assert_eq(auth_token_verify(k, t, ISS, NOW, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(c.sub, "3");
+    auth_claims_clear(&c);
+    char *last = t + strlen(t) - 2; /* inside the signature, not its padding bits */
+    *last = *last == 'A' ? 'B' : 'A';
+    expect_reject(k, t, NOW, "bad signature");
+    free(t);
+    jwt_free(jwt);
+    auth_keys_free(k);
+    check_leaks();
+}
+
 Test(attack, payload_altered, .init = setup, .fini = teardown)
 {
     auth_keys *k = new_keys();

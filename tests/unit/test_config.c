@@ -204,3 +204,20 @@ Test(config, every_flag_and_its_refusals)
     unsetenv("CHATD_ICE_ADDRESSES");
     check_leaks();
 }
+
+Test(config, post_rate)
+{
+    chatd_config c;
+    char err[256];
+    char *none[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.post_rate, 1, "the contract's 1 post/s is the default");
+    config_free(&c);
+    char *set[] = {"chatd", "--post-rate", "200"};
+    cr_assert_eq(parse(&c, err, 3, set), 0, "%s", err);
+    cr_assert_eq(c.post_rate, 200);
+    config_free(&c);
+    char *zero[] = {"chatd", "--post-rate=0"};
+    cr_assert_eq(parse(&c, err, 2, zero), -1);
+    cr_assert(strstr(err, "--post-rate") != NULL, "%s", err);
+}
