@@ -805,16 +805,19 @@ static void ice_setup(void *arg)
 {
     ice_job *job = arg;
     rtc_peer *p = job->p;
+    /* No REGULAR_NOMINATION: as controlling agent (our offering clients)
+     * libnice then nominates with the first check, as Janus does; chatd
+     * answers and is controlled, where the option changes nothing. */
     p->agent = nice_agent_new_full(p->ctx, NICE_COMPATIBILITY_RFC5245,
                                    NICE_AGENT_OPTION_CONSENT_FRESHNESS);
     if (p->agent == NULL) {
         snprintf(job->err, sizeof job->err, "cannot create the ICE agent");
         return;
     }
-    /* Ta, the pacing of connectivity checks: libnice's 20 ms default made
-     * three ticks (first check, nomination, its answer) about 60 ms of every
-     * setup on a quiet link. RFC 8445 §14.2 allows 5 ms for a few
-     * candidates, and a peer here has one or two. */
+    /* Ta, the pacing of connectivity checks: with libnice's 20 ms default
+     * the wait for the first tick alone was most of a setup on a quiet link
+     * (with regular nomination, three ticks: about 60 ms). RFC 8445 §14.2
+     * allows 5 ms for a few candidates, and a peer here has one or two. */
     g_object_set(p->agent, "controlling-mode", p->offerer ? TRUE : FALSE, "upnp", FALSE,
                  "ice-tcp", FALSE, "ice-udp", TRUE, "stun-pacing-timer", ICE_PACING_MS, NULL);
     for (char **a = p->ice_addresses; a && *a; a++) {
