@@ -90,12 +90,15 @@ $(BUILD)/chatd: $(BUILD)/obj/src/chatd.o $(LIB)
 	@$(if $(V),,printf '  LD      %s\n' $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/chat-client: $(BUILD)/obj/tools/chat-client.o $(LIB)
+# Code the tools share (tools/common/): the HTTP client.
+TOOLS_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/common/*.c))
+
+$(BUILD)/chat-client: $(BUILD)/obj/tools/chat-client.o $(TOOLS_COMMON_OBJ) $(LIB)
 	@$(if $(V),,printf '  LD      %s\n' $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # chat-bench: the load generator, tools/chat-bench.c and its modules.
-BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,tools/chat-bench.c $(wildcard tools/bench/*.c))
+BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,tools/chat-bench.c $(wildcard tools/bench/*.c)) $(TOOLS_COMMON_OBJ)
 $(BUILD)/chat-bench: $(BENCH_OBJ) $(LIB)
 	@$(if $(V),,printf '  LD      %s\n' $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -18,7 +18,7 @@
  * handle each); the event loops run the peers and count what arrives; the
  * main thread paces the senders.
  */
-#include "bench/http.h"
+#include "common/http_client.h"
 #include "bench/janus.h"
 #include "bench/stats.h"
 

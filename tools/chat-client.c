@@ -9,6 +9,7 @@
  *
  * Threads: main reads stdin and does HTTP; one event loop runs the peer.
  */
+#include "common/http_client.h"
 #include "rtc/loop.h"
 #include "rtc/peer.h"
 #include "util/log.h"
@@ -169,47 +170,6 @@ static void on_close(rtc_peer *p, const char *reason, void *user)
 
 static const rtc_peer_callbacks callbacks = {
     .on_open = on_open, .on_message = on_message, .on_close = on_close};
-
-typedef struct {
-    char *data;
-    size_t len;
-    char location[256];
-} http_buf;
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user)
-{
-    http_buf *b = user;
-    size_t n = size * nmemb;
-    if (b->len + n > 256 * 1024)
-        return 0; /* an answer this large is not an answer */
-    char *nd = realloc(b->data, b->len + n + 1);
-    if (nd == NULL)
-        return 0;
-    memcpy(nd + b->len, ptr, n);
-    b->len += n;
-    nd[b->len] = '\0';
-    b->data = nd;
-    return n;
-}
-
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user)
-{
-    http_buf *b = user;
-    size_t n = size * nmemb;
-    if (n > 10 && strncasecmp(ptr, "Location:", 9) == 0) {
-        const char *v = ptr + 9;
-        while (*v == ' ')
-            v++;
-        size_t vl = n - (size_t)(v - ptr);
-        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-            vl--;
-        if (vl < sizeof b->location) {
-            memcpy(b->location, v, vl);
-            b->location[vl] = '\0';
-        }
-    }
-    return n;
-}
 
 /* "http://h:p/base/?room=x" -> "http://h:p/base/api/rtc?room=x" */
 static char *endpoint(const char *url)
@@ -451,38 +411,23 @@ int main(int argc, char **argv)
     }
 
     char *ep = endpoint(url);
-    http_buf resp = {0};
+    http_reply resp;
     CURL *curl = curl_easy_init();
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/sdp");
-    if (bearer) {
-        char *auth = g_strdup_printf("Authorization: Bearer %s", bearer);
-        hdrs = curl_slist_append(hdrs, auth);
-        g_free(auth);
-    }
-    curl_easy_setopt(curl, CURLOPT_URL, ep);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, offer);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)timeout_s);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     st.post_started = g_get_monotonic_time();
-    CURLcode rc = curl_easy_perform(curl);
-    long code = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(curl);
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "chat-client: cannot reach %s: %s\n", ep, curl_easy_strerror(rc));
+    int rc = curl ? http_request(curl, "POST", ep, "application/sdp", offer, bearer,
+                                 (long)timeout_s, &resp, err, sizeof err)
+                  : (snprintf(err, sizeof err, "%s: cannot start curl", ep), -1);
+    if (curl)
+        curl_easy_cleanup(curl);
+    if (rc < 0) {
+        fprintf(stderr, "chat-client: cannot reach %s\n", err);
         g_free(ep);
-        free(resp.data);
         rtc_peer_close(peer, "no answer");
         goto out;
     }
-    if (code != 201 || resp.data == NULL) {
-        json_t *j = resp.data ? json_loads(resp.data, 0, NULL) : NULL;
+    long code = resp.status;
+    if (code != 201 || resp.body == NULL) {
+        json_t *j = resp.body ? json_loads(resp.body, 0, NULL) : NULL;
         const char *ecode = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
         const char *emsg =
             json_string_value(json_object_get(json_object_get(j, "error"), "message"));
@@ -490,20 +435,20 @@ int main(int argc, char **argv)
                 ecode ? " " : "", ecode ? ecode : "", emsg ? ": " : "", emsg ? emsg : "");
         json_decref(j);
         g_free(ep);
-        free(resp.data);
+        http_reply_free(&resp);
         rtc_peer_close(peer, "refused");
         goto out;
     }
     g_free(ep);
     const char *slash = strrchr(resp.location, '/');
     snprintf(st.session, sizeof st.session, "%s", slash ? slash + 1 : resp.location);
-    if (rtc_peer_set_answer(peer, resp.data, resp.len, err, sizeof err) < 0) {
+    if (rtc_peer_set_answer(peer, resp.body, resp.len, err, sizeof err) < 0) {
         fprintf(stderr, "chat-client: bad answer from the server: %s\n", err);
-        free(resp.data);
+        http_reply_free(&resp);
         rtc_peer_close(peer, "bad answer");
         goto out;
     }
-    free(resp.data);
+    http_reply_free(&resp);
 
     g_mutex_lock(&st.lock);
     while (!st.open && !st.closed)

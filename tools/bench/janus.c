@@ -5,7 +5,7 @@
  */
 #include "janus.h"
 
-#include "http.h"
+#include "../common/http_client.h"
 
 #include <jansson.h>
 #include <stdatomic.h>

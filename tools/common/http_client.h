@@ -1,11 +1,13 @@
 /*
- * http — one blocking HTTP request on a reusable curl handle.
+ * http_client — one blocking HTTP request on a reusable curl handle, for
+ * the tools (chat-client posts its offer with it, chat-bench its offers and
+ * Janus's API calls).
  *
  * Each chat-bench connection worker owns one handle, so requests to the
  * same server reuse its keep-alive connection as a real client would.
  */
-#ifndef CHAT_BENCH_HTTP_H
-#define CHAT_BENCH_HTTP_H
+#ifndef CHATD_TOOLS_HTTP_CLIENT_H
+#define CHATD_TOOLS_HTTP_CLIENT_H
 
 #include <curl/curl.h>
 #include <stddef.h>
@@ -17,8 +19,10 @@ typedef struct {
     char location[256];
 } http_reply;
 
-/* method "GET", "POST" or "DELETE"; body and content_type may be NULL.
- * Returns 0 when an answer (any status) came, -1 with err otherwise. */
+/* method "GET", "POST" or "DELETE"; body, content_type and bearer may be
+ * NULL. Returns 0 when an answer (any status) came, -1 with "URL: curl's
+ * reason" in err otherwise. A body over 1 MiB is refused (no answer here is that
+ * large). */
 int http_request(CURL *curl, const char *method, const char *url, const char *content_type,
                  const char *body, const char *bearer, long timeout_s, http_reply *out,
                  char *err, size_t errlen);

@@ -1,7 +1,7 @@
 /*
- * http — see http.h.
+ * http_client — see http_client.h.
  */
-#include "http.h"
+#include "http_client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +77,7 @@ int http_request(CURL *curl, const char *method, const char *url, const char *co
     CURLcode rc = curl_easy_perform(curl);
     curl_slist_free_all(hdrs);
     if (rc != CURLE_OK) {
-        snprintf(err, errlen, "%s %s: %s", method, url, curl_easy_strerror(rc));
+        snprintf(err, errlen, "%s: %s", url, curl_easy_strerror(rc));
         http_reply_free(out);
         return -1;
     }
