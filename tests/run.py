@@ -158,12 +158,12 @@ def main():
         ("fault-asan", "cmd", [PY, "tests/fault/test_fault.py"], asan_env),
         ("interop-aiortc-asan", "cmd", [PY, "tests/interop/test_aiortc.py"], asan_env),
         # tests/load: 2000 churn cycles on the ASan chatd (release clients:
-        # the server is under test), 1000 under valgrind (about 60 ms a cycle
-        # there), and the load tests
+        # the server is under test), the same 2000 under valgrind (about
+        # 60 ms a cycle there), and the load tests
         ("churn-asan", "cmd", [PY, "tests/load/test_churn.py"], churn_asan_env),
         ("churn-valgrind", "cmd", [PY, "tests/load/test_churn.py",
                                    "churn_cycles_return_to_baseline"],
-         dict(base_env, CHURN_VALGRIND="1", CHURN_CYCLES="1000")),
+         dict(base_env, CHURN_VALGRIND="1", CHURN_CYCLES="2000")),
         ("load", "cmd", [PY, "tests/load/test_load.py"], base_env),
         ("load-asan", "cmd", [PY, "tests/load/test_load.py",
                               "thousand_concurrent_bad_http_requests"], asan_env),
