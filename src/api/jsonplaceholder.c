@@ -414,11 +414,13 @@ static void attempt_failed(jp_client *c, jp_req *r, int status, char *error, int
     atomic_fetch_add(&c->n_failures, 1);
     int background = r->kind != REQ_USER;
     int again = background || (retryable && r->attempt < c->max_attempts);
-    if (r->not_found)
-        log_info("api", "GET %s: %s", r->url, error);
-    else
-        log_warn("api", "GET %s failed (attempt %d%s): %s", r->url, r->attempt,
-                 again ? ", will retry" : ", giving up", error);
+    /* The one log line of a failed call (the service only counts it and
+     * writes its api_errors row). A 404 of a draw is expected: info. */
+    char http_status[24] = "";
+    if (status != 0)
+        snprintf(http_status, sizeof http_status, " (HTTP %d)", status);
+    log_msg(r->not_found ? LOGL_INFO : LOGL_WARN, "api", "GET %s failed: %s%s (attempt %d, %s)",
+            r->url, error, http_status, r->attempt, again ? "will retry" : "giving up");
     if (c->on_error != NULL)
         c->on_error(c->error_arg, "GET", r->url, status, error);
 

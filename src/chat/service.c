@@ -895,11 +895,8 @@ void chat_service_api_error(void *arg, const char *method, const char *url, int 
                             const char *error)
 {
     chat_service *svc = arg;
+    /* api/ has logged the failure; here it is counted and recorded. */
     atomic_fetch_add(&svc->api_errors, 1);
-    char http_status[24] = "";
-    if (status)
-        snprintf(http_status, sizeof http_status, " (HTTP %d)", status);
-    log_warn("api", "%s %s failed: %s%s", method, url, error, http_status);
     store_api_error(svc->cfg.store, method, url, status, error, NULL);
 }
 

@@ -206,14 +206,18 @@ def check_api_errors_recorded(d, path_re, want_rows, want_status, error_re):
     total = len(api_error_rows(d))
     check(metric(d, "chatd_api_errors_total") == total,
           f"chatd_api_errors_total {metric(d, 'chatd_api_errors_total')} != {total} rows")
-    # One line per failed call (service.c chat_service_api_error):
-    # "api: GET URL failed: ERROR", plus " (HTTP N)" when a reply came.
+    # One line per failed call (api/jsonplaceholder.c attempt_failed):
+    # "api: GET URL failed: ERROR", plus " (HTTP N)" when a reply came, then
+    # " (attempt N, will retry|giving up)"; and no second line for it.
     lines = [ln for ln in log_text(d).splitlines() if " api: GET " in ln]
     for url, status, error in rows:
         want = f"api: GET {url} failed: {error}" + (f" (HTTP {status})" if status else "")
-        check(any(ln.endswith(want) for ln in lines),
-              f"chatd's log has no line ending {want!r}; lines for it: "
+        pattern = re.escape(want) + r" \(attempt \d+, (will retry|giving up)\)$"
+        check(any(re.search(pattern, ln) for ln in lines),
+              f"chatd's log has no line matching {pattern!r}; lines for it: "
               f"{[ln for ln in lines if url in ln][:3]}")
+    others = [ln for ln in lines if not re.search(r" \(attempt \d+, (will retry|giving up)\)$", ln)]
+    check(not others, f"'api: GET' lines other than the one per failed call: {others[:3]}")
     return rows
 
 
