@@ -562,6 +562,9 @@ def load_api_refuses_connections():
     fa = None
     try:
         wait_until(lambda: metric(d, "chatd_api_errors_total") >= 2, 10, "failed loads")
+        # The counter moves at the failure; its api_errors row follows through
+        # the batched writer thread.
+        wait_until(lambda: len(api_error_rows(d)) >= 2, 10, "api_errors rows of the loads")
         status, body = health(d)
         check(status == 503 and body.get("api") == "down", f"/api/health {status} {body}")
         rows = api_error_rows(d)
