@@ -38,20 +38,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import ROOT, Chatd, Client, Failure, Skip, check, http, run, test  # noqa: E402
+from harness import (ROOT, Chatd, Client, Failure, PrivatePostgres, Skip, check,  # noqa: E402
+                     free_port, http, run, test)
 
 PY = "/usr/bin/python3"
 JP_SCRIPT = os.path.join(ROOT, "scripts", "jsonplaceholder.sh")
-PG_SCRIPT = os.path.join(ROOT, "scripts", "pg.sh")
 FAULTAPI = os.path.join(ROOT, "tests", "fault", "faultapi.py")
 QUIET = ("--auto-post-max-ms", "600000")  # no auto post during a short test
 
@@ -60,12 +58,6 @@ QUIET = ("--auto-post-max-ms", "600000")  # no auto post during a short test
 # bodies), once on a 404; each attempt may take 5 s.
 FETCH_ATTEMPTS = 3
 TOTAL_TIMEOUT_S = 5
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(pred, timeout, what, interval=0.1):
@@ -703,19 +695,8 @@ def postgres_down_while_a_client_connects():
     postgres_restart_loses_nothing; here: /api/health and the log say so,
     chat goes on, and a client that connects during the outage gets its
     welcome only once its user row is written, when the server is back."""
-    pgbin = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
-    if not os.path.exists(os.path.join(pgbin, "pg_ctl")) or not shutil.which("psql"):
-        raise Skip("no PostgreSQL 15 binaries")
-    pgdir = tempfile.mkdtemp(prefix="chatd-pg-")
-    os.chmod(pgdir, 0o755)
-    port = free_port()
-
-    def pg(*args):
-        r = subprocess.run([PG_SCRIPT, *args], capture_output=True, text=True, timeout=60)
-        check(r.returncode == 0, f"pg.sh {args[0]} failed: {r.stderr}")
-        return r.stdout.strip()
-
-    url = pg("start", pgdir, str(port))
+    pg = PrivatePostgres()
+    url = pg.url
     d = None
     try:
         d = start_chatd("fault_pg_down", real_jp(), "--database-url", url, *QUIET)
@@ -727,7 +708,7 @@ def postgres_down_while_a_client_connects():
             delivered.add(other.wait_msg(lambda m: is_msg(m, text), 10, f"{text!r}")["id"])
 
         post(a, b, "before the outage")
-        pg("stop", pgdir)
+        pg.stop()
         post(a, b, "during the outage 1")
         body = wait_health(d, 503, 10)
         check(body.get("database") == "down" and body.get("api") == "ok", f"health {body}")
@@ -739,7 +720,7 @@ def postgres_down_while_a_client_connects():
         time.sleep(1.0)
         check(not any(m.get("type") == "welcome" for m in c.msgs()),
               f"a welcome while the user row cannot be written: {c.msgs()}")
-        pg("start", pgdir, str(port))
+        pg.start()
         t0 = time.monotonic()
         wait_health(d, 200, 15)
         w = c.welcome(15)
@@ -767,8 +748,7 @@ def postgres_down_while_a_client_connects():
             if d.proc.poll() is None:
                 d.proc.kill()
             shutil.rmtree(d.data, ignore_errors=True)
-        subprocess.run([PG_SCRIPT, "stop", pgdir], capture_output=True, timeout=60)
-        shutil.rmtree(pgdir, ignore_errors=True)
+        pg.remove()
 
 
 # --------------------------------------------------------------------------

@@ -17,17 +17,16 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
-from harness import ROOT, Chatd, Client, Failure, Skip, check, http, run, test  # noqa: E402
+from harness import (ROOT, Chatd, Client, Failure, PrivatePostgres, Skip, check,  # noqa: E402
+                     free_port, http, run, test)
 
 try:
     import aioice.ice
@@ -43,14 +42,7 @@ aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1
 logging.basicConfig(level=logging.CRITICAL)
 
 JP_SCRIPT = os.path.join(ROOT, "scripts", "jsonplaceholder.sh")
-PG_SCRIPT = os.path.join(ROOT, "scripts", "pg.sh")
 QUIET = ("--auto-post-max-ms", "600000")   # no auto post during a short test
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------
@@ -674,19 +666,8 @@ def sigterm_loses_nothing():
 
 @test(timeout=150)
 def postgres_restart_loses_nothing():
-    pgbin = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
-    if not os.path.exists(os.path.join(pgbin, "pg_ctl")) or not shutil.which("psql"):
-        raise Skip("no PostgreSQL 15 binaries")
-    pgdir = tempfile.mkdtemp(prefix="chatd-pg-")
-    os.chmod(pgdir, 0o755)
-    port = free_port()
-
-    def pg(*args):
-        r = subprocess.run([PG_SCRIPT, *args], capture_output=True, text=True, timeout=60)
-        check(r.returncode == 0, f"pg.sh {args[0]} failed: {r.stderr}")
-        return r.stdout.strip()
-
-    url = pg("start", pgdir, str(port))
+    pg = PrivatePostgres()
+    url = pg.url
     d = None
     try:
         d = start_chatd("chat_pg_restart", "--database-url", url, "--auto-post-max-ms", "500")
@@ -696,7 +677,7 @@ def postgres_restart_loses_nothing():
             ps = await distinct_users(peers, d.url, 3)
             delivered, _, autos = await post_spread(ps, 9, 0.4, "before")
             check(len(delivered) >= 6, f"before the outage only {len(delivered)} delivered")
-            await asyncio.get_running_loop().run_in_executor(None, pg, "stop", pgdir)
+            await asyncio.get_running_loop().run_in_executor(None, pg.stop)
             await asyncio.sleep(2.0)
             for p in ps:  # refill the rate limit buckets
                 while not p.queue.empty():
@@ -714,7 +695,7 @@ def postgres_restart_loses_nothing():
             check(json.loads(b).get("database") == "down", f"health body {b!r}")
             dl2, _, a2 = await post_spread(ps, 9, 0.4, "during")
             check(len(dl2) >= 6, f"during the outage only {len(dl2)} delivered")
-            await asyncio.get_running_loop().run_in_executor(None, pg, "start", pgdir, str(port))
+            await asyncio.get_running_loop().run_in_executor(None, pg.start)
             up_deadline = time.monotonic() + 20
             while True:
                 status, _, b = await ahttp("GET", d.url + "api/health")
@@ -749,8 +730,7 @@ def postgres_restart_loses_nothing():
             if d.proc.poll() is None:
                 d.proc.kill()
             shutil.rmtree(d.data, ignore_errors=True)
-        subprocess.run([PG_SCRIPT, "stop", pgdir], capture_output=True, timeout=60)
-        shutil.rmtree(pgdir, ignore_errors=True)
+        pg.remove()
 
 
 @test(timeout=60)

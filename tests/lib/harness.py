@@ -172,6 +172,44 @@ class Chatd:
         return out
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of one test's own (scripts/pg.sh), for tests that
+    stop and start it mid-run. Raises Skip without PostgreSQL 15."""
+
+    SCRIPT = os.path.join(ROOT, "scripts", "pg.sh")
+
+    def __init__(self):
+        pgbin = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+        if not os.path.exists(os.path.join(pgbin, "pg_ctl")) or not shutil.which("psql"):
+            raise Skip("no PostgreSQL 15 binaries")
+        self.dir = tempfile.mkdtemp(prefix="chatd-pg-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.url = self._pg("start", self.dir, str(self.port))
+
+    def _pg(self, *args):
+        r = subprocess.run([self.SCRIPT, *args], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"pg.sh {args[0]} failed: {r.stderr}")
+        return r.stdout.strip()
+
+    def stop(self):
+        self._pg("stop", self.dir)
+
+    def start(self):
+        self._pg("start", self.dir, str(self.port))
+
+    def remove(self):
+        subprocess.run([self.SCRIPT, "stop", self.dir], capture_output=True, timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def http(method, url, body=None, headers=None, timeout=10):
     """Returns (status, headers, body bytes); never raises on HTTP errors."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
