@@ -25,6 +25,7 @@
 #include "util/mem.h"
 
 #include <agent.h>
+#include <interfaces.h>
 #include <errno.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -820,6 +821,21 @@ static void ice_setup(void *arg)
      * allows 5 ms for a few candidates, and a peer here has one or two. */
     g_object_set(p->agent, "controlling-mode", p->offerer ? TRUE : FALSE, "upnp", FALSE,
                  "ice-tcp", FALSE, "ice-udp", TRUE, "stun-pacing-timer", ICE_PACING_MS, NULL);
+    if (p->ice_addresses == NULL || p->ice_addresses[0] == NULL) {
+        /* Every interface, loopback included: libnice's own default leaves
+         * loopback out, and then a client on the same machine that reaches
+         * chatd at 127.0.0.1 (chat-client with a loopback URL) shares no
+         * usable pair with it. A loopback candidate costs a remote client
+         * one failed check. */
+        GList *ips = nice_interfaces_get_local_ips(TRUE);
+        for (GList *i = ips; i; i = i->next) {
+            NiceAddress addr;
+            nice_address_init(&addr);
+            if (nice_address_set_from_string(&addr, i->data))
+                nice_agent_add_local_address(p->agent, &addr);
+        }
+        g_list_free_full(ips, g_free);
+    }
     for (char **a = p->ice_addresses; a && *a; a++) {
         NiceAddress addr;
         nice_address_init(&addr);
