@@ -1,6 +1,9 @@
 /*
  * service — the chat product on top of the transport: sessions, the user
- * draw, identity tokens, rooms, auto and manual posts, the log.
+ * draw, identity tokens, rooms, auto and manual posts, the log. This
+ * header is what chatd's main sees; the work is in session.c (a session's
+ * life), room.c (rooms, history, fan-out) and routes.c (HTTP), which share
+ * service_int.h.
  *
  * A session is one peer connection. Its life:
  *   POST /api/rtc (optional bearer token) -> channel open -> draw a user
@@ -14,6 +17,10 @@
  * session runs on its peer's event loop. Work finished on the API client's
  * thread or the store's writer thread is posted back to that loop. Rooms
  * fan out through the bus (bus.h), serializing each message once.
+ *
+ * Ownership: everything in chat_config is borrowed; the service owns its
+ * sessions, rooms and bus, and frees them in chat_service_free (after
+ * chat_service_close_all and the event loops have stopped).
  */
 #ifndef CHATD_SERVICE_H
 #define CHATD_SERVICE_H
@@ -56,11 +63,6 @@ void chat_service_set_api(chat_service *svc, jp_client *api);
 /* jp_options.on_error: writes each failed JSONPlaceholder call to api_errors. */
 void chat_service_api_error(void *svc, const char *method, const char *url, int status,
                             const char *error);
-
-/* Room names: 1-63 of letters, digits, '-', '_', '.'. */
-int chat_room_name_valid(const char *room);
-/* DELETE /api/rtc/ID for any application: closes that peer (204) or 404. */
-void chat_http_delete(void *app, const char *id, http_reply *reply);
 
 extern const http_app chat_http_app;
 

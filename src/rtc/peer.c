@@ -68,7 +68,6 @@ struct rtc_peer {
     sdp_description *remote;
     size_t max_recv;
     size_t max_send;
-    char remote_addr[64];
 
     /* loop thread only */
     peer_state state;
@@ -102,7 +101,6 @@ struct rtc_peer {
 };
 
 static dtls_identity *identity;
-static char identity_fp[32 * 3];
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static GHashTable *registry; /* id -> peer (no reference: removed at teardown) */
 static atomic_long live_peers;
@@ -114,8 +112,6 @@ int rtc_init(char *err, size_t errlen)
     identity = dtls_identity_new(err, errlen);
     if (identity == NULL)
         return -1;
-    sdp_format_fingerprint(dtls_identity_fingerprint(identity), 32, identity_fp,
-                           sizeof identity_fp);
     pthread_mutex_lock(&registry_lock);
     registry = g_hash_table_new(g_str_hash, g_str_equal);
     pthread_mutex_unlock(&registry_lock);
@@ -135,11 +131,13 @@ void rtc_shutdown(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
-const char *rtc_fingerprint(void) { return identity_fp; }
-
 void rtc_free(void *p) { mem_free(p); }
 
-long rtc_peer_live_count(void) { return atomic_load(&live_peers); }
+rtc_stats rtc_get_stats(void)
+{
+    return (rtc_stats){.peer_objects = atomic_load(&live_peers),
+                       .sctp_associations = rtc_sctp_live_count()};
+}
 
 /* ---------- references ---------- */
 
@@ -208,7 +206,6 @@ const char *rtc_peer_id(const rtc_peer *p) { return p->id; }
 rtc_loop *rtc_peer_loop(const rtc_peer *p) { return p->loop; }
 void *rtc_peer_user(const rtc_peer *p) { return p->user; }
 size_t rtc_peer_max_send(const rtc_peer *p) { return p->max_send; }
-const char *rtc_peer_remote_address(const rtc_peer *p) { return p->remote_addr; }
 
 int rtc_peer_is_open(rtc_peer *p)
 {
@@ -408,11 +405,6 @@ static int peer_send(rtc_peer *p, uint32_t ppid, const uint8_t *data, size_t len
 int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len)
 {
     return peer_send(p, DCEP_PPID_STRING, (const uint8_t *)text, len);
-}
-
-int rtc_peer_send_binary(rtc_peer *p, const uint8_t *data, size_t len)
-{
-    return peer_send(p, DCEP_PPID_BINARY, data, len);
 }
 
 /* ---------- graceful close ---------- */
@@ -756,20 +748,12 @@ static void ice_recv(NiceAgent *agent, guint stream_id, guint component_id, guin
 static void ice_state_changed(NiceAgent *agent, guint stream_id, guint component_id,
                               guint state, gpointer data)
 {
-    (void)stream_id, (void)component_id;
+    (void)agent, (void)stream_id, (void)component_id;
     rtc_peer *p = data;
     if (p->state == ST_CLOSED)
         return;
     if (state == NICE_COMPONENT_STATE_CONNECTED || state == NICE_COMPONENT_STATE_READY) {
         flush_early(p);
-        NiceCandidate *local = NULL, *remote = NULL;
-        if (p->remote_addr[0] == '\0' &&
-            nice_agent_get_selected_pair(agent, p->stream_id, 1, &local, &remote) && remote) {
-            char a[NICE_ADDRESS_STRING_LEN];
-            nice_address_to_string(&remote->addr, a);
-            snprintf(p->remote_addr, sizeof p->remote_addr, "%s:%u", a,
-                     nice_address_get_port(&remote->addr));
-        }
         if (p->dtls_client && !p->dtls_started && p->dtls) {
             p->dtls_started = 1;
             dtls_conn_start(p->dtls);
@@ -1020,7 +1004,7 @@ static void adopt_remote_limits(rtc_peer *p)
         p->max_send = DEFAULT_MAX_MESSAGE * 4;
 }
 
-int rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
+rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
                     char **answer, char *err, size_t errlen)
 {
     *out = NULL;
@@ -1028,17 +1012,17 @@ int rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, r
     sdp_description *local = mem_calloc(1, sizeof *local);
     if (local == NULL) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return RTC_ANSWER_FAILED;
     }
     rtc_peer *p = peer_new(cfg, 0, err, errlen);
     if (p == NULL) {
         mem_free(local);
-        return -1;
+        return RTC_ANSWER_FAILED;
     }
     if (sdp_parse(offer, len, p->remote, err, errlen) < 0) {
         rtc_loop_run_sync(p->loop, abort_setup, p);
         mem_free(local);
-        return -2; /* the offer's fault */
+        return RTC_ANSWER_BAD_OFFER;
     }
     adopt_remote_limits(p);
     /* Our role follows the offer's a=setup (RFC 8842 §5.2). */
@@ -1069,11 +1053,11 @@ int rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, r
     if (sdp == NULL) {
         snprintf(err, errlen, "%s", job.err[0] ? job.err : "cannot write the answer");
         rtc_loop_run_sync(p->loop, abort_setup, p);
-        return -1;
+        return RTC_ANSWER_FAILED;
     }
     *out = rtc_peer_ref(p);
     *answer = sdp;
-    return 0;
+    return RTC_ANSWER_OK;
 }
 
 int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, char *err,

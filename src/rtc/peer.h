@@ -7,7 +7,8 @@
  *   rtc_peer_offer()            clients: make an offer ...
  *   rtc_peer_set_answer()       ... and apply the answer
  *   on_open / on_message / on_close callbacks
- *   rtc_peer_send_text() / rtc_peer_send_binary() / rtc_peer_close()
+ *   rtc_peer_send_text() / rtc_peer_close()
+ *   rtc_get_stats()             live objects, for /metrics and leak checks
  *
  * Underneath: ICE (libnice), DTLS 1.2 (OpenSSL 3, fingerprint checked
  * against the SDP), SCTP (usrsctp over AF_CONN) and DCEP (RFC 8832), for a
@@ -48,7 +49,7 @@ typedef struct {
 
 typedef struct {
     rtc_loops *loops;                 /* the peer runs on the least loaded one */
-    const char *const *ice_addresses; /* NULL-terminated; NULL = every interface */
+    const char *const *ice_addresses; /* NULL-terminated; NULL = every interface, loopback too */
     size_t max_message_size;          /* largest message accepted; 0 = 65536 */
     rtc_setup setup;                  /* DTLS role preference */
     int setup_timeout_ms;             /* close if not open by then; 0 = 30000 */
@@ -64,14 +65,16 @@ typedef struct {
 /* Once per process: DTLS certificate and the SCTP stack. */
 int rtc_init(char *err, size_t errlen);
 void rtc_shutdown(void);
-/* Base64-free "AB:CD:..." SHA-256 fingerprint of this process's certificate. */
-const char *rtc_fingerprint(void);
+typedef enum {
+    RTC_ANSWER_OK = 0,
+    RTC_ANSWER_FAILED = -1,    /* our side: no memory, no loop, ICE setup; err says why */
+    RTC_ANSWER_BAD_OFFER = -2, /* the offer itself is bad (HTTP 400 BAD_SDP); err says why */
+} rtc_answer_status;
 
-/* Answers an offer. On success returns 0, *out is the new peer with one
+/* Answers an offer. On RTC_ANSWER_OK, *out is the new peer with one
  * reference for the caller (rtc_peer_unref) and *answer a NUL-terminated SDP
- * to free with rtc_free(). Returns -2 when the offer itself is bad (the
- * HTTP layer's 400 BAD_SDP) and -1 on any other failure; err says why. */
-int rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
+ * to free with rtc_free(). */
+rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
                     char **answer, char *err, size_t errlen);
 /* Makes an offer (the offerer opens the channel once connected). */
 int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, char *err,
@@ -83,7 +86,6 @@ void rtc_free(void *p);
  * limit, ENOTCONN when the channel is not open, ENOBUFS when the peer is so
  * far behind that its queue is full. */
 int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len);
-int rtc_peer_send_binary(rtc_peer *p, const uint8_t *data, size_t len);
 
 /* Closes now (abort). on_close follows on the peer's loop. */
 void rtc_peer_close(rtc_peer *p, const char *reason);
@@ -98,8 +100,6 @@ size_t rtc_peer_max_send(const rtc_peer *p);
 /* Bytes waiting in chatd's own queue for this peer. */
 size_t rtc_peer_queued_bytes(rtc_peer *p);
 void *rtc_peer_user(const rtc_peer *p);
-/* Remote address of the selected ICE pair, "" until connected. */
-const char *rtc_peer_remote_address(const rtc_peer *p);
 
 /* The loop the peer runs on (for timers and posting work to it). */
 rtc_loop *rtc_peer_loop(const rtc_peer *p);
@@ -111,7 +111,11 @@ void rtc_peer_unref(rtc_peer *p);
 rtc_peer *rtc_peer_find(const char *id);
 /* Closes every live peer (server shutdown). */
 void rtc_peer_close_all(const char *reason);
-/* Peers created and not yet freed (leak checks). */
-long rtc_peer_live_count(void);
+typedef struct {
+    long peer_objects;      /* peers created and not yet freed */
+    long sctp_associations; /* SCTP associations alive */
+} rtc_stats;
+/* Live transport objects: the /metrics gauges and the leak checks. */
+rtc_stats rtc_get_stats(void);
 
 #endif

@@ -1,0 +1,211 @@
+/*
+ * routes — the chat service's HTTP side: the offer that starts a session
+ * (a bearer token resumes its user), health, JWKS, a room's logged
+ * messages and the Prometheus text of /metrics. The routing itself, body
+ * limits and the error format are http/server's.
+ *
+ * Threading: every handler runs on an HTTP thread; none holds a lock across
+ * I/O (the store is read through its own connection for reads).
+ */
+#include "auth/token.h"
+#include "chat/service_int.h"
+#include "chat/session.h"
+#include "util/json_text.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* A bearer token's user id, or 0 after replying 401. */
+static long resume_user(chat_service *svc, const http_request *req, http_reply *reply)
+{
+    char err[256];
+    auth_claims claims;
+    if (auth_token_verify(svc->cfg.keys, req->bearer, svc->cfg.public_url, time(NULL), &claims,
+                          err, sizeof err) < 0) {
+        log_info("chat", "offer from %s with a bad token: %s", req->remote, err);
+        http_reply_error(reply, 401, "INVALID_TOKEN", err);
+        return 0;
+    }
+    char *end;
+    long user = strtol(claims.sub, &end, 10);
+    int bad = *end != '\0' || user <= 0 || user > INT32_MAX;
+    auth_claims_clear(&claims);
+    if (bad) {
+        http_reply_error(reply, 401, "INVALID_TOKEN", "the token's subject is not a user id");
+        return 0;
+    }
+    return user;
+}
+
+static void http_offer(void *app, const http_request *req, http_reply *reply)
+{
+    chat_service *svc = app;
+    const char *room = offer_room(req, reply);
+    if (room == NULL)
+        return;
+    long resume = 0;
+    if (req->bearer) {
+        resume = resume_user(svc, req, reply);
+        if (resume == 0)
+            return;
+    } else if (!jp_ready(svc->cfg.api)) {
+        http_reply_error(reply, 503, "UNAVAILABLE",
+                         "the user directory (JSONPlaceholder) is not reachable yet; try again "
+                         "shortly");
+        return;
+    }
+    if (!offer_slots_take(svc->slots, reply))
+        return;
+    /* The room's history is loaded here, off the event loops. */
+    chat_session *s = chat_rooms_open(svc->rooms, room) == 0
+                          ? chat_session_new(svc, room, req->remote, resume)
+                          : NULL;
+    if (s == NULL) {
+        offer_slots_release(svc->slots);
+        http_reply_error(reply, 503, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    rtc_peer_config pc = {.loops = svc->cfg.loops,
+                          .ice_addresses = (const char *const *)svc->cfg.ice_addresses,
+                          .cb = &chat_session_callbacks,
+                          .user = s};
+    rtc_peer *p = offer_answer(svc->slots, &pc, req, reply, "chat");
+    if (p == NULL) {
+        chat_session_discard(s);
+        return;
+    }
+    /* The id is copied before the peer can open: on_open reads it. */
+    chat_session_set_id(s, rtc_peer_id(p));
+    log_info("chat", "session %s created for %s in %s%s", rtc_peer_id(p), req->remote, room,
+             resume ? " (resuming a token)" : "");
+    rtc_peer_unref(p);
+}
+
+static void http_health(void *app, http_reply *reply)
+{
+    chat_service *svc = app;
+    store_stats st;
+    store_get_stats(svc->cfg.store, &st);
+    int api = jp_up(svc->cfg.api);
+    char buf[128];
+    snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"database\":\"%s\",\"api\":\"%s\"}",
+             st.db_up && api ? "ok" : "degraded", st.db_up ? "ok" : "down", api ? "ok" : "down");
+    http_reply_json(reply, st.db_up && api ? 200 : 503, mem_strdup(buf));
+}
+
+static void http_jwks(void *app, http_reply *reply)
+{
+    chat_service *svc = app;
+    char *jwks = auth_keys_jwks_json(svc->cfg.keys);
+    if (jwks == NULL) {
+        http_reply_error(reply, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    http_reply_json(reply, 200, jwks);
+}
+
+static void http_room_messages(void *app, const char *room_name, const http_request *req,
+                               http_reply *reply)
+{
+    chat_service *svc = app;
+    if (!offer_room_name_valid(room_name)) {
+        http_reply_error(reply, 400, "BAD_REQUEST", "bad room name");
+        return;
+    }
+    long limit = 50;
+    long long before = 0;
+    char *end;
+    if (req->limit) {
+        limit = strtol(req->limit, &end, 10);
+        if (*end || limit < 1 || limit > STORE_RECENT_MAX) {
+            http_reply_error(reply, 400, "BAD_REQUEST", "limit must be 1..1000");
+            return;
+        }
+    }
+    if (req->before) {
+        before = strtoll(req->before, &end, 10);
+        if (*end || before < 1) {
+            http_reply_error(reply, 400, "BAD_REQUEST", "before must be a message id");
+            return;
+        }
+    }
+    store_message *msgs = NULL;
+    size_t n = 0;
+    char err[256];
+    if (store_recent_messages(svc->cfg.store, room_name, (int)limit, before, &msgs, &n, err,
+                              sizeof err) < 0) {
+        http_reply_error(reply, 503, "UNAVAILABLE", err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = chat_row_object(&msgs[i]);
+        if (o)
+            json_array_append_new(arr, o);
+    }
+    store_messages_free(msgs);
+    json_t *doc = json_pack("{s:o}", "messages", arr);
+    char *text = doc ? json_text_compact(doc) : NULL;
+    json_decref(doc);
+    if (text == NULL) {
+        http_reply_error(reply, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    http_reply_json(reply, 200, text);
+}
+
+static void http_metrics(void *app, http_reply *reply)
+{
+    chat_service *svc = app;
+    store_stats st;
+    store_get_stats(svc->cfg.store, &st);
+    jp_stats js;
+    jp_get_stats(svc->cfg.api, &js);
+    GString *m = g_string_new(NULL);
+#define GAUGE(name, help, fmt, v)                                                                  \
+    g_string_append_printf(m, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " " fmt "\n", v)
+#define COUNTER(name, help, v)                                                                     \
+    g_string_append_printf(m, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %lu\n",  \
+                           (unsigned long)(v))
+    offer_metrics_gauges(m, offer_slots_used(svc->slots));
+    g_string_append_printf(m, "# HELP chatd_messages_total Messages delivered.\n"
+                              "# TYPE chatd_messages_total counter\n"
+                              "chatd_messages_total{source=\"auto\"} %lu\n"
+                              "chatd_messages_total{source=\"manual\"} %lu\n",
+                           atomic_load(&svc->messages_auto), atomic_load(&svc->messages_manual));
+    COUNTER("chatd_posts_refused_total", "Manual posts refused (token, rate).",
+            atomic_load(&svc->posts_refused));
+    COUNTER("chatd_draws_total", "User draws.", atomic_load(&svc->draws));
+    COUNTER("chatd_draws_failed_total", "User fetches that failed.",
+            atomic_load(&svc->draws_failed));
+    COUNTER("chatd_api_errors_total", "Failed JSONPlaceholder calls.", atomic_load(&svc->api_errors));
+    COUNTER("chatd_api_requests_total", "JSONPlaceholder calls.", js.requests);
+    GAUGE("chatd_api_up", "JSONPlaceholder reachable.", "%d", jp_up(svc->cfg.api));
+    GAUGE("chatd_db_up", "Database reachable.", "%d", st.db_up);
+    GAUGE("chatd_db_queue_depth", "Log rows waiting for the writer.", "%zu", st.queue_depth);
+    COUNTER("chatd_db_rows_written_total", "Log rows committed.", st.rows_written);
+    GAUGE("chatd_db_write_latency_seconds", "Latency of the last committed batch.", "%.6f",
+          st.last_batch_us / 1e6);
+    GAUGE("chatd_db_write_latency_avg_seconds", "Mean batch latency.", "%.6f",
+          st.avg_batch_us / 1e6);
+#undef GAUGE
+#undef COUNTER
+    reply->status = 200;
+    reply->content_type = "text/plain; version=0.0.4";
+    reply->body = mem_strdup(m->str);
+    reply->body_len = reply->body ? m->len : 0;
+    g_string_free(m, TRUE);
+}
+
+const http_app chat_http_app = {
+    .rtc_offer = http_offer,
+    .rtc_delete = offer_http_delete,
+    .health = http_health,
+    .jwks = http_jwks,
+    .room_messages = http_room_messages,
+    .metrics = http_metrics,
+};

@@ -1,0 +1,535 @@
+/*
+ * session — see session.h.
+ */
+#include "chat/session.h"
+
+#include "auth/token.h"
+#include "chat/draw.h"
+#include "chat/protocol.h"
+#include "chat/service_int.h"
+#include "util/json_text.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#include <glib.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef enum { S_CONNECTING, S_IDENTIFYING, S_JOINED, S_CLOSED } session_state;
+
+struct chat_session {
+    atomic_int refs;
+    chat_service *svc;
+    rtc_peer *peer; /* set in on_open (loop thread), reference held */
+    char id[40];
+    char room[64];
+    char remote[96];
+    char started[32];
+    session_state state;
+    long resume_user; /* from a bearer token; 0 = draw */
+    draw_state draw;
+    int drawn_index; /* 1-based id asked for in the current attempt */
+    json_t *user;    /* the whole JSONPlaceholder user */
+    json_t *summary; /* USER; also this session's member entry in its room */
+    long user_id;
+    GSource *timer; /* draw retry or auto post */
+    chat_sub *sub;
+    int session_logged;
+};
+
+typedef chat_session session;
+
+/* ---------- references, timers, sending ---------- */
+
+static session *session_ref(session *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+static void session_unref(session *s)
+{
+    if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    json_decref(s->user);
+    json_decref(s->summary);
+    if (s->peer)
+        rtc_peer_unref(s->peer);
+    mem_free(s);
+}
+
+chat_session *chat_session_new(chat_service *svc, const char *room, const char *remote,
+                               long resume_user)
+{
+    session *s = mem_calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    atomic_init(&s->refs, 1); /* the peer callbacks' reference, dropped in on_close */
+    s->svc = svc;
+    s->resume_user = resume_user;
+    s->draw = (draw_state){.max_attempts = svc->cfg.draw_attempts,
+                           .base_ms = svc->cfg.draw_backoff_ms};
+    snprintf(s->room, sizeof s->room, "%s", room);
+    snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "");
+    return s;
+}
+
+void chat_session_discard(chat_session *s) { session_unref(s); }
+
+void chat_session_set_id(chat_session *s, const char *id) { snprintf(s->id, sizeof s->id, "%s", id); }
+
+static void drop_timer(session *s)
+{
+    if (s->timer) {
+        g_source_destroy(s->timer);
+        g_source_unref(s->timer);
+        s->timer = NULL;
+    }
+}
+
+static void arm_timer(session *s, long ms, GSourceFunc fn)
+{
+    drop_timer(s);
+    s->timer = g_timeout_source_new((guint)(ms < 0 ? 0 : ms));
+    g_source_set_callback(s->timer, fn, session_ref(s), (GDestroyNotify)session_unref);
+    g_source_attach(s->timer, rtc_loop_context(rtc_peer_loop(s->peer)));
+}
+
+/* A timer callback's first step: the timer fired, forget it. */
+static void timer_fired(session *s)
+{
+    if (s->timer) {
+        g_source_unref(s->timer);
+        s->timer = NULL;
+    }
+}
+
+/* Sends a mem_alloc'd JSON text and frees it. */
+static void send_owned(session *s, char *json)
+{
+    if (json == NULL)
+        return;
+    if (s->peer && s->state != S_CLOSED)
+        offer_send(s->peer, json, strlen(json));
+    mem_free(json);
+}
+
+static void send_error(session *s, const char *code, const char *message, long retry_in_ms,
+                       int fatal, const char *ref)
+{
+    send_owned(s, proto_build_error(code, message, retry_in_ms, fatal, ref));
+}
+
+/* Posts fn(s) to the session's loop with a reference. */
+typedef struct {
+    session *s;
+    void (*fn)(session *, void *);
+    void *data;
+} posted;
+
+static void run_posted(void *arg)
+{
+    posted *p = arg;
+    if (p->s->state != S_CLOSED)
+        p->fn(p->s, p->data);
+    else if (p->data)
+        json_decref(p->data); /* every posted payload here is a json_t or NULL */
+    session_unref(p->s);
+    mem_free(p);
+}
+
+static void post_to_loop(session *s, void (*fn)(session *, void *), void *data)
+{
+    posted *p = mem_alloc(sizeof *p);
+    if (p == NULL) { /* out of memory: the session cannot continue */
+        if (data)
+            json_decref(data);
+        if (s->peer)
+            rtc_peer_close(s->peer, "out of memory");
+        session_unref(s);
+        return;
+    }
+    p->s = s; /* the caller's reference moves to p */
+    p->fn = fn;
+    p->data = data;
+    rtc_loop_post(rtc_peer_loop(s->peer), run_posted, p);
+}
+
+/* ---------- identity: the draw ---------- */
+
+static void start_identify(session *s);
+static void joined(session *s, void *unused);
+
+static gboolean retry_draw_cb(gpointer data)
+{
+    session *s = data;
+    timer_fired(s);
+    if (s->state == S_IDENTIFYING)
+        start_identify(s);
+    return G_SOURCE_REMOVE;
+}
+
+static void user_stored(void *arg, int ok)
+{
+    session *s = arg; /* writer thread */
+    if (!ok) {
+        log_error("chat", "session %s: user row not written; ending the session", s->id);
+        if (s->peer)
+            rtc_peer_close(s->peer, "database refused the user");
+        session_unref(s);
+        return;
+    }
+    post_to_loop(s, joined, NULL);
+}
+
+/* A failed fetch: tell the client, then retry after the backoff or give up. */
+static void draw_failed(session *s)
+{
+    long retry = 0;
+    atomic_fetch_add(&s->svc->draws_failed, 1);
+    char msg[256];
+    int fatal = draw_next(&s->draw, 1, &retry) == DRAW_FATAL;
+    if (s->resume_user)
+        snprintf(msg, sizeof msg, "could not fetch your user (%ld) from the directory",
+                 s->resume_user);
+    else
+        snprintf(msg, sizeof msg,
+                 "could not fetch a random user (draw %d of %d asked for user %d, which the "
+                 "directory does not have)",
+                 s->draw.attempt, s->draw.max_attempts, s->drawn_index);
+    if (fatal) {
+        log_warn("chat", "session %s: %s; giving up after %d attempts", s->id, msg,
+                 s->draw.attempt);
+        send_error(s, "USER_FETCH_FAILED", msg, -1, 1, NULL);
+        /* The channel closes once the error is delivered; on_close ends the
+         * session. No timer is armed, so no further draw happens. */
+        rtc_peer_close_gracefully(s->peer);
+        return;
+    }
+    log_info("chat", "session %s: %s; retrying in %ld ms", s->id, msg, retry);
+    send_error(s, "USER_FETCH_FAILED", msg, retry, 0, NULL);
+    arm_timer(s, retry, retry_draw_cb);
+}
+
+/* Loop thread: a user arrived (or did not). `data` is the user or NULL. */
+static void identify_done(session *s, void *data)
+{
+    json_t *user = data;
+    chat_service *svc = s->svc;
+    if (s->state != S_IDENTIFYING) {
+        json_decref(user);
+        return;
+    }
+    if (user == NULL) {
+        draw_failed(s);
+        return;
+    }
+    json_decref(s->user);
+    s->user = user;
+    s->user_id = (long)json_integer_value(json_object_get(user, "id"));
+    json_decref(s->summary);
+    s->summary = proto_user_summary(user);
+    if (s->summary == NULL) {
+        rtc_peer_close(s->peer, "out of memory");
+        return;
+    }
+    g_mutex_lock(&svc->users_lock);
+    json_t *cached = g_hash_table_lookup(svc->users, GINT_TO_POINTER(s->user_id));
+    if (cached == NULL || !json_equal(cached, user))
+        g_hash_table_insert(svc->users, GINT_TO_POINTER(s->user_id), json_incref(user));
+    g_mutex_unlock(&svc->users_lock);
+
+    char *profile = json_text_compact(user);
+    store_user row = {.id = s->user_id,
+                      .name = json_string_value(json_object_get(user, "name")),
+                      .username = json_string_value(json_object_get(user, "username")),
+                      .email = json_string_value(json_object_get(user, "email")),
+                      .profile = profile};
+    /* The welcome waits for the row: a message is delivered only after its
+     * user row exists. */
+    if (profile == NULL || store_put_user(svc->cfg.store, &row, user_stored, session_ref(s)) < 0) {
+        session_unref(s);
+        send_error(s, "UNAVAILABLE", "the server cannot record users right now", -1, 1, NULL);
+        rtc_peer_close_gracefully(s->peer);
+    }
+    mem_free(profile);
+}
+
+/* Directory thread: a fetch finished. */
+static void user_fetched(void *arg, const jp_result *r)
+{
+    session *s = arg;
+    if (r->cancelled) {
+        session_unref(s);
+        return;
+    }
+    post_to_loop(s, identify_done, r->ok ? json_incref(r->user) : NULL);
+}
+
+static void start_identify(session *s)
+{
+    chat_service *svc = s->svc;
+    char err[256];
+    int id;
+    if (s->resume_user) {
+        g_mutex_lock(&svc->users_lock);
+        json_t *cached = g_hash_table_lookup(svc->users, GINT_TO_POINTER(s->resume_user));
+        if (cached)
+            json_incref(cached);
+        g_mutex_unlock(&svc->users_lock);
+        if (cached) {
+            identify_done(s, cached);
+            return;
+        }
+        id = (int)s->resume_user;
+    } else {
+        int n = jp_user_count(svc->cfg.api);
+        if (n < 1) {
+            send_error(s, "UNAVAILABLE", "the user directory is not reachable; try again later",
+                       -1, 1, NULL);
+            rtc_peer_close_gracefully(s->peer);
+            return;
+        }
+        /* k uniform in 0..N: k = N asks for a user that does not exist. */
+        id = draw_pick(svc->cfg.rng, n) + 1;
+        atomic_fetch_add(&svc->draws, 1);
+    }
+    s->drawn_index = id;
+    if (jp_fetch_user(svc->cfg.api, id, user_fetched, session_ref(s), err, sizeof err) < 0) {
+        session_unref(s);
+        identify_done(s, NULL);
+    }
+}
+
+/* ---------- messages ---------- */
+
+/* Logs, records in the room's history and fans out one message. */
+static void publish_message(session *s, int manual, const char *text, const char *title,
+                            long post_id, const char *ref)
+{
+    const char *source = manual ? "manual" : "auto";
+    chat_service *svc = s->svc;
+    char ts[32];
+    proto_now(ts, sizeof ts);
+    proto_message m = {.id = store_next_message_id(svc->cfg.store),
+                       .room = s->room,
+                       .source = source,
+                       .user_id = s->user_id,
+                       .user_name = json_string_value(json_object_get(s->summary, "name")),
+                       .user_username = json_string_value(json_object_get(s->summary, "username")),
+                       .text = text,
+                       .title = title,
+                       .post_id = post_id,
+                       .ts = ts};
+    store_message row = {.id = m.id,
+                         .room = m.room,
+                         .user_id = m.user_id,
+                         .source = source,
+                         .post_id = post_id,
+                         .title = title,
+                         .body = text,
+                         .created_at = ts,
+                         .user_name = m.user_name,
+                         .user_username = m.user_username};
+    if (store_put_message(svc->cfg.store, &row) < 0) {
+        log_error("chat", "session %s: message not queued for the log; not delivered", s->id);
+        send_error(s, "UNAVAILABLE", "the message could not be recorded", -1, 0, ref);
+        return;
+    }
+    json_t *obj = proto_message_object(&m, NULL);
+    if (obj == NULL)
+        return;
+    /* Counted before it is delivered, so /metrics never lags a receiver. */
+    atomic_ulong *counter = manual ? &svc->messages_manual : &svc->messages_auto;
+    atomic_fetch_add(counter, 1);
+    /* The sender alone gets its ref back; everyone else shares one frame. */
+    if (chat_room_publish(svc->rooms, s->room, obj, ref ? s->peer : NULL) < 0)
+        atomic_fetch_sub(counter, 1);
+    else if (ref)
+        send_owned(s, proto_build_message(&m, ref));
+    json_decref(obj);
+}
+
+static gboolean auto_post_cb(gpointer data)
+{
+    session *s = data;
+    chat_service *svc = s->svc;
+    timer_fired(s);
+    if (s->state != S_JOINED)
+        return G_SOURCE_REMOVE;
+    jp_post post;
+    if (jp_random_post(svc->cfg.api, rng_next(svc->cfg.rng), &post) == 0) {
+        publish_message(s, 0, post.body, post.title, post.id, NULL);
+        jp_post_clear(&post);
+    }
+    arm_timer(s, (long)rng_range(svc->cfg.rng, 0, svc->cfg.auto_post_max_ms), auto_post_cb);
+    return G_SOURCE_REMOVE;
+}
+
+/* Loop thread: the user row exists; welcome, history, presence. */
+static void joined(session *s, void *unused)
+{
+    (void)unused;
+    chat_service *svc = s->svc;
+    if (s->state != S_IDENTIFYING)
+        return;
+    char sub[32], err[256];
+    snprintf(sub, sizeof sub, "%ld", s->user_id);
+    auth_claims_in claims = {.iss = svc->cfg.public_url,
+                             .sub = sub,
+                             .name = json_string_value(json_object_get(s->user, "name")),
+                             .preferred_username =
+                                 json_string_value(json_object_get(s->user, "username")),
+                             .email = json_string_value(json_object_get(s->user, "email")),
+                             .ttl_seconds = svc->cfg.jwt_ttl,
+                             .now = time(NULL)};
+    char *token = NULL;
+    if (auth_token_issue(svc->cfg.keys, &claims, &token, err, sizeof err) < 0) {
+        log_error("chat", "session %s: cannot issue a token: %s", s->id, err);
+        send_error(s, "UNAVAILABLE", "the server cannot issue a token right now", -1, 1, NULL);
+        rtc_peer_close_gracefully(s->peer);
+        return;
+    }
+    json_t *online = NULL;
+    char *history = NULL;
+    s->sub = chat_room_join(svc->rooms, s->room, s->summary, offer_deliver, s->peer, &online,
+                            &history);
+    if (s->sub == NULL) {
+        mem_free(token);
+        rtc_peer_close(s->peer, "out of memory");
+        return;
+    }
+    s->state = S_JOINED;
+    char *welcome = proto_build_welcome(s->id, s->room, token, s->user, online);
+    json_decref(online);
+    mem_free(token);
+    send_owned(s, welcome);
+    send_owned(s, history);
+    chat_room_presence(svc->rooms, s->room, "join", s->summary, s->peer);
+    store_session_start(svc->cfg.store, s->id, s->user_id, s->remote, s->started);
+    s->session_logged = 1;
+    log_info("chat", "session %s: %s (user %ld) joined %s", s->id,
+             json_string_value(json_object_get(s->summary, "name")), s->user_id, s->room);
+    if (svc->cfg.auto_post_max_ms >= 0)
+        arm_timer(s, (long)rng_range(svc->cfg.rng, 0, svc->cfg.auto_post_max_ms), auto_post_cb);
+}
+
+/* A refused post: counted, told to the client with the request's ref. */
+static void refuse_post(session *s, const char *code, const char *message, long retry_in_ms,
+                        const char *ref)
+{
+    atomic_fetch_add(&s->svc->posts_refused, 1);
+    send_error(s, code, message, retry_in_ms, 0, ref);
+}
+
+static void handle_post(session *s, proto_request *req)
+{
+    chat_service *svc = s->svc;
+    char err[256];
+    if (s->state != S_JOINED) {
+        send_error(s, "BAD_REQUEST", "no user yet: wait for the welcome", -1, 0, req->ref);
+        return;
+    }
+    auth_claims claims;
+    if (auth_cache_verify(svc->tokens, svc->cfg.keys, req->token, svc->cfg.public_url, time(NULL),
+                          &claims, err, sizeof err) < 0) {
+        log_info("chat", "session %s: post refused: %s", s->id, err);
+        refuse_post(s, "INVALID_TOKEN", err, -1, req->ref);
+        return;
+    }
+    char sub[32];
+    snprintf(sub, sizeof sub, "%ld", s->user_id);
+    int same = strcmp(claims.sub, sub) == 0;
+    auth_claims_clear(&claims);
+    if (!same) {
+        log_info("chat", "session %s: post refused: token of another user", s->id);
+        refuse_post(s, "INVALID_TOKEN", "the token belongs to another user", -1, req->ref);
+        return;
+    }
+    long retry = 0;
+    if (!ratelimit_take(svc->posts, s->user_id, g_get_monotonic_time() / 1000, &retry)) {
+        refuse_post(s, "RATE_LIMITED", "too many posts; slow down", retry, req->ref);
+        return;
+    }
+    publish_message(s, 1, req->text, NULL, 0, req->ref);
+}
+
+/* ---------- peer callbacks ---------- */
+
+static void on_open(rtc_peer *p, void *user)
+{
+    session *s = user;
+    s->peer = rtc_peer_ref(p);
+    s->state = S_IDENTIFYING;
+    proto_now(s->started, sizeof s->started);
+    start_identify(s);
+}
+
+static void on_message(rtc_peer *p, const uint8_t *data, size_t len, int binary, void *user)
+{
+    (void)p;
+    session *s = user;
+    if (binary) {
+        send_error(s, "BAD_REQUEST", "messages are JSON text, not binary", -1, 0, NULL);
+        return;
+    }
+    proto_request req;
+    char *ref = NULL;
+    char err[256];
+    proto_status st = proto_parse_request((const char *)data, len, &req, &ref, err, sizeof err);
+    if (st == PROTO_OK) {
+        if (req.kind == PROTO_PING) {
+            char ts[32];
+            send_owned(s, proto_build_pong(req.ref, proto_now(ts, sizeof ts)));
+        } else {
+            handle_post(s, &req);
+        }
+        proto_request_clear(&req);
+    } else {
+        send_error(s, st == PROTO_TOO_LARGE ? "TOO_LARGE" : "BAD_REQUEST", err, -1, 0, ref);
+    }
+    mem_free(ref);
+}
+
+static void on_oversize(rtc_peer *p, size_t len, void *user)
+{
+    (void)p;
+    char msg[128];
+    snprintf(msg, sizeof msg, "a %zu-byte message is over the %d-byte limit", len,
+             PROTO_MAX_MESSAGE);
+    send_error(user, "TOO_LARGE", msg, -1, 0, NULL);
+}
+
+static void on_close(rtc_peer *p, const char *reason, void *user)
+{
+    (void)p;
+    session *s = user;
+    chat_service *svc = s->svc;
+    int was_joined = s->state == S_JOINED;
+    s->state = S_CLOSED;
+    drop_timer(s);
+    if (was_joined) {
+        chat_room_leave(svc->rooms, s->room, s->summary, s->sub);
+        s->sub = NULL;
+        chat_room_presence(svc->rooms, s->room, "leave", s->summary, s->peer);
+    }
+    char now[32];
+    proto_now(now, sizeof now);
+    if (!s->session_logged && s->started[0])
+        store_session_start(svc->cfg.store, s->id, 0, s->remote, s->started);
+    if (s->started[0])
+        store_session_end(svc->cfg.store, s->id, reason, now);
+    log_info("chat", "session %s ended: %s", s->id, reason);
+    offer_slots_release(svc->slots);
+    session_unref(s); /* the peer's reference */
+}
+
+const rtc_peer_callbacks chat_session_callbacks = {
+    .on_open = on_open,
+    .on_message = on_message,
+    .on_oversize = on_oversize,
+    .on_close = on_close,
+};
