@@ -1,0 +1,910 @@
+/*
+ * test_service — the chat service's rules without WebRTC or Node: the
+ * draw and its retries, the order of welcome, history and presence, the
+ * post rules (token, owner, rate limit, size, binary, ping), history kept
+ * and reloaded from the log, a slow reader, the HTTP routes' counters.
+ *
+ * The service is driven through a fake peer and a fake directory that
+ * replace src/rtc/peer.c and src/api/jsonplaceholder.c at link time: this
+ * file defines `struct rtc_peer`, `struct jp_client` and the functions of
+ * rtc/peer.h, rtc/loop.h and api/jsonplaceholder.h that chat/ calls, so
+ * the linker takes them from here and never pulls those objects out of
+ * libchatd.a (if it had to, the duplicate symbols would fail the link).
+ * Everything else is real: the store on a SQLite file, ES256 tokens, the
+ * bus, the protocol. The "event loop" is a GMainContext this test iterates.
+ */
+#include "api/jsonplaceholder.h"
+#include "auth/keys.h"
+#include "auth/token.h"
+#include "chat/service.h"
+#include "chat/service_int.h"
+#include "chat/session.h"
+#include "leakcheck.h"
+#include "rtc/loop.h"
+#include "rtc/peer.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/rng.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <glib.h>
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---------- the fake event loop ---------- */
+
+static GMainContext *g_ctx;
+
+GMainContext *rtc_loop_context(rtc_loop *l) { return (GMainContext *)l; }
+
+typedef struct {
+    void (*fn)(void *);
+    void *arg;
+} posted_call;
+
+static gboolean run_posted_call(gpointer data)
+{
+    posted_call *c = data;
+    c->fn(c->arg);
+    return G_SOURCE_REMOVE;
+}
+
+void rtc_loop_post(rtc_loop *l, void (*fn)(void *), void *arg)
+{
+    posted_call *c = g_new(posted_call, 1);
+    c->fn = fn;
+    c->arg = arg;
+    GSource *src = g_idle_source_new();
+    g_source_set_callback(src, run_posted_call, c, g_free);
+    g_source_attach(src, (GMainContext *)l);
+    g_source_unref(src);
+}
+
+/* Runs the loop until cond(arg) holds or ms pass; returns cond's value. */
+static int pump_until(int (*cond)(void *), void *arg, int ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)ms * 1000;
+    while (!cond(arg)) {
+        if (g_get_monotonic_time() > deadline)
+            return 0;
+        if (!g_main_context_iteration(g_ctx, FALSE))
+            g_usleep(1000);
+    }
+    return 1;
+}
+
+static int never(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* Runs the loop for ms, whatever happens. */
+static void pump_for(int ms) { pump_until(never, NULL, ms); }
+
+/* ---------- the fake peer ---------- */
+
+struct rtc_peer {
+    atomic_int refs;
+    char id[40];
+    const rtc_peer_callbacks *cb;
+    void *user;
+    GMutex lock;
+    GPtrArray *sent; /* char*: every text the service sent, in order */
+    int close_requested;
+    int graceful;
+    int ended; /* on_close has run */
+    char reason[128];
+    int queue_full; /* sends fail with ENOBUFS */
+};
+
+static int g_peer_seq;
+
+static rtc_peer *peer_new(void)
+{
+    rtc_peer *p = g_new0(rtc_peer, 1);
+    atomic_init(&p->refs, 1);
+    snprintf(p->id, sizeof p->id, "peer%02d", ++g_peer_seq);
+    g_mutex_init(&p->lock);
+    p->sent = g_ptr_array_new_with_free_func(g_free);
+    p->cb = &chat_session_callbacks;
+    return p;
+}
+
+rtc_peer *rtc_peer_ref(rtc_peer *p)
+{
+    atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+void rtc_peer_unref(rtc_peer *p)
+{
+    if (p == NULL || atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    g_ptr_array_unref(p->sent);
+    g_mutex_clear(&p->lock);
+    g_free(p);
+}
+
+const char *rtc_peer_id(const rtc_peer *p) { return p->id; }
+rtc_loop *rtc_peer_loop(const rtc_peer *p)
+{
+    (void)p;
+    return (rtc_loop *)g_ctx;
+}
+
+int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len)
+{
+    g_mutex_lock(&p->lock);
+    int r = 0;
+    if (p->close_requested) {
+        errno = ENOTCONN;
+        r = -1;
+    } else if (p->queue_full) {
+        errno = ENOBUFS;
+        r = -1;
+    } else {
+        g_ptr_array_add(p->sent, g_strndup(text, len));
+    }
+    g_mutex_unlock(&p->lock);
+    return r;
+}
+
+static void deliver_close(void *arg)
+{
+    rtc_peer *p = arg;
+    p->cb->on_close(p, p->reason, p->user);
+    p->ended = 1;
+    rtc_peer_unref(p);
+}
+
+/* As the real peer: on_close follows once, on the peer's loop. */
+static void request_close(rtc_peer *p, const char *reason, int graceful)
+{
+    g_mutex_lock(&p->lock);
+    int first = !p->close_requested;
+    if (first) {
+        p->close_requested = 1;
+        p->graceful = graceful;
+        snprintf(p->reason, sizeof p->reason, "%s", reason);
+    }
+    g_mutex_unlock(&p->lock);
+    if (first)
+        rtc_loop_post((rtc_loop *)g_ctx, deliver_close, rtc_peer_ref(p));
+}
+
+void rtc_peer_close(rtc_peer *p, const char *reason) { request_close(p, reason, 0); }
+void rtc_peer_close_gracefully(rtc_peer *p) { request_close(p, "closed", 1); }
+
+/* The offer path is not under test here (the integration suites answer
+ * real offers); these keep app/offer.o linkable. */
+rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len,
+                                  rtc_peer **out, char **answer, char *err, size_t errlen)
+{
+    (void)cfg, (void)offer, (void)len;
+    *out = NULL;
+    *answer = NULL;
+    snprintf(err, errlen, "no transport in this test");
+    return RTC_ANSWER_FAILED;
+}
+rtc_peer *rtc_peer_find(const char *id)
+{
+    (void)id;
+    return NULL;
+}
+void rtc_peer_close_all(const char *reason) { (void)reason; }
+rtc_stats rtc_get_stats(void) { return (rtc_stats){0}; }
+
+/* ---------- the fake directory ---------- */
+
+#define N_USERS 3
+
+typedef struct {
+    int id;
+    jp_user_cb cb;
+    void *arg;
+} pending_fetch;
+
+struct jp_client {
+    int user_count;     /* what /users listed */
+    int fail_next;      /* the next N fetches fail whatever the id */
+    int fetches;        /* fetches started */
+    GPtrArray *pending; /* pending_fetch*, answered by answer_fetches() */
+    int posts;          /* posts in the cache; 0 = none loaded */
+};
+
+static jp_client g_dir;
+
+int jp_ready(jp_client *c) { return c->user_count > 0; }
+int jp_up(jp_client *c) { return c->user_count > 0; }
+int jp_user_count(jp_client *c) { return c->user_count; }
+void jp_get_stats(jp_client *c, jp_stats *out)
+{
+    *out = (jp_stats){.requests = (uint64_t)c->fetches};
+}
+
+int jp_fetch_user(jp_client *c, int id, jp_user_cb cb, void *arg, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    pending_fetch *f = g_new(pending_fetch, 1);
+    *f = (pending_fetch){.id = id, .cb = cb, .arg = arg};
+    g_ptr_array_add(c->pending, f);
+    c->fetches++;
+    return 0;
+}
+
+int jp_random_post(jp_client *c, uint64_t random_value, jp_post *out)
+{
+    memset(out, 0, sizeof *out);
+    if (c->posts == 0)
+        return -1;
+    out->id = (int)(random_value % (uint64_t)c->posts) + 1;
+    out->user_id = 1;
+    out->title = mem_strdup("a title");
+    out->body = mem_strdup("an auto post body");
+    return 0;
+}
+
+void jp_post_clear(jp_post *p)
+{
+    mem_free(p->title);
+    mem_free(p->body);
+    memset(p, 0, sizeof *p);
+}
+
+static json_t *directory_user(int id)
+{
+    static const char *names[] = {"Leanne Graham", "Ervin Howell", "Clementine Bauch"};
+    static const char *usernames[] = {"Bret", "Antonette", "Samantha"};
+    return json_pack("{s:i,s:s,s:s,s:s,s:{s:s}}", "id", id, "name", names[id - 1], "username",
+                     usernames[id - 1], "email", "someone@example.org", "address", "city",
+                     "Gwenborough");
+}
+
+/* Answers every pending fetch as the directory would: a user for ids
+ * 1..N, a 404 for N+1 (the draw's designed failure) or when told to fail. */
+static int answer_fetches(void)
+{
+    int answered = 0;
+    while (g_dir.pending->len > 0) {
+        pending_fetch *f = g_ptr_array_steal_index(g_dir.pending, 0);
+        json_t *user = NULL;
+        if (g_dir.fail_next > 0)
+            g_dir.fail_next--;
+        else if (f->id >= 1 && f->id <= N_USERS)
+            user = directory_user(f->id);
+        jp_result r = {.ok = user != NULL,
+                       .status = user ? 200 : 404,
+                       .not_found = user == NULL,
+                       .attempts = 1,
+                       .error = user ? NULL : "HTTP 404",
+                       .user = user};
+        f->cb(f->arg, &r);
+        json_decref(user);
+        g_free(f);
+        answered++;
+    }
+    return answered;
+}
+
+/* ---------- fixture ---------- */
+
+static char g_tmp[256];
+static store *g_db;
+static auth_keys *g_keys;
+static rng *g_rng;
+static chat_service *g_svc;
+static chat_config g_cfg;
+static rtc_peer *g_peers[16];
+static int g_npeers;
+
+static void open_service(void)
+{
+    char url[320], err[256];
+    snprintf(url, sizeof url, "sqlite://%s/chat.db", g_tmp);
+    g_db = store_open(url, err, sizeof err);
+    cr_assert_not_null(g_db, "store: %s", err);
+    g_cfg.store = g_db;
+    g_svc = chat_service_new(&g_cfg);
+    cr_assert_not_null(g_svc);
+}
+
+static void close_all_peers(void);
+
+static void close_service(void)
+{
+    close_all_peers();
+    store_flush(g_db, 10000);
+    chat_service_free(g_svc);
+    g_svc = NULL;
+    store_close(g_db);
+    g_db = NULL;
+}
+
+static void setup(void)
+{
+    log_set_level(getenv("CHATD_TEST_LOG") ? LOGL_DEBUG : LOGL_OFF);
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/chatd-test-service-XXXXXX");
+    cr_assert_not_null(mkdtemp(g_tmp));
+    g_ctx = g_main_context_new();
+    g_dir = (jp_client){.user_count = N_USERS, .pending = g_ptr_array_new(), .posts = 100};
+    char err[256];
+    g_keys = auth_keys_generate(err, sizeof err);
+    cr_assert_not_null(g_keys, "%s", err);
+    g_rng = rng_new(7);
+    g_cfg = (chat_config){.max_peers = 8,
+                          .public_url = "http://chatd.test",
+                          .jwt_ttl = 3600,
+                          .auto_post_max_ms = -1,
+                          .draw_attempts = 3,
+                          .draw_backoff_ms = 5,
+                          .api = &g_dir,
+                          .keys = g_keys,
+                          .rng = g_rng};
+    g_npeers = 0;
+    open_service();
+}
+
+static void teardown(void)
+{
+    if (g_svc)
+        close_service();
+    /* Sources still attached (a timer of an ended session) hold session
+     * references: destroy them before the leak check. */
+    g_main_context_unref(g_ctx);
+    g_ptr_array_unref(g_dir.pending);
+    auth_keys_free(g_keys);
+    rng_free(g_rng);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+    cr_assert_eq(system(cmd), 0);
+    check_leaks();
+}
+
+TestSuite(service, .init = setup, .fini = teardown, .timeout = 30);
+
+/* ---------- driving sessions ---------- */
+
+/* What the offer path does, then the channel opens. */
+static rtc_peer *open_session(const char *room, long resume_user)
+{
+    http_reply reply = {0};
+    cr_assert(offer_slots_take(g_svc->slots, &reply));
+    chat_session *s = chat_session_new(g_svc, room, "127.0.0.1:5000", resume_user);
+    cr_assert_not_null(s);
+    rtc_peer *p = peer_new();
+    p->user = s;
+    chat_session_set_id(s, p->id);
+    cr_assert_lt(g_npeers, 16);
+    g_peers[g_npeers++] = p;
+    p->cb->on_open(p, s);
+    return p;
+}
+
+static void close_all_peers(void)
+{
+    for (int i = 0; i < g_npeers; i++)
+        rtc_peer_close(g_peers[i], "test over");
+    for (int i = 0; i < g_npeers; i++) {
+        while (!g_peers[i]->ended) {
+            answer_fetches();
+            if (!g_main_context_iteration(g_ctx, FALSE))
+                g_usleep(1000);
+        }
+    }
+    for (int i = 0; i < g_npeers; i++)
+        rtc_peer_unref(g_peers[i]);
+    g_npeers = 0;
+}
+
+static size_t sent_count(rtc_peer *p)
+{
+    g_mutex_lock(&p->lock);
+    size_t n = p->sent->len;
+    g_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* The i-th message sent to p, parsed (a new reference). */
+static json_t *sent_at(rtc_peer *p, size_t i)
+{
+    g_mutex_lock(&p->lock);
+    cr_assert_lt(i, p->sent->len);
+    json_error_t e;
+    json_t *m = json_loads(g_ptr_array_index(p->sent, i), 0, &e);
+    g_mutex_unlock(&p->lock);
+    cr_assert_not_null(m, "not JSON: %s", e.text);
+    return m;
+}
+
+static const char *type_of(json_t *m) { return json_string_value(json_object_get(m, "type")); }
+
+/* Index of the first message of `type` at or after `from`, or -1. */
+static long find_type(rtc_peer *p, const char *type, size_t from)
+{
+    for (size_t i = from; i < sent_count(p); i++) {
+        json_t *m = sent_at(p, i);
+        int match = strcmp(type_of(m), type) == 0;
+        json_decref(m);
+        if (match)
+            return (long)i;
+    }
+    return -1;
+}
+
+typedef struct {
+    rtc_peer *p;
+    const char *type;
+    size_t from;
+} wait_type;
+
+static int has_type(void *arg)
+{
+    wait_type *w = arg;
+    answer_fetches();
+    return find_type(w->p, w->type, w->from) >= 0;
+}
+
+/* Waits for a message of `type` to p; returns it (a new reference). */
+static json_t *expect(rtc_peer *p, const char *type, size_t from)
+{
+    wait_type w = {p, type, from};
+    cr_assert(pump_until(has_type, &w, 5000), "no %s reached %s", type, p->id);
+    return sent_at(p, (size_t)find_type(p, type, from));
+}
+
+/* Opens a session and waits for its welcome and history; returns the peer,
+ * and the token in *token (g_free) when asked. */
+static rtc_peer *join(const char *room, char **token)
+{
+    rtc_peer *p = open_session(room, 0);
+    json_t *w = expect(p, "welcome", 0);
+    if (token)
+        *token = g_strdup(json_string_value(json_object_get(w, "token")));
+    json_decref(w);
+    json_decref(expect(p, "history", 0));
+    return p;
+}
+
+static void say(rtc_peer *p, const char *json)
+{
+    p->cb->on_message(p, (const uint8_t *)json, strlen(json), 0, p->user);
+}
+
+static void post(rtc_peer *p, const char *token, const char *text, const char *ref)
+{
+    char *msg = g_strdup_printf("{\"type\":\"post\",\"token\":\"%s\",\"text\":\"%s\",\"ref\":\"%s\"}",
+                                token, text, ref);
+    say(p, msg);
+    g_free(msg);
+}
+
+static long user_of(rtc_peer *p)
+{
+    json_t *w = sent_at(p, (size_t)find_type(p, "welcome", 0));
+    long id = (long)json_integer_value(json_object_get(json_object_get(w, "user"), "id"));
+    json_decref(w);
+    return id;
+}
+
+/* ---------- the draw ---------- */
+
+Test(service, draw_then_welcome_then_history)
+{
+    char *token = NULL;
+    rtc_peer *p = join("lobby", &token);
+    json_t *w = sent_at(p, 0);
+    /* Nothing is sent before the welcome except draw failures. */
+    cr_assert_str_eq(type_of(w), "welcome", "first message: %s", type_of(w));
+    cr_assert_str_eq(json_string_value(json_object_get(w, "room")), "lobby");
+    cr_assert_str_eq(json_string_value(json_object_get(w, "session")), p->id);
+    json_t *user = json_object_get(w, "user");
+    long id = (long)json_integer_value(json_object_get(user, "id"));
+    cr_assert(id >= 1 && id <= N_USERS);
+    cr_assert_str_eq(json_string_value(json_object_get(user, "email")), "someone@example.org");
+    json_t *online = json_object_get(w, "online");
+    cr_assert_eq(json_array_size(online), 1);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(online, 0), "id")), id);
+    /* The token is ours, for this user. */
+    auth_claims c;
+    char err[256];
+    cr_assert_eq(auth_token_verify(g_keys, token, "http://chatd.test", time(NULL), &c, err,
+                                   sizeof err),
+                 0, "%s", err);
+    char sub[16];
+    snprintf(sub, sizeof sub, "%ld", id);
+    cr_assert_str_eq(c.sub, sub);
+    auth_claims_clear(&c);
+    json_t *h = sent_at(p, 1);
+    cr_assert_str_eq(type_of(h), "history");
+    cr_assert_eq(json_array_size(json_object_get(h, "messages")), 0);
+    json_decref(h);
+    json_decref(w);
+    g_free(token);
+}
+
+Test(service, failed_draw_is_told_and_retried_with_backoff)
+{
+    g_dir.fail_next = 2;
+    rtc_peer *p = open_session("lobby", 0);
+    json_t *e1 = expect(p, "error", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(e1, "code")), "USER_FETCH_FAILED");
+    cr_assert_eq(json_integer_value(json_object_get(e1, "retry_in_ms")), 5);
+    cr_assert(json_is_false(json_object_get(e1, "fatal")));
+    json_t *e2 = expect(p, "error", 1);
+    /* The backoff doubles. */
+    cr_assert_eq(json_integer_value(json_object_get(e2, "retry_in_ms")), 10);
+    json_decref(expect(p, "welcome", 2));
+    cr_assert_eq(g_dir.fetches, 3);
+    cr_assert_eq(atomic_load(&g_svc->draws_failed), 2);
+    cr_assert(!p->close_requested);
+    json_decref(e1);
+    json_decref(e2);
+}
+
+Test(service, last_failed_draw_is_fatal_and_closes_gracefully)
+{
+    g_dir.fail_next = 3;
+    rtc_peer *p = open_session("lobby", 0);
+    json_t *e = NULL;
+    size_t from = 0;
+    for (int i = 0; i < 3; i++) {
+        json_decref(e);
+        e = expect(p, "error", from);
+        from = (size_t)find_type(p, "error", from) + 1;
+    }
+    cr_assert(json_is_true(json_object_get(e, "fatal")));
+    cr_assert_null(json_object_get(e, "retry_in_ms"));
+    json_decref(e);
+    pump_for(50);
+    cr_assert(p->close_requested && p->graceful, "the channel is closed gracefully");
+    cr_assert_eq(g_dir.fetches, 3, "no draw after the last attempt");
+    cr_assert_eq(find_type(p, "welcome", 0), -1);
+}
+
+Test(service, draw_asks_for_one_more_user_than_listed)
+{
+    /* k uniform in 0..N, asking for user k+1: over many draws every id
+     * 1..N+1 is asked for, and nothing else. */
+    int seen[N_USERS + 2] = {0};
+    for (int i = 0; i < 60; i++) {
+        chat_session *s = chat_session_new(g_svc, "lobby", "", 0);
+        rtc_peer *p = peer_new();
+        p->user = s;
+        http_reply reply = {0};
+        cr_assert(offer_slots_take(g_svc->slots, &reply));
+        p->cb->on_open(p, s);
+        cr_assert_eq(g_dir.pending->len, 1);
+        pending_fetch *f = g_ptr_array_index(g_dir.pending, 0);
+        cr_assert(f->id >= 1 && f->id <= N_USERS + 1, "asked for %d", f->id);
+        seen[f->id]++;
+        rtc_peer_close(p, "done");
+        while (!p->ended) {
+            answer_fetches();
+            g_main_context_iteration(g_ctx, FALSE);
+        }
+        rtc_peer_unref(p);
+    }
+    for (int id = 1; id <= N_USERS + 1; id++)
+        cr_assert_gt(seen[id], 0, "user %d never asked for", id);
+}
+
+Test(service, empty_directory_is_unavailable)
+{
+    g_dir.user_count = 0;
+    rtc_peer *p = open_session("lobby", 0);
+    json_t *e = expect(p, "error", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), "UNAVAILABLE");
+    cr_assert(json_is_true(json_object_get(e, "fatal")));
+    cr_assert_eq(g_dir.fetches, 0);
+    json_decref(e);
+}
+
+Test(service, resume_takes_the_tokens_user_from_the_cache)
+{
+    rtc_peer *a = join("lobby", NULL);
+    long id = user_of(a);
+    int fetches = g_dir.fetches;
+    rtc_peer *b = open_session("lobby", id);
+    json_decref(expect(b, "welcome", 0));
+    cr_assert_eq(user_of(b), id);
+    cr_assert_eq(g_dir.fetches, fetches, "a cached user is not fetched again");
+}
+
+Test(service, resume_of_an_unknown_user_fetches_it)
+{
+    rtc_peer *p = open_session("lobby", 2);
+    json_decref(expect(p, "welcome", 0));
+    cr_assert_eq(user_of(p), 2);
+    cr_assert_eq(g_dir.fetches, 1);
+}
+
+/* ---------- join order and presence ---------- */
+
+Test(service, second_joiner_sees_the_first_and_the_first_sees_it_join)
+{
+    rtc_peer *a = join("lobby", NULL);
+    size_t before = sent_count(a);
+    rtc_peer *b = join("lobby", NULL);
+    json_t *w = sent_at(b, (size_t)find_type(b, "welcome", 0));
+    json_t *online = json_object_get(w, "online");
+    cr_assert_eq(json_array_size(online), 2);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(online, 0), "id")), user_of(a));
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(online, 1), "id")), user_of(b));
+    json_t *pj = expect(a, "presence", before);
+    cr_assert_str_eq(json_string_value(json_object_get(pj, "event")), "join");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(pj, "user"), "id")),
+                 user_of(b));
+    cr_assert_eq(find_type(b, "presence", 0), -1, "a joiner is not told of its own join");
+    json_decref(pj);
+    json_decref(w);
+}
+
+Test(service, leaving_is_announced_to_the_room_only)
+{
+    rtc_peer *a = join("lobby", NULL);
+    rtc_peer *other = join("elsewhere", NULL);
+    rtc_peer *b = join("lobby", NULL);
+    size_t before = sent_count(a);
+    rtc_peer_close(b, "bye");
+    json_t *pl = expect(a, "presence", before);
+    cr_assert_str_eq(json_string_value(json_object_get(pl, "event")), "leave");
+    cr_assert_eq(find_type(other, "presence", 0), -1, "another room hears nothing");
+    json_decref(pl);
+    /* The slot is back. */
+    cr_assert_eq(offer_slots_used(g_svc->slots), 2);
+}
+
+/* ---------- posts ---------- */
+
+Test(service, post_reaches_everyone_and_the_sender_gets_its_ref)
+{
+    char *ta = NULL;
+    rtc_peer *a = join("lobby", &ta);
+    rtc_peer *b = join("lobby", NULL);
+    size_t na = sent_count(a), nb = sent_count(b);
+    post(a, ta, "hello there", "r1");
+    json_t *ma = expect(a, "message", na);
+    json_t *mb = expect(b, "message", nb);
+    cr_assert_str_eq(json_string_value(json_object_get(ma, "ref")), "r1");
+    cr_assert_null(json_object_get(mb, "ref"), "only the sender gets the ref");
+    cr_assert_str_eq(json_string_value(json_object_get(mb, "text")), "hello there");
+    cr_assert_str_eq(json_string_value(json_object_get(mb, "source")), "manual");
+    cr_assert_eq(json_integer_value(json_object_get(ma, "id")),
+                 json_integer_value(json_object_get(mb, "id")), "one message, one id");
+    cr_assert_eq(find_type(a, "message", (size_t)find_type(a, "message", na) + 1), -1,
+                 "the sender gets it once");
+    cr_assert_eq(atomic_load(&g_svc->messages_manual), 1);
+    json_decref(ma);
+    json_decref(mb);
+    g_free(ta);
+}
+
+static const char *error_code(rtc_peer *p, size_t from, json_t **out)
+{
+    *out = expect(p, "error", from);
+    return json_string_value(json_object_get(*out, "code"));
+}
+
+Test(service, post_before_the_welcome_is_refused)
+{
+    g_dir.fail_next = 1; /* hold the session in the draw */
+    rtc_peer *p = open_session("lobby", 0);
+    json_t *e;
+    cr_assert_str_eq(error_code(p, 0, &e), "USER_FETCH_FAILED");
+    json_decref(e);
+    post(p, "x.y.z", "too early", "r0");
+    cr_assert_str_eq(error_code(p, 1, &e), "BAD_REQUEST");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "ref")), "r0");
+    json_decref(e);
+}
+
+Test(service, post_with_a_forged_or_foreign_token_is_refused)
+{
+    char *ta = NULL, *tb = NULL;
+    rtc_peer *a = join("lobby", &ta);
+    rtc_peer *b = NULL;
+    /* A second user (not a's): sessions draw until they differ. */
+    do {
+        g_free(tb);
+        b = join("lobby", &tb);
+    } while (user_of(b) == user_of(a));
+    json_t *e;
+    size_t n = sent_count(a);
+    post(a, "not-a-token", "x", "r1");
+    cr_assert_str_eq(error_code(a, n, &e), "INVALID_TOKEN");
+    json_decref(e);
+    /* A valid token with one signature byte changed. */
+    char *forged = g_strdup(ta);
+    size_t len = strlen(forged);
+    forged[len - 2] = forged[len - 2] == 'A' ? 'B' : 'A';
+    n = sent_count(a);
+    post(a, forged, "x", "r2");
+    cr_assert_str_eq(error_code(a, n, &e), "INVALID_TOKEN");
+    json_decref(e);
+    n = sent_count(a);
+    post(a, tb, "x", "r3");
+    cr_assert_str_eq(error_code(a, n, &e), "INVALID_TOKEN");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "message")),
+                     "the token belongs to another user");
+    json_decref(e);
+    cr_assert_eq(find_type(b, "message", 0), -1, "nothing was delivered");
+    cr_assert_eq(atomic_load(&g_svc->posts_refused), 3);
+    g_free(forged);
+    g_free(ta);
+    g_free(tb);
+}
+
+Test(service, a_burst_of_five_then_rate_limited)
+{
+    char *t = NULL;
+    rtc_peer *p = join("lobby", &t);
+    for (int i = 0; i < 5; i++) {
+        size_t n = sent_count(p);
+        post(p, t, "burst", "r");
+        json_decref(expect(p, "message", n));
+    }
+    size_t n = sent_count(p);
+    post(p, t, "one too many", "r6");
+    json_t *e;
+    cr_assert_str_eq(error_code(p, n, &e), "RATE_LIMITED");
+    long retry = (long)json_integer_value(json_object_get(e, "retry_in_ms"));
+    cr_assert(retry > 0 && retry <= 1000, "retry_in_ms %ld", retry);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "ref")), "r6");
+    json_decref(e);
+    g_free(t);
+}
+
+Test(service, bad_messages_get_errors_and_the_session_stays)
+{
+    rtc_peer *p = join("lobby", NULL);
+    json_t *e;
+    size_t n = sent_count(p);
+    p->cb->on_message(p, (const uint8_t *)"\x01\x02", 2, 1, p->user);
+    cr_assert_str_eq(error_code(p, n, &e), "BAD_REQUEST");
+    json_decref(e);
+    n = sent_count(p);
+    say(p, "{\"type\":\"dance\",\"ref\":\"q\"}");
+    cr_assert_str_eq(error_code(p, n, &e), "BAD_REQUEST");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "ref")), "q", "the ref is echoed");
+    json_decref(e);
+    n = sent_count(p);
+    p->cb->on_oversize(p, 70000, p->user);
+    cr_assert_str_eq(error_code(p, n, &e), "TOO_LARGE");
+    cr_assert(json_is_false(json_object_get(e, "fatal")));
+    json_decref(e);
+    n = sent_count(p);
+    say(p, "{\"type\":\"ping\",\"ref\":\"p1\"}");
+    json_t *pong = expect(p, "pong", n);
+    cr_assert_str_eq(json_string_value(json_object_get(pong, "ref")), "p1");
+    json_decref(pong);
+    cr_assert(!p->close_requested);
+}
+
+Test(service, auto_posts_carry_a_directory_post_in_the_users_name)
+{
+    g_cfg.auto_post_max_ms = 20;
+    close_service();
+    open_service();
+    rtc_peer *a = join("lobby", NULL);
+    rtc_peer *b = join("lobby", NULL);
+    json_t *m = expect(a, "message", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "source")), "auto");
+    cr_assert_str_eq(json_string_value(json_object_get(m, "title")), "a title");
+    cr_assert_gt(json_integer_value(json_object_get(m, "post_id")), 0);
+    json_decref(m);
+    json_decref(expect(b, "message", 0));
+}
+
+Test(service, slow_reader_is_closed_not_silently_skipped)
+{
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    rtc_peer *b = join("lobby", NULL);
+    b->queue_full = 1;
+    post(a, t, "are you there", "r");
+    pump_for(20);
+    cr_assert(b->close_requested);
+    cr_assert_str_eq(b->reason, "too slow to keep up");
+    g_free(t);
+}
+
+/* ---------- history ---------- */
+
+Test(service, history_holds_the_last_fifty_and_survives_a_restart)
+{
+    g_cfg.post_rate = 100; /* the rule under test here is history, not the rate */
+    close_service();
+    open_service();
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    for (int i = 0; i < 55; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "m%02d", i);
+        size_t n = sent_count(a);
+        post(a, t, text, "r");
+        json_decref(expect(a, "message", n));
+    }
+    rtc_peer *b = join("lobby", NULL);
+    json_t *h = expect(b, "history", 0);
+    json_t *msgs = json_object_get(h, "messages");
+    cr_assert_eq(json_array_size(msgs), 50);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "text")), "m05");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 49), "text")), "m54");
+    json_decref(h);
+    /* A new service on the same log starts the room from it. */
+    close_service();
+    open_service();
+    rtc_peer *c = join("lobby", NULL);
+    h = expect(c, "history", 0);
+    msgs = json_object_get(h, "messages");
+    cr_assert_eq(json_array_size(msgs), 50);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 49), "text")), "m54");
+    json_decref(h);
+    g_free(t);
+}
+
+/* ---------- routes ---------- */
+
+static char *route_text(void (*fn)(void *, http_reply *), int *status)
+{
+    http_reply r = {0};
+    fn(g_svc, &r);
+    *status = r.status;
+    char *body = g_strndup(r.body, r.body_len);
+    mem_free(r.body);
+    return body;
+}
+
+Test(service, metrics_count_what_happened)
+{
+    g_dir.fail_next = 1;
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    post(a, t, "counted", "r");
+    post(a, "bad", "refused", "r");
+    pump_for(10);
+    int status;
+    char *m = route_text(chat_http_app.metrics, &status);
+    cr_assert_eq(status, 200);
+    cr_assert(strstr(m, "chatd_peers 1\n"), "%s", m);
+    cr_assert(strstr(m, "chatd_messages_total{source=\"manual\"} 1\n"), "%s", m);
+    cr_assert(strstr(m, "chatd_posts_refused_total 1\n"), "%s", m);
+    cr_assert(strstr(m, "chatd_draws_failed_total 1\n"), "%s", m);
+    g_free(m);
+    char *h = route_text(chat_http_app.health, &status);
+    cr_assert_eq(status, 200, "%s", h);
+    g_free(h);
+    g_free(t);
+}
+
+Test(service, room_messages_route_reads_the_log)
+{
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    post(a, t, "logged", "r");
+    json_decref(expect(a, "message", 0));
+    store_flush(g_db, 5000);
+    http_request req = {.limit = "10"};
+    http_reply r = {0};
+    chat_http_app.room_messages(g_svc, "lobby", &req, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"text\":\"logged\""), "%s", r.body);
+    mem_free(r.body);
+    r = (http_reply){0};
+    chat_http_app.room_messages(g_svc, "no/such", &req, &r);
+    cr_assert_eq(r.status, 400);
+    mem_free(r.body);
+    req.limit = "1001";
+    r = (http_reply){0};
+    chat_http_app.room_messages(g_svc, "lobby", &req, &r);
+    cr_assert_eq(r.status, 400);
+    mem_free(r.body);
+    g_free(t);
+}
