@@ -3,7 +3,7 @@
 #   make deps        install Debian and npm packages (no-op when present)
 #   make             build/chatd, build/chat-client, build/chat-bench
 #   make bench       chatd against Janus TextRoom: docs/BENCHMARKS.md (scripts/bench.sh)
-#   make run         deps + build + start chatd (prints its URL)
+#   make run         deps + build + start chatd (prints its URL); ARGS=... to chatd
 #   make test        deps + every suite (unit, integration, interop, browser,
 #                    fuzz, sanitizer build); ends with "N passed, N failed"
 #   make test-asan   the suites again, built with ASan + UBSan
@@ -116,9 +116,10 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	./scripts/bench.sh
 
+# ARGS go to chatd, e.g. make run ARGS='--listen 0.0.0.0:8080'.
 run: deps
 	@$(MAKE) --no-print-directory all
-	./scripts/run.sh
+	./scripts/run.sh $(ARGS)
 
 # The suites are run by scripts/test.sh, which prints per-suite counts and
 # the final "N passed, N failed, N skipped" line.

@@ -1,0 +1,181 @@
+#!/bin/sh
+# readme.sh — the README's "Using it" commands, run as written.
+#
+#   tests/integration/readme.sh [CASE ...]
+#
+# Cases (all by default):
+#   make_run_then_chat_client   `make run`, then the README's chat-client
+#                               line, on one machine
+#   make_run_then_web_page      `make run`, then the printed URL in headless
+#                               Chromium on the same machine
+#   listen_any_other_machine    `make run ARGS='--listen 0.0.0.0:8080'` on one
+#                               host, chat-client --url http://HOST:8080/ on
+#                               another
+#
+# The commands are read from README.md, not copied here, so the README
+# cannot drift from what works. Each case runs in network namespaces of
+# its own (port 8080 and JSONPlaceholder's 3999 are then free whatever else
+# runs on the machine, and headless Chromium gathers a candidate); "another
+# machine" is a second namespace joined to the first by a veth pair. Prints
+# "ok NAME", "FAIL NAME: reason" per case and "N passed, N failed, N
+# skipped". Needs root (network namespaces).
+set -eu
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+LOG_DIR="${TEST_LOG_DIR:-build/test-logs}"
+mkdir -p "$LOG_DIR"
+LOG_DIR=$(cd "$LOG_DIR" && pwd)
+
+# The README's commands: the lines of the "Using it" block.
+readme_line() { # PREFIX -> the command, without its trailing comment
+    sed -n '/^## Using it/,/^## /p' README.md | sed -n "s|^    \\($1.*\\)|\\1|p" | head -n 1 |
+        sed 's/[[:space:]]*#.*$//'
+}
+RUN_CMD=$(readme_line 'make run')
+CLIENT_CMD=$(readme_line 'build/chat-client')
+RUN_ANY_CMD=$(sed -n '/^## Using it/,/^## /p' README.md |
+    sed -n "s/.*\`\(make run ARGS='--listen 0.0.0.0:8080'\)\`.*/\1/p" | head -n 1)
+
+# --- inside a namespace: one case's steps ---------------------------------
+
+# Starts $1 (a make run command line) in its own process group; waits for
+# chatd's "listening on" line. Sets SERVER_PID.
+start_server() { # COMMAND LOG
+    TMPDIR=$(mktemp -d) setsid sh -c "$1" >"$2" 2>&1 &
+    SERVER_PID=$!
+    i=0
+    while ! grep -q '^chatd: listening on' "$2"; do
+        i=$((i + 1))
+        if [ "$i" -gt 600 ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "make run did not start chatd; its output: $(tail -n 5 "$2" | tr '\n' ' ')"
+            return 1
+        fi
+        sleep 0.2
+    done
+    # The directory loads right after listening: wait for it, as a person
+    # reading the log would.
+    i=0
+    while ! grep -q 'api: .* is up' "$2"; do
+        i=$((i + 1))
+        [ "$i" -gt 150 ] && { echo "JSONPlaceholder never came up"; return 1; }
+        sleep 0.2
+    done
+}
+
+# SIGINT to the whole group, as Ctrl-C would; chatd must stop.
+stop_server() {
+    kill -INT -- "-$SERVER_PID" 2>/dev/null || true
+    i=0
+    while kill -0 "$SERVER_PID" 2>/dev/null; do
+        i=$((i + 1))
+        [ "$i" -gt 100 ] && { kill -KILL -- "-$SERVER_PID" 2>/dev/null || true; break; }
+        sleep 0.1
+    done
+}
+
+# Types one line into chat-client and checks it comes back under the
+# user's name; chat-client must exit 0 after end of input.
+chat_once() { # COMMAND LOG
+    out=$( (echo "hello from the README"; sleep 3) | timeout 30 sh -c "$1" 2>"$2") && rc=0 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "chat-client exited $rc: $(tail -n 3 "$2" | tr '\n' ' ')"
+        return 1
+    fi
+    case "$out" in
+    *": hello from the README"*) return 0 ;;
+    esac
+    echo "chat-client did not print its own line back; it printed: $out"
+    return 1
+}
+
+inner_make_run_then_chat_client() {
+    log="$LOG_DIR/readme-chat-client"
+    start_server "$RUN_CMD" "$log.run.log" || return 1
+    r=0
+    chat_once "$CLIENT_CMD" "$log.client.log" || r=1
+    stop_server
+    return $r
+}
+
+inner_make_run_then_web_page() {
+    log="$LOG_DIR/readme-web-page"
+    start_server "$RUN_CMD" "$log.run.log" || return 1
+    url=$(sed -n 's/^chatd: listening on //p' "$log.run.log" | head -n 1)
+    r=0
+    CHATD_URL="$url" node tests/integration/readme_page.mjs >"$log.page.log" 2>&1 || {
+        echo "the web page did not get its welcome: $(tail -n 3 "$log.page.log" | tr '\n' ' ')"
+        r=1
+    }
+    stop_server
+    return $r
+}
+
+# --- outside: namespaces around each case ---------------------------------
+
+if [ "${README_CASE_INNER:-}" != "" ]; then
+    "inner_$README_CASE_INNER"
+    exit $?
+fi
+
+case_in_netns() { # NAME
+    README_CASE_INNER=$1 scripts/netns.sh "$0"
+}
+
+# Two namespaces ("server" and "client") joined by a veth pair.
+case_listen_any_other_machine() {
+    srv="chatd-readme-srv-$$"
+    cli="chatd-readme-cli-$$"
+    ip netns add "$srv"
+    ip netns add "$cli"
+    ip link add rs0 netns "$srv" type veth peer name rc0 netns "$cli"
+    ip -n "$srv" link set lo up
+    ip -n "$cli" link set lo up
+    ip -n "$srv" addr add 10.78.0.1/24 dev rs0
+    ip -n "$cli" addr add 10.78.0.2/24 dev rc0
+    ip -n "$srv" link set rs0 up
+    ip -n "$cli" link set rc0 up
+    log="$LOG_DIR/readme-other-machine"
+    r=0
+    SERVER_PID=""
+    if start_server "ip netns exec $srv $RUN_ANY_CMD" "$log.run.log"; then
+        client=$(echo "$CLIENT_CMD" | sed 's|http://127.0.0.1:8080/|http://10.78.0.1:8080/|')
+        chat_once "ip netns exec $cli $client" "$log.client.log" || r=1
+    else
+        r=1
+    fi
+    [ -n "$SERVER_PID" ] && stop_server
+    ip netns del "$cli" 2>/dev/null || true
+    ip netns del "$srv" 2>/dev/null || true
+    return $r
+}
+
+passed=0 failed=0
+run_case() { # NAME
+    start=$(date +%s)
+    case "$1" in
+    listen_any_other_machine) reason=$(case_listen_any_other_machine 2>&1) && rc=0 || rc=$? ;;
+    *) reason=$(case_in_netns "$1" 2>&1) && rc=0 || rc=$? ;;
+    esac
+    took=$(($(date +%s) - start))
+    if [ "$rc" -eq 0 ]; then
+        echo "ok $1 ($took s)"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $1: $(echo "$reason" | tail -n 3 | tr '\n' ' ')"
+        failed=$((failed + 1))
+    fi
+}
+
+for c in "$RUN_CMD" "$CLIENT_CMD" "$RUN_ANY_CMD"; do
+    if [ -z "$c" ]; then
+        echo "FAIL readme: README.md's 'Using it' section lost a command this suite runs"
+        echo "0 passed, 1 failed, 0 skipped"
+        exit 1
+    fi
+done
+cases=${*:-make_run_then_chat_client make_run_then_web_page listen_any_other_machine}
+for c in $cases; do
+    run_case "$c"
+done
+echo "$passed passed, $failed failed, 0 skipped"
+[ "$failed" -eq 0 ]
