@@ -14,6 +14,15 @@
  * Teardown order matters: SCTP first (after rtc_sctp_close no callback can
  * reach DTLS), then DTLS (nothing writes to ICE after that), then the ICE
  * agent, then on_close, then the registry.
+ *
+ * Why one file of about 1,100 lines: it is one state machine. The ICE, DTLS
+ * and SCTP callbacks below all read and write the same peer fields under
+ * the same rules (loop thread, send_lock, early_lock), and teardown must
+ * see every one of them; split across files, those rules would live in a
+ * shared header that every part could break. The ICE half (agent, host
+ * candidates, offer/answer) is what transport v2 replaces with one shared
+ * UDP port and ICE-lite; it moves out then, when there is a second
+ * implementation to put beside it.
  */
 #include "rtc/peer.h"
 
