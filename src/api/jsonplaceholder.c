@@ -17,6 +17,7 @@
  */
 #include "api/jsonplaceholder.h"
 
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -30,7 +31,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #define JP_DEFAULT_CONNECT_MS 2000L
 #define JP_DEFAULT_TOTAL_MS 5000L
@@ -130,13 +130,6 @@ static void sanitize(char *s)
         if (ch < 0x20 || ch >= 0x7f)
             *s = '?';
     }
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void list_push(req_list *l, jp_req *r)
@@ -433,7 +426,7 @@ static void attempt_failed(jp_client *c, jp_req *r, int status, char *error, int
     }
     if (again) {
         atomic_fetch_add(&c->n_retries, 1);
-        schedule(c, r, now_ms() + backoff_delay(c, r->attempt));
+        schedule(c, r, clock_mono_ms() + backoff_delay(c, r->attempt));
     } else {
         deliver(c, r, NULL, error, 0);
     }
@@ -549,7 +542,7 @@ static void posts_loaded(jp_client *c, jp_req *r, jp_posts *p)
     c->posts_failing = 0;
     r->attempt = 0;
     free_req(r);
-    schedule(c, r, now_ms() + c->refresh_ms);
+    schedule(c, r, clock_mono_ms() + c->refresh_ms);
     update_state(c);
 }
 
@@ -628,7 +621,7 @@ static void transfer_done(jp_client *c, jp_req *r, CURLcode rc)
  * allows. Returns how long the thread may sleep before the next is due. */
 static long run_due(jp_client *c)
 {
-    long long now = now_ms();
+    long long now = clock_mono_ms();
     jp_req *r = c->waiting.head;
     while (r != NULL && c->inflight < JP_MAX_INFLIGHT) {
         jp_req *next = r->next;
@@ -642,7 +635,7 @@ static long run_due(jp_client *c)
     /* Second pass, as the first may have re-queued requests. Due ones that
      * found no slot are left out: a completion wakes the thread. */
     long sleep_ms = JP_IDLE_MS;
-    now = now_ms();
+    now = clock_mono_ms();
     for (r = c->waiting.head; r != NULL; r = r->next) {
         if (r->due_ms <= now)
             continue;
@@ -692,7 +685,7 @@ static void *client_main(void *arg)
         pthread_mutex_unlock(&c->lock);
 
         /* requests taken from incoming are due now; keep their order */
-        long long now = now_ms();
+        long long now = clock_mono_ms();
         jp_req *r;
         while ((r = in.head) != NULL) {
             list_remove(&in, r);
@@ -813,7 +806,7 @@ jp_client *jp_new(const jp_options *o, char *err, size_t errlen)
     atomic_init(&c->n_requests, 0);
     atomic_init(&c->n_failures, 0);
     atomic_init(&c->n_retries, 0);
-    c->rng = ((uint64_t)now_ms() << 20) ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ULL;
+    c->rng = ((uint64_t)clock_mono_ms() << 20) ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ULL;
     if (c->rng == 0)
         c->rng = 1;
     init_req(c, &c->users_req, REQ_USERS, "/users");
