@@ -17,10 +17,12 @@
  */
 #include "api/jsonplaceholder.h"
 
+#include "util/backoff.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/rng.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -109,7 +111,7 @@ struct jp_client {
     int started;
     int users_loaded, posts_loaded, users_failing, posts_failing;
     int up_reported;
-    uint64_t rng;
+    rng *jitter; /* the backoff's jitter only; not seeded by --seed */
     jp_req users_req, posts_req;
 
     /* read from any thread */
@@ -156,29 +158,14 @@ static void list_remove(req_list *l, jp_req *r)
     r->prev = r->next = NULL;
 }
 
-/* xorshift64*: only the jitter of the backoff, not security. */
-static uint64_t rng_next(jp_client *c)
-{
-    uint64_t x = c->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    c->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 /* Delay before the next try after `failed` failed attempts in a row:
  * base * 2^(failed-1), capped, with "equal jitter" (half fixed, half
  * random) so that many clients failing together do not retry together. */
 static long backoff_delay(jp_client *c, int failed)
 {
-    long d = c->backoff_ms;
-    for (int i = 1; i < failed && d < c->backoff_max_ms; i++)
-        d *= 2;
-    if (d > c->backoff_max_ms)
-        d = c->backoff_max_ms;
+    long d = backoff_delay_ms(c->backoff_ms, c->backoff_max_ms, failed);
     long half = d / 2;
-    long delay = half + (long)(rng_next(c) % (uint64_t)(d - half + 1));
+    long delay = (long)rng_range(c->jitter, half, d);
     return delay < 1 ? 1 : delay;
 }
 
@@ -806,13 +793,16 @@ jp_client *jp_new(const jp_options *o, char *err, size_t errlen)
     atomic_init(&c->n_requests, 0);
     atomic_init(&c->n_failures, 0);
     atomic_init(&c->n_retries, 0);
-    c->rng = ((uint64_t)clock_mono_ms() << 20) ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ULL;
-    if (c->rng == 0)
-        c->rng = 1;
     init_req(c, &c->users_req, REQ_USERS, "/users");
     init_req(c, &c->posts_req, REQ_POSTS, "/posts");
 
     int have_lock = 0, have_cache_lock = 0;
+    /* Clients started together (tests, several chatd) still jitter apart. */
+    c->jitter = rng_new(((uint64_t)clock_mono_ms() << 20) ^ (uint64_t)(uintptr_t)c);
+    if (c->jitter == NULL) {
+        err_set(err, errlen, "api: out of memory");
+        goto fail_msg;
+    }
     if (pthread_mutex_init(&c->lock, NULL) != 0)
         goto fail;
     have_lock = 1;
@@ -839,6 +829,7 @@ fail_msg:
         pthread_mutex_destroy(&c->cache_lock);
     if (have_lock)
         pthread_mutex_destroy(&c->lock);
+    rng_free(c->jitter);
     mem_free(c);
     return NULL;
 }
@@ -939,5 +930,6 @@ void jp_free(jp_client *c)
     jp_posts_free(c->posts);
     pthread_mutex_destroy(&c->cache_lock);
     pthread_mutex_destroy(&c->lock);
+    rng_free(c->jitter);
     mem_free(c);
 }

@@ -24,7 +24,8 @@
 int draw_pick(rng *r, int n_users);
 
 /* Wait before draw attempt + 1 after `attempt` (1-based) failed:
- * base_ms * 2^(attempt-1), at most DRAW_MAX_DELAY_MS; 0 when base_ms <= 0. */
+ * base_ms * 2^(attempt-1), at most DRAW_MAX_DELAY_MS; 0 when base_ms <= 0
+ * (util/backoff.h, the rule of every retry loop). */
 long draw_retry_delay_ms(int attempt, long base_ms);
 
 /* One session's draws. Start with attempt = 0 and the configured

@@ -18,6 +18,7 @@
  */
 #include "store/store_int.h"
 
+#include "util/backoff.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -286,7 +287,7 @@ static void *writer_main(void *arg)
 {
     store *s = arg;
     unsigned char rejected[STORE_BATCH_MAX];
-    int backoff_ms = BACKOFF_MIN_MS;
+    int failures = 0; /* write attempts failed in a row */
     int64_t retry_at = 0; /* while down: when to try again */
     int64_t last_contact = clock_mono_us();
 
@@ -356,6 +357,7 @@ static void *writer_main(void *arg)
                 s->st.max_batch_us = (uint64_t)batch_us;
         }
         if (r == STORE_W_RETRY) {
+            long backoff_ms = backoff_delay_ms(BACKOFF_MIN_MS, BACKOFF_MAX_MS, ++failures);
             if (n > 0)
                 s->st.write_failures++;
             if (s->st.db_up) {
@@ -364,17 +366,16 @@ static void *writer_main(void *arg)
                 log_warn("store", "database down (%s); %zu rows queued, retrying", err,
                          s->depth);
             } else {
-                log_debug("store", "database still down (%s); retry in %d ms", err, backoff_ms);
+                log_debug("store", "database still down (%s); retry in %ld ms", err, backoff_ms);
             }
             retry_at = clock_mono_us() + (int64_t)backoff_ms * 1000;
-            backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
         } else {
             if (!s->st.db_up) {
                 s->st.db_up = 1;
                 log_info("store", "database up again; %zu rows queued", s->depth);
             }
             retry_at = 0;
-            backoff_ms = BACKOFF_MIN_MS;
+            failures = 0;
             last_contact = clock_mono_us();
         }
         if (finished != NULL) {
