@@ -12,6 +12,7 @@
 #include "common/http_client.h"
 #include "rtc/loop.h"
 #include "rtc/peer.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -235,7 +236,7 @@ static void send_line(rtc_peer *peer, const char *line, size_t n, size_t max)
  * closed connection wakes us even while no input arrives. */
 static int read_and_send(rtc_peer *peer, size_t max)
 {
-    size_t cap = 65536, len = 0;
+    size_t cap = LIMIT_MESSAGE_BYTES, len = 0; /* a default-size message fits unmoved */
     char *buf = malloc(cap);
     if (buf == NULL)
         return -1;

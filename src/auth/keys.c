@@ -15,6 +15,7 @@
 
 #include "util/base64url.h"
 #include "util/err.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/mkdir.h"
@@ -38,7 +39,6 @@
 #include <openssl/pem.h>
 
 /* A PEM P-256 key is about 250 bytes; anything near this cap is not one. */
-#define KEY_FILE_MAX (64 * 1024)
 #define COORD_LEN 32 /* bytes in a P-256 affine coordinate */
 
 struct auth_keys {
@@ -200,7 +200,7 @@ auth_keys *auth_keys_from_pem(const char *pem, size_t len, char *err, size_t err
     EVP_PKEY *pkey;
     auth_keys *keys;
 
-    if (pem == NULL || len == 0 || len > KEY_FILE_MAX) {
+    if (pem == NULL || len == 0 || len > LIMIT_KEY_FILE_BYTES) {
         err_set(err, errlen, "signing key PEM is empty or too large");
         return NULL;
     }
@@ -316,7 +316,7 @@ static int read_key_file(const char *path, auth_keys **out, char *err, size_t er
         close(fd);
         return -1;
     }
-    if (st.st_size <= 0 || st.st_size > KEY_FILE_MAX) {
+    if (st.st_size <= 0 || st.st_size > LIMIT_KEY_FILE_BYTES) {
         err_set(err, errlen, "key file %s is empty or too large", path);
         close(fd);
         return -1;

@@ -12,14 +12,16 @@
 #ifndef CHATD_PROTOCOL_H
 #define CHATD_PROTOCOL_H
 
+#include "util/limits.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAX_MESSAGE (64 * 1024) /* bytes of one data-channel message */
+#define PROTO_MAX_MESSAGE LIMIT_MESSAGE_BYTES /* bytes of one data-channel message */
 #define PROTO_MAX_TEXT 2000           /* characters (code points) after trimming */
 #define PROTO_MAX_REF 128             /* bytes of a client's ref */
-#define PROTO_MAX_TOKEN 8192
+#define PROTO_MAX_TOKEN LIMIT_TOKEN_BYTES
 
 typedef enum { PROTO_PING, PROTO_POST } proto_kind;
 

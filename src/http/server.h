@@ -20,10 +20,11 @@
 #define CHATD_HTTP_SERVER_H
 
 #include "http/web_assets.h"
+#include "util/limits.h"
 
 #include <stddef.h>
 
-#define HTTP_MAX_BODY (64 * 1024)
+#define HTTP_MAX_BODY LIMIT_HTTP_BODY_BYTES
 
 typedef struct http_server http_server;
 

@@ -9,6 +9,7 @@
  */
 #include "rtc/sctp.h"
 
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -23,6 +24,9 @@
 
 #define SCTP_STREAMS 16           /* each costs per-association memory; one channel needs one */
 #define SCTP_BUFFER (1024 * 1024) /* socket send/receive buffers */
+/* Bytes taken per usrsctp_recvv: a whole message of the default size in one
+ * read; a larger one arrives in several and is reassembled in s->msg. */
+#define SCTP_READ_CHUNK LIMIT_MESSAGE_BYTES
 
 struct rtc_sctp {
     atomic_int refs;
@@ -351,7 +355,7 @@ static void handle_data(rtc_sctp *s, const struct sctp_rcvinfo *rcv, const uint8
 
 void rtc_sctp_drain(rtc_sctp *s)
 {
-    uint8_t buf[65536];
+    uint8_t buf[SCTP_READ_CHUNK];
     while (s->sock != NULL && !s->ended) {
         struct sctp_rcvinfo rcv;
         socklen_t infolen = sizeof rcv;
