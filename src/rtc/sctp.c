@@ -9,6 +9,7 @@
  */
 #include "rtc/sctp.h"
 
+#include "util/err.h"
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -156,7 +157,7 @@ static int set_opt(struct socket *sock, int level, int name, const void *val, so
                    const char *what, char *err, size_t errlen)
 {
     if (usrsctp_setsockopt(sock, level, name, val, len) < 0) {
-        snprintf(err, errlen, "SCTP option %s: %s", what, strerror(errno));
+        err_set(err, errlen, "SCTP option %s: %s", what, strerror(errno));
         return -1;
     }
     return 0;
@@ -167,7 +168,7 @@ rtc_sctp *rtc_sctp_new(uint16_t local_port, uint16_t remote_port, size_t max_mes
 {
     rtc_sctp *s = mem_calloc(1, sizeof *s);
     if (s == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     atomic_init(&s->refs, 1);
@@ -187,7 +188,7 @@ rtc_sctp *rtc_sctp_new(uint16_t local_port, uint16_t remote_port, size_t max_mes
 
     struct socket *sock = usrsctp_socket(AF_CONN, SOCK_STREAM, IPPROTO_SCTP, NULL, NULL, 0, NULL);
     if (sock == NULL) {
-        snprintf(err, errlen, "usrsctp_socket: %s", strerror(errno));
+        err_set(err, errlen, "usrsctp_socket: %s", strerror(errno));
         goto fail;
     }
     s->sock = sock;
@@ -226,14 +227,14 @@ rtc_sctp *rtc_sctp_new(uint16_t local_port, uint16_t remote_port, size_t max_mes
                                   .sconn_port = htons(local_port),
                                   .sconn_addr = (void *)s->id};
     if (usrsctp_bind(sock, (struct sockaddr *)&local, sizeof local) < 0) {
-        snprintf(err, errlen, "usrsctp_bind: %s", strerror(errno));
+        err_set(err, errlen, "usrsctp_bind: %s", strerror(errno));
         goto fail;
     }
     struct sockaddr_conn remote = local;
     remote.sconn_port = htons(remote_port);
     if (usrsctp_connect(sock, (struct sockaddr *)&remote, sizeof remote) < 0 &&
         errno != EINPROGRESS) {
-        snprintf(err, errlen, "usrsctp_connect: %s", strerror(errno));
+        err_set(err, errlen, "usrsctp_connect: %s", strerror(errno));
         goto fail;
     }
     /* Path MTU discovery makes no sense inside DTLS over ICE: fix 1200. */

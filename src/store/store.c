@@ -20,6 +20,7 @@
 
 #include "util/backoff.h"
 #include "util/clock.h"
+#include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -269,7 +270,7 @@ static store_wres write_attempt(store *s, size_t n, size_t *done, unsigned char 
         char why[256];
         r = s->b->write_batch(s->wconn, &s->batch[i], 1, why, sizeof why);
         if (r == STORE_W_RETRY) {
-            snprintf(err, errlen, "%s", why);
+            err_set(err, errlen, "%s", why);
             return STORE_W_RETRY;
         }
         if (r == STORE_W_REJECT) {
