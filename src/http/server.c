@@ -9,6 +9,7 @@
 #include "http/server.h"
 
 #include "util/err.h"
+#include "util/json_text.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -42,7 +43,7 @@ void http_reply_json(http_reply *r, int status, char *json)
 void http_reply_error(http_reply *r, int status, const char *code, const char *message)
 {
     json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *s = o ? json_text_compact(o) : NULL;
     json_decref(o);
     if (s == NULL) /* out of memory: a fixed body still tells the client */
         s = mem_strdup("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}");

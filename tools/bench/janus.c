@@ -7,6 +7,8 @@
 
 #include "../common/http_client.h"
 #include "util/err.h"
+#include "util/json_text.h"
+#include "util/mem.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -23,7 +25,7 @@ static json_t *post_json(CURL *curl, const char *url, json_t *obj, long timeout_
     char tx[32];
     snprintf(tx, sizeof tx, "b%ld", atomic_fetch_add(&transactions, 1));
     json_object_set_new(obj, "transaction", json_string(tx));
-    char *body = json_dumps(obj, JSON_COMPACT);
+    char *body = json_text_compact(obj);
     json_decref(obj);
     if (body == NULL) {
         err_set(err, errlen, "out of memory");
@@ -32,7 +34,7 @@ static json_t *post_json(CURL *curl, const char *url, json_t *obj, long timeout_
     http_reply r;
     int rc = http_request(curl, "POST", url, "application/json", body, NULL, timeout_s, &r, err,
                           errlen);
-    free(body);
+    mem_free(body);
     if (rc < 0)
         return NULL;
     json_t *reply = r.body ? json_loads(r.body, 0, NULL) : NULL;
