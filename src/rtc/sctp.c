@@ -430,19 +430,6 @@ int rtc_sctp_shutdown(rtc_sctp *s)
     return r;
 }
 
-size_t rtc_sctp_buffered(rtc_sctp *s)
-{
-    struct sctp_status st;
-    socklen_t len = sizeof st;
-    memset(&st, 0, sizeof st);
-    pthread_mutex_lock(&s->sock_lock);
-    int r = s->sock ? usrsctp_getsockopt(s->sock, IPPROTO_SCTP, SCTP_STATUS, &st, &len) : -1;
-    pthread_mutex_unlock(&s->sock_lock);
-    if (r < 0)
-        return 0;
-    return (size_t)st.sstat_unackdata + st.sstat_penddata;
-}
-
 void rtc_sctp_close(rtc_sctp *s)
 {
     if (s == NULL)

@@ -18,8 +18,6 @@ static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
 void log_set_level(log_level level) { atomic_store(&current_level, (int)level); }
 
-log_level log_get_level(void) { return (log_level)atomic_load(&current_level); }
-
 int log_level_parse(const char *name)
 {
     static const char *const names[] = {"debug", "info", "warn", "error", "off"};

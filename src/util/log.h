@@ -17,7 +17,6 @@ typedef enum {
 } log_level;
 
 void log_set_level(log_level level);
-log_level log_get_level(void);
 /* Parses "debug", "info", "warn", "error" or "off"; returns -1 if unknown. */
 int log_level_parse(const char *name);
 
