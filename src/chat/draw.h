@@ -9,7 +9,7 @@
  *
  * Pure logic: the I/O (fetching, timers, sending) is the service's.
  * draw_pick is as thread-safe as the rng; a draw_state belongs to one
- * session and is used from its loop only.
+ * session and is used from its loop only. Nothing is allocated.
  */
 #ifndef CHATD_DRAW_H
 #define CHATD_DRAW_H
