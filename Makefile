@@ -35,7 +35,7 @@ MODE_LDFLAGS :=
 endif
 
 CC ?= gcc
-PKGS := glib-2.0 nice openssl usrsctp libmicrohttpd jansson libjwt libcurl libpq sqlite3
+PKGS := glib-2.0 nice openssl usrsctp libmicrohttpd jansson libcurl libpq sqlite3
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Isrc -MMD -MP $(MODE_CFLAGS) $(PKG_CFLAGS)
@@ -107,6 +107,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,printf '  LD      %s\n' $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+# libjwt is not chatd's: only test_auth uses it, as an independent JWT
+# implementation to check chatd's tokens against.
+$(BUILD)/obj/tests/unit/test_auth.o: CFLAGS += $(shell pkg-config --cflags libjwt 2>/dev/null)
+$(BUILD)/tests/test_auth: LDLIBS += $(shell pkg-config --libs libjwt 2>/dev/null)
 
 unit: $(UNIT_BIN)
 

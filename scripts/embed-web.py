@@ -103,16 +103,6 @@ def generate(assets, web_dir_label):
     out.append("    return NULL;")
     out.append("}")
     out.append("")
-    out.append("size_t web_asset_count(void)")
-    out.append("{")
-    out.append("    return ASSET_COUNT;")
-    out.append("}")
-    out.append("")
-    out.append("const web_asset *web_asset_at(size_t i)")
-    out.append("{")
-    out.append("    return i < ASSET_COUNT ? &assets[i] : NULL;")
-    out.append("}")
-    out.append("")
     return "\n".join(out)
 
 

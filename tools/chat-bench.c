@@ -26,6 +26,7 @@
 #include "auth/token.h"
 #include "rtc/loop.h"
 #include "rtc/peer.h"
+#include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -308,7 +309,7 @@ static int connect_chatd(CURL *curl, bench_peer *bp, char *err, size_t errlen)
     if (rc < 0)
         return -1;
     if (r.status != 201 || r.body == NULL) {
-        snprintf(err, errlen, "HTTP %ld: %.120s", r.status, r.body ? r.body : "");
+        err_set(err, errlen, "HTTP %ld: %.120s", r.status, r.body ? r.body : "");
         http_reply_free(&r);
         return -1;
     }

@@ -12,6 +12,8 @@
 #include "common/http_client.h"
 #include "rtc/loop.h"
 #include "rtc/peer.h"
+#include "util/json_text.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -220,12 +222,12 @@ static void send_line(rtc_peer *peer, const char *line, size_t n, size_t max)
     snprintf(refs, sizeof refs, "%lu", ref);
     json_t *post = json_pack("{s:s,s:s,s:s%,s:s}", "type", "post", "token", token, "text", line,
                              n, "ref", refs);
-    char *text = post ? json_dumps(post, JSON_COMPACT) : NULL;
+    char *text = post ? json_text_compact(post) : NULL;
     if (text == NULL)
         fprintf(stderr, "chat-client: not sent: the line is not valid UTF-8\n");
     else if (rtc_peer_send_text(peer, text, strlen(text)) < 0 && rtc_peer_is_open(peer))
         fprintf(stderr, "chat-client: send failed: %s\n", strerror(errno));
-    free(text);
+    mem_free(text);
     json_decref(post);
     free(token);
 }
@@ -235,7 +237,7 @@ static void send_line(rtc_peer *peer, const char *line, size_t n, size_t max)
  * closed connection wakes us even while no input arrives. */
 static int read_and_send(rtc_peer *peer, size_t max)
 {
-    size_t cap = 65536, len = 0;
+    size_t cap = LIMIT_MESSAGE_BYTES, len = 0; /* a default-size message fits unmoved */
     char *buf = malloc(cap);
     if (buf == NULL)
         return -1;

@@ -17,9 +17,12 @@
  */
 #include "api/jsonplaceholder.h"
 
+#include "util/backoff.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/rng.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -30,7 +33,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #define JP_DEFAULT_CONNECT_MS 2000L
 #define JP_DEFAULT_TOTAL_MS 5000L
@@ -109,7 +111,7 @@ struct jp_client {
     int started;
     int users_loaded, posts_loaded, users_failing, posts_failing;
     int up_reported;
-    uint64_t rng;
+    rng *jitter; /* the backoff's jitter only; not seeded by --seed */
     jp_req users_req, posts_req;
 
     /* read from any thread */
@@ -130,13 +132,6 @@ static void sanitize(char *s)
         if (ch < 0x20 || ch >= 0x7f)
             *s = '?';
     }
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void list_push(req_list *l, jp_req *r)
@@ -163,29 +158,14 @@ static void list_remove(req_list *l, jp_req *r)
     r->prev = r->next = NULL;
 }
 
-/* xorshift64*: only the jitter of the backoff, not security. */
-static uint64_t rng_next(jp_client *c)
-{
-    uint64_t x = c->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    c->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 /* Delay before the next try after `failed` failed attempts in a row:
  * base * 2^(failed-1), capped, with "equal jitter" (half fixed, half
  * random) so that many clients failing together do not retry together. */
 static long backoff_delay(jp_client *c, int failed)
 {
-    long d = c->backoff_ms;
-    for (int i = 1; i < failed && d < c->backoff_max_ms; i++)
-        d *= 2;
-    if (d > c->backoff_max_ms)
-        d = c->backoff_max_ms;
+    long d = backoff_delay_ms(c->backoff_ms, c->backoff_max_ms, failed);
     long half = d / 2;
-    long delay = half + (long)(rng_next(c) % (uint64_t)(d - half + 1));
+    long delay = (long)rng_range(c->jitter, half, d);
     return delay < 1 ? 1 : delay;
 }
 
@@ -433,7 +413,7 @@ static void attempt_failed(jp_client *c, jp_req *r, int status, char *error, int
     }
     if (again) {
         atomic_fetch_add(&c->n_retries, 1);
-        schedule(c, r, now_ms() + backoff_delay(c, r->attempt));
+        schedule(c, r, clock_mono_ms() + backoff_delay(c, r->attempt));
     } else {
         deliver(c, r, NULL, error, 0);
     }
@@ -549,7 +529,7 @@ static void posts_loaded(jp_client *c, jp_req *r, jp_posts *p)
     c->posts_failing = 0;
     r->attempt = 0;
     free_req(r);
-    schedule(c, r, now_ms() + c->refresh_ms);
+    schedule(c, r, clock_mono_ms() + c->refresh_ms);
     update_state(c);
 }
 
@@ -628,7 +608,7 @@ static void transfer_done(jp_client *c, jp_req *r, CURLcode rc)
  * allows. Returns how long the thread may sleep before the next is due. */
 static long run_due(jp_client *c)
 {
-    long long now = now_ms();
+    long long now = clock_mono_ms();
     jp_req *r = c->waiting.head;
     while (r != NULL && c->inflight < JP_MAX_INFLIGHT) {
         jp_req *next = r->next;
@@ -642,7 +622,7 @@ static long run_due(jp_client *c)
     /* Second pass, as the first may have re-queued requests. Due ones that
      * found no slot are left out: a completion wakes the thread. */
     long sleep_ms = JP_IDLE_MS;
-    now = now_ms();
+    now = clock_mono_ms();
     for (r = c->waiting.head; r != NULL; r = r->next) {
         if (r->due_ms <= now)
             continue;
@@ -692,7 +672,7 @@ static void *client_main(void *arg)
         pthread_mutex_unlock(&c->lock);
 
         /* requests taken from incoming are due now; keep their order */
-        long long now = now_ms();
+        long long now = clock_mono_ms();
         jp_req *r;
         while ((r = in.head) != NULL) {
             list_remove(&in, r);
@@ -813,13 +793,16 @@ jp_client *jp_new(const jp_options *o, char *err, size_t errlen)
     atomic_init(&c->n_requests, 0);
     atomic_init(&c->n_failures, 0);
     atomic_init(&c->n_retries, 0);
-    c->rng = ((uint64_t)now_ms() << 20) ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ULL;
-    if (c->rng == 0)
-        c->rng = 1;
     init_req(c, &c->users_req, REQ_USERS, "/users");
     init_req(c, &c->posts_req, REQ_POSTS, "/posts");
 
     int have_lock = 0, have_cache_lock = 0;
+    /* Clients started together (tests, several chatd) still jitter apart. */
+    c->jitter = rng_new(((uint64_t)clock_mono_ms() << 20) ^ (uint64_t)(uintptr_t)c);
+    if (c->jitter == NULL) {
+        err_set(err, errlen, "api: out of memory");
+        goto fail_msg;
+    }
     if (pthread_mutex_init(&c->lock, NULL) != 0)
         goto fail;
     have_lock = 1;
@@ -846,6 +829,7 @@ fail_msg:
         pthread_mutex_destroy(&c->cache_lock);
     if (have_lock)
         pthread_mutex_destroy(&c->lock);
+    rng_free(c->jitter);
     mem_free(c);
     return NULL;
 }
@@ -946,5 +930,6 @@ void jp_free(jp_client *c)
     jp_posts_free(c->posts);
     pthread_mutex_destroy(&c->cache_lock);
     pthread_mutex_destroy(&c->lock);
+    rng_free(c->jitter);
     mem_free(c);
 }

@@ -7,6 +7,7 @@
  */
 #include "auth/cache.h"
 
+#include "util/err.h"
 #include "util/mem.h"
 
 #include <pthread.h>
@@ -137,7 +138,7 @@ int auth_cache_verify(auth_cache *c, const auth_keys *keys, const char *token,
             memset(out, 0, sizeof(*out));
         } else if (auth_claims_copy(out, &e->claims) != 0) {
             if (err != NULL && errlen > 0)
-                snprintf(err, errlen, "out of memory");
+                err_set(err, errlen, "out of memory");
             rc = -1;
         } else {
             c->hits++;

@@ -15,8 +15,10 @@
 
 #include "util/base64url.h"
 #include "util/err.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/mkdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +39,6 @@
 #include <openssl/pem.h>
 
 /* A PEM P-256 key is about 250 bytes; anything near this cap is not one. */
-#define KEY_FILE_MAX (64 * 1024)
 #define COORD_LEN 32 /* bytes in a P-256 affine coordinate */
 
 struct auth_keys {
@@ -199,7 +200,7 @@ auth_keys *auth_keys_from_pem(const char *pem, size_t len, char *err, size_t err
     EVP_PKEY *pkey;
     auth_keys *keys;
 
-    if (pem == NULL || len == 0 || len > KEY_FILE_MAX) {
+    if (pem == NULL || len == 0 || len > LIMIT_KEY_FILE_BYTES) {
         err_set(err, errlen, "signing key PEM is empty or too large");
         return NULL;
     }
@@ -236,40 +237,6 @@ auth_keys *auth_keys_generate(char *err, size_t errlen)
     return keys;
 }
 
-/* mkdir -p of path's parent folder, 0700 for what it creates. */
-static int make_parent(const char *path, char *err, size_t errlen)
-{
-    char *dir = mem_strdup(path);
-    char *slash, *p;
-    int rc = 0;
-
-    if (dir == NULL) {
-        err_set(err, errlen, "out of memory");
-        return -1;
-    }
-    slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir) {
-        mem_free(dir);
-        return 0; /* the current folder or "/" */
-    }
-    *slash = '\0';
-    for (p = dir + 1; rc == 0; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-            err_set(err, errlen, "cannot create folder %s: %s", dir, strerror(errno));
-            rc = -1;
-        }
-        *p = saved;
-        if (saved == '\0')
-            break;
-    }
-    mem_free(dir);
-    return rc;
-}
-
 /* Creates path with O_EXCL (never overwrites a key another process just
  * wrote) and writes a fresh key. Returns the keys, or NULL with *exists set
  * when the file appeared meanwhile. */
@@ -282,7 +249,7 @@ static auth_keys *create_key_file(const char *path, int *exists, char *err,
     int fd;
 
     *exists = 0;
-    if (make_parent(path, err, errlen) != 0)
+    if (mkdir_parents(path, MKDIR_PRIVATE, err, errlen) != 0)
         return NULL;
     keys = auth_keys_generate(err, errlen);
     if (keys == NULL)
@@ -349,7 +316,7 @@ static int read_key_file(const char *path, auth_keys **out, char *err, size_t er
         close(fd);
         return -1;
     }
-    if (st.st_size <= 0 || st.st_size > KEY_FILE_MAX) {
+    if (st.st_size <= 0 || st.st_size > LIMIT_KEY_FILE_BYTES) {
         err_set(err, errlen, "key file %s is empty or too large", path);
         close(fd);
         return -1;

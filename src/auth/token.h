@@ -23,11 +23,12 @@
 #define CHATD_AUTH_TOKEN_H
 
 #include "auth/keys.h"
+#include "util/limits.h"
 
 #include <stddef.h>
 #include <time.h>
 
-#define AUTH_TOKEN_MAX 8192  /* bytes; longer tokens are refused unread */
+#define AUTH_TOKEN_MAX LIMIT_TOKEN_BYTES /* bytes; longer tokens are refused unread */
 #define AUTH_CLOCK_SKEW 60   /* seconds of clock difference tolerated */
 #define AUTH_AUDIENCE "chat" /* the aud claim chatd issues and requires */
 

@@ -3,6 +3,8 @@
  */
 #include "chat/draw.h"
 
+#include "util/backoff.h"
+
 #include <stddef.h>
 
 int draw_pick(rng *r, int n_users)
@@ -16,20 +18,7 @@ int draw_pick(rng *r, int n_users)
 
 long draw_retry_delay_ms(int attempt, long base_ms)
 {
-    long delay = base_ms;
-
-    if (base_ms <= 0)
-        return 0;
-    if (delay >= DRAW_MAX_DELAY_MS)
-        return DRAW_MAX_DELAY_MS;
-    /* Double step by step and stop at the cap: never overflows, whatever
-     * the attempt number. */
-    for (int i = 1; i < attempt; i++) {
-        delay *= 2;
-        if (delay >= DRAW_MAX_DELAY_MS)
-            return DRAW_MAX_DELAY_MS;
-    }
-    return delay;
+    return backoff_delay_ms(base_ms, DRAW_MAX_DELAY_MS, attempt);
 }
 
 draw_result draw_next(draw_state *st, int failed, long *retry_in_ms)

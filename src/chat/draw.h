@@ -9,7 +9,7 @@
  *
  * Pure logic: the I/O (fetching, timers, sending) is the service's.
  * draw_pick is as thread-safe as the rng; a draw_state belongs to one
- * session and is used from its loop only.
+ * session and is used from its loop only. Nothing is allocated.
  */
 #ifndef CHATD_DRAW_H
 #define CHATD_DRAW_H
@@ -24,7 +24,8 @@
 int draw_pick(rng *r, int n_users);
 
 /* Wait before draw attempt + 1 after `attempt` (1-based) failed:
- * base_ms * 2^(attempt-1), at most DRAW_MAX_DELAY_MS; 0 when base_ms <= 0. */
+ * base_ms * 2^(attempt-1), at most DRAW_MAX_DELAY_MS; 0 when base_ms <= 0
+ * (util/backoff.h, the rule of every retry loop). */
 long draw_retry_delay_ms(int attempt, long base_ms);
 
 /* One session's draws. Start with attempt = 0 and the configured

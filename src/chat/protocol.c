@@ -22,6 +22,7 @@
  */
 #include "chat/protocol.h"
 
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/json_text.h"
 #include "util/mem.h"
@@ -30,7 +31,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -547,31 +547,7 @@ char *proto_build_pong(const char *ref, const char *ts)
 
 char *proto_format_time(int64_t unix_ms, char *buf, size_t len)
 {
-    time_t secs;
-    long ms;
-    struct tm tm;
-    char date[24];
-
-    if (buf == NULL || len == 0)
-        return buf;
-    buf[0] = '\0';
-    /* Floor division, so times before 1970 keep ms in 0..999. */
-    secs = (time_t)(unix_ms / 1000);
-    ms = (long)(unix_ms % 1000);
-    if (ms < 0) {
-        ms += 1000;
-        secs--;
-    }
-    if (gmtime_r(&secs, &tm) == NULL || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        return buf;
-    snprintf(buf, len, "%s.%03ldZ", date, ms);
-    return buf;
+    return clock_iso8601(unix_ms, buf, len);
 }
 
-char *proto_now(char *buf, size_t len)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return proto_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf, len);
-}
+char *proto_now(char *buf, size_t len) { return clock_iso8601_now(buf, len); }

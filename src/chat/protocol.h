@@ -12,14 +12,16 @@
 #ifndef CHATD_PROTOCOL_H
 #define CHATD_PROTOCOL_H
 
+#include "util/limits.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAX_MESSAGE (64 * 1024) /* bytes of one data-channel message */
+#define PROTO_MAX_MESSAGE LIMIT_MESSAGE_BYTES /* bytes of one data-channel message */
 #define PROTO_MAX_TEXT 2000           /* characters (code points) after trimming */
 #define PROTO_MAX_REF 128             /* bytes of a client's ref */
-#define PROTO_MAX_TOKEN 8192
+#define PROTO_MAX_TOKEN LIMIT_TOKEN_BYTES
 
 typedef enum { PROTO_PING, PROTO_POST } proto_kind;
 
@@ -81,7 +83,9 @@ char *proto_build_error(const char *code, const char *message, long retry_in_ms,
                         const char *ref);
 char *proto_build_pong(const char *ref, const char *ts);
 
-/* Current UTC time as "2026-11-24T10:00:00.123Z" (buf of at least 32). */
+/* The "ts" of a message: current UTC time as "2026-11-24T10:00:00.123Z"
+ * (buf of at least CLOCK_ISO8601_LEN). Both forward to util/clock.h, the one
+ * time format of logs, store and wire; new code may call it directly. */
 char *proto_now(char *buf, size_t len);
 /* The same format for unix_ms milliseconds since 1970; returns buf (""
  * when the time cannot be represented). */

@@ -8,6 +8,8 @@
  */
 #include "http/server.h"
 
+#include "util/err.h"
+#include "util/json_text.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -41,7 +43,7 @@ void http_reply_json(http_reply *r, int status, char *json)
 void http_reply_error(http_reply *r, int status, const char *code, const char *message)
 {
     json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *s = o ? json_text_compact(o) : NULL;
     json_decref(o);
     if (s == NULL) /* out of memory: a fixed body still tells the client */
         s = mem_strdup("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}");
@@ -302,13 +304,13 @@ http_server *http_server_start(const char *host, int port, int threads, const ht
     snprintf(portstr, sizeof portstr, "%d", port);
     int gai = getaddrinfo(host, portstr, &hints, &ai);
     if (gai != 0) {
-        snprintf(err, errlen, "bad listen address '%s': %s", host, gai_strerror(gai));
+        err_set(err, errlen, "bad listen address '%s': %s", host, gai_strerror(gai));
         return NULL;
     }
     http_server *s = mem_calloc(1, sizeof *s);
     if (s == NULL) {
         freeaddrinfo(ai);
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     s->app = *app;
@@ -325,7 +327,7 @@ http_server *http_server_start(const char *host, int port, int threads, const ht
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (s->daemon == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%d (in use, or not a local address)", host,
+        err_set(err, errlen, "cannot listen on %s:%d (in use, or not a local address)", host,
                  port);
         mem_free(s);
         return NULL;

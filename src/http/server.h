@@ -15,15 +15,19 @@
  *
  * Threading: libmicrohttpd runs a small fixed pool of threads; callbacks run
  * on them and may block briefly (never on the network).
+ * Ownership: the caller owns the http_server (http_server_stop frees it);
+ * the http_app table is copied, its arg must outlive the server. A reply's
+ * body is mem_alloc'd by the callback and freed by the server once sent.
  */
 #ifndef CHATD_HTTP_SERVER_H
 #define CHATD_HTTP_SERVER_H
 
 #include "http/web_assets.h"
+#include "util/limits.h"
 
 #include <stddef.h>
 
-#define HTTP_MAX_BODY (64 * 1024)
+#define HTTP_MAX_BODY LIMIT_HTTP_BODY_BYTES
 
 typedef struct http_server http_server;
 

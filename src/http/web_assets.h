@@ -26,8 +26,4 @@ typedef struct {
  */
 const web_asset *web_asset_find(const char *path);
 
-/* Number of assets and the i-th one (0 <= i < count), for listing/tests. */
-size_t web_asset_count(void);
-const web_asset *web_asset_at(size_t i);
-
 #endif

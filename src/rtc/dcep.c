@@ -3,6 +3,8 @@
  */
 #include "rtc/dcep.h"
 
+#include "util/err.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -46,28 +48,28 @@ int dcep_parse(const uint8_t *buf, size_t len, dcep_message *out, char *err, siz
 {
     memset(out, 0, sizeof *out);
     if (buf == NULL || len == 0) {
-        snprintf(err, errlen, "empty DCEP message");
+        err_set(err, errlen, "empty DCEP message");
         return -1;
     }
     out->type = buf[0];
     if (buf[0] == DCEP_MSG_ACK) {
         if (len != 1) {
-            snprintf(err, errlen, "DATA_CHANNEL_ACK must be one byte, got %zu", len);
+            err_set(err, errlen, "DATA_CHANNEL_ACK must be one byte, got %zu", len);
             return -1;
         }
         return 0;
     }
     if (buf[0] != DCEP_MSG_OPEN) {
-        snprintf(err, errlen, "unknown DCEP message type 0x%02x", buf[0]);
+        err_set(err, errlen, "unknown DCEP message type 0x%02x", buf[0]);
         return -1;
     }
     if (len < DCEP_OPEN_HEADER_SIZE) {
-        snprintf(err, errlen, "DATA_CHANNEL_OPEN shorter than its header");
+        err_set(err, errlen, "DATA_CHANNEL_OPEN shorter than its header");
         return -1;
     }
     out->channel_type = buf[1];
     if (!known_channel_type(out->channel_type)) {
-        snprintf(err, errlen, "unknown channel type 0x%02x", out->channel_type);
+        err_set(err, errlen, "unknown channel type 0x%02x", out->channel_type);
         return -1;
     }
     out->priority = get16(buf + 2);
@@ -75,7 +77,7 @@ int dcep_parse(const uint8_t *buf, size_t len, dcep_message *out, char *err, siz
     out->label_len = get16(buf + 8);
     out->protocol_len = get16(buf + 10);
     if ((size_t)DCEP_OPEN_HEADER_SIZE + out->label_len + out->protocol_len != len) {
-        snprintf(err, errlen, "DATA_CHANNEL_OPEN lengths do not match its size");
+        err_set(err, errlen, "DATA_CHANNEL_OPEN lengths do not match its size");
         return -1;
     }
     out->label = buf + DCEP_OPEN_HEADER_SIZE;

@@ -9,6 +9,7 @@
  */
 #include "rtc/dtls.h"
 
+#include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -109,7 +110,7 @@ static void openssl_error(char *err, size_t errlen, const char *what)
     char buf[256] = "";
     if (e)
         ERR_error_string_n(e, buf, sizeof buf);
-    snprintf(err, errlen, "%s%s%s", what, e ? ": " : "", buf);
+    err_set(err, errlen, "%s%s%s", what, e ? ": " : "", buf);
     ERR_clear_error();
 }
 
@@ -117,12 +118,12 @@ dtls_identity *dtls_identity_new(char *err, size_t errlen)
 {
     pthread_once(&out_method_once, make_out_method);
     if (out_method == NULL) {
-        snprintf(err, errlen, "cannot create the DTLS BIO method");
+        err_set(err, errlen, "cannot create the DTLS BIO method");
         return NULL;
     }
     dtls_identity *id = mem_calloc(1, sizeof *id);
     if (id == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     id->key = EVP_EC_gen("P-256");
@@ -291,7 +292,7 @@ static enum conn_event step_handshake(dtls_conn *c, char *why, size_t whylen)
         int ok = dtls_fingerprint_matches(peer, c->remote_alg, c->remote_fp, c->remote_fp_len);
         X509_free(peer);
         if (!ok) {
-            snprintf(why, whylen, "remote certificate does not match the SDP fingerprint");
+            err_set(why, whylen, "remote certificate does not match the SDP fingerprint");
             c->failed = 1;
             return EV_FAILED;
         }
@@ -306,7 +307,7 @@ static enum conn_event step_handshake(dtls_conn *c, char *why, size_t whylen)
     if (code)
         ERR_error_string_n(code, buf, sizeof buf);
     ERR_clear_error();
-    snprintf(why, whylen, "DTLS handshake failed: %s", buf);
+    err_set(why, whylen, "DTLS handshake failed: %s", buf);
     c->failed = 1;
     return EV_FAILED;
 }

@@ -12,6 +12,9 @@
  * Threading: every call is safe from any thread (a mutex per connection
  * guards the SSL object). Callbacks are never invoked with that mutex held
  * except `send`, which must not call back into this connection.
+ * Ownership: the caller owns the identity and each connection (the *_free
+ * functions); free the identity only after its connections. Data passed in
+ * is copied or consumed before the call returns.
  */
 #ifndef CHATD_DTLS_H
 #define CHATD_DTLS_H

@@ -5,6 +5,12 @@
  * on the least loaded loop when it is created and all its ICE, DTLS and
  * SCTP input runs there; there is no thread per peer. The number of loops
  * is chosen once at start (default: the number of cores).
+ *
+ * Threading: pick, release, post and run_sync may be called from any
+ * thread (run_sync not from the target loop itself); new and free from one
+ * thread, with nothing else using the loops.
+ * Ownership: the caller owns the rtc_loops (rtc_loops_free); an rtc_loop
+ * pointer is borrowed from it and valid until then.
  */
 #ifndef CHATD_LOOP_H
 #define CHATD_LOOP_H

@@ -9,6 +9,8 @@
  */
 #include "rtc/sctp.h"
 
+#include "util/err.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -23,6 +25,9 @@
 
 #define SCTP_STREAMS 16           /* each costs per-association memory; one channel needs one */
 #define SCTP_BUFFER (1024 * 1024) /* socket send/receive buffers */
+/* Bytes taken per usrsctp_recvv: a whole message of the default size in one
+ * read; a larger one arrives in several and is reassembled in s->msg. */
+#define SCTP_READ_CHUNK LIMIT_MESSAGE_BYTES
 
 struct rtc_sctp {
     atomic_int refs;
@@ -152,7 +157,7 @@ static int set_opt(struct socket *sock, int level, int name, const void *val, so
                    const char *what, char *err, size_t errlen)
 {
     if (usrsctp_setsockopt(sock, level, name, val, len) < 0) {
-        snprintf(err, errlen, "SCTP option %s: %s", what, strerror(errno));
+        err_set(err, errlen, "SCTP option %s: %s", what, strerror(errno));
         return -1;
     }
     return 0;
@@ -163,7 +168,7 @@ rtc_sctp *rtc_sctp_new(uint16_t local_port, uint16_t remote_port, size_t max_mes
 {
     rtc_sctp *s = mem_calloc(1, sizeof *s);
     if (s == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     atomic_init(&s->refs, 1);
@@ -183,7 +188,7 @@ rtc_sctp *rtc_sctp_new(uint16_t local_port, uint16_t remote_port, size_t max_mes
 
     struct socket *sock = usrsctp_socket(AF_CONN, SOCK_STREAM, IPPROTO_SCTP, NULL, NULL, 0, NULL);
     if (sock == NULL) {
-        snprintf(err, errlen, "usrsctp_socket: %s", strerror(errno));
+        err_set(err, errlen, "usrsctp_socket: %s", strerror(errno));
         goto fail;
     }
     s->sock = sock;
@@ -222,14 +227,14 @@ rtc_sctp *rtc_sctp_new(uint16_t local_port, uint16_t remote_port, size_t max_mes
                                   .sconn_port = htons(local_port),
                                   .sconn_addr = (void *)s->id};
     if (usrsctp_bind(sock, (struct sockaddr *)&local, sizeof local) < 0) {
-        snprintf(err, errlen, "usrsctp_bind: %s", strerror(errno));
+        err_set(err, errlen, "usrsctp_bind: %s", strerror(errno));
         goto fail;
     }
     struct sockaddr_conn remote = local;
     remote.sconn_port = htons(remote_port);
     if (usrsctp_connect(sock, (struct sockaddr *)&remote, sizeof remote) < 0 &&
         errno != EINPROGRESS) {
-        snprintf(err, errlen, "usrsctp_connect: %s", strerror(errno));
+        err_set(err, errlen, "usrsctp_connect: %s", strerror(errno));
         goto fail;
     }
     /* Path MTU discovery makes no sense inside DTLS over ICE: fix 1200. */
@@ -351,7 +356,7 @@ static void handle_data(rtc_sctp *s, const struct sctp_rcvinfo *rcv, const uint8
 
 void rtc_sctp_drain(rtc_sctp *s)
 {
-    uint8_t buf[65536];
+    uint8_t buf[SCTP_READ_CHUNK];
     while (s->sock != NULL && !s->ended) {
         struct sctp_rcvinfo rcv;
         socklen_t infolen = sizeof rcv;
@@ -423,19 +428,6 @@ int rtc_sctp_shutdown(rtc_sctp *s)
     int r = s->sock ? usrsctp_shutdown(s->sock, SHUT_WR) : -1;
     pthread_mutex_unlock(&s->sock_lock);
     return r;
-}
-
-size_t rtc_sctp_buffered(rtc_sctp *s)
-{
-    struct sctp_status st;
-    socklen_t len = sizeof st;
-    memset(&st, 0, sizeof st);
-    pthread_mutex_lock(&s->sock_lock);
-    int r = s->sock ? usrsctp_getsockopt(s->sock, IPPROTO_SCTP, SCTP_STATUS, &st, &len) : -1;
-    pthread_mutex_unlock(&s->sock_lock);
-    if (r < 0)
-        return 0;
-    return (size_t)st.sstat_unackdata + st.sstat_penddata;
 }
 
 void rtc_sctp_close(rtc_sctp *s)

@@ -65,8 +65,6 @@ int rtc_sctp_send(rtc_sctp *s, uint16_t stream, uint32_t ppid, const uint8_t *da
 int rtc_sctp_reset_stream(rtc_sctp *s, uint16_t stream);
 /* Graceful SCTP shutdown: everything sent is delivered first. */
 int rtc_sctp_shutdown(rtc_sctp *s);
-/* DATA chunks not yet sent or acknowledged (0 when all is delivered). */
-size_t rtc_sctp_buffered(rtc_sctp *s);
 /* Aborts the association and releases it; no callback runs afterwards. */
 void rtc_sctp_close(rtc_sctp *s);
 

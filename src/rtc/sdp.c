@@ -6,14 +6,14 @@
  */
 #include "rtc/sdp.h"
 
+#include "util/err.h"
+
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define SET_ERR(...) snprintf(err, errlen, __VA_ARGS__)
 
 /* Copies a value of at most cap-1 bytes; returns -1 if it is longer. */
 static int copy_value(char *dst, size_t cap, const char *src, size_t len)
@@ -108,12 +108,12 @@ static int parse_fingerprint_attr(const char *v, size_t len, sdp_description *d,
 {
     char buf[256];
     if (copy_value(buf, sizeof buf, v, len) < 0) {
-        SET_ERR("fingerprint too long");
+        err_set(err, errlen, "fingerprint too long");
         return -1;
     }
     char *sp = strchr(buf, ' ');
     if (sp == NULL || sp - buf >= (long)sizeof d->fingerprint_alg) {
-        SET_ERR("malformed fingerprint");
+        err_set(err, errlen, "malformed fingerprint");
         return -1;
     }
     *sp = '\0';
@@ -121,7 +121,7 @@ static int parse_fingerprint_attr(const char *v, size_t len, sdp_description *d,
         *c = (char)tolower((unsigned char)*c);
     size_t want = digest_len_for(buf);
     if (want == 0) {
-        SET_ERR("unsupported fingerprint algorithm '%s'", buf);
+        err_set(err, errlen, "unsupported fingerprint algorithm '%s'", buf);
         return -1;
     }
     char *value = sp + 1;
@@ -129,7 +129,7 @@ static int parse_fingerprint_attr(const char *v, size_t len, sdp_description *d,
         value++;
     int n = sdp_parse_fingerprint(value, d->fingerprint, sizeof d->fingerprint);
     if (n < 0 || (size_t)n != want) {
-        SET_ERR("malformed %s fingerprint", buf);
+        err_set(err, errlen, "malformed %s fingerprint", buf);
         return -1;
     }
     strcpy(d->fingerprint_alg, buf);
@@ -170,19 +170,19 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
     memset(d, 0, sizeof *d);
     d->sctp_port = 5000;
     if (text == NULL || len == 0) {
-        SET_ERR("empty SDP");
+        err_set(err, errlen, "empty SDP");
         return -1;
     }
     if (len > SDP_MAX_SIZE) {
-        SET_ERR("SDP larger than %d bytes", SDP_MAX_SIZE);
+        err_set(err, errlen, "SDP larger than %d bytes", SDP_MAX_SIZE);
         return -1;
     }
     if (memchr(text, '\0', len) != NULL) {
-        SET_ERR("SDP contains a NUL byte");
+        err_set(err, errlen, "SDP contains a NUL byte");
         return -1;
     }
     if (!starts_with(text, len, "v=0")) {
-        SET_ERR("SDP must start with v=0");
+        err_set(err, errlen, "SDP must start with v=0");
         return -1;
     }
 
@@ -205,24 +205,24 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
 
         if (line[0] == 'm') {
             if (have_app) {
-                SET_ERR("only one m-line is supported");
+                err_set(err, errlen, "only one m-line is supported");
                 return -1;
             }
             char mline[256];
             if (copy_value(mline, sizeof mline, line + 2, ll - 2) < 0) {
-                SET_ERR("m-line too long");
+                err_set(err, errlen, "m-line too long");
                 return -1;
             }
             char media[32], proto[64], fmt[64];
             unsigned port;
             if (sscanf(mline, "%31s %u %63s %63s", media, &port, proto, fmt) != 4 ||
                 strcmp(media, "application") != 0 || port > 65535) {
-                SET_ERR("the m-line must be an application section");
+                err_set(err, errlen, "the m-line must be an application section");
                 return -1;
             }
             if (strcmp(proto, "UDP/DTLS/SCTP") == 0 || strcmp(proto, "TCP/DTLS/SCTP") == 0) {
                 if (strcmp(fmt, "webrtc-datachannel") != 0) {
-                    SET_ERR("unsupported application format '%s'", fmt);
+                    err_set(err, errlen, "unsupported application format '%s'", fmt);
                     return -1;
                 }
                 d->dialect = SDP_DIALECT_MODERN;
@@ -230,13 +230,13 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
                 char *endp;
                 unsigned long sp = strtoul(fmt, &endp, 10);
                 if (*endp != '\0' || sp == 0 || sp > 65535) {
-                    SET_ERR("bad SCTP port in m-line");
+                    err_set(err, errlen, "bad SCTP port in m-line");
                     return -1;
                 }
                 d->dialect = SDP_DIALECT_SCTPMAP;
                 d->sctp_port = (uint16_t)sp;
             } else {
-                SET_ERR("unsupported transport '%s'", proto);
+                err_set(err, errlen, "unsupported transport '%s'", proto);
                 return -1;
             }
             d->conn_port = (uint16_t)port;
@@ -255,13 +255,13 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
 #define ATTR(name) (nl2 == strlen(name) && memcmp(a, name, nl2) == 0)
         if (ATTR("ice-ufrag")) {
             if (vl < 4 || vl > 256 || !valid_ice_chars(v, vl)) {
-                SET_ERR("bad ice-ufrag");
+                err_set(err, errlen, "bad ice-ufrag");
                 return -1;
             }
             copy_value(d->ice_ufrag, sizeof d->ice_ufrag, v, vl);
         } else if (ATTR("ice-pwd")) {
             if (vl < 22 || vl > 256 || !valid_ice_chars(v, vl)) {
-                SET_ERR("bad ice-pwd");
+                err_set(err, errlen, "bad ice-pwd");
                 return -1;
             }
             copy_value(d->ice_pwd, sizeof d->ice_pwd, v, vl);
@@ -276,24 +276,24 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
             else if (vl == 7 && memcmp(v, "passive", 7) == 0)
                 d->setup = SDP_SETUP_PASSIVE;
             else {
-                SET_ERR("bad a=setup value");
+                err_set(err, errlen, "bad a=setup value");
                 return -1;
             }
         } else if (in_media == 1 && ATTR("mid")) {
             if (vl == 0 || copy_value(d->mid, sizeof d->mid, v, vl) < 0) {
-                SET_ERR("bad a=mid");
+                err_set(err, errlen, "bad a=mid");
                 return -1;
             }
         } else if (in_media == 1 && ATTR("sctp-port")) {
             char num[16];
             char *endp;
             if (copy_value(num, sizeof num, v, vl) < 0) {
-                SET_ERR("bad a=sctp-port");
+                err_set(err, errlen, "bad a=sctp-port");
                 return -1;
             }
             unsigned long sp = strtoul(num, &endp, 10);
             if (*endp != '\0' || endp == num || sp == 0 || sp > 65535) {
-                SET_ERR("bad a=sctp-port");
+                err_set(err, errlen, "bad a=sctp-port");
                 return -1;
             }
             d->sctp_port = (uint16_t)sp;
@@ -304,12 +304,12 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
             char num[16];
             char *endp;
             if (copy_value(num, sizeof num, v, vl) < 0) {
-                SET_ERR("bad a=max-message-size");
+                err_set(err, errlen, "bad a=max-message-size");
                 return -1;
             }
             unsigned long long mm = strtoull(num, &endp, 10);
             if (*endp != '\0' || endp == num) {
-                SET_ERR("bad a=max-message-size");
+                err_set(err, errlen, "bad a=max-message-size");
                 return -1;
             }
             d->max_message_size = mm > UINT32_MAX ? UINT32_MAX : (uint32_t)mm;
@@ -319,16 +319,16 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
 #undef ATTR
     }
     if (!have_app) {
-        SET_ERR("no application m-line");
+        err_set(err, errlen, "no application m-line");
         return -1;
     }
     (void)have_sctp_attr; /* sctpmap dialect may omit it; modern defaults to 5000 */
     if (d->ice_ufrag[0] == '\0' || d->ice_pwd[0] == '\0') {
-        SET_ERR("missing ICE credentials (a=ice-ufrag / a=ice-pwd)");
+        err_set(err, errlen, "missing ICE credentials (a=ice-ufrag / a=ice-pwd)");
         return -1;
     }
     if (d->fingerprint_len == 0) {
-        SET_ERR("missing a=fingerprint");
+        err_set(err, errlen, "missing a=fingerprint");
         return -1;
     }
     if (d->mid[0] == '\0')

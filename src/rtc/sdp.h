@@ -14,10 +14,12 @@
 #ifndef CHATD_SDP_H
 #define CHATD_SDP_H
 
+#include "util/limits.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#define SDP_MAX_SIZE (64 * 1024)   /* larger descriptions are refused */
+#define SDP_MAX_SIZE LIMIT_SDP_BYTES /* larger descriptions are refused */
 #define SDP_MAX_CANDIDATES 32      /* further candidate lines are ignored */
 #define SDP_MAX_CANDIDATE_LEN 256
 #define SDP_MAX_FINGERPRINT 64     /* bytes of the largest digest, sha-512 */

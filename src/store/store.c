@@ -18,6 +18,9 @@
  */
 #include "store/store_int.h"
 
+#include "util/backoff.h"
+#include "util/clock.h"
+#include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -65,25 +68,6 @@ struct store {
 
     atomic_llong next_id;
 };
-
-char *store_format_now(char *buf, size_t len)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (long)(ts.tv_nsec / 1000000));
-    return buf;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static struct timespec mono_deadline(int64_t at_us)
 {
@@ -270,10 +254,10 @@ static store_wres write_attempt(store *s, size_t n, size_t *done, unsigned char 
     if (n == 0)
         return s->b->ping(s->wconn, err, errlen) == 0 ? STORE_W_OK : STORE_W_RETRY;
 
-    int64_t t0 = mono_us();
+    int64_t t0 = clock_mono_us();
     store_wres r = s->b->write_batch(s->wconn, s->batch, n, err, errlen);
     if (r == STORE_W_OK) {
-        *batch_us = mono_us() - t0;
+        *batch_us = clock_mono_us() - t0;
         *done = n;
         *commits = 1;
         return STORE_W_OK;
@@ -286,7 +270,7 @@ static store_wres write_attempt(store *s, size_t n, size_t *done, unsigned char 
         char why[256];
         r = s->b->write_batch(s->wconn, &s->batch[i], 1, why, sizeof why);
         if (r == STORE_W_RETRY) {
-            snprintf(err, errlen, "%s", why);
+            err_set(err, errlen, "%s", why);
             return STORE_W_RETRY;
         }
         if (r == STORE_W_REJECT) {
@@ -304,15 +288,15 @@ static void *writer_main(void *arg)
 {
     store *s = arg;
     unsigned char rejected[STORE_BATCH_MAX];
-    int backoff_ms = BACKOFF_MIN_MS;
+    int failures = 0; /* write attempts failed in a row */
     int64_t retry_at = 0; /* while down: when to try again */
-    int64_t last_contact = mono_us();
+    int64_t last_contact = clock_mono_us();
 
     pthread_mutex_lock(&s->lock);
     for (;;) {
         /* Wait for rows, for the retry time while down, or for a ping. */
         while (!s->stop) {
-            int64_t now = mono_us();
+            int64_t now = clock_mono_us();
             int64_t until;
             if (retry_at != 0) {
                 if (now >= retry_at)
@@ -374,6 +358,7 @@ static void *writer_main(void *arg)
                 s->st.max_batch_us = (uint64_t)batch_us;
         }
         if (r == STORE_W_RETRY) {
+            long backoff_ms = backoff_delay_ms(BACKOFF_MIN_MS, BACKOFF_MAX_MS, ++failures);
             if (n > 0)
                 s->st.write_failures++;
             if (s->st.db_up) {
@@ -382,18 +367,17 @@ static void *writer_main(void *arg)
                 log_warn("store", "database down (%s); %zu rows queued, retrying", err,
                          s->depth);
             } else {
-                log_debug("store", "database still down (%s); retry in %d ms", err, backoff_ms);
+                log_debug("store", "database still down (%s); retry in %ld ms", err, backoff_ms);
             }
-            retry_at = mono_us() + (int64_t)backoff_ms * 1000;
-            backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
+            retry_at = clock_mono_us() + (int64_t)backoff_ms * 1000;
         } else {
             if (!s->st.db_up) {
                 s->st.db_up = 1;
                 log_info("store", "database up again; %zu rows queued", s->depth);
             }
             retry_at = 0;
-            backoff_ms = BACKOFF_MIN_MS;
-            last_contact = mono_us();
+            failures = 0;
+            last_contact = clock_mono_us();
         }
         if (finished != NULL) {
             /* Flushers wait for these callbacks too: after store_flush the
@@ -553,7 +537,7 @@ void store_close(store *s)
 
 int store_flush(store *s, int timeout_ms)
 {
-    int64_t deadline = mono_us() + (int64_t)timeout_ms * 1000;
+    int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
     int rc = 0;
     pthread_mutex_lock(&s->lock);
     while (s->depth > 0 || s->calling) {
@@ -593,8 +577,8 @@ int store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg)
                           "timestamp; not queued");
         return -1;
     }
-    char now[STORE_TS_LEN];
-    const char *seen = u->seen_at ? u->seen_at : store_format_now(now, sizeof now);
+    char now[CLOCK_ISO8601_LEN];
+    const char *seen = u->seen_at ? u->seen_at : clock_iso8601_now(now, sizeof now);
     store_item *it = item_new(STORE_ITEM_USER, slen(u->name) + slen(u->username) +
                                                    slen(u->email) + slen(u->profile) +
                                                    slen(seen));
@@ -624,9 +608,9 @@ int store_put_message(store *s, const store_message *m)
         return -1;
     }
     store_message copy = *m;
-    char now[STORE_TS_LEN];
+    char now[CLOCK_ISO8601_LEN];
     if (copy.created_at == NULL)
-        copy.created_at = store_format_now(now, sizeof now);
+        copy.created_at = clock_iso8601_now(now, sizeof now);
     store_item *it = store_item_message(&copy);
     if (it == NULL) {
         log_warn("store", "out of memory; message %lld not queued", (long long)m->id);
@@ -642,9 +626,9 @@ int store_session_start(store *s, const char *session_id, long user_id, const ch
         log_warn("store", "session row without id, or a bad timestamp; not queued");
         return -1;
     }
-    char now[STORE_TS_LEN];
+    char now[CLOCK_ISO8601_LEN];
     if (ts == NULL)
-        ts = store_format_now(now, sizeof now);
+        ts = clock_iso8601_now(now, sizeof now);
     store_item *it = item_new(STORE_ITEM_SESSION_START, slen(session_id) + slen(remote) + slen(ts));
     if (it == NULL) {
         log_warn("store", "out of memory; session %s not queued", session_id);
@@ -664,9 +648,9 @@ int store_session_end(store *s, const char *session_id, const char *reason, cons
         log_warn("store", "session end without id, or a bad timestamp; not queued");
         return -1;
     }
-    char now[STORE_TS_LEN];
+    char now[CLOCK_ISO8601_LEN];
     if (ts == NULL)
-        ts = store_format_now(now, sizeof now);
+        ts = clock_iso8601_now(now, sizeof now);
     store_item *it = item_new(STORE_ITEM_SESSION_END, slen(session_id) + slen(reason) + slen(ts));
     if (it == NULL) {
         log_warn("store", "out of memory; end of session %s not queued", session_id);
@@ -687,9 +671,9 @@ int store_api_error(store *s, const char *method, const char *url, int status,
                           "not queued");
         return -1;
     }
-    char now[STORE_TS_LEN];
+    char now[CLOCK_ISO8601_LEN];
     if (ts == NULL)
-        ts = store_format_now(now, sizeof now);
+        ts = clock_iso8601_now(now, sizeof now);
     store_item *it =
         item_new(STORE_ITEM_API_ERROR, slen(method) + slen(url) + slen(error) + slen(ts));
     if (it == NULL) {

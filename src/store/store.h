@@ -62,8 +62,6 @@
 #define STORE_RECENT_MAX 1000
 /* How long store_close waits for the queue to drain. */
 #define STORE_CLOSE_FLUSH_MS 5000
-/* Buffer size for store_format_now. */
-#define STORE_TS_LEN 32
 
 typedef struct store store;
 
@@ -178,9 +176,5 @@ int store_flush(store *s, int timeout_ms);
 
 /* Fills *out; cheap (one lock), fine for every /metrics scrape. */
 void store_get_stats(store *s, store_stats *out);
-
-/* Formats the current time as "2026-11-24T10:00:00.123Z" into buf (at least
- * STORE_TS_LEN bytes) and returns buf. */
-char *store_format_now(char *buf, size_t len);
 
 #endif

@@ -11,7 +11,8 @@
  *
  * `sqlite://data/chat.db` is a path relative to the working directory,
  * `sqlite:///var/lib/chatd/chat.db` an absolute one. A missing parent
- * directory is created (0750).
+ * directory is created private (0700, util/mkdir.h), like the one the
+ * signing key creates: the data directory is the same whichever is first.
  *
  * Threading: a connection is used by one thread at a time (see
  * store_int.h), so it is opened with SQLITE_OPEN_NOMUTEX.
@@ -19,12 +20,11 @@
 #include "store/store_int.h"
 
 #include "util/mem.h"
+#include "util/mkdir.h"
 
-#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define WRITER_BUSY_MS 250
 #define READER_BUSY_MS 2000
@@ -75,46 +75,6 @@ static void sqlite_disconnect(store_conn *c)
     mem_free(c);
 }
 
-/* mkdir -p of the directory part of path. */
-static int make_parent_dirs(const char *path, char *err, size_t errlen)
-{
-    char *dir = mem_strdup(path);
-    if (dir == NULL) {
-        err_set(err, errlen, "out of memory");
-        return -1;
-    }
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir) {
-        mem_free(dir);
-        return 0;
-    }
-    *slash = '\0';
-    int rc = 0;
-    for (char *p = dir + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-            err_set(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
-            rc = -1;
-            break;
-        }
-        *p = c;
-        if (c == '\0')
-            break;
-    }
-    if (rc == 0) {
-        struct stat st;
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            err_set(err, errlen, "%s is not a directory", dir);
-            rc = -1;
-        }
-    }
-    mem_free(dir);
-    return rc;
-}
-
 static int prep(store_conn *c, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
 {
     if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK) {
@@ -142,7 +102,7 @@ static store_conn *sqlite_connect(const char *url, int reader, char *err, size_t
         err_set(err, errlen, "sqlite:// URL without a file path");
         return NULL;
     }
-    if (!reader && make_parent_dirs(path, err, errlen) != 0)
+    if (!reader && mkdir_parents(path, MKDIR_PRIVATE, err, errlen) != 0)
         return NULL;
     store_conn *c = mem_calloc(1, sizeof *c);
     if (c == NULL) {

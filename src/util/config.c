@@ -5,6 +5,7 @@
  */
 #include "util/config.h"
 
+#include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -83,16 +84,16 @@ static int parse_long(const char *v, long min, long max, long *out)
 static int add_ice(chatd_config *cfg, const char *v, char *err, size_t errlen)
 {
     if (cfg->n_ice_addresses >= CONFIG_MAX_ICE_ADDRESSES) {
-        snprintf(err, errlen, "too many ICE addresses (at most %d)", CONFIG_MAX_ICE_ADDRESSES);
+        err_set(err, errlen, "too many ICE addresses (at most %d)", CONFIG_MAX_ICE_ADDRESSES);
         return -1;
     }
     if (*v == '\0') {
-        snprintf(err, errlen, "empty ICE address");
+        err_set(err, errlen, "empty ICE address");
         return -1;
     }
     char *copy = mem_strdup(v);
     if (copy == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     cfg->ice_addresses[cfg->n_ice_addresses++] = copy;
@@ -104,7 +105,7 @@ static int split_listen(chatd_config *cfg, const char *v, char *err, size_t errl
     const char *colon = strrchr(v, ':');
     long port;
     if (colon == NULL || colon == v || parse_long(colon + 1, 0, 65535, &port) < 0) {
-        snprintf(err, errlen, "bad --listen '%s' (want HOST:PORT)", v);
+        err_set(err, errlen, "bad --listen '%s' (want HOST:PORT)", v);
         return -1;
     }
     size_t hl = (size_t)(colon - v);
@@ -113,7 +114,7 @@ static int split_listen(chatd_config *cfg, const char *v, char *err, size_t errl
         hl -= 2;
     }
     if (hl >= sizeof cfg->listen_host) {
-        snprintf(err, errlen, "--listen host too long");
+        err_set(err, errlen, "--listen host too long");
         return -1;
     }
     memcpy(cfg->listen_host, v, hl);
@@ -126,7 +127,7 @@ static int copy_str(char *dst, size_t cap, const char *v, const char *flag, char
                     size_t errlen)
 {
     if (strlen(v) >= cap || *v == '\0') {
-        snprintf(err, errlen, "bad %s value", flag);
+        err_set(err, errlen, "bad %s value", flag);
         return -1;
     }
     strcpy(dst, v);
@@ -147,7 +148,7 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         if (from_env) {
             char *copy = mem_strdup(v), *save = NULL;
             if (copy == NULL) {
-                snprintf(err, errlen, "out of memory");
+                err_set(err, errlen, "out of memory");
                 return -1;
             }
             for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
@@ -172,7 +173,7 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         errno = 0;
         unsigned long long s = strtoull(v, &end, 10);
         if (errno || end == v || *end || *v == '-') {
-            snprintf(err, errlen, "bad %s '%s' (want a non-negative integer)", flag, v);
+            err_set(err, errlen, "bad %s '%s' (want a non-negative integer)", flag, v);
             return -1;
         }
         cfg->has_seed = 1;
@@ -185,14 +186,14 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         else if (strcmp(v, "relay") == 0)
             cfg->mode = CHATD_MODE_RELAY;
         else {
-            snprintf(err, errlen, "bad %s '%s' (chat or relay)", flag, v);
+            err_set(err, errlen, "bad %s '%s' (chat or relay)", flag, v);
             return -1;
         }
         return 0;
     case OPT_LOG: {
         int l = log_level_parse(v);
         if (l < 0) {
-            snprintf(err, errlen, "bad %s '%s' (debug, info, warn, error, off)", flag, v);
+            err_set(err, errlen, "bad %s '%s' (debug, info, warn, error, off)", flag, v);
             return -1;
         }
         cfg->log_level = l;
@@ -210,7 +211,7 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         [OPT_POST_RATE] = {1, 1000000},
     };
     if (parse_long(v, ranges[id].min, ranges[id].max, &n) < 0) {
-        snprintf(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
+        err_set(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
                  ranges[id].min, ranges[id].max);
         return -1;
     }
@@ -267,8 +268,9 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
         if (v == NULL || *v == '\0' || (id == OPT_ICE && ice_flag))
             continue;
         if (apply(cfg, (opt_id)id, v, 1, err, errlen) < 0) {
-            size_t l = strlen(err);
-            snprintf(err + l, errlen - l, " (from %s)", options[id].env);
+            size_t l = err != NULL ? strnlen(err, errlen) : 0;
+            if (l < errlen)
+                err_set(err + l, errlen - l, " (from %s)", options[id].env);
             return -1;
         }
     }
@@ -290,14 +292,14 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
             } else if (a[fl] == '\0') {
                 found = id;
                 if (i + 1 >= argc) {
-                    snprintf(err, errlen, "%s needs a value", options[id].flag);
+                    err_set(err, errlen, "%s needs a value", options[id].flag);
                     return -1;
                 }
                 value = argv[++i];
             }
         }
         if (found < 0) {
-            snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+            err_set(err, errlen, "unknown option '%s' (see --help)", a);
             return -1;
         }
         if (apply(cfg, (opt_id)found, value, 0, err, errlen) < 0)

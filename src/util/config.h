@@ -4,6 +4,11 @@
  * Every flag has an environment variable; a flag wins over its variable,
  * which wins over the default (SPEC.md, "chatd configuration"). Parsing
  * never exits: it returns -1 with one clear line, and chatd exits 2.
+ *
+ * Threading: parsed once by main before any other thread starts; read-only
+ * afterwards. Ownership: a chatd_config is the caller's (usually on main's
+ * stack); config_parse allocates only the ice_addresses strings, which
+ * config_free releases.
  */
 #ifndef CHATD_CONFIG_H
 #define CHATD_CONFIG_H

@@ -3,7 +3,11 @@
  *
  * Functions that can fail take (char *err, size_t errlen) and write one
  * readable line there; callers pass a stack buffer or NULL when they only
- * need the return value.
+ * need the return value. Use err_set rather than snprintf(err, ...): it is
+ * the one place that knows a NULL buffer means "not wanted".
+ *
+ * Threading: no state; safe from any thread. Ownership: err is the
+ * caller's buffer; nothing is allocated.
  */
 #ifndef CHATD_ERR_H
 #define CHATD_ERR_H

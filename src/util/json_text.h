@@ -1,5 +1,13 @@
 /*
- * json_text — JSON values to text owned by the project's allocator.
+ * json_text — JSON values to text, for everything chatd sends or stores.
+ *
+ * Use it instead of json_dumps wherever the text leaves the process (a
+ * data-channel frame, an HTTP body, a store row): json_dumps can hand back
+ * a syntactically broken object when an allocation fails inside it (below).
+ *
+ * Threading: no state of its own; as thread-safe as jansson on a json_t no
+ * other thread modifies. Ownership: json is borrowed; the text is the
+ * caller's (mem_free).
  */
 #ifndef CHATD_JSON_TEXT_H
 #define CHATD_JSON_TEXT_H

@@ -4,12 +4,12 @@
  */
 #include "util/log.h"
 
+#include "util/clock.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 static _Atomic int current_level = LOGL_INFO;
@@ -17,8 +17,6 @@ static _Atomic int current_level = LOGL_INFO;
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
 void log_set_level(log_level level) { atomic_store(&current_level, (int)level); }
-
-log_level log_get_level(void) { return (log_level)atomic_load(&current_level); }
 
 int log_level_parse(const char *name)
 {
@@ -34,13 +32,9 @@ void log_msg(log_level level, const char *module, const char *fmt, ...)
     if ((int)level < atomic_load(&current_level) || level >= LOGL_OFF)
         return;
     char line[2048];
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (long)(tv.tv_usec / 1000), level_names[level], module);
+    char ts[CLOCK_ISO8601_LEN];
+    int n = snprintf(line, sizeof line, "%s %-5s %s: ", clock_iso8601_now(ts, sizeof ts),
+                     level_names[level], module);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

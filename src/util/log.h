@@ -4,6 +4,9 @@
  * Format: "2026-11-25T04:30:00.123Z INFO  module: text". Thread-safe: each
  * line is written with a single write(2) so lines from the event-loop
  * threads never interleave. The level is process-wide and set once at start.
+ * The time comes from util/clock (the same format as the store and wire).
+ *
+ * Ownership: module and the arguments are only read; nothing is kept.
  */
 #ifndef CHATD_LOG_H
 #define CHATD_LOG_H
@@ -17,7 +20,6 @@ typedef enum {
 } log_level;
 
 void log_set_level(log_level level);
-log_level log_get_level(void);
 /* Parses "debug", "info", "warn", "error" or "off"; returns -1 if unknown. */
 int log_level_parse(const char *name);
 

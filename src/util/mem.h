@@ -6,6 +6,11 @@
  * that each path ends in a clean error without a crash or a leak. They
  * return NULL on failure like malloc; callers must handle it. mem_install()
  * routes jansson's allocations through the same hook.
+ *
+ * Threading: safe from any thread (the failure countdown is atomic); the
+ * test hook is process-wide, so tests set it from one thread at a time.
+ * Ownership: what mem_* returns is released with mem_free (that is free(),
+ * so text from jansson after mem_install may be released either way).
  */
 #ifndef CHATD_MEM_H
 #define CHATD_MEM_H

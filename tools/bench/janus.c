@@ -6,6 +6,9 @@
 #include "janus.h"
 
 #include "../common/http_client.h"
+#include "util/err.h"
+#include "util/json_text.h"
+#include "util/mem.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -22,21 +25,21 @@ static json_t *post_json(CURL *curl, const char *url, json_t *obj, long timeout_
     char tx[32];
     snprintf(tx, sizeof tx, "b%ld", atomic_fetch_add(&transactions, 1));
     json_object_set_new(obj, "transaction", json_string(tx));
-    char *body = json_dumps(obj, JSON_COMPACT);
+    char *body = json_text_compact(obj);
     json_decref(obj);
     if (body == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     http_reply r;
     int rc = http_request(curl, "POST", url, "application/json", body, NULL, timeout_s, &r, err,
                           errlen);
-    free(body);
+    mem_free(body);
     if (rc < 0)
         return NULL;
     json_t *reply = r.body ? json_loads(r.body, 0, NULL) : NULL;
     if (reply == NULL)
-        snprintf(err, errlen, "%s: HTTP %ld, not JSON", url, r.status);
+        err_set(err, errlen, "%s: HTTP %ld, not JSON", url, r.status);
     http_reply_free(&r);
     return reply;
 }
@@ -49,7 +52,7 @@ static long long success_id(json_t *reply, const char *what, char *err, size_t e
     if (j == NULL || strcmp(j, "success") != 0 || !json_is_integer(id)) {
         const char *reason =
             json_string_value(json_object_get(json_object_get(reply, "error"), "reason"));
-        snprintf(err, errlen, "%s failed: %s", what, reason ? reason : (j ? j : "no reply"));
+        err_set(err, errlen, "%s failed: %s", what, reason ? reason : (j ? j : "no reply"));
         return -1;
     }
     return json_integer_value(id);
@@ -90,7 +93,7 @@ int janus_start(CURL *curl, const char *base, janus_ids *ids, char **offer, long
     int acked = j && strcmp(j, "ack") == 0;
     json_decref(r);
     if (!acked) {
-        snprintf(err, errlen, "setup was not acknowledged (%s)", j ? j : "no reply");
+        err_set(err, errlen, "setup was not acknowledged (%s)", j ? j : "no reply");
         return -1;
     }
 
@@ -110,7 +113,7 @@ int janus_start(CURL *curl, const char *base, janus_ids *ids, char **offer, long
         json_decref(ev);
     }
     if (*offer == NULL) {
-        snprintf(err, errlen, "no offer from Janus");
+        err_set(err, errlen, "no offer from Janus");
         return -1;
     }
     return 0;
@@ -130,7 +133,7 @@ int janus_send_answer(CURL *curl, const char *base, const janus_ids *ids, const 
     const char *j = json_string_value(json_object_get(r, "janus"));
     int ok = j && (strcmp(j, "ack") == 0 || strcmp(j, "success") == 0);
     if (!ok)
-        snprintf(err, errlen, "the answer was refused (%s)", j ? j : "no reply");
+        err_set(err, errlen, "the answer was refused (%s)", j ? j : "no reply");
     json_decref(r);
     return ok ? 0 : -1;
 }

@@ -3,6 +3,8 @@
  */
 #include "http_client.h"
 
+#include "util/err.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +79,7 @@ int http_request(CURL *curl, const char *method, const char *url, const char *co
     CURLcode rc = curl_easy_perform(curl);
     curl_slist_free_all(hdrs);
     if (rc != CURLE_OK) {
-        snprintf(err, errlen, "%s: %s", url, curl_easy_strerror(rc));
+        err_set(err, errlen, "%s: %s", url, curl_easy_strerror(rc));
         http_reply_free(out);
         return -1;
     }

@@ -1,0 +1,36 @@
+/*
+ * limits — the sizes more than one module has to agree on, in one place.
+ *
+ * Each is named for what it limits. A module that enforces one keeps its
+ * own name for it (PROTO_MAX_MESSAGE, HTTP_MAX_BODY, SDP_MAX_SIZE,
+ * AUTH_TOKEN_MAX, ...) defined from here, so that its tests and fuzz
+ * targets read naturally while the value lives once: the transport, the
+ * protocol and the web client must never disagree about how large a
+ * message may be, nor token verification and the protocol about a token.
+ *
+ * Threading and ownership: constants only.
+ */
+#ifndef CHATD_LIMITS_H
+#define CHATD_LIMITS_H
+
+/* Bytes of one data-channel message: the a=max-message-size chatd offers
+ * and answers, the protocol's TOO_LARGE cap, and what RFC 8841 says a peer
+ * accepts when its SDP has no a=max-message-size. */
+#define LIMIT_MESSAGE_BYTES (64 * 1024)
+
+/* Bytes of one HTTP request body (POST /api/rtc carries the SDP offer). */
+#define LIMIT_HTTP_BODY_BYTES (64 * 1024)
+
+/* Bytes of one SDP description; an offer arrives in an HTTP body, so no
+ * more than LIMIT_HTTP_BODY_BYTES would ever be accepted anyway. */
+#define LIMIT_SDP_BYTES (64 * 1024)
+
+/* Bytes of the signing key's PEM file: a P-256 key takes about 250, so a
+ * larger file is refused unread rather than parsed. */
+#define LIMIT_KEY_FILE_BYTES (64 * 1024)
+
+/* Bytes of one bearer token, whether it comes in an Authorization header
+ * or in a post's "token": longer ones are refused unread. */
+#define LIMIT_TOKEN_BYTES 8192
+
+#endif
