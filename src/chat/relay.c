@@ -5,6 +5,7 @@
 
 #include "app/offer.h"
 #include "chat/bus.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -58,8 +59,8 @@ static void on_oversize(rtc_peer *p, size_t len, void *user)
     char msg[200];
     snprintf(msg, sizeof msg,
              "{\"type\":\"error\",\"code\":\"TOO_LARGE\",\"message\":\"a %zu-byte message is over "
-             "the 65536-byte limit\",\"fatal\":false}",
-             len);
+             "the %d-byte limit\",\"fatal\":false}",
+             len, LIMIT_MESSAGE_BYTES);
     rtc_peer_send_text(p, msg, strlen(msg));
 }
 

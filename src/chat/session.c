@@ -7,6 +7,7 @@
 #include "chat/draw.h"
 #include "chat/protocol.h"
 #include "chat/service_int.h"
+#include "util/clock.h"
 #include "util/json_text.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -313,7 +314,7 @@ static void publish_message(session *s, int manual, const char *text, const char
     const char *source = manual ? "manual" : "auto";
     chat_service *svc = s->svc;
     char ts[32];
-    proto_now(ts, sizeof ts);
+    clock_iso8601_now(ts, sizeof ts);
     proto_message m = {.id = store_next_message_id(svc->cfg.store),
                        .room = s->room,
                        .source = source,
@@ -450,7 +451,7 @@ static void handle_post(session *s, proto_request *req)
         return;
     }
     long retry = 0;
-    if (!ratelimit_take(svc->posts, s->user_id, g_get_monotonic_time() / 1000, &retry)) {
+    if (!ratelimit_take(svc->posts, s->user_id, clock_mono_ms(), &retry)) {
         refuse_post(s, "RATE_LIMITED", "too many posts; slow down", retry, req->ref);
         return;
     }
@@ -464,7 +465,7 @@ static void on_open(rtc_peer *p, void *user)
     session *s = user;
     s->peer = rtc_peer_ref(p);
     s->state = S_IDENTIFYING;
-    proto_now(s->started, sizeof s->started);
+    clock_iso8601_now(s->started, sizeof s->started);
     start_identify(s);
 }
 
@@ -483,7 +484,7 @@ static void on_message(rtc_peer *p, const uint8_t *data, size_t len, int binary,
     if (st == PROTO_OK) {
         if (req.kind == PROTO_PING) {
             char ts[32];
-            send_owned(s, proto_build_pong(req.ref, proto_now(ts, sizeof ts)));
+            send_owned(s, proto_build_pong(req.ref, clock_iso8601_now(ts, sizeof ts)));
         } else {
             handle_post(s, &req);
         }
@@ -517,7 +518,7 @@ static void on_close(rtc_peer *p, const char *reason, void *user)
         chat_room_presence(svc->rooms, s->room, "leave", s->summary, s->peer);
     }
     char now[32];
-    proto_now(now, sizeof now);
+    clock_iso8601_now(now, sizeof now);
     if (!s->session_logged && s->started[0])
         store_session_start(svc->cfg.store, s->id, 0, s->remote, s->started);
     if (s->started[0])

@@ -30,6 +30,8 @@
 #include "rtc/dtls.h"
 #include "rtc/sctp.h"
 #include "rtc/sdp.h"
+#include "util/err.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -42,7 +44,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define DEFAULT_MAX_MESSAGE 65536
 #define SEND_QUEUE_LIMIT (32u * 1024 * 1024) /* a peer this far behind is closed by its owner */
 #define LOCAL_SCTP_PORT 5000
 #define ICE_PACING_MS 5u /* Ta, see ice_setup() */
@@ -805,7 +806,7 @@ static void ice_setup(void *arg)
     p->agent = nice_agent_new_full(p->ctx, NICE_COMPATIBILITY_RFC5245,
                                    NICE_AGENT_OPTION_CONSENT_FRESHNESS);
     if (p->agent == NULL) {
-        snprintf(job->err, sizeof job->err, "cannot create the ICE agent");
+        err_set(job->err, sizeof job->err, "cannot create the ICE agent");
         return;
     }
     /* Ta, the pacing of connectivity checks: with libnice's 20 ms default
@@ -833,21 +834,21 @@ static void ice_setup(void *arg)
         NiceAddress addr;
         nice_address_init(&addr);
         if (!nice_address_set_from_string(&addr, *a)) {
-            snprintf(job->err, sizeof job->err, "bad ICE address '%s'", *a);
+            err_set(job->err, sizeof job->err, "bad ICE address '%s'", *a);
             return;
         }
         nice_agent_add_local_address(p->agent, &addr);
     }
     p->stream_id = nice_agent_add_stream(p->agent, 1);
     if (p->stream_id == 0) {
-        snprintf(job->err, sizeof job->err, "cannot add an ICE stream");
+        err_set(job->err, sizeof job->err, "cannot add an ICE stream");
         return;
     }
     nice_agent_set_stream_name(p->agent, p->stream_id, "application");
     g_signal_connect(p->agent, "component-state-changed", G_CALLBACK(ice_state_changed), p);
     nice_agent_attach_recv(p->agent, p->stream_id, 1, p->ctx, ice_recv, p);
     if (!nice_agent_gather_candidates(p->agent, p->stream_id)) {
-        snprintf(job->err, sizeof job->err, "ICE gathering failed (no usable local address)");
+        err_set(job->err, sizeof job->err, "ICE gathering failed (no usable local address)");
         return;
     }
 
@@ -874,7 +875,7 @@ static void ice_setup(void *arg)
     }
     g_slist_free_full(cands, (GDestroyNotify)nice_candidate_free);
     if (d->n_candidates == 0) {
-        snprintf(job->err, sizeof job->err, "no local ICE candidate");
+        err_set(job->err, sizeof job->err, "no local ICE candidate");
         return;
     }
     p->setup_timer = g_timeout_source_new((guint)job->timeout_ms);
@@ -889,7 +890,7 @@ static void ice_remote(void *arg)
     rtc_peer *p = job->p;
     const sdp_description *r = p->remote;
     if (!nice_agent_set_remote_credentials(p->agent, p->stream_id, r->ice_ufrag, r->ice_pwd)) {
-        snprintf(job->err, sizeof job->err, "bad remote ICE credentials");
+        err_set(job->err, sizeof job->err, "bad remote ICE credentials");
         return;
     }
     GSList *list = NULL;
@@ -907,7 +908,7 @@ static void ice_remote(void *arg)
     p->dtls = dtls_conn_new(identity, p->dtls_client, r->fingerprint_alg, r->fingerprint,
                             r->fingerprint_len, &dtls_cbs, p);
     if (p->dtls == NULL) {
-        snprintf(job->err, sizeof job->err, "cannot create the DTLS connection");
+        err_set(job->err, sizeof job->err, "cannot create the DTLS connection");
         return;
     }
     /* ICE may already be connected (the answer came late): start now. */
@@ -937,7 +938,7 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
 {
     rtc_peer *p = mem_calloc(1, sizeof *p);
     if (p == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     atomic_fetch_add(&live_peers, 1);
@@ -946,7 +947,7 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
     pthread_mutex_init(&p->early_lock, NULL);
     uint8_t rnd[16];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        snprintf(err, errlen, "no randomness for the peer id");
+        err_set(err, errlen, "no randomness for the peer id");
         rtc_peer_unref(p);
         return NULL;
     }
@@ -960,8 +961,8 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
     p->opens_channel = offerer || cfg->answerer_opens_channel;
     p->setup_pref = cfg->setup;
     p->channel_stream = -1;
-    p->max_recv = cfg->max_message_size ? cfg->max_message_size : DEFAULT_MAX_MESSAGE;
-    p->max_send = DEFAULT_MAX_MESSAGE;
+    p->max_recv = cfg->max_message_size ? cfg->max_message_size : LIMIT_MESSAGE_BYTES;
+    p->max_send = LIMIT_MESSAGE_BYTES;
     snprintf(p->label, sizeof p->label, "%s", cfg->label ? cfg->label : "chat");
     if (cfg->ice_addresses) {
         size_t n = 0;
@@ -973,7 +974,7 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
     }
     p->remote = mem_calloc(1, sizeof *p->remote);
     if (p->remote == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         rtc_loop_release(p->loop);
         rtc_peer_unref(p);
         return NULL;
@@ -1008,9 +1009,9 @@ static void adopt_remote_limits(rtc_peer *p)
 {
     uint32_t remote_max = p->remote->max_message_size;
     /* RFC 8841 §6: absent means 64 KiB; 0 means "no limit" - keep ours. */
-    p->max_send = remote_max ? remote_max : DEFAULT_MAX_MESSAGE;
-    if (p->max_send > DEFAULT_MAX_MESSAGE * 4)
-        p->max_send = DEFAULT_MAX_MESSAGE * 4;
+    p->max_send = remote_max ? remote_max : LIMIT_MESSAGE_BYTES;
+    if (p->max_send > LIMIT_MESSAGE_BYTES * 4)
+        p->max_send = LIMIT_MESSAGE_BYTES * 4;
 }
 
 rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
@@ -1020,7 +1021,7 @@ rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer,
     *answer = NULL;
     sdp_description *local = mem_calloc(1, sizeof *local);
     if (local == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return RTC_ANSWER_FAILED;
     }
     rtc_peer *p = peer_new(cfg, 0, err, errlen);
@@ -1060,7 +1061,7 @@ rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer,
     char *sdp = job.ok == 1 ? write_local(p, local) : NULL;
     mem_free(local);
     if (sdp == NULL) {
-        snprintf(err, errlen, "%s", job.err[0] ? job.err : "cannot write the answer");
+        err_set(err, errlen, "%s", job.err[0] ? job.err : "cannot write the answer");
         rtc_loop_run_sync(p->loop, abort_setup, p);
         return RTC_ANSWER_FAILED;
     }
@@ -1076,7 +1077,7 @@ int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, cha
     *offer = NULL;
     sdp_description *local = mem_calloc(1, sizeof *local);
     if (local == NULL) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     rtc_peer *p = peer_new(cfg, 1, err, errlen);
@@ -1094,7 +1095,7 @@ int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, cha
     char *sdp = job.ok == 1 ? write_local(p, local) : NULL;
     mem_free(local);
     if (sdp == NULL) {
-        snprintf(err, errlen, "%s", job.err[0] ? job.err : "cannot write the offer");
+        err_set(err, errlen, "%s", job.err[0] ? job.err : "cannot write the offer");
         rtc_loop_run_sync(p->loop, abort_setup, p);
         return -1;
     }
@@ -1117,18 +1118,18 @@ int rtc_peer_set_answer(rtc_peer *p, const char *answer, size_t len, char *err, 
         p->dtls_client = 0;
         break;
     default:
-        snprintf(err, errlen, "the answer must not say a=setup:actpass");
+        err_set(err, errlen, "the answer must not say a=setup:actpass");
         return -1;
     }
     if ((p->setup_pref == RTC_SETUP_ACTIVE && !p->dtls_client) ||
         (p->setup_pref == RTC_SETUP_PASSIVE && p->dtls_client)) {
-        snprintf(err, errlen, "the answer's a=setup contradicts the offer");
+        err_set(err, errlen, "the answer's a=setup contradicts the offer");
         return -1;
     }
     ice_job job = {.p = p};
     rtc_loop_run_sync(p->loop, ice_remote, &job);
     if (!job.ok) {
-        snprintf(err, errlen, "%s", job.err);
+        err_set(err, errlen, "%s", job.err);
         return -1;
     }
     return 0;

@@ -50,7 +50,7 @@ typedef struct {
 typedef struct {
     rtc_loops *loops;                 /* the peer runs on the least loaded one */
     const char *const *ice_addresses; /* NULL-terminated; NULL = every interface, loopback too */
-    size_t max_message_size;          /* largest message accepted; 0 = 65536 */
+    size_t max_message_size;          /* largest message accepted; 0 = LIMIT_MESSAGE_BYTES */
     rtc_setup setup;                  /* DTLS role preference */
     int setup_timeout_ms;             /* close if not open by then; 0 = 30000 */
     const char *label;                /* label of the channel we open; NULL = "chat" */
