@@ -14,6 +14,10 @@
  * and leaves the last one when its result is delivered. The two background
  * requests (/users and /posts) are embedded in the client and never freed;
  * they cycle between waiting and active until jp_free.
+ *
+ * Why about 750 lines in one file: everything below runs on, or hands work
+ * to, the one client thread, and shares its lists and locks; the pure part
+ * (parsing replies) is apart in reply.c.
  */
 #include "api/jsonplaceholder.h"
 
@@ -52,11 +56,6 @@
 /* How long the thread sleeps at most when nothing is due: an upper bound
  * only, every event wakes it earlier. */
 #define JP_IDLE_MS 1000
-
-struct jp_posts {
-    int count;
-    jp_post *items;
-};
 
 typedef enum { REQ_USERS, REQ_POSTS, REQ_USER } req_kind;
 
@@ -123,17 +122,6 @@ struct jp_client {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* Error texts may quote the untrusted reply (jansson's "near '...'"), and
- * they end up in logs and in api_errors: keep them one printable line. */
-static void sanitize(char *s)
-{
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < 0x20 || ch >= 0x7f)
-            *s = '?';
-    }
-}
-
 static void list_push(req_list *l, jp_req *r)
 {
     r->next = NULL;
@@ -168,172 +156,6 @@ static long backoff_delay(jp_client *c, int failed)
     long delay = (long)rng_range(c->jitter, half, d);
     return delay < 1 ? 1 : delay;
 }
-
-/* ---- parsers ------------------------------------------------------------ */
-
-static json_t *load_json(const char *buf, size_t len, char *err, size_t errlen)
-{
-    json_error_t jerr;
-    if (buf == NULL) {
-        err_set(err, errlen, "empty reply");
-        return NULL;
-    }
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        err_set(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
-                jerr.text);
-        sanitize(err);
-    }
-    return root;
-}
-
-/* Integer member in 1..INT_MAX; ids are positive and we keep them as int. */
-static int get_id(const json_t *obj, const char *key, int *out)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v))
-        return -1;
-    json_int_t n = json_integer_value(v);
-    if (n < 1 || n > INT_MAX)
-        return -1;
-    *out = (int)n;
-    return 0;
-}
-
-int jp_parse_users(const char *buf, size_t len, char *err, size_t errlen)
-{
-    json_t *root = load_json(buf, len, err, errlen);
-    if (root == NULL)
-        return -1;
-    int result = -1;
-    if (!json_is_array(root)) {
-        err_set(err, errlen, "users: expected an array");
-    } else if (json_array_size(root) == 0) {
-        err_set(err, errlen, "users: empty array");
-    } else if (json_array_size(root) > INT_MAX) {
-        err_set(err, errlen, "users: too many");
-    } else {
-        size_t i;
-        json_t *u;
-        result = (int)json_array_size(root);
-        json_array_foreach(root, i, u)
-        {
-            int id;
-            if (!json_is_object(u) || get_id(u, "id", &id) != 0) {
-                err_set(err, errlen, "users[%zu]: expected an object with an integer id >= 1",
-                        i);
-                result = -1;
-                break;
-            }
-        }
-    }
-    json_decref(root);
-    return result;
-}
-
-json_t *jp_parse_user(const char *buf, size_t len, char *err, size_t errlen)
-{
-    json_t *root = load_json(buf, len, err, errlen);
-    if (root == NULL)
-        return NULL;
-    int id;
-    const char *bad = NULL;
-    if (!json_is_object(root))
-        bad = "expected an object";
-    else if (get_id(root, "id", &id) != 0)
-        bad = "expected an integer id >= 1";
-    else if (!json_is_string(json_object_get(root, "name")))
-        bad = "expected a string name";
-    else if (!json_is_string(json_object_get(root, "username")))
-        bad = "expected a string username";
-    else if (!json_is_string(json_object_get(root, "email")))
-        bad = "expected a string email";
-    if (bad != NULL) {
-        err_set(err, errlen, "user: %s", bad);
-        json_decref(root);
-        return NULL;
-    }
-    return root;
-}
-
-void jp_posts_free(jp_posts *p)
-{
-    if (p == NULL)
-        return;
-    for (int i = 0; i < p->count; i++)
-        jp_post_clear(&p->items[i]);
-    mem_free(p->items);
-    mem_free(p);
-}
-
-jp_posts *jp_parse_posts(const char *buf, size_t len, char *err, size_t errlen)
-{
-    json_t *root = load_json(buf, len, err, errlen);
-    if (root == NULL)
-        return NULL;
-    jp_posts *p = NULL;
-    size_t n = json_is_array(root) ? json_array_size(root) : 0;
-    if (!json_is_array(root)) {
-        err_set(err, errlen, "posts: expected an array");
-        goto fail;
-    }
-    if (n == 0 || n > INT_MAX) {
-        err_set(err, errlen, "posts: %s", n == 0 ? "empty array" : "too many");
-        goto fail;
-    }
-    p = mem_calloc(1, sizeof *p);
-    if (p == NULL || (p->items = mem_calloc(n, sizeof *p->items)) == NULL) {
-        err_set(err, errlen, "posts: out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_array_get(root, i);
-        jp_post *dst = &p->items[i];
-        json_t *title = json_object_get(o, "title");
-        json_t *body = json_object_get(o, "body");
-        if (!json_is_object(o) || get_id(o, "id", &dst->id) != 0 ||
-            get_id(o, "userId", &dst->user_id) != 0 || !json_is_string(title) ||
-            !json_is_string(body)) {
-            err_set(err, errlen,
-                    "posts[%zu]: expected {id, userId: integers >= 1, title, body: strings}", i);
-            goto fail;
-        }
-        /* Counted as soon as it may own strings, so jp_posts_free sees it. */
-        p->count = (int)i + 1;
-        dst->title = mem_strdup(json_string_value(title));
-        dst->body = mem_strdup(json_string_value(body));
-        if (dst->title == NULL || dst->body == NULL) {
-            err_set(err, errlen, "posts: out of memory");
-            goto fail;
-        }
-    }
-    json_decref(root);
-    return p;
-fail:
-    jp_posts_free(p);
-    json_decref(root);
-    return NULL;
-}
-
-int jp_posts_count(const jp_posts *p) { return p == NULL ? 0 : p->count; }
-
-const jp_post *jp_posts_get(const jp_posts *p, int i)
-{
-    if (p == NULL || i < 0 || i >= p->count)
-        return NULL;
-    return &p->items[i];
-}
-
-void jp_post_clear(jp_post *p)
-{
-    if (p == NULL)
-        return;
-    mem_free(p->title);
-    mem_free(p->body);
-    memset(p, 0, sizeof *p);
-}
-
-/* ---- the client thread -------------------------------------------------- */
 
 static void update_state(jp_client *c)
 {
@@ -389,7 +211,7 @@ static void schedule(jp_client *c, jp_req *r, long long due)
  * retry later or end the request. Background loads retry forever. */
 static void attempt_failed(jp_client *c, jp_req *r, int status, char *error, int retryable)
 {
-    sanitize(error);
+    jp_reply_sanitize(error);
     r->last_status = status;
     atomic_fetch_add(&c->n_failures, 1);
     int background = r->kind != REQ_USER;
@@ -519,7 +341,7 @@ static void users_loaded(jp_client *c, jp_req *r, int n)
 
 static void posts_loaded(jp_client *c, jp_req *r, jp_posts *p)
 {
-    log_info("api", "loaded %d posts from %s", p->count, r->url);
+    log_info("api", "loaded %d posts from %s", jp_posts_count(p), r->url);
     pthread_mutex_lock(&c->cache_lock);
     jp_posts *old = c->posts;
     c->posts = p;
@@ -588,8 +410,8 @@ static void transfer_done(jp_client *c, jp_req *r, CURLcode rc)
         json_t *u = jp_parse_user(r->body, r->len, perr, sizeof perr);
         if (u == NULL)
             break;
-        int id = 0;
-        get_id(u, "id", &id);
+        /* jp_parse_user checked it is an integer in 1..INT_MAX. */
+        int id = (int)json_integer_value(json_object_get(u, "id"));
         if (id != r->id) {
             snprintf(perr, sizeof perr, "user: id %d, asked for %d", id, r->id);
             json_decref(u);
@@ -886,8 +708,9 @@ int jp_random_post(jp_client *c, uint64_t random_value, jp_post *out)
     memset(out, 0, sizeof *out);
     int rc = -1;
     pthread_mutex_lock(&c->cache_lock);
-    if (c->posts != NULL && c->posts->count > 0) {
-        const jp_post *p = &c->posts->items[random_value % (uint64_t)c->posts->count];
+    int n = jp_posts_count(c->posts);
+    if (n > 0) {
+        const jp_post *p = jp_posts_get(c->posts, (int)(random_value % (uint64_t)n));
         out->id = p->id;
         out->user_id = p->user_id;
         out->title = mem_strdup(p->title);

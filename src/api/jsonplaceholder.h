@@ -35,6 +35,8 @@
 #ifndef CHATD_API_JSONPLACEHOLDER_H
 #define CHATD_API_JSONPLACEHOLDER_H
 
+#include "api/reply.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,14 +82,6 @@ typedef struct {
 
 typedef void (*jp_user_cb)(void *arg, const jp_result *r);
 
-/* One post, caller-owned copies. */
-typedef struct {
-    int id;
-    int user_id;
-    char *title;
-    char *body;
-} jp_post;
-
 /* Counters for /metrics; monotonic since jp_new. */
 typedef struct {
     uint64_t requests; /* attempts started */
@@ -132,7 +126,6 @@ int jp_fetch_user(jp_client *c, int id, jp_user_cb cb, void *arg, char *err, siz
  * Returns 0, or -1 when there is no cache yet or memory ran out (out is
  * then zeroed). Free with jp_post_clear. */
 int jp_random_post(jp_client *c, uint64_t random_value, jp_post *out);
-void jp_post_clear(jp_post *p);
 
 /* Number of posts in the cache, 0 when none. */
 int jp_post_count(jp_client *c);
@@ -144,28 +137,5 @@ void jp_get_stats(jp_client *c, jp_stats *out);
  * thread, before jp_free returns), and on_error is not called for them.
  * NULL is accepted. Never call it from a callback of the same client. */
 void jp_free(jp_client *c);
-
-/* --- reply parsers, public for the fuzz target and tests ---------------- */
-
-/* The posts cache as parsed from /posts. */
-typedef struct jp_posts jp_posts;
-
-/* /users: a non-empty JSON array of objects, each with an integer id
- * >= 1. Returns the number of users, or -1 with err set. */
-int jp_parse_users(const char *buf, size_t len, char *err, size_t errlen);
-
-/* /users/{id}: an object with an integer id >= 1 and string name, username
- * and email. Returns a new reference (caller json_decrefs), or NULL with
- * err set. */
-json_t *jp_parse_user(const char *buf, size_t len, char *err, size_t errlen);
-
-/* /posts: a non-empty array of objects {id, userId: integers >= 1; title,
- * body: strings}. Returns a new cache (jp_posts_free), or NULL with err
- * set. */
-jp_posts *jp_parse_posts(const char *buf, size_t len, char *err, size_t errlen);
-int jp_posts_count(const jp_posts *p);
-/* Borrowed view of post i (0 <= i < count); NULL if out of range. */
-const jp_post *jp_posts_get(const jp_posts *p, int i);
-void jp_posts_free(jp_posts *p);
 
 #endif

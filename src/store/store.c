@@ -15,6 +15,12 @@
  * connection, waits (100 ms doubling to 2 s) and connects afresh, which
  * covers a restarted PostgreSQL server as well as a SQLite file that was
  * locked, replaced or read-only for a while.
+ *
+ * Why one file of about 840 lines: the queue, the writer that empties it
+ * and the history reads that merge still-queued rows with the database all
+ * work under s->lock and its one rule above; kept together, that rule is
+ * read in one place. The SQL is in the backends, the row packing in
+ * store_int.h's items.
  */
 #include "store/store_int.h"
 

@@ -251,13 +251,6 @@ int jp_random_post(jp_client *c, uint64_t random_value, jp_post *out)
     return 0;
 }
 
-void jp_post_clear(jp_post *p)
-{
-    mem_free(p->title);
-    mem_free(p->body);
-    memset(p, 0, sizeof *p);
-}
-
 static json_t *directory_user(int id)
 {
     static const char *names[] = {"Leanne Graham", "Ervin Howell", "Clementine Bauch"};
