@@ -164,3 +164,12 @@ void offer_metrics_gauges(GString *out, long sessions)
                            "# TYPE chatd_sctp_associations gauge\nchatd_sctp_associations %ld\n",
                            sessions, st.peer_objects, st.sctp_associations);
 }
+
+void offer_metrics_reply(http_reply *reply, GString *text)
+{
+    reply->status = 200;
+    reply->content_type = "text/plain; version=0.0.4";
+    reply->body = mem_strdup(text->str);
+    reply->body_len = reply->body ? text->len : 0;
+    g_string_free(text, TRUE);
+}

@@ -77,5 +77,7 @@ int offer_send(rtc_peer *p, const char *text, size_t len);
 /* Appends the transport gauges in Prometheus text format: chatd_peers
  * (sessions), chatd_peer_objects, chatd_sctp_associations. */
 void offer_metrics_gauges(GString *out, long sessions);
+/* Replies 200 with the Prometheus text in `text`, which it frees. */
+void offer_metrics_reply(http_reply *reply, GString *text);
 
 #endif

@@ -121,11 +121,7 @@ static void http_metrics(void *app, http_reply *reply)
     relay *r = app;
     GString *m = g_string_new(NULL);
     offer_metrics_gauges(m, relay_sessions(r));
-    reply->status = 200;
-    reply->content_type = "text/plain; version=0.0.4";
-    reply->body = mem_strdup(m->str);
-    reply->body_len = reply->body ? m->len : 0;
-    g_string_free(m, TRUE);
+    offer_metrics_reply(reply, m);
 }
 
 const http_app relay_http_app = {

@@ -194,11 +194,7 @@ static void http_metrics(void *app, http_reply *reply)
           st.avg_batch_us / 1e6);
 #undef GAUGE
 #undef COUNTER
-    reply->status = 200;
-    reply->content_type = "text/plain; version=0.0.4";
-    reply->body = mem_strdup(m->str);
-    reply->body_len = reply->body ? m->len : 0;
-    g_string_free(m, TRUE);
+    offer_metrics_reply(reply, m);
 }
 
 const http_app chat_http_app = {
