@@ -6,7 +6,7 @@
  * (CRYPTO_set_mem_functions, before OpenSSL allocates anything in the
  * test's process), so the Nth allocation may be one of OpenSSL's: inside
  * key generation, certificate signing, the DTLS handshake, ECDSA signing
- * and verification (chatd's own, and libjwt's, which uses OpenSSL). These
+ * and verification (src/auth/token.c calls OpenSSL directly). These
  * are the failure paths of src/rtc/dtls.c, src/auth/keys.c and
  * src/auth/token.c that nothing else can reach.
  *
@@ -78,18 +78,9 @@ static void setup(void)
 
 TestSuite(allocfail_ssl, .init = setup, .timeout = 600);
 
-/* libjwt 1.10.2's jwt_verify_sha_pem, when OpenSSL fails to allocate while
- * it converts the signature, asks malloc for SIZE_MAX bytes (a length of -1
- * used as a size). glibc answers NULL and libjwt then fails cleanly, which
- * is what happens in production; ASan by default aborts on such a request
- * instead. This makes ASan answer NULL like glibc, for this binary only. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-
 typedef int (*operation)(void *ctx);
 
-/* check: 1 to check for leaks (see LEAK_CHECK_EVERY), 0 for a path whose
- * third-party code is known to leak on allocation failure. */
+/* check: 1 to check for leaks (see LEAK_CHECK_EVERY), 0 not to. */
 static unsigned long torture_ex(const char *what, operation op, void *ctx, int check)
 {
     unsigned long n, errors = 0;
@@ -346,11 +337,9 @@ Test(allocfail_ssl, token_issue)
     check_leaks();
 }
 
-/* Verification runs through libjwt 1.10.2's jwt_verify_sha_pem, which
- * leaks the two BIGNUMs of the signature when OpenSSL then fails to
- * allocate (seen with this test; not chatd's code). So this loop checks
- * for crashes, memory errors and clean errors, but not for leaks. */
-Test(allocfail_ssl, token_verify_through_libjwt)
+/* ECDSA verification through OpenSSL (src/auth/token.c; libjwt is no
+ * longer in this path): every error path leak-checked. */
+Test(allocfail_ssl, token_verify)
 {
     char err[300], *tok = NULL;
     auth_keys *k = auth_keys_generate(err, sizeof err);
@@ -359,9 +348,10 @@ Test(allocfail_ssl, token_verify_through_libjwt)
                          .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
     cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), 0, "%s", err);
     char *ctx[2] = {tok, (char *)k};
-    torture_ex("token verify (libjwt + OpenSSL; leaks not checked)", op_verify, ctx, 0);
+    torture("token verify (ECDSA through OpenSSL)", op_verify, ctx);
     mem_free(tok);
     auth_keys_free(k);
+    check_leaks();
 }
 
 Test(allocfail_ssl, keys_create_load)
