@@ -6,15 +6,16 @@
  * (CRYPTO_set_mem_functions, before OpenSSL allocates anything in the
  * test's process), so the Nth allocation may be one of OpenSSL's: inside
  * key generation, certificate signing, the DTLS handshake, ECDSA signing
- * and verification (src/auth/token.c calls OpenSSL directly). These
- * are the failure paths of src/rtc/dtls.c, src/auth/keys.c and
+ * and verification (src/auth/token.c calls OpenSSL directly). These are
+ * the failure paths of src/rtc/dtls.c, src/auth/keys.c and
  * src/auth/token.c that nothing else can reach.
  *
- * Same loop as test_allocfail: N = 1, 2, ... until a run meets no injected
+ * The loop is torture.h's: N = 1, 2, ... until a run meets no injected
  * failure; each run ends in a clean error (a NULL with a reason, a failed
  * handshake reported through the failed callback, or a handshake that
- * simply does not finish) or in a checked success; under ASan a leak check
- * runs every 100 runs and at the end. The run with no failure must succeed.
+ * simply does not finish) or in a checked success; under ASan every loop
+ * is leak-checked (see LEAK_CHECK_EVERY). The run with no failure must
+ * succeed.
  */
 #include <criterion/criterion.h>
 
@@ -30,12 +31,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
-#define MAX_RUNS 100000UL
-/* These loops run thousands of times and LeakSanitizer's check stops the
- * process for a whole-heap scan, so it runs every 100 runs and after the
- * last: a leak still fails the test, named to within 100 values of N. */
+/* The DTLS and key loops run thousands of times and LeakSanitizer's check
+ * stops the process for a whole-heap scan, so there it runs every 100 runs
+ * and after the last: a leak still fails the test, named to within 100
+ * values of N. The token loops (about 150 runs) check after every run. */
 #define LEAK_CHECK_EVERY 100
 
 static void *ssl_alloc(size_t n, const char *file, int line)
@@ -77,37 +78,6 @@ static void setup(void)
 }
 
 TestSuite(allocfail_ssl, .init = setup, .timeout = 600);
-
-typedef int (*operation)(void *ctx);
-
-/* check: 1 to check for leaks (see LEAK_CHECK_EVERY), 0 not to. */
-static unsigned long torture_ex(const char *what, operation op, void *ctx, int check)
-{
-    unsigned long n, errors = 0;
-    for (n = 1; n < MAX_RUNS; n++) {
-        unsigned long before = mem_failures();
-        mem_fail_at(n);
-        int rc = op(ctx);
-        mem_fail_at(0);
-        int injected = mem_failures() != before;
-        cr_assert(rc == 0 || rc == -1, "%s: N=%lu: result %d", what, n, rc);
-        if (check && (n % LEAK_CHECK_EVERY == 0 || !injected))
-            check_leaks();
-        if (!injected) {
-            cr_assert_eq(rc, 0, "%s: fails with no allocation failure", what);
-            break;
-        }
-        errors += rc != 0;
-    }
-    cr_assert_lt(n, MAX_RUNS, "%s: never completed", what);
-    cr_log_info("%s: %lu runs, %lu ended in an error", what, n, errors);
-    return n;
-}
-
-static unsigned long torture(const char *what, operation op, void *ctx)
-{
-    return torture_ex(what, op, ctx, 1);
-}
 
 /* ---- DTLS: identity, then a handshake in memory, data, close ------------- */
 
@@ -226,7 +196,7 @@ static int op_handshake(void *ctx)
 
 Test(allocfail_ssl, dtls_identity)
 {
-    torture("dtls identity", op_identity, NULL);
+    torture_ex("dtls identity", op_identity, NULL, LEAK_CHECK_EVERY);
 }
 
 Test(allocfail_ssl, dtls_handshake)
@@ -237,7 +207,7 @@ Test(allocfail_ssl, dtls_handshake)
     d.ib = dtls_identity_new(err, sizeof err);
     cr_assert(d.ia && d.ib, "%s", err);
     d.a_is_client = 1;
-    torture("dtls handshake", op_handshake, &d);
+    torture_ex("dtls handshake", op_handshake, &d, LEAK_CHECK_EVERY);
     dtls_identity_free(d.ia);
     dtls_identity_free(d.ib);
     check_leaks();
@@ -311,20 +281,24 @@ static int op_issue(void *ctx)
     return 0;
 }
 
+typedef struct {
+    auth_keys *keys;
+    char *token;
+} verify_ctx;
+
 static int op_verify(void *ctx)
 {
-    char **good = ctx;
-    auth_keys *k = (auth_keys *)good[1];
+    verify_ctx *v = ctx;
     char err[300] = "";
     auth_claims c;
-    if (auth_token_verify(k, good[0], ISS, NOW, &c, err, sizeof err) != 0) {
+    if (auth_token_verify(v->keys, v->token, ISS, NOW, &c, err, sizeof err) != 0) {
         cr_assert_null(c.sub);
         cr_assert_neq(err[0], '\0', "a failed verify says why");
-        return -1;
+        return TORTURE_ERROR;
     }
     cr_assert_str_eq(c.sub, "7");
     auth_claims_clear(&c);
-    return 0;
+    return TORTURE_OK;
 }
 
 Test(allocfail_ssl, token_issue)
@@ -337,26 +311,26 @@ Test(allocfail_ssl, token_issue)
     check_leaks();
 }
 
-/* ECDSA verification through OpenSSL (src/auth/token.c; libjwt is no
- * longer in this path): every error path leak-checked. */
+/* ECDSA verification through OpenSSL: every error path of
+ * auth_token_verify that an allocation can take, leak-checked. */
 Test(allocfail_ssl, token_verify)
 {
-    char err[300], *tok = NULL;
-    auth_keys *k = auth_keys_generate(err, sizeof err);
-    cr_assert_not_null(k, "%s", err);
+    char err[300];
+    verify_ctx v = {0};
+    v.keys = auth_keys_generate(err, sizeof err);
+    cr_assert_not_null(v.keys, "%s", err);
     auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N", .email = "e@x",
                          .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
-    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), 0, "%s", err);
-    char *ctx[2] = {tok, (char *)k};
-    torture("token verify (ECDSA through OpenSSL)", op_verify, ctx);
-    mem_free(tok);
-    auth_keys_free(k);
+    cr_assert_eq(auth_token_issue(v.keys, &in, &v.token, err, sizeof err), 0, "%s", err);
+    torture("token verify (ECDSA through OpenSSL)", op_verify, &v);
+    mem_free(v.token);
+    auth_keys_free(v.keys);
     check_leaks();
 }
 
 Test(allocfail_ssl, keys_create_load)
 {
     make_key_dir();
-    torture("keys create + load + jwks", op_keys, NULL);
+    torture_ex("keys create + load + jwks", op_keys, NULL, LEAK_CHECK_EVERY);
     remove_key_dir();
 }

@@ -22,7 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 static void setup(void) { mem_install(); }
 

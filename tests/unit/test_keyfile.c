@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 static char dir[64];
 
