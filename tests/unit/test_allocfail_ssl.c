@@ -328,6 +328,63 @@ Test(allocfail_ssl, token_verify)
     check_leaks();
 }
 
+/* Tokens auth_token_verify must refuse, each for its own reason; with
+ * allocations failing on the way a refusal may give another reason (a
+ * failed ECDSA check is "bad signature"), but it is still a refusal, and
+ * leaks nothing. */
+typedef struct {
+    auth_keys *keys;
+    char *forged, *expired, *foreign;
+    char *mine;
+} refused_ctx;
+
+static int refused(const auth_keys *k, const char *tok, const char *iss, time_t now,
+                   const char *want)
+{
+    char err[300] = "";
+    auth_claims c;
+    cr_assert_neq(auth_token_verify(k, tok, iss, now, &c, err, sizeof err), 0, "%s", want);
+    cr_assert_null(c.sub);
+    cr_assert_neq(err[0], '\0', "a refusal says why");
+    return strcmp(err, want) == 0 ? TORTURE_OK : TORTURE_ERROR;
+}
+
+static int op_verify_refused(void *ctx)
+{
+    refused_ctx *r = ctx;
+    int rc = TORTURE_OK;
+    rc |= refused(r->keys, r->forged, ISS, NOW, "bad signature");
+    rc |= refused(r->keys, r->mine, ISS, NOW + 3600, "token expired");
+    rc |= refused(r->keys, r->mine, "http://elsewhere/", NOW, "wrong issuer");
+    rc |= refused(r->keys, r->foreign, ISS, NOW, "unknown kid");
+    return rc ? TORTURE_ERROR : TORTURE_OK;
+}
+
+Test(allocfail_ssl, token_verify_refusals)
+{
+    char err[300];
+    refused_ctx r = {0};
+    auth_keys *other = auth_keys_generate(err, sizeof err);
+    r.keys = auth_keys_generate(err, sizeof err);
+    cr_assert(r.keys && other, "%s", err);
+    auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N", .email = "e@x",
+                         .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
+    cr_assert_eq(auth_token_issue(r.keys, &in, &r.mine, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(auth_token_issue(other, &in, &r.foreign, err, sizeof err), 0, "%s", err);
+    r.forged = mem_strdup(r.mine);
+    cr_assert_not_null(r.forged);
+    /* the first signature byte: changes R, keeps the base64url length */
+    char *sig = strrchr(r.forged, '.') + 1;
+    sig[0] = sig[0] == 'A' ? 'B' : 'A';
+    torture("token verify refusals", op_verify_refused, &r);
+    mem_free(r.forged);
+    mem_free(r.mine);
+    mem_free(r.foreign);
+    auth_keys_free(other);
+    auth_keys_free(r.keys);
+    check_leaks();
+}
+
 Test(allocfail_ssl, keys_create_load)
 {
     make_key_dir();
