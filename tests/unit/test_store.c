@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1085,4 +1087,51 @@ Test(errors, sqlite_relative_path, .init = quiet, .fini = sqlite_fini)
     cr_assert_eq(stat("here.db", &st), 0);
     cr_assert(S_ISREG(st.st_mode));
     cr_assert_eq(chdir(cwd), 0);
+}
+
+/* Sets the largest file this process may write (RLIMIT_FSIZE); writes
+ * past it fail with EFBIG, which SQLite reports as a full disk. */
+static void file_limit(rlim_t bytes)
+{
+    struct rlimit r;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &r), 0);
+    r.rlim_cur = bytes;
+    signal(SIGXFSZ, SIG_IGN);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &r), 0);
+}
+
+/* The disk fills: a new database cannot be created (a clean error), and
+ * an open one goes down with every row kept in the queue, then writes
+ * them all once there is room again. */
+Test(sqlite, disk_full, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup();
+    char err[256] = "";
+    file_limit(512);
+    cr_assert_null(store_open(url, err, sizeof err));
+    cr_assert_neq(err[0], '\0');
+    file_limit(RLIM_INFINITY);
+
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    static char body[1024];
+    memset(body, 'x', sizeof body - 1);
+    file_limit(256 * 1024);
+    for (int i = 0; i < 1000; i++)
+        put_msg(s, "lobby", 1, body);
+    wait_stats(s, 0, 20);
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_gt(st.queue_depth, 0);
+    cr_assert_geq(st.write_failures, 1);
+    cr_assert_eq(st.rows_rejected, 0, "a full disk is not the rows' fault");
+    file_limit(RLIM_INFINITY);
+    cr_assert_eq(store_flush(s, 30000), 0);
+    store_get_stats(s, &st);
+    cr_assert_eq(st.db_up, 1);
+    cr_assert_eq(st.rows_rejected, 0);
+    store_close(s);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 1000, "nothing lost");
 }
