@@ -1420,3 +1420,162 @@ Test(cache, rejected_tokens_are_not_cached)
     check_leaks();
 }
 
+
+/* ---- limits of issue and of the time claims ------------------------------ */
+
+/* Issue and verify agree on the size cap: a token issue makes, verify
+ * takes; one over the cap is refused by issue instead of being handed out
+ * to fail every later verify. */
+Test(token, issue_refuses_a_token_over_the_cap, .init = setup, .fini = teardown)
+{
+    auth_keys *k = new_keys();
+    static char name[7001];
+    char err[200] = "", *tok = (char *)"x";
+    auth_claims c;
+    memset(name, 'n', sizeof name - 1);
+    auth_claims_in in = {.iss = ISS, .sub = "7", .name = name, .ttl_seconds = 60, .now = NOW};
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof(err)), -1);
+    cr_assert_null(tok);
+    cr_assert_not_null(strstr(err, "exceed 8192 bytes"), "%s", err);
+    name[5000] = '\0'; /* about 6 900 bytes once encoded and signed */
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof(err)), 0, "%s", err);
+    cr_assert_leq(strlen(tok), AUTH_TOKEN_MAX);
+    cr_assert_eq(auth_token_verify(k, tok, ISS, NOW, &c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(strlen(c.name), 5000);
+    auth_claims_clear(&c);
+    auth_claims_clear(NULL);
+    mem_free(tok);
+    auth_keys_free(k);
+    check_leaks();
+}
+
+Test(token, issue_refuses_times_out_of_range, .init = setup, .fini = teardown)
+{
+    auth_keys *k = new_keys();
+    char err[200] = "", *tok = NULL;
+    const struct {
+        time_t now;
+        long ttl;
+    } bad[] = {{-1, 60}, {(time_t)((int64_t)1 << 62) + 1, 60}, {NOW, -5}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        auth_claims_in in = {.iss = ISS, .sub = "7", .ttl_seconds = bad[i].ttl,
+                             .now = bad[i].now};
+        err[0] = '\0';
+        cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof(err)), -1, "case %zu", i);
+        cr_assert_not_null(strstr(err, "out of range"), "%s", err);
+    }
+    auth_claims_in in = {.iss = ISS, .sub = "7", .ttl_seconds = 60, .now = NOW};
+    cr_assert_eq(auth_token_issue(k, NULL, &tok, err, sizeof(err)), -1);
+    cr_assert_eq(auth_token_issue(k, &in, NULL, err, sizeof(err)), -1);
+    cr_assert_not_null(strstr(err, "missing argument"), "%s", err);
+    in.iss = "";
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof(err)), -1);
+    cr_assert_not_null(strstr(err, "required"), "%s", err);
+    auth_keys_free(k);
+    check_leaks();
+}
+
+/* exp rounds down and nbf/iat round up (the stricter side each); integers
+ * beyond 2^62 and a clock beyond it are refused, never overflowed. */
+Test(attack, time_claims_at_the_limits, .init = setup, .fini = teardown)
+{
+    auth_keys *k = new_keys();
+    char err[200] = "";
+#define CLAIMS(iat, nbf, exp)                                                                  \
+    "{\"iss\":\"" ISS "\",\"sub\":\"1\",\"aud\":\"chat\",\"iat\":" iat ",\"nbf\":" nbf       \
+    ",\"exp\":" exp "}"
+    /* NOW = 1700000000: exp 1699999940.9 reads as ...940, and NOW is then
+     * exactly exp + skew: expired; ...941 is not */
+    expect_claims_reject(k, CLAIMS("1699999000", "1699999000", "1699999940.9"), "expired");
+    cr_assert_eq(verify_claims(k, CLAIMS("1699999000", "1699999000", "1699999941"), NOW, err,
+                               sizeof err),
+                 0, "%s", err);
+    expect_claims_reject(k, CLAIMS("1700000060.5", "1700000000", "1700000600"),
+                         "issued in the future");
+    cr_assert_eq(verify_claims(k, CLAIMS("1700000059.5", "1700000000.5", "1700000600.5"), NOW,
+                               err, sizeof err),
+                 0, "%s", err);
+    expect_claims_reject(k, CLAIMS("1700000000", "1700000000", "4611686018427387905"),
+                         "not a number in range");
+    expect_claims_reject(k, CLAIMS("1700000000", "-4611686018427387905", "1700000600"),
+                         "not a number in range");
+    expect_claims_reject(k, CLAIMS("1700000000", "-1e300", "1700000600"),
+                         "not a number in range");
+#undef CLAIMS
+    auth_claims c = {.iat = NOW, .nbf = NOW, .exp = NOW + 600};
+    cr_assert_eq(auth_claims_check_time(&c, (time_t)(((int64_t)1 << 62) + 1), err, sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "clock out of range"), "%s", err);
+    cr_assert_eq(auth_claims_check_time(&c, -(time_t)(((int64_t)1 << 62) + 1), err, sizeof err),
+                 -1);
+    cr_assert_eq(auth_claims_check_time(&c, NOW, err, sizeof err), 0, "%s", err);
+    auth_keys_free(k);
+    check_leaks();
+}
+
+/* aud as an array: any one string "chat" is enough, whatever else it
+ * holds; the kid must be a string. */
+Test(attack, audience_arrays_and_kid_types, .init = setup, .fini = teardown)
+{
+    auth_keys *k = new_keys();
+    char err[200] = "";
+    char *c = claims_json(ISS, "[1,null,\"other\",\"chat\"]", NOW, NOW, NOW + 600);
+    cr_assert_eq(verify_claims(k, c, NOW, err, sizeof err), 0, "%s", err);
+    free(c);
+    c = claims_json(ISS, "[[\"chat\"]]", NOW, NOW, NOW + 600);
+    expect_claims_reject(k, c, "wrong audience");
+    free(c);
+    c = claims_json(ISS, "\"chat\"", NOW, NOW, NOW + 600);
+    const char *headers[] = {"{\"alg\":\"ES256\",\"kid\":7}", "{\"alg\":\"ES256\",\"kid\":null}",
+                             "{\"alg\":\"ES256\",\"kid\":\"\"}"};
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        char *t = sign_parts(k, headers[i], c);
+        expect_reject(k, t, NOW, "unknown kid");
+        free(t);
+    }
+    free(c);
+    auth_keys_free(k);
+    check_leaks();
+}
+
+/* What the cache cannot key goes the uncached way with the same answer:
+ * no cache, a missing argument, an oversize token. Two good tokens in one
+ * slot replace each other and each is still right. */
+Test(cache, uncacheable_calls_and_collisions, .init = setup, .fini = teardown)
+{
+    auth_keys *k = new_keys();
+    auth_cache *cache = auth_cache_new(1);
+    char *a = issue(k, NOW, 600), *b = issue(k, NOW + 1, 600), err[200] = "";
+    auth_claims c;
+
+    cr_assert_null(auth_cache_new(SIZE_MAX), "slots * entry size overflows");
+    auth_cache_free(NULL);
+    cr_assert_eq(auth_cache_verify(NULL, k, a, ISS, NOW, &c, err, sizeof(err)), 0, "%s", err);
+    auth_claims_clear(&c);
+    cr_assert_eq(auth_cache_verify(cache, k, NULL, ISS, NOW, &c, err, sizeof(err)), -1);
+    cr_assert_not_null(strstr(err, "empty token"), "%s", err);
+    cr_assert_eq(auth_cache_verify(cache, k, a, NULL, NOW, &c, err, sizeof(err)), -1);
+    cr_assert_eq(auth_cache_verify(cache, NULL, a, ISS, NOW, &c, err, sizeof(err)), -1);
+    static char huge[AUTH_TOKEN_MAX + 2];
+    memset(huge, 'A', sizeof huge - 1);
+    cr_assert_eq(auth_cache_verify(cache, k, huge, ISS, NOW, &c, err, sizeof(err)), -1);
+    cr_assert_not_null(strstr(err, "too large"), "%s", err);
+
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(auth_cache_verify(cache, k, a, ISS, NOW + 2, &c, err, sizeof(err)), 0);
+        cr_assert_eq(c.iat, NOW);
+        auth_claims_clear(&c);
+        cr_assert_eq(auth_cache_verify(cache, k, b, ISS, NOW + 2, &c, err, sizeof(err)), 0);
+        cr_assert_eq(c.iat, NOW + 1);
+        auth_claims_clear(&c);
+    }
+    cr_assert_eq(auth_cache_hits(cache), 0, "each replaced the other");
+    cr_assert_eq(auth_cache_verify(cache, k, b, ISS, NOW + 2, &c, err, sizeof(err)), 0);
+    auth_claims_clear(&c);
+    cr_assert_eq(auth_cache_hits(cache), 1);
+    mem_free(a);
+    mem_free(b);
+    auth_cache_free(cache);
+    auth_keys_free(k);
+    check_leaks();
+}
