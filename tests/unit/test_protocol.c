@@ -763,6 +763,92 @@ Test(protocol, now)
     cr_assert(t >= before && t <= time(NULL), "%s is not now (UTC)", buf);
 }
 
+/* ---- missing and invalid fields ---------------------------------------------- */
+
+/* A builder never sends half a message: a required field that is missing
+ * (or not valid UTF-8, which jansson refuses) makes it return NULL. */
+Test(protocol, builders_refuse_missing_or_invalid_fields)
+{
+    proto_message m = auto_msg();
+    proto_message bad;
+
+    cr_assert_null(proto_build_message(NULL, NULL));
+    const char **fields[] = {&bad.room, &bad.source, &bad.user_name, &bad.user_username,
+                             &bad.text, &bad.ts};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        bad = m;
+        *fields[i] = NULL;
+        cr_assert_null(proto_build_message(&bad, NULL), "field %zu missing", i);
+        bad = m;
+        *fields[i] = "caf\xe9"; /* Latin-1, not UTF-8 */
+        cr_assert_null(proto_build_message(&bad, NULL), "field %zu not UTF-8", i);
+    }
+    bad = m;
+    bad.title = NULL; /* an auto post without a title says "" */
+    char *out = proto_build_message(&bad, "\xff");
+    cr_assert_null(out, "a ref that is not UTF-8");
+    out = proto_build_message(&bad, NULL);
+    cr_assert_not_null(strstr(out, "\"title\":\"\""), "%s", out);
+    mem_free(out);
+
+    json_t *user = json_pack("{s:i,s:s,s:s}", "id", 1, "name", "Leanne Graham", "username",
+                             "Bret");
+    json_t *summary = proto_user_summary(user);
+    json_t *list = json_array(), *obj = json_object();
+    cr_assert_not_null(summary);
+    cr_assert_null(proto_build_welcome(NULL, "lobby", "t", user, list));
+    cr_assert_null(proto_build_welcome("s", NULL, "t", user, list));
+    cr_assert_null(proto_build_welcome("s", "lobby", NULL, user, list));
+    cr_assert_null(proto_build_welcome("s", "lobby", "t", list, list), "user not an object");
+    cr_assert_null(proto_build_welcome("s", "lobby", "t", user, obj), "online not an array");
+    expect_text(proto_build_welcome("s", "lobby", "t", user, NULL),
+                "{\"type\":\"welcome\",\"session\":\"s\",\"room\":\"lobby\",\"token\":\"t\","
+                "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"},"
+                "\"online\":[]}");
+    cr_assert_null(proto_build_history(obj));
+    expect_text(proto_build_history(NULL), "{\"type\":\"history\",\"messages\":[]}");
+    cr_assert_null(proto_build_presence(NULL, summary));
+    cr_assert_null(proto_build_presence("join", NULL));
+    cr_assert_null(proto_build_error(NULL, "why", -1, 0, NULL));
+    expect_text(proto_build_error("X", NULL, -1, 0, NULL),
+                "{\"type\":\"error\",\"code\":\"X\",\"message\":\"\",\"fatal\":false}");
+    cr_assert_null(proto_build_pong("r", NULL));
+    expect_text(proto_build_pong(NULL, "ts"), "{\"type\":\"pong\",\"ts\":\"ts\"}");
+
+    json_t *odd[] = {json_pack("{s:s,s:s,s:s}", "id", "1", "name", "n", "username", "u"),
+                     json_pack("{s:i,s:i,s:s}", "id", 1, "name", 5, "username", "u"),
+                     json_pack("{s:i,s:s}", "id", 1, "name", "n"), json_array()};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        cr_assert_null(proto_user_summary(odd[i]), "user %zu", i);
+        json_decref(odd[i]);
+    }
+    cr_assert_null(proto_user_summary(NULL));
+    json_decref(obj);
+    json_decref(list);
+    json_decref(summary);
+    json_decref(user);
+    check_leaks();
+}
+
+Test(protocol, utf8_and_time_limits)
+{
+    cr_assert(proto_utf8_valid("\xf4\x8f\xbf\xbf", 4), "U+10FFFF");
+    cr_assert_not(proto_utf8_valid("\xf4\x90\x80\x80", 4), "past U+10FFFF");
+    cr_assert_not(proto_utf8_valid("\xf0\x8f\xbf\xbf", 4), "overlong");
+    cr_assert_not(proto_utf8_valid("\xf4\x8f\xbf", 3), "cut short");
+    cr_assert_not(proto_utf8_valid("\xf5\x80\x80\x80", 4));
+    cr_assert_eq(proto_utf8_length(NULL, 5), 0);
+    cr_assert_eq(proto_utf8_length("a\xf4\x8f\xbf\xbf" "b", 6), 3);
+
+    char buf[40] = "x";
+    cr_assert_eq(proto_format_time(0, buf, 0), buf, "no room: untouched");
+    cr_assert_eq(buf[0], 'x');
+    /* a year too long for the format: an empty string, never a cut date */
+    cr_assert_str_eq(proto_format_time(INT64_MAX, buf, sizeof buf), "");
+    cr_assert_str_eq(proto_format_time(253402300799999LL, buf, sizeof buf),
+                     "9999-12-31T23:59:59.999Z");
+}
+
 /* ---- allocation failures ---------------------------------------------------- */
 
 /* Each operation below runs under torture() (torture.h): allocation N
