@@ -3,6 +3,7 @@
 #include "util/mem.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,4 +221,78 @@ Test(config, post_rate)
     char *zero[] = {"chatd", "--post-rate=0"};
     cr_assert_eq(parse(&c, err, 2, zero), -1);
     cr_assert(strstr(err, "--post-rate") != NULL, "%s", err);
+}
+
+/* --help text: every flag, with its environment variable and default. */
+Test(config, usage_lists_every_flag)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    config_usage("chatd", f);
+    fclose(f);
+    const char *want[] = {"usage: chatd [OPTION]...", "--listen", "CHATD_LISTEN",
+                          "--ice-address", "--database-url", "--jwt-key",
+                          "DATA_DIR/jwt-es256.pem", "--mode", "--post-rate", "-h, --help",
+                          "2 on a bad option"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_not_null(strstr(text, want[i]), "no '%s' in:\n%s", want[i], text);
+    free(text);
+}
+
+/* --listen: a bracketed IPv6 host, and the public URL built from it; a
+ * value missing its host or port; a flag at the end without its value;
+ * -h wins over what follows; a negative seed. */
+Test(config, listen_forms_and_flag_edges)
+{
+    chatd_config c;
+    char err[256] = "";
+    char *v6[] = {"chatd", "--listen=[::1]:8443", "--public-url", "https://chat.example//"};
+    cr_assert_eq(parse(&c, err, 2, v6), 0, "%s", err);
+    cr_assert_str_eq(c.listen_host, "::1");
+    cr_assert_eq(c.listen_port, 8443);
+    cr_assert_str_eq(c.public_url, "http://[::1]:8443");
+    cr_assert(c.public_url_is_default);
+    config_free(&c);
+    cr_assert_eq(parse(&c, err, 4, v6), 0, "%s", err);
+    cr_assert_str_eq(c.public_url, "https://chat.example", "trailing slashes dropped");
+    cr_assert_not(c.public_url_is_default);
+    config_free(&c);
+    char *bare[] = {"chatd", "--listen", "::1:0"};
+    cr_assert_eq(parse(&c, err, 3, bare), 0, "%s", err);
+    cr_assert_str_eq(c.listen_host, "::1");
+    config_free(&c);
+
+    const char *bad[][2] = {{":8080", "HOST:PORT"},   {"host:", "HOST:PORT"},
+                            {"host:-1", "HOST:PORT"}, {"host:80x", "HOST:PORT"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *a[] = {"chatd", "--listen", (char *)bad[i][0]};
+        cr_assert_eq(parse(&c, err, 3, a), -1, "accepted %s", bad[i][0]);
+        cr_assert_not_null(strstr(err, bad[i][1]), "%s", err);
+        config_free(&c);
+    }
+    char *dangling[] = {"chatd", "--loops"};
+    cr_assert_eq(parse(&c, err, 2, dangling), -1);
+    cr_assert_not_null(strstr(err, "--loops needs a value"), "%s", err);
+    config_free(&c);
+    char *prefix[] = {"chatd", "--loopsy", "3"};
+    cr_assert_eq(parse(&c, err, 3, prefix), -1);
+    cr_assert_not_null(strstr(err, "unknown option '--loopsy'"), "%s", err);
+    config_free(&c);
+    char *seed[] = {"chatd", "--seed", "-1"};
+    cr_assert_eq(parse(&c, err, 3, seed), -1);
+    cr_assert_not_null(strstr(err, "non-negative"), "%s", err);
+    config_free(&c);
+    char *help[] = {"chatd", "-h", "--no-such-flag"};
+    cr_assert_eq(parse(&c, err, 3, help), 0, "%s", err);
+    cr_assert(c.help);
+    config_free(&c);
+    setenv("CHATD_LOOPS", "zero", 1);
+    char *none[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, none), -1);
+    cr_assert_not_null(strstr(err, "(from CHATD_LOOPS)"), "%s", err);
+    config_free(&c);
+    unsetenv("CHATD_LOOPS");
+    check_leaks();
 }
