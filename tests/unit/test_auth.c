@@ -331,6 +331,38 @@ Test(b64url, allocation_failure)
     check_leaks();
 }
 
+/* NULL where bytes are promised is refused, not read; a NULL outlen is
+ * allowed; empty input is fine with NULL pointers. */
+Test(b64url, null_arguments)
+{
+    char enc[16] = "x";
+    unsigned char out[8], *d = (unsigned char *)"x";
+    size_t got = 99;
+    cr_assert_eq(b64url_encode(enc, sizeof enc, NULL, 3), 0);
+    cr_assert_eq(b64url_encode(NULL, 16, "foo", 3), 0);
+    cr_assert_eq(b64url_encode(enc, sizeof enc, NULL, 0), 0);
+    cr_assert_str_eq(enc, "");
+    cr_assert_null(b64url_encode_alloc(NULL, 3));
+    char *e = b64url_encode_alloc(NULL, 0);
+    cr_assert_not_null(e);
+    cr_assert_str_eq(e, "");
+    mem_free(e);
+    cr_assert_eq(b64url_decode(NULL, 4, out, sizeof out, &got), B64URL_EINVAL);
+    cr_assert_eq(got, 0);
+    cr_assert_eq(b64url_decode("Zm9v", 4, NULL, 8, &got), B64URL_EINVAL);
+    cr_assert_eq(b64url_decode("Zm9v", 4, NULL, 0, &got), B64URL_ENOSPC);
+    cr_assert_eq(b64url_decode("Zm9v", 4, out, sizeof out, NULL), B64URL_OK);
+    cr_assert_eq(memcmp(out, "foo", 3), 0);
+    cr_assert_eq(b64url_decode(NULL, 0, NULL, 0, &got), B64URL_OK);
+    cr_assert_eq(got, 0);
+    cr_assert_eq(b64url_decode_alloc(NULL, 4, &d, &got), B64URL_EINVAL);
+    cr_assert_null(d);
+    cr_assert_eq(b64url_decode_alloc("Zm9v", 4, &d, NULL), B64URL_OK);
+    cr_assert_str_eq((char *)d, "foo", "NUL-terminated");
+    mem_free(d);
+    check_leaks();
+}
+
 /* ---- keys ------------------------------------------------------------ */
 
 TestSuite(keys, .init = setup, .fini = teardown, .timeout = 30);
