@@ -1,25 +1,27 @@
 /*
  * test_allocfail — allocation-failure injection ("torture", as SQLite and
  * curl do it) over every module that handles outside input or keeps data:
- * SDP and DCEP, the data-channel protocol, tokens and keys, the
- * JSONPlaceholder reply parsers, and the store (SQLite; PostgreSQL too when
- * CHATD_TEST_PG_URL is set, reported as skipped otherwise).
+ * SDP and DCEP, tokens and the token cache, the JSONPlaceholder reply
+ * parsers, and the store (SQLite; PostgreSQL too when CHATD_TEST_PG_URL is
+ * set, reported as skipped otherwise). The data-channel protocol's loops
+ * are in test_protocol; key creation, loading and JWKS are in
+ * test_allocfail_ssl, where OpenSSL's allocations fail too.
  *
- * For each operation, torture() runs it with allocation N failing
- * (util/mem's mem_fail_at) for N = 1, 2, 3, ... until a run meets no
- * injected failure. Every run must end cleanly: the operation reports an
- * error (and says why) or, when the failed allocation had a fallback, its
- * result is checked to be exactly right; under ASan each run ends with a
- * leak check, so a path that leaks on failure fails the test at the N that
- * shows it. The run that meets no failure must succeed.
+ * For each operation, torture() (tests/unit/torture.h) runs it with
+ * allocation N failing for N = 1, 2, 3, ... until a run meets no injected
+ * failure. Every run must end cleanly: the operation reports an error (and
+ * says why) or, when the failed allocation had a fallback, its result is
+ * checked to be exactly right; under ASan each run ends with a leak check,
+ * so a path that leaks on failure fails the test at the N that shows it.
+ * The run that meets no failure must succeed.
  *
  * What this covers is what goes through util/mem: chatd's own allocations,
- * jansson's (mem_install routes them, including the JSON libjwt parses
- * through jansson) and, in this binary, SQLite's (sqlite3_config before
- * main). OpenSSL's are injected by test_allocfail_ssl; libjwt's own
- * buffers, libpq, libcurl, libmicrohttpd and GLib allocate with their own
- * allocators and are not injected. SDP and DCEP allocate nothing: their tests prove that by
- * completing at N = 1 with no failure injected.
+ * jansson's (mem_install routes them) and, in this binary, SQLite's
+ * (sqlite3_config before main). OpenSSL's are injected by
+ * test_allocfail_ssl; libpq, libcurl, libmicrohttpd and GLib allocate with
+ * their own allocators and are not injected. SDP and DCEP allocate
+ * nothing: their tests prove that by completing at N = 1 with no failure
+ * injected.
  */
 #include <criterion/criterion.h>
 
@@ -27,7 +29,6 @@
 #include "auth/cache.h"
 #include "auth/keys.h"
 #include "auth/token.h"
-#include "chat/protocol.h"
 #include "rtc/dcep.h"
 #include "rtc/sdp.h"
 #include "store/store.h"
@@ -42,9 +43,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "leakcheck.h"
-
-#define MAX_RUNS 20000UL
+#include "torture.h"
 
 /* SQLite's allocator, routed through util/mem so that the store loops
  * below also fail SQLite's own allocations (SQLITE_NOMEM inside open,
@@ -104,45 +103,6 @@ static void setup(void)
 
 TestSuite(allocfail, .init = setup, .timeout = 300);
 
-/* An operation under test: returns 0 on success (after checking its result
- * is right), -1 on a clean error (after checking it said why). It frees
- * everything it allocated either way. */
-typedef int (*operation)(void *ctx);
-
-/* Runs op with allocation N failing for N = 1, 2, ... until a run meets no
- * injected failure; returns that N (the number of runs). Under ASan the
- * leaks are checked after every `leak_every`-th run and after the last
- * (LeakSanitizer's check scans the whole heap: long loops check less
- * often, and a leak is then named to within leak_every values of N). */
-static unsigned long torture_ex(const char *what, operation op, void *ctx,
-                                unsigned long leak_every)
-{
-    unsigned long n, errors = 0;
-    for (n = 1; n < MAX_RUNS; n++) {
-        unsigned long before = mem_failures();
-        mem_fail_at(n);
-        int rc = op(ctx);
-        mem_fail_at(0);
-        int injected = mem_failures() != before;
-        cr_assert(rc == 0 || rc == -1, "%s: N=%lu: result %d", what, n, rc);
-        if (n % leak_every == 0 || !injected)
-            check_leaks();
-        if (!injected) {
-            cr_assert_eq(rc, 0, "%s: fails with no allocation failure", what);
-            break;
-        }
-        errors += rc != 0;
-    }
-    cr_assert_lt(n, MAX_RUNS, "%s: never completed", what);
-    cr_log_info("%s: %lu runs, %lu ended in an error", what, n, errors);
-    return n;
-}
-
-static unsigned long torture(const char *what, operation op, void *ctx)
-{
-    return torture_ex(what, op, ctx, 1);
-}
-
 /* ---- SDP and DCEP: no allocation at all ----------------------------------- */
 
 static const char offer[] =
@@ -199,123 +159,6 @@ Test(allocfail, dcep_allocates_nothing)
     cr_assert_eq(torture("dcep parse+write", op_dcep, NULL), 1);
 }
 
-/* ---- protocol ------------------------------------------------------------- */
-
-static int op_parse_post(void *ctx)
-{
-    (void)ctx;
-    const char *m = "{\"type\":\"post\",\"token\":\"a.b.c\",\"text\":\"  caf\xc3\xa9  \","
-                    "\"ref\":\"r1\",\"extra\":{\"nested\":[1,2,{\"x\":null}]}}";
-    proto_request req;
-    char err[128], *ref = NULL;
-    proto_status st = proto_parse_request(m, strlen(m), &req, &ref, err, sizeof err);
-    if (st != PROTO_OK) {
-        cr_assert(st == PROTO_NO_MEMORY || st == PROTO_BAD_REQUEST, "%d (%s)", st, err);
-        cr_assert_neq(err[0], '\0');
-        cr_assert_null(req.text);
-        mem_free(ref);
-        return -1;
-    }
-    cr_assert_str_eq(req.text, "caf\xc3\xa9");
-    cr_assert_str_eq(req.token, "a.b.c");
-    cr_assert_str_eq(req.ref, "r1");
-    proto_request_clear(&req);
-    return 0;
-}
-
-static int op_parse_bad(void *ctx)
-{
-    (void)ctx;
-    const char *m = "{\"type\":\"post\",\"ref\":\"r9\",\"text\":17}";
-    proto_request req;
-    char err[128], *ref = NULL;
-    proto_status st = proto_parse_request(m, strlen(m), &req, &ref, err, sizeof err);
-    cr_assert_neq(st, PROTO_OK);
-    cr_assert_neq(err[0], '\0');
-    if (st == PROTO_NO_MEMORY) {
-        mem_free(ref);
-        return -1;
-    }
-    cr_assert_eq(st, PROTO_BAD_REQUEST);
-    int echoed = ref != NULL && strcmp(ref, "r9") == 0;
-    mem_free(ref);
-    return echoed ? 0 : -1; /* the ref copy failed: the error goes out without it */
-}
-
-Test(allocfail, protocol_parse)
-{
-    torture("protocol parse post", op_parse_post, NULL);
-    torture("protocol parse bad request", op_parse_bad, NULL);
-}
-
-/* Builds every message chatd sends and compares with the exact text. */
-static int expect(char *got, const char *want)
-{
-    if (got == NULL)
-        return -1;
-    cr_assert_str_eq(got, want);
-    mem_free(got);
-    return 0;
-}
-
-static int op_build(void *ctx)
-{
-    (void)ctx;
-    int rc = 0;
-    proto_message m = {.id = 7, .room = "lobby", .source = "auto", .user_id = 3,
-                       .user_name = "N", .user_username = "u", .text = "hi", .title = "t",
-                       .post_id = 9, .ts = "2026-11-24T10:00:00.123Z"};
-    rc |= expect(proto_build_message(&m, "r"),
-                 "{\"type\":\"message\",\"id\":\"7\",\"room\":\"lobby\",\"source\":\"auto\","
-                 "\"user\":{\"id\":3,\"name\":\"N\",\"username\":\"u\"},\"text\":\"hi\","
-                 "\"title\":\"t\",\"post_id\":9,\"ts\":\"2026-11-24T10:00:00.123Z\","
-                 "\"ref\":\"r\"}");
-    rc |= expect(proto_build_error("BAD_REQUEST", "why", 100, 1, "r"),
-                 "{\"type\":\"error\",\"code\":\"BAD_REQUEST\",\"message\":\"why\","
-                 "\"retry_in_ms\":100,\"fatal\":true,\"ref\":\"r\"}");
-    rc |= expect(proto_build_pong("r", "2026-11-24T10:00:00.123Z"),
-                 "{\"type\":\"pong\",\"ref\":\"r\",\"ts\":\"2026-11-24T10:00:00.123Z\"}");
-    json_t *user = json_pack("{s:i,s:s,s:s,s:s}", "id", 3, "name", "N", "username", "u",
-                             "email", "e");
-    json_t *summary = user ? proto_user_summary(user) : NULL;
-    json_t *online = summary ? json_pack("[O]", summary) : NULL;
-    if (online) {
-        rc |= expect(proto_build_presence("join", summary),
-                     "{\"type\":\"presence\",\"event\":\"join\","
-                     "\"user\":{\"id\":3,\"name\":\"N\",\"username\":\"u\"}}");
-        rc |= expect(proto_build_welcome("s1", "lobby", "tok", user, online),
-                     "{\"type\":\"welcome\",\"session\":\"s1\",\"room\":\"lobby\","
-                     "\"token\":\"tok\",\"user\":{\"id\":3,\"name\":\"N\",\"username\":\"u\","
-                     "\"email\":\"e\"},\"online\":[{\"id\":3,\"name\":\"N\",\"username\":\"u\"}]}");
-    } else {
-        rc = -1;
-    }
-    json_t *obj = proto_message_object(&m, NULL);
-    json_t *history = obj ? json_pack("[o]", obj) : NULL;
-    if (history) {
-        char *h = proto_build_history(history);
-        if (h == NULL)
-            rc = -1;
-        else
-            cr_assert_not_null(strstr(h, "{\"type\":\"history\",\"messages\":[{\"type\":"
-                                         "\"message\",\"id\":\"7\""),
-                               "%s", h);
-        mem_free(h);
-    } else {
-        rc = -1;
-    }
-    json_decref(history);
-    json_decref(online);
-    json_decref(summary);
-    json_decref(user);
-    return rc ? -1 : 0;
-}
-
-Test(allocfail, protocol_build)
-{
-    torture("protocol build", op_build, NULL);
-}
-
 /* ---- tokens, keys, cache -------------------------------------------------- */
 
 #define ISS "http://127.0.0.1:1/"
@@ -324,7 +167,6 @@ Test(allocfail, protocol_build)
 typedef struct {
     auth_keys *keys;
     char *good;
-    char dir[64];
 } auth_ctx;
 
 static int op_issue(void *ctx)
@@ -391,33 +233,6 @@ static int op_verify_forged(void *ctx)
     return 0;
 }
 
-static int op_keys(void *ctx)
-{
-    auth_ctx *a = ctx;
-    static unsigned long run;
-    char path[128], err[300] = "";
-    snprintf(path, sizeof path, "%s/k%lu/key.pem", a->dir, ++run);
-    auth_keys *k = auth_keys_load_or_create(path, err, sizeof err); /* creates */
-    if (k == NULL) {
-        cr_assert_neq(err[0], '\0');
-        return -1;
-    }
-    auth_keys *again = auth_keys_load_or_create(path, err, sizeof err); /* loads */
-    char *jwks = auth_keys_jwks_json(k);
-    int rc = again && jwks ? 0 : -1;
-    if (again) {
-        cr_assert_str_eq(auth_keys_kid(again), auth_keys_kid(k), "the same key loads back");
-    } else {
-        cr_assert_neq(err[0], '\0');
-    }
-    if (jwks)
-        cr_assert_not_null(strstr(jwks, auth_keys_kid(k)));
-    mem_free(jwks);
-    auth_keys_free(again);
-    auth_keys_free(k);
-    return rc;
-}
-
 static int op_cache(void *ctx)
 {
     auth_ctx *a = ctx;
@@ -443,8 +258,6 @@ static int op_cache(void *ctx)
 static void auth_setup(auth_ctx *a)
 {
     char err[300];
-    snprintf(a->dir, sizeof a->dir, "/tmp/chatd-allocfail-XXXXXX");
-    cr_assert_not_null(mkdtemp(a->dir));
     a->keys = auth_keys_generate(err, sizeof err);
     cr_assert_not_null(a->keys, "%s", err);
     auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N\xc3\xa9", .email = "e@x",
@@ -454,10 +267,6 @@ static void auth_setup(auth_ctx *a)
 
 static void auth_teardown(auth_ctx *a)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", a->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", a->dir);
     mem_free(a->good);
     auth_keys_free(a->keys);
 }
@@ -470,15 +279,6 @@ Test(allocfail, token_issue_and_verify)
     torture("token verify", op_verify, &a);
     torture("token verify forged", op_verify_forged, &a);
     torture("token cache", op_cache, &a);
-    auth_teardown(&a);
-    check_leaks();
-}
-
-Test(allocfail, keys_create_load_jwks)
-{
-    auth_ctx a;
-    auth_setup(&a);
-    torture("keys create+load+jwks", op_keys, &a);
     auth_teardown(&a);
     check_leaks();
 }

@@ -6,15 +6,16 @@
  * (CRYPTO_set_mem_functions, before OpenSSL allocates anything in the
  * test's process), so the Nth allocation may be one of OpenSSL's: inside
  * key generation, certificate signing, the DTLS handshake, ECDSA signing
- * and verification (chatd's own, and libjwt's, which uses OpenSSL). These
- * are the failure paths of src/rtc/dtls.c, src/auth/keys.c and
+ * and verification (src/auth/token.c calls OpenSSL directly). These are
+ * the failure paths of src/rtc/dtls.c, src/auth/keys.c and
  * src/auth/token.c that nothing else can reach.
  *
- * Same loop as test_allocfail: N = 1, 2, ... until a run meets no injected
+ * The loop is torture.h's: N = 1, 2, ... until a run meets no injected
  * failure; each run ends in a clean error (a NULL with a reason, a failed
  * handshake reported through the failed callback, or a handshake that
- * simply does not finish) or in a checked success; under ASan a leak check
- * runs every 100 runs and at the end. The run with no failure must succeed.
+ * simply does not finish) or in a checked success; under ASan every loop
+ * is leak-checked (see LEAK_CHECK_EVERY). The run with no failure must
+ * succeed.
  */
 #include <criterion/criterion.h>
 
@@ -30,12 +31,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
-#define MAX_RUNS 100000UL
-/* These loops run thousands of times and LeakSanitizer's check stops the
- * process for a whole-heap scan, so it runs every 100 runs and after the
- * last: a leak still fails the test, named to within 100 values of N. */
+/* The DTLS and key loops run thousands of times and LeakSanitizer's check
+ * stops the process for a whole-heap scan, so there it runs every 100 runs
+ * and after the last: a leak still fails the test, named to within 100
+ * values of N. The token loops (about 150 runs) check after every run. */
 #define LEAK_CHECK_EVERY 100
 
 static void *ssl_alloc(size_t n, const char *file, int line)
@@ -77,46 +78,6 @@ static void setup(void)
 }
 
 TestSuite(allocfail_ssl, .init = setup, .timeout = 600);
-
-/* libjwt 1.10.2's jwt_verify_sha_pem, when OpenSSL fails to allocate while
- * it converts the signature, asks malloc for SIZE_MAX bytes (a length of -1
- * used as a size). glibc answers NULL and libjwt then fails cleanly, which
- * is what happens in production; ASan by default aborts on such a request
- * instead. This makes ASan answer NULL like glibc, for this binary only. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-
-typedef int (*operation)(void *ctx);
-
-/* check: 1 to check for leaks (see LEAK_CHECK_EVERY), 0 for a path whose
- * third-party code is known to leak on allocation failure. */
-static unsigned long torture_ex(const char *what, operation op, void *ctx, int check)
-{
-    unsigned long n, errors = 0;
-    for (n = 1; n < MAX_RUNS; n++) {
-        unsigned long before = mem_failures();
-        mem_fail_at(n);
-        int rc = op(ctx);
-        mem_fail_at(0);
-        int injected = mem_failures() != before;
-        cr_assert(rc == 0 || rc == -1, "%s: N=%lu: result %d", what, n, rc);
-        if (check && (n % LEAK_CHECK_EVERY == 0 || !injected))
-            check_leaks();
-        if (!injected) {
-            cr_assert_eq(rc, 0, "%s: fails with no allocation failure", what);
-            break;
-        }
-        errors += rc != 0;
-    }
-    cr_assert_lt(n, MAX_RUNS, "%s: never completed", what);
-    cr_log_info("%s: %lu runs, %lu ended in an error", what, n, errors);
-    return n;
-}
-
-static unsigned long torture(const char *what, operation op, void *ctx)
-{
-    return torture_ex(what, op, ctx, 1);
-}
 
 /* ---- DTLS: identity, then a handshake in memory, data, close ------------- */
 
@@ -235,7 +196,7 @@ static int op_handshake(void *ctx)
 
 Test(allocfail_ssl, dtls_identity)
 {
-    torture("dtls identity", op_identity, NULL);
+    torture_ex("dtls identity", op_identity, NULL, LEAK_CHECK_EVERY);
 }
 
 Test(allocfail_ssl, dtls_handshake)
@@ -246,7 +207,7 @@ Test(allocfail_ssl, dtls_handshake)
     d.ib = dtls_identity_new(err, sizeof err);
     cr_assert(d.ia && d.ib, "%s", err);
     d.a_is_client = 1;
-    torture("dtls handshake", op_handshake, &d);
+    torture_ex("dtls handshake", op_handshake, &d, LEAK_CHECK_EVERY);
     dtls_identity_free(d.ia);
     dtls_identity_free(d.ib);
     check_leaks();
@@ -320,20 +281,24 @@ static int op_issue(void *ctx)
     return 0;
 }
 
+typedef struct {
+    auth_keys *keys;
+    char *token;
+} verify_ctx;
+
 static int op_verify(void *ctx)
 {
-    char **good = ctx;
-    auth_keys *k = (auth_keys *)good[1];
+    verify_ctx *v = ctx;
     char err[300] = "";
     auth_claims c;
-    if (auth_token_verify(k, good[0], ISS, NOW, &c, err, sizeof err) != 0) {
+    if (auth_token_verify(v->keys, v->token, ISS, NOW, &c, err, sizeof err) != 0) {
         cr_assert_null(c.sub);
         cr_assert_neq(err[0], '\0', "a failed verify says why");
-        return -1;
+        return TORTURE_ERROR;
     }
     cr_assert_str_eq(c.sub, "7");
     auth_claims_clear(&c);
-    return 0;
+    return TORTURE_OK;
 }
 
 Test(allocfail_ssl, token_issue)
@@ -346,27 +311,83 @@ Test(allocfail_ssl, token_issue)
     check_leaks();
 }
 
-/* Verification runs through libjwt 1.10.2's jwt_verify_sha_pem, which
- * leaks the two BIGNUMs of the signature when OpenSSL then fails to
- * allocate (seen with this test; not chatd's code). So this loop checks
- * for crashes, memory errors and clean errors, but not for leaks. */
-Test(allocfail_ssl, token_verify_through_libjwt)
+/* ECDSA verification through OpenSSL: every error path of
+ * auth_token_verify that an allocation can take, leak-checked. */
+Test(allocfail_ssl, token_verify)
 {
-    char err[300], *tok = NULL;
-    auth_keys *k = auth_keys_generate(err, sizeof err);
-    cr_assert_not_null(k, "%s", err);
+    char err[300];
+    verify_ctx v = {0};
+    v.keys = auth_keys_generate(err, sizeof err);
+    cr_assert_not_null(v.keys, "%s", err);
     auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N", .email = "e@x",
                          .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
-    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), 0, "%s", err);
-    char *ctx[2] = {tok, (char *)k};
-    torture_ex("token verify (libjwt + OpenSSL; leaks not checked)", op_verify, ctx, 0);
-    mem_free(tok);
-    auth_keys_free(k);
+    cr_assert_eq(auth_token_issue(v.keys, &in, &v.token, err, sizeof err), 0, "%s", err);
+    torture("token verify (ECDSA through OpenSSL)", op_verify, &v);
+    mem_free(v.token);
+    auth_keys_free(v.keys);
+    check_leaks();
+}
+
+/* Tokens auth_token_verify must refuse, each for its own reason; with
+ * allocations failing on the way a refusal may give another reason (a
+ * failed ECDSA check is "bad signature"), but it is still a refusal, and
+ * leaks nothing. */
+typedef struct {
+    auth_keys *keys;
+    char *forged, *expired, *foreign;
+    char *mine;
+} refused_ctx;
+
+static int refused(const auth_keys *k, const char *tok, const char *iss, time_t now,
+                   const char *want)
+{
+    char err[300] = "";
+    auth_claims c;
+    cr_assert_neq(auth_token_verify(k, tok, iss, now, &c, err, sizeof err), 0, "%s", want);
+    cr_assert_null(c.sub);
+    cr_assert_neq(err[0], '\0', "a refusal says why");
+    return strcmp(err, want) == 0 ? TORTURE_OK : TORTURE_ERROR;
+}
+
+static int op_verify_refused(void *ctx)
+{
+    refused_ctx *r = ctx;
+    int rc = TORTURE_OK;
+    rc |= refused(r->keys, r->forged, ISS, NOW, "bad signature");
+    rc |= refused(r->keys, r->mine, ISS, NOW + 3600, "token expired");
+    rc |= refused(r->keys, r->mine, "http://elsewhere/", NOW, "wrong issuer");
+    rc |= refused(r->keys, r->foreign, ISS, NOW, "unknown kid");
+    return rc ? TORTURE_ERROR : TORTURE_OK;
+}
+
+Test(allocfail_ssl, token_verify_refusals)
+{
+    char err[300];
+    refused_ctx r = {0};
+    auth_keys *other = auth_keys_generate(err, sizeof err);
+    r.keys = auth_keys_generate(err, sizeof err);
+    cr_assert(r.keys && other, "%s", err);
+    auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N", .email = "e@x",
+                         .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
+    cr_assert_eq(auth_token_issue(r.keys, &in, &r.mine, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(auth_token_issue(other, &in, &r.foreign, err, sizeof err), 0, "%s", err);
+    r.forged = mem_strdup(r.mine);
+    cr_assert_not_null(r.forged);
+    /* the first signature byte: changes R, keeps the base64url length */
+    char *sig = strrchr(r.forged, '.') + 1;
+    sig[0] = sig[0] == 'A' ? 'B' : 'A';
+    torture("token verify refusals", op_verify_refused, &r);
+    mem_free(r.forged);
+    mem_free(r.mine);
+    mem_free(r.foreign);
+    auth_keys_free(other);
+    auth_keys_free(r.keys);
+    check_leaks();
 }
 
 Test(allocfail_ssl, keys_create_load)
 {
     make_key_dir();
-    torture("keys create + load + jwks", op_keys, NULL);
+    torture_ex("keys create + load + jwks", op_keys, NULL, LEAK_CHECK_EVERY);
     remove_key_dir();
 }

@@ -33,16 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_LSAN 1
-#endif
-#endif
-#ifdef TEST_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
+#include "torture.h"
 
 /* ---- servers ------------------------------------------------------------ */
 
@@ -302,9 +293,7 @@ static void teardown(void)
 static void finish(void)
 {
     teardown();
-#ifdef TEST_LSAN
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see stderr)");
-#endif
+    check_leaks();
 }
 
 /* Options for tests: short backoff so retries happen within the test. */
@@ -885,28 +874,6 @@ Test(api, parse_posts)
     finish();
 }
 
-Test(api, parsers_survive_allocation_failures)
-{
-    char err[256];
-    int failures = 0;
-    for (unsigned long n = 1; n <= 100; n++) {
-        mem_fail_at(n);
-        jp_posts *p = jp_parse_posts(posts_json, strlen(posts_json), err, sizeof err);
-        if (p == NULL)
-            failures++;
-        jp_posts_free(p);
-        mem_fail_at(n);
-        json_t *u = jp_parse_user("{\"id\":3,\"name\":\"n\",\"username\":\"u\",\"email\":\"e\"}",
-                                  47, err, sizeof err);
-        json_decref(u);
-        mem_fail_at(n);
-        jp_parse_users("[{\"id\":1},{\"id\":2}]", 19, err, sizeof err);
-    }
-    mem_fail_at(0);
-    cr_assert(failures > 0);
-    finish();
-}
-
 Test(api, rejects_bad_options)
 {
     char err[256];
@@ -933,5 +900,87 @@ Test(api, rejects_bad_options)
     cr_assert(strstr(err, "out of range") != NULL);
     jp_free(c);
     jp_free(NULL);
+    finish();
+}
+
+/* ---- limits ------------------------------------------------------------- */
+
+/* A reply over max_body_bytes is cut off while it arrives (the real
+ * server's user is about 500 bytes) and reported; with room it is fine. */
+Test(api, reply_over_a_small_cap_is_an_error)
+{
+    real_start(&real, 0);
+    jp_options o = test_options(real.port);
+    o.max_attempts = 1;
+    o.max_body_bytes = 100;
+    client = make_client(&o);
+    slot s;
+    fetch(client, 1, &s);
+    int ok;
+    WAIT_UNTIL(s.done, 10000, ok);
+    cr_assert(ok);
+    cr_assert_eq(s.ok, 0);
+    cr_assert_not_null(strstr(s.error, "larger than 100 bytes"), "%s", s.error);
+    cr_assert_eq(rec.errors, 1);
+    jp_free(client);
+    client = NULL;
+    o.max_body_bytes = 4096;
+    client = make_client(&o);
+    fetch(client, 1, &s);
+    WAIT_UNTIL(s.done, 10000, ok);
+    cr_assert(ok && s.ok, "%s", s.error ? s.error : "");
+    slot_clear(&s);
+    finish();
+}
+
+/* The posts cache: a copy that cannot be made leaves nothing half-made. */
+Test(api, random_post_out_of_memory)
+{
+    real_start(&real, 0);
+    jp_options o = test_options(real.port);
+    client = make_client(&o);
+    jp_start(client);
+    int ok;
+    WAIT_UNTIL(jp_ready(client), 10000, ok);
+    cr_assert(ok, "not ready after 10 s");
+    for (unsigned long n = 1; n <= 2; n++) {
+        jp_post p;
+        memset(&p, 0x5a, sizeof p);
+        mem_fail_at(n);
+        cr_assert_eq(jp_random_post(client, 3, &p), -1, "allocation %lu", n);
+        mem_fail_at(0);
+        cr_assert(p.title == NULL && p.body == NULL && p.id == 0, "zeroed");
+    }
+    jp_post_clear(NULL);
+    finish();
+}
+
+Test(api, option_limits)
+{
+    char err[256] = "";
+    static char url[2100];
+    snprintf(url, sizeof url, "http://127.0.0.1:1/%02080d", 0);
+    jp_options o = {.base_url = url};
+    cr_assert_null(jp_new(&o, err, sizeof err));
+    cr_assert_not_null(strstr(err, "longer than 2048"), "%s", err);
+    o.base_url = "http://127.0.0.1:1";
+    long day_and_more = 24L * 3600 * 1000 + 1;
+    long *fields[] = {&o.connect_timeout_ms, &o.total_timeout_ms, &o.backoff_base_ms,
+                      &o.backoff_max_ms, &o.posts_refresh_ms};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        *fields[i] = day_and_more;
+        err[0] = '\0';
+        cr_assert_null(jp_new(&o, err, sizeof err), "field %zu", i);
+        cr_assert_not_null(strstr(err, "24 hours"), "%s", err);
+        *fields[i] = 0;
+    }
+    /* a cap below the first delay is taken as the first delay */
+    o.backoff_base_ms = 500;
+    o.backoff_max_ms = 100;
+    jp_client *c = jp_new(&o, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    cr_assert_eq(jp_user_count(c), -1);
+    cr_assert_eq(jp_post_count(c), 0);
+    jp_free(c);
     finish();
 }

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 typedef struct {
     int got;

@@ -9,7 +9,7 @@
 #include "chat/draw.h"
 #include "util/rng.h"
 
-#include "leakcheck.h"
+#include "torture.h"
 
 Test(draw, pick_uniform_including_n)
 {

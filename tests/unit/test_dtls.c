@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     dtls_conn *self;
@@ -157,4 +158,166 @@ Test(dtls, fingerprint_matches_by_algorithm)
     cr_assert_not(dtls_fingerprint_matches(NULL, "sha-256", d256, 32));
     X509_free(x);
     EVP_PKEY_free(k);
+}
+
+Test(dtls, fingerprint_matches_every_sdp_algorithm)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_set_pubkey(x, k);
+    X509_sign(x, k, EVP_sha256());
+    const struct {
+        const char *alg;
+        const EVP_MD *md;
+    } algs[] = {{"sha-1", EVP_sha1()},     {"sha-224", EVP_sha224()}, {"SHA-256", EVP_sha256()},
+                {"sha-384", EVP_sha384()}, {"Sha-512", EVP_sha512()}};
+    for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
+        uint8_t d[EVP_MAX_MD_SIZE];
+        unsigned int l = 0;
+        cr_assert_eq(X509_digest(x, algs[i].md, d, &l), 1);
+        cr_assert(dtls_fingerprint_matches(x, algs[i].alg, d, l), "%s", algs[i].alg);
+        d[l - 1] ^= 1;
+        cr_assert_not(dtls_fingerprint_matches(x, algs[i].alg, d, l), "%s", algs[i].alg);
+    }
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+Test(dtls, conn_refuses_a_fingerprint_it_cannot_hold)
+{
+    char err[256];
+    dtls_identity *id = dtls_identity_new(err, sizeof err);
+    cr_assert_not_null(id, "%s", err);
+    uint8_t fp[65] = {0};
+    side s = {0};
+    cr_assert_null(dtls_conn_new(id, 1, "sha-256", fp, 65, &cbs, &s), "65 bytes");
+    cr_assert_null(dtls_conn_new(id, 1, "sha-256-and-more", fp, 32, &cbs, &s), "a long name");
+    dtls_conn *c = dtls_conn_new(id, 1, "sha-512", fp, 64, &cbs, &s);
+    cr_assert_not_null(c, "64 bytes (sha-512) fit");
+    dtls_conn_free(c);
+    dtls_conn_free(NULL);
+    dtls_identity_free(id);
+}
+
+typedef struct {
+    dtls_identity *ia, *ib;
+    side a, b;
+} pair;
+
+/* a is the client; nothing is sent yet. */
+static void pair_new(pair *p)
+{
+    char err[256];
+    memset(p, 0, sizeof *p);
+    p->ia = dtls_identity_new(err, sizeof err);
+    p->ib = dtls_identity_new(err, sizeof err);
+    cr_assert(p->ia && p->ib, "%s", err);
+    p->a.self = dtls_conn_new(p->ia, 1, "sha-256", dtls_identity_fingerprint(p->ib), 32, &cbs,
+                              &p->a);
+    p->b.self = dtls_conn_new(p->ib, 0, "sha-256", dtls_identity_fingerprint(p->ia), 32, &cbs,
+                              &p->b);
+    cr_assert(p->a.self && p->b.self);
+    p->a.other = p->b.self;
+    p->b.other = p->a.self;
+    q_head = q_tail = 0;
+}
+
+/* pair_new, then the whole handshake. */
+static void pair_connect(pair *p)
+{
+    pair_new(p);
+    dtls_conn_start(p->a.self);
+    pump();
+    pump();
+    cr_assert(p->a.connected && p->b.connected, "%s %s", p->a.why, p->b.why);
+}
+
+static void pair_free(pair *p)
+{
+    p->a.other = p->b.other = NULL;
+    q_head = q_tail = 0;
+    dtls_conn_free(p->a.self);
+    dtls_conn_free(p->b.self);
+    dtls_identity_free(p->ia);
+    dtls_identity_free(p->ib);
+}
+
+/* The client's first flight is lost: its timer is due in about 100 ms,
+ * and handling it sends the flight again, which completes the handshake. */
+Test(dtls, lost_first_flight_is_sent_again)
+{
+    pair p;
+    pair_new(&p);
+    cr_assert_eq(dtls_conn_timeout_ms(p.a.self), -1, "no timer before the first flight");
+    dtls_conn_start(p.a.self);
+    cr_assert_neq(q_head, q_tail, "a ClientHello was sent");
+    q_head = q_tail; /* lost */
+    int ms = dtls_conn_timeout_ms(p.a.self);
+    cr_assert(ms >= 0 && ms <= 100, "first retransmission after %d ms", ms);
+    dtls_conn_handle_timeout(p.a.self); /* not due yet: nothing happens */
+    cr_assert_eq(q_head, q_tail);
+    usleep((useconds_t)(ms + 20) * 1000);
+    dtls_conn_handle_timeout(p.a.self);
+    cr_assert_neq(q_head, q_tail, "the flight was sent again");
+    cr_assert_not(p.a.failed);
+    pump();
+    pump();
+    cr_assert(p.a.connected && p.b.connected, "%s %s", p.a.why, p.b.why);
+    pair_free(&p);
+}
+
+/* A record altered on the way is dropped (DTLS discards what fails its
+ * integrity check) and the association goes on: an injected datagram
+ * cannot end a session. Data after a shutdown is ignored. */
+Test(dtls, altered_record_is_dropped)
+{
+    pair p;
+    pair_connect(&p);
+    cr_assert_gt(dtls_conn_write(p.a.self, (const uint8_t *)"first", 5), 0);
+    cr_assert_neq(q_head, q_tail);
+    queue[q_head].data[queue[q_head].len - 1] ^= 0x55;
+    pump();
+    cr_assert_eq(p.b.got_len, 0, "the altered record was not delivered");
+    cr_assert_not(p.b.failed, "%s", p.b.why);
+    /* a forged record of the current epoch, long enough to be checked */
+    uint8_t junk[13 + 40] = {23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 40};
+    memset(junk + 13, 7, 40);
+    dtls_conn_input(p.b.self, junk, sizeof junk);
+    cr_assert_not(p.b.failed, "%s", p.b.why);
+    static const uint8_t garbage[] = {1, 2, 3, 4, 5};
+    dtls_conn_input(p.b.self, garbage, sizeof garbage);
+    cr_assert_not(p.b.failed, "%s", p.b.why);
+    cr_assert_gt(dtls_conn_write(p.a.self, (const uint8_t *)"second", 6), 0);
+    pump();
+    cr_assert_eq(p.b.got_len, 6);
+    cr_assert_eq(memcmp(p.b.got, "second", 6), 0);
+    cr_assert(dtls_conn_is_connected(p.b.self));
+    dtls_conn_shutdown(p.b.self);
+    cr_assert_not(dtls_conn_is_connected(p.b.self));
+    p.b.got_len = 0;
+    cr_assert_gt(dtls_conn_write(p.a.self, (const uint8_t *)"third", 5), 0);
+    pump();
+    cr_assert_eq(p.b.got_len, 0, "nothing is read after shutdown");
+    pair_free(&p);
+}
+
+/* KNOWN BUG (reported; disabled until src/rtc/dtls.c is fixed): a forged
+ * record of the current epoch that is shorter than the AEAD overhead makes
+ * OpenSSL 3.0's SSL_read return -1 with SSL_ERROR_SYSCALL and an empty
+ * error queue; dtls_conn_input takes that as fatal and fails the
+ * association ("DTLS record error: read failed"). RFC 6347 4.1.2.1 says
+ * invalid records are silently discarded, as the altered and the long
+ * forged record above are: one 16-byte spoofed datagram should not end a
+ * session. Remove .disabled to see it fail. */
+Test(dtls, short_forged_record_does_not_end_the_association, .disabled = true)
+{
+    pair p;
+    pair_connect(&p);
+    static const uint8_t junk[] = {23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 3, 1, 2, 3};
+    dtls_conn_input(p.b.self, junk, sizeof junk);
+    cr_assert_not(p.b.failed, "%s", p.b.why);
+    cr_assert_gt(dtls_conn_write(p.a.self, (const uint8_t *)"after", 5), 0);
+    pump();
+    cr_assert_eq(p.b.got_len, 5);
+    pair_free(&p);
 }

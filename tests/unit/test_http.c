@@ -18,11 +18,12 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 static void setup(void) { mem_install(); }
 
@@ -35,6 +36,7 @@ typedef struct {
     char arg[160];
     const char *bearer;
     char room_param[64]; /* copied: the server's strings live only as long as the request */
+    char remote[96];
     const char *limit, *before;
     size_t body_len;
     int answer; /* 0: leave the reply empty (the server must answer 500) */
@@ -47,6 +49,7 @@ static void on_offer(void *app, const http_request *req, http_reply *r)
     (void)app;
     rec.route = "offer";
     rec.bearer = req->bearer;
+    snprintf(rec.remote, sizeof rec.remote, "%s", req->remote ? req->remote : "(none)");
     snprintf(rec.room_param, sizeof rec.room_param, "%s", req->room ? req->room : "(none)");
     rec.body_len = req->body_len;
     snprintf(rec.arg, sizeof rec.arg, "%s", req->body);
@@ -313,13 +316,13 @@ Test(http, body_cap)
 
 /* Sends raw bytes to the server and returns what it answered (until it
  * closes or one second passes without data). */
-static size_t exchange(int port, const char *req, size_t len, char *out, size_t cap)
+/* Sends req to addr and reads the answer until the server closes. */
+static size_t exchange_at(const struct sockaddr *addr, socklen_t alen, const char *req,
+                          size_t len, char *out, size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(addr->sa_family, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(connect(fd, addr, alen), 0);
     struct timeval tv = {.tv_sec = 1};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     size_t sent = 0;
@@ -341,6 +344,13 @@ static size_t exchange(int port, const char *req, size_t len, char *out, size_t 
     out[got] = '\0';
     close(fd);
     return got;
+}
+
+static size_t exchange(int port, const char *req, size_t len, char *out, size_t cap)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return exchange_at((struct sockaddr *)&a, sizeof a, req, len, out, cap);
 }
 
 Test(http, real_server_answers)
@@ -428,5 +438,70 @@ Test(http, start_failures)
     http_server *s6 = http_server_start("::1", 0, 1, &full, NULL, err, sizeof err);
     if (s6) /* IPv6 loopback may be absent in a container */
         http_server_stop(s6);
+    check_leaks();
+}
+
+static const char offer_req[] = "POST /api/rtc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                "Content-Type: application/sdp\r\nContent-Length: 3\r\n\r\nv=0";
+
+/* The application sees the client's address and port, IPv4 or IPv6. */
+Test(http, remote_address_of_each_family)
+{
+    char err[200], out[4096], want[64];
+    memset(&rec, 0, sizeof rec);
+    rec.answer = 1;
+    http_server *s = http_server_start("127.0.0.1", 0, 1, &full, NULL, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    exchange(http_server_port(s), offer_req, strlen(offer_req), out, sizeof out);
+    cr_assert(strncmp(out, "HTTP/1.1 201", 12) == 0, "%s", out);
+    snprintf(want, sizeof want, "127.0.0.1:");
+    cr_assert(strncmp(rec.remote, want, strlen(want)) == 0, "%s", rec.remote);
+    cr_assert_gt(atoi(rec.remote + strlen(want)), 0, "%s", rec.remote);
+    http_server_stop(s);
+
+    s = http_server_start("::1", 0, 1, &full, NULL, err, sizeof err);
+    if (s == NULL) {
+        check_leaks();
+        cr_skip_test("no IPv6 loopback here: %s", err);
+    }
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+                              .sin6_port = htons((uint16_t)http_server_port(s))};
+    a6.sin6_addr = in6addr_loopback;
+    memset(&rec, 0, sizeof rec);
+    rec.answer = 1;
+    exchange_at((struct sockaddr *)&a6, sizeof a6, offer_req, strlen(offer_req), out,
+                sizeof out);
+    cr_assert(strncmp(out, "HTTP/1.1 201", 12) == 0, "%s", out);
+    cr_assert(strncmp(rec.remote, "::1:", 4) == 0, "%s", rec.remote);
+    http_server_stop(s);
+    check_leaks();
+}
+
+/* Memory runs out on the server's thread while a request arrives (its
+ * body record, then the body itself): that connection is dropped, nothing
+ * leaks, and the next request is served. */
+Test(http, allocation_failure_while_serving)
+{
+    char err[200];
+    static char out[8192];
+    memset(&rec, 0, sizeof rec);
+    rec.answer = 1;
+    http_server *s = http_server_start("127.0.0.1", 0, 1, &full, NULL, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    int port = http_server_port(s);
+    for (unsigned long n = 1; n <= 2; n++) {
+        rec.route = NULL;
+        unsigned long before = mem_failures();
+        mem_fail_at(n);
+        exchange(port, offer_req, strlen(offer_req), out, sizeof out);
+        mem_fail_at(0);
+        cr_assert_eq(mem_failures(), before + 1, "allocation %lu failed", n);
+        cr_assert_null(rec.route, "allocation %lu: the request reached the application", n);
+        cr_assert(strncmp(out, "HTTP/1.1 201", 12) != 0, "%s", out);
+        exchange(port, offer_req, strlen(offer_req), out, sizeof out);
+        cr_assert(strncmp(out, "HTTP/1.1 201", 12) == 0, "then served: %s", out);
+        cr_assert_str_eq(rec.route, "offer");
+    }
+    http_server_stop(s);
     check_leaks();
 }

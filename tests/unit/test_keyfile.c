@@ -2,7 +2,8 @@
  * test_keyfile — the file side of src/auth/keys: where the signing key
  * cannot be read or written, and each refusal says why (chatd exits with
  * that message). Runs as any user: no case depends on file permissions
- * being enforced (root ignores them), only on the shape of the paths.
+ * being enforced (root ignores them), only on the shape of the paths, and
+ * a full disk is a file size limit (RLIMIT_FSIZE) on the test's process.
  */
 #include <criterion/criterion.h>
 
@@ -10,14 +11,17 @@
 #include "util/log.h"
 #include "util/mem.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 static char dir[64];
 
@@ -124,5 +128,50 @@ Test(keyfile, bad_pem_and_bad_files)
     close(fd);
     refused(path, "garbage.pem");
     refused(dir, "not a regular file");
+    check_leaks();
+}
+
+/* The disk fills while the new key is written: the key is refused with
+ * the reason, and no half-written key file is left to be loaded later. */
+Test(keyfile, disk_full_while_writing)
+{
+    char path[128], err[400] = "";
+    snprintf(path, sizeof path, "%s/sub/key.pem", dir);
+    struct rlimit old, small;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = 64; /* a PEM key is about 240 bytes */
+    signal(SIGXFSZ, SIG_IGN);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    auth_keys *k = auth_keys_load_or_create(path, err, sizeof err);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    cr_assert_null(k);
+    cr_assert_not_null(strstr(err, "cannot write key file"), "%s", err);
+    cr_assert_not_null(strstr(err, strerror(EFBIG)), "%s", err);
+    cr_assert_neq(access(path, F_OK), 0, "the partial key file was removed");
+    k = auth_keys_load_or_create(path, err, sizeof err);
+    cr_assert_not_null(k, "with room again: %s", err);
+    auth_keys_free(k);
+    check_leaks();
+}
+
+Test(keyfile, oversized_and_unnamed)
+{
+    char path[128], err[400] = "";
+    snprintf(path, sizeof path, "%s/huge.pem", dir);
+    int fd = open(path, O_WRONLY | O_CREAT, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 64 * 1024 + 1), 0);
+    close(fd);
+    refused(path, "empty or too large");
+    cr_assert_null(auth_keys_load_or_create(NULL, err, sizeof err));
+    cr_assert_not_null(strstr(err, "no key file path"), "%s", err);
+    static char pem[64 * 1024 + 2];
+    memset(pem, 'A', sizeof pem);
+    cr_assert_null(auth_keys_from_pem(pem, sizeof pem, err, sizeof err));
+    cr_assert_not_null(strstr(err, "empty or too large"), "%s", err);
+    /* a path that names a folder: nothing to open, nothing can be created */
+    snprintf(path, sizeof path, "%s/newdir/", dir);
+    refused(path, "cannot create key file");
     check_leaks();
 }

@@ -4,7 +4,7 @@
  * parsing of good posts and pings, every malformed input we could think of
  * (each must be BAD_REQUEST or TOO_LARGE with a short reason, never a
  * crash), the echo of a usable ref, and allocation failures injected at
- * every position of parse and build (SQLite's "torture" loop).
+ * every position of parse and of every builder (torture.h).
  *
  * Built with ASan, tests that allocate end with a leak check.
  * Criterion runs each test in its own process, so the mem fault counter
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 static void setup(void) { mem_install(); }
 
@@ -763,111 +763,222 @@ Test(protocol, now)
     cr_assert(t >= before && t <= time(NULL), "%s is not now (UTC)", buf);
 }
 
-/* ---- allocation failures ---------------------------------------------------- */
+/* ---- missing and invalid fields ---------------------------------------------- */
 
-/* Runs fn with the n-th allocation failing, for n = 1, 2, … until a run
- * meets no failure. fn returns 1 when it succeeded; a run with a failure
- * may succeed or fail, but must not crash or leak. */
-static void torture(int (*fn)(void), const char *what)
+/* A builder never sends half a message: a required field that is missing
+ * (or not valid UTF-8, which jansson refuses) makes it return NULL. */
+Test(protocol, builders_refuse_missing_or_invalid_fields)
 {
-    unsigned long n;
+    proto_message m = auto_msg();
+    proto_message bad;
 
-    for (n = 1; n < 100000; n++) {
-        unsigned long before = mem_failures();
-        int ok;
-
-        mem_fail_at(n);
-        ok = fn();
-        mem_fail_at(0);
-        if (mem_failures() == before) {
-            cr_assert(ok, "%s: fails without any allocation failure", what);
-            break;
-        }
+    cr_assert_null(proto_build_message(NULL, NULL));
+    const char **fields[] = {&bad.room, &bad.source, &bad.user_name, &bad.user_username,
+                             &bad.text, &bad.ts};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        bad = m;
+        *fields[i] = NULL;
+        cr_assert_null(proto_build_message(&bad, NULL), "field %zu missing", i);
+        bad = m;
+        *fields[i] = "caf\xe9"; /* Latin-1, not UTF-8 */
+        cr_assert_null(proto_build_message(&bad, NULL), "field %zu not UTF-8", i);
     }
-    cr_assert_lt(n, 100000, "%s: never finished", what);
+    bad = m;
+    bad.title = NULL; /* an auto post without a title says "" */
+    char *out = proto_build_message(&bad, "\xff");
+    cr_assert_null(out, "a ref that is not UTF-8");
+    out = proto_build_message(&bad, NULL);
+    cr_assert_not_null(strstr(out, "\"title\":\"\""), "%s", out);
+    mem_free(out);
+
+    json_t *user = json_pack("{s:i,s:s,s:s}", "id", 1, "name", "Leanne Graham", "username",
+                             "Bret");
+    json_t *summary = proto_user_summary(user);
+    json_t *list = json_array(), *obj = json_object();
+    cr_assert_not_null(summary);
+    cr_assert_null(proto_build_welcome(NULL, "lobby", "t", user, list));
+    cr_assert_null(proto_build_welcome("s", NULL, "t", user, list));
+    cr_assert_null(proto_build_welcome("s", "lobby", NULL, user, list));
+    cr_assert_null(proto_build_welcome("s", "lobby", "t", list, list), "user not an object");
+    cr_assert_null(proto_build_welcome("s", "lobby", "t", user, obj), "online not an array");
+    expect_text(proto_build_welcome("s", "lobby", "t", user, NULL),
+                "{\"type\":\"welcome\",\"session\":\"s\",\"room\":\"lobby\",\"token\":\"t\","
+                "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"},"
+                "\"online\":[]}");
+    cr_assert_null(proto_build_history(obj));
+    expect_text(proto_build_history(NULL), "{\"type\":\"history\",\"messages\":[]}");
+    cr_assert_null(proto_build_presence(NULL, summary));
+    cr_assert_null(proto_build_presence("join", NULL));
+    cr_assert_null(proto_build_error(NULL, "why", -1, 0, NULL));
+    expect_text(proto_build_error("X", NULL, -1, 0, NULL),
+                "{\"type\":\"error\",\"code\":\"X\",\"message\":\"\",\"fatal\":false}");
+    cr_assert_null(proto_build_pong("r", NULL));
+    expect_text(proto_build_pong(NULL, "ts"), "{\"type\":\"pong\",\"ts\":\"ts\"}");
+
+    json_t *odd[] = {json_pack("{s:s,s:s,s:s}", "id", "1", "name", "n", "username", "u"),
+                     json_pack("{s:i,s:i,s:s}", "id", 1, "name", 5, "username", "u"),
+                     json_pack("{s:i,s:s}", "id", 1, "name", "n"), json_array()};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        cr_assert_null(proto_user_summary(odd[i]), "user %zu", i);
+        json_decref(odd[i]);
+    }
+    cr_assert_null(proto_user_summary(NULL));
+    json_decref(obj);
+    json_decref(list);
+    json_decref(summary);
+    json_decref(user);
     check_leaks();
 }
 
-static int t_parse_post(void)
+Test(protocol, utf8_and_time_limits)
 {
-    const char *m = "{\"type\":\"post\",\"token\":\"h.c.s\",\"text\":\" caf\xc3\xa9 \","
-                    "\"ref\":\"r1\",\"extra\":[1,{\"a\":\"b\"}]}";
-    proto_request req;
-    char err[128], *ref = NULL;
-    proto_status st = proto_parse_request(m, strlen(m), &req, &ref, err, sizeof(err));
+    cr_assert(proto_utf8_valid("\xf4\x8f\xbf\xbf", 4), "U+10FFFF");
+    cr_assert_not(proto_utf8_valid("\xf4\x90\x80\x80", 4), "past U+10FFFF");
+    cr_assert_not(proto_utf8_valid("\xf0\x8f\xbf\xbf", 4), "overlong");
+    cr_assert_not(proto_utf8_valid("\xf4\x8f\xbf", 3), "cut short");
+    cr_assert_not(proto_utf8_valid("\xf5\x80\x80\x80", 4));
+    cr_assert_eq(proto_utf8_length(NULL, 5), 0);
+    cr_assert_eq(proto_utf8_length("a\xf4\x8f\xbf\xbf" "b", 6), 3);
 
-    cr_assert(st == PROTO_OK || st == PROTO_NO_MEMORY || st == PROTO_BAD_REQUEST, "%d", st);
-    if (st == PROTO_OK) {
-        cr_assert_str_eq(req.text, "caf\xc3\xa9");
-        cr_assert_str_eq(req.ref, "r1");
-        cr_assert_null(ref);
-    } else {
-        cr_assert(err[0] != '\0');
-        cr_assert_null(req.text);
-    }
-    proto_request_clear(&req);
-    mem_free(ref);
-    return st == PROTO_OK;
+    char buf[40] = "x";
+    cr_assert_eq(proto_format_time(0, buf, 0), buf, "no room: untouched");
+    cr_assert_eq(buf[0], 'x');
+    /* a year too long for the format: an empty string, never a cut date */
+    cr_assert_str_eq(proto_format_time(INT64_MAX, buf, sizeof buf), "");
+    cr_assert_str_eq(proto_format_time(253402300799999LL, buf, sizeof buf),
+                     "9999-12-31T23:59:59.999Z");
 }
 
-static int t_parse_bad(void)
+/* ---- allocation failures ---------------------------------------------------- */
+
+/* Each operation below runs under torture() (torture.h): allocation N
+ * fails for N = 1, 2, ... until a run meets none; every run must give a
+ * checked result or a clean error, and leak nothing. */
+
+static int op_parse_post(void *ctx)
 {
-    const char *m = "{\"type\":\"post\",\"token\":\"t\",\"text\":\"   \",\"ref\":\"echo-me\"}";
+    (void)ctx;
+    const char *m = "{\"type\":\"post\",\"token\":\"h.c.s\",\"text\":\" caf\xc3\xa9 \","
+                    "\"ref\":\"r1\",\"extra\":{\"nested\":[1,2,{\"x\":null}]}}";
     proto_request req;
-    char err[128], *ref = NULL;
+    char err[128] = "", *ref = NULL;
     proto_status st = proto_parse_request(m, strlen(m), &req, &ref, err, sizeof(err));
-    int ok = st == PROTO_BAD_REQUEST && ref != NULL && strcmp(ref, "echo-me") == 0;
+
+    if (st != PROTO_OK) {
+        /* out of memory, or the copy of the ref failed and the message
+         * cannot be checked: refused either way, with a reason */
+        cr_assert(st == PROTO_NO_MEMORY || st == PROTO_BAD_REQUEST, "%d (%s)", st, err);
+        cr_assert_neq(err[0], '\0');
+        cr_assert(req.text == NULL && req.token == NULL && req.ref == NULL);
+        mem_free(ref);
+        return TORTURE_ERROR;
+    }
+    cr_assert_str_eq(req.text, "caf\xc3\xa9");
+    cr_assert_str_eq(req.token, "h.c.s");
+    cr_assert_str_eq(req.ref, "r1");
+    cr_assert_null(ref);
+    proto_request_clear(&req);
+    return TORTURE_OK;
+}
+
+/* A refused message: BAD_REQUEST with the ref echoed, or (out of memory)
+ * refused without it; never accepted. */
+static int refused_with_ref(const char *m)
+{
+    proto_request req;
+    char err[128] = "", *ref = NULL;
+    proto_status st = proto_parse_request(m, strlen(m), &req, &ref, err, sizeof(err));
 
     cr_assert(st == PROTO_NO_MEMORY || st == PROTO_BAD_REQUEST, "%d", st);
-    proto_request_clear(&req);
+    cr_assert_neq(err[0], '\0');
+    cr_assert_null(req.text);
+    int echoed = st == PROTO_BAD_REQUEST && ref != NULL && strcmp(ref, "echo-me") == 0;
     mem_free(ref);
-    return ok;
+    return echoed ? TORTURE_OK : TORTURE_ERROR;
 }
 
-static int t_build_all(void)
+static int op_parse_blank(void *ctx)
 {
+    (void)ctx;
+    return refused_with_ref("{\"type\":\"post\",\"token\":\"t\",\"text\":\"   \","
+                            "\"ref\":\"echo-me\"}");
+}
+
+static int op_parse_wrong_type(void *ctx)
+{
+    (void)ctx;
+    return refused_with_ref("{\"type\":\"post\",\"ref\":\"echo-me\",\"text\":17}");
+}
+
+/* Compares a built message with its exact text (NULL: out of memory). */
+static int built(char *got, const char *want)
+{
+    if (got == NULL)
+        return TORTURE_ERROR;
+    cr_assert_str_eq(got, want);
+    mem_free(got);
+    return TORTURE_OK;
+}
+
+static int op_build_all(void *ctx)
+{
+    (void)ctx;
     proto_message m = auto_msg();
     json_t *user = NULL, *summary = NULL, *online = NULL, *msgs = NULL, *o;
-    char *out[7] = {0};
-    int ok = 1;
+    int rc = TORTURE_ERROR;
 
-    user = json_pack("{s:i,s:s,s:s,s:{s:s}}", "id", 3, "name", "Clementine Bauch", "username",
-                     "Samantha", "address", "city", "McKenziehaven");
-    summary = proto_user_summary(user);
+    user = json_pack("{s:i,s:s,s:s,s:{s:s}}", "id", 1, "name", "Leanne Graham", "username",
+                     "Bret", "address", "city", "Gwenborough");
+    summary = user ? proto_user_summary(user) : NULL;
     online = json_array();
     msgs = json_array();
-    if (user == NULL || summary == NULL || online == NULL || msgs == NULL ||
-        json_array_append(online, summary) != 0) {
-        ok = 0;
+    if (summary == NULL || online == NULL || msgs == NULL ||
+        json_array_append(online, summary) != 0)
         goto out;
-    }
-    o = proto_message_object(&m, "ref");
-    if (o == NULL || json_array_append_new(msgs, o) != 0) {
-        ok = 0;
+    o = proto_message_object(&m, NULL);
+    if (o == NULL || json_array_append_new(msgs, o) != 0)
         goto out;
+    rc = TORTURE_OK;
+    rc |= built(proto_build_welcome("s", "lobby", "tok", user, online),
+                "{\"type\":\"welcome\",\"session\":\"s\",\"room\":\"lobby\",\"token\":\"tok\","
+                "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\","
+                "\"address\":{\"city\":\"Gwenborough\"}},"
+                "\"online\":[{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"}]}");
+    char *h = proto_build_history(msgs);
+    if (h == NULL) {
+        rc = TORTURE_ERROR;
+    } else {
+        cr_assert_not_null(strstr(h, "{\"type\":\"history\",\"messages\":[{\"type\":"
+                                     "\"message\",\"id\":\"42\""), "%s", h);
+        mem_free(h);
     }
-    out[0] = proto_build_welcome("s", "lobby", "tok", user, online);
-    out[1] = proto_build_history(msgs);
-    out[2] = proto_build_message(&m, NULL);
-    out[3] = proto_build_presence("join", summary);
-    out[4] = proto_build_error("BAD_REQUEST", "why", 100, 1, "r");
-    out[5] = proto_build_pong("p", "ts");
+    rc |= built(proto_build_presence("join", summary),
+                "{\"type\":\"presence\",\"event\":\"join\","
+                "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"}}");
+    rc |= built(proto_build_error("BAD_REQUEST", "why", 100, 1, "r"),
+                "{\"type\":\"error\",\"code\":\"BAD_REQUEST\",\"message\":\"why\","
+                "\"retry_in_ms\":100,\"fatal\":true,\"ref\":\"r\"}");
+    rc |= built(proto_build_pong("p", "ts"), "{\"type\":\"pong\",\"ref\":\"p\",\"ts\":\"ts\"}");
     m.source = "manual";
-    out[6] = proto_build_message(&m, "r");
-    for (int i = 0; i < 7; i++)
-        ok &= out[i] != NULL;
-    if (ok)
-        cr_assert_str_eq(out[5], "{\"type\":\"pong\",\"ref\":\"p\",\"ts\":\"ts\"}");
+    m.title = NULL;
+    m.post_id = 0;
+    m.text = "hi";
+    rc |= built(proto_build_message(&m, "r"),
+                "{\"type\":\"message\",\"id\":\"42\",\"room\":\"lobby\",\"source\":\"manual\","
+                "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"},"
+                "\"text\":\"hi\",\"ts\":\"2026-11-24T10:00:00.123Z\",\"ref\":\"r\"}");
 out:
-    for (int i = 0; i < 7; i++)
-        mem_free(out[i]);
     json_decref(msgs);
     json_decref(online);
     json_decref(summary);
     json_decref(user);
-    return ok;
+    return rc ? TORTURE_ERROR : TORTURE_OK;
 }
 
-Test(protocol, out_of_memory_parse_post) { torture(t_parse_post, "parse post"); }
-Test(protocol, out_of_memory_parse_bad) { torture(t_parse_bad, "parse bad request"); }
-Test(protocol, out_of_memory_builders) { torture(t_build_all, "builders"); }
+Test(protocol, out_of_memory_parse_post) { torture("parse post", op_parse_post, NULL); }
+Test(protocol, out_of_memory_parse_blank) { torture("parse blank post", op_parse_blank, NULL); }
+Test(protocol, out_of_memory_parse_wrong_type)
+{
+    torture("parse post with a number for text", op_parse_wrong_type, NULL);
+}
+Test(protocol, out_of_memory_builders) { torture("builders", op_build_all, NULL); }

@@ -13,7 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 Test(rng, same_seed_same_sequence)
 {

@@ -13,7 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 #ifdef TEST_LSAN
 Test(sanitizer, use_after_free_fails_the_test, .signal = SIGABRT)

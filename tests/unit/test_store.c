@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -870,4 +872,266 @@ Test(postgres, server_stopped_mid_run, .init = quiet, .fini = pg_fini)
     cr_assert_eq(first_gap(m, n), 0, "all 600, in order");
     store_messages_free(m);
     store_close(s);
+}
+
+/* ---- schema, reads and refusals at the edges ---- */
+
+/* One statement on the database under test, through the test's own
+ * connection. */
+static void q_exec(const char *url, const char *sql)
+{
+    if (is_sqlite(url)) {
+        sqlite3 *db;
+        char *msg = NULL;
+        cr_assert_eq(sqlite3_open(url + 9, &db), SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg);
+        sqlite3_close(db);
+    } else {
+        PGconn *c = PQconnectdb(url);
+        cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+        PGresult *r = PQexec(c, sql);
+        cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+    }
+}
+
+/* A database migrated by a newer chatd is refused, not downgraded. */
+BOTH(newer_schema_is_refused, 60)
+{
+    store_close(open_ok(url));
+    q_exec(url, "UPDATE schema_version SET version = 99");
+    char err[256] = "";
+    cr_assert_null(store_open(url, err, sizeof err));
+    cr_assert_not_null(strstr(err, "newer than this chatd"), "%s", err);
+    cr_assert_eq(q_int(url, "SELECT MAX(version) FROM schema_version"), 99, "left as it was");
+}
+
+/* The messages table gone behind the store's back: a read is a clean
+ * error on one line, with nothing returned. */
+BOTH(unreadable_messages_are_a_clean_error, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    put_msg(s, "lobby", 1, "written");
+    cr_assert_eq(store_flush(s, 10000), 0);
+    q_exec(url, "DROP TABLE messages");
+    store_message *m = NULL;
+    size_t n = 7;
+    char err[256] = "";
+    cr_assert_eq(store_recent_messages(s, "lobby", 10, 0, &m, &n, err, sizeof err), -1);
+    cr_assert_null(m);
+    cr_assert_eq(n, 0);
+    cr_assert_not_null(strstr(err, "cannot read messages"), "%s", err);
+    cr_assert_null(strchr(err, '\n'), "one line: %s", err);
+    /* and a bad request is refused before any reading */
+    cr_assert_eq(store_recent_messages(s, NULL, 10, 0, &m, &n, err, sizeof err), -1);
+    cr_assert_eq(store_recent_messages(s, "lobby", 0, 0, &m, &n, err, sizeof err), -1);
+    cr_assert_not_null(strstr(err, "limit"), "%s", err);
+    store_close(s);
+}
+
+/* A session row of a user with no row is refused for its content, alone:
+ * the rows around it are written. */
+BOTH(refused_session_does_not_block_others, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_session_start(s, "ghost", 999, "127.0.0.1:1", NULL), 0);
+    cr_assert_eq(store_session_start(s, "real", 1, "127.0.0.1:2", NULL), 0);
+    cr_assert_eq(store_session_end(s, "real", "closed", NULL), 0);
+    cr_assert_eq(store_session_end(s, "never-started", "closed", NULL), 0);
+    cr_assert_eq(store_flush(s, 20000), 0);
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_eq(st.rows_rejected, 1);
+    cr_assert_eq(st.db_up, 1);
+    cr_assert_eq(st.queue_depth, 0);
+    store_close(s);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions"), 1);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions WHERE id = 'real' AND "
+                            "end_reason = 'closed'"), 1);
+}
+
+/* Every put refuses a timestamp that is not exactly
+ * "YYYY-MM-DDTHH:MM:SS.mmmZ", and queues nothing for it. */
+Test(sqlite, malformed_timestamps_are_refused_at_the_door, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(30);
+    store *s = open_ok(sqlite_setup());
+    const char *bad[] = {
+        "",
+        "2026-11-24",
+        "2026-11-24T10:00:00.123",
+        "2026-11-24T10:00:00.123Z ",
+        "2026-11-24 10:00:00.123Z",
+        "2026-1a-24T10:00:00.123Z",
+        "2026-11-24T10:00:00,123Z",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *ts = bad[i];
+        store_user u = {.id = 1, .name = "n", .username = "u", .profile = "{}", .seen_at = ts};
+        store_message m = {.id = store_next_message_id(s), .room = "r", .user_id = 1,
+                           .source = "auto", .body = "b", .created_at = ts};
+        cr_assert_eq(store_put_user(s, &u, NULL, NULL), -1, "user '%s'", ts);
+        cr_assert_eq(store_put_message(s, &m), -1, "message '%s'", ts);
+        cr_assert_eq(store_session_start(s, "s", 0, NULL, ts), -1, "session start '%s'", ts);
+        cr_assert_eq(store_session_end(s, "s", "closed", ts), -1, "session end '%s'", ts);
+        cr_assert_eq(store_api_error(s, "GET", "http://x/", 500, "e", ts), -1, "'%s'", ts);
+    }
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_eq(st.queue_depth, 0);
+    cr_assert_eq(st.rows_written, 0);
+    store_close(s);
+}
+
+/* While the database is locked, a read merges the written rows with the
+ * queued ones: the room and before_id filter the queue too, the limit
+ * keeps the newest, and a queued message put without names comes back
+ * with "" rather than NULL. */
+Test(sqlite, reads_merge_written_and_queued_rows, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup();
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    int64_t id[14];
+    for (int i = 1; i <= 5; i++)
+        id[i] = put_msg(s, "lobby", 1, "written");
+    cr_assert_eq(store_flush(s, 10000), 0);
+
+    sqlite3 *other;
+    cr_assert_eq(sqlite3_open(url + 9, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 6; i <= 10; i++)
+        id[i] = put_msg(s, "lobby", 1, "queued");
+    for (int i = 11; i <= 12; i++)
+        id[i] = put_msg(s, "other", 1, "elsewhere");
+    store_message nameless = {.id = store_next_message_id(s), .room = "other", .user_id = 1,
+                              .source = "auto", .post_id = 3, .title = "t", .body = "b"};
+    cr_assert_eq(store_put_message(s, &nameless), 0);
+    id[13] = nameless.id;
+
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "lobby", 4, id[9], &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 4);
+    for (size_t k = 0; k < n; k++)
+        cr_assert_eq(m[k].id, id[5 + k], "row %zu", k);
+    cr_assert_str_eq(m[0].body, "written");
+    cr_assert_str_eq(m[3].body, "queued");
+    store_messages_free(m);
+
+    cr_assert_eq(store_recent_messages(s, "other", 10, 0, &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(m[0].id, id[11]);
+    cr_assert_eq(m[2].id, id[13]);
+    cr_assert_str_eq(m[2].user_name, "");
+    cr_assert_str_eq(m[2].user_username, "");
+    cr_assert_str_eq(m[2].title, "t");
+    cr_assert_eq(m[2].post_id, 3);
+    store_messages_free(m);
+
+    cr_assert_eq(store_recent_messages(s, "lobby", 2, 0, &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(m[1].id, id[10]);
+    store_messages_free(m);
+    cr_assert_eq(store_recent_messages(s, "nobody", 5, 0, &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 0);
+    cr_assert_null(m);
+
+    cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    cr_assert_eq(store_flush(s, -1), 0, "a negative timeout waits as long as it takes");
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 13);
+    cr_assert_eq(store_recent_messages(s, "lobby", 4, id[9], &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 4, "the same rows once written");
+    cr_assert_eq(m[3].id, id[8]);
+    store_messages_free(m);
+    store_close(s);
+}
+
+/* The parent of the database file exists but is a file. */
+Test(errors, sqlite_parent_is_a_file, .init = quiet, .fini = sqlite_fini)
+{
+    sqlite_setup();
+    char file[300], url[400], err[256] = "";
+    snprintf(file, sizeof file, "%s/plain", g_dir);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    snprintf(url, sizeof url, "sqlite://%s/chat.db", file);
+    cr_assert_null(store_open(url, err, sizeof err));
+    cr_assert_not_null(strstr(err, "not a directory"), "%s", err);
+}
+
+/* A relative path names a file in the working directory: no directory to
+ * create. */
+Test(errors, sqlite_relative_path, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(30);
+    sqlite_setup();
+    char cwd[1024];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    cr_assert_eq(chdir(g_dir), 0);
+    store *s = open_ok("sqlite://here.db");
+    store_close(s);
+    struct stat st;
+    cr_assert_eq(stat("here.db", &st), 0);
+    cr_assert(S_ISREG(st.st_mode));
+    cr_assert_eq(chdir(cwd), 0);
+}
+
+/* Sets the largest file this process may write (RLIMIT_FSIZE); writes
+ * past it fail with EFBIG, which SQLite reports as a full disk. */
+static void file_limit(rlim_t bytes)
+{
+    struct rlimit r;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &r), 0);
+    r.rlim_cur = bytes;
+    signal(SIGXFSZ, SIG_IGN);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &r), 0);
+}
+
+/* The disk fills: a new database cannot be created (a clean error), and
+ * an open one goes down with every row kept in the queue, then writes
+ * them all once there is room again. */
+Test(sqlite, disk_full, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup();
+    char err[256] = "";
+    file_limit(512);
+    cr_assert_null(store_open(url, err, sizeof err));
+    cr_assert_neq(err[0], '\0');
+    file_limit(RLIM_INFINITY);
+
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    static char body[1024];
+    memset(body, 'x', sizeof body - 1);
+    file_limit(256 * 1024);
+    for (int i = 0; i < 1000; i++)
+        put_msg(s, "lobby", 1, body);
+    wait_stats(s, 0, 20);
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert_gt(st.queue_depth, 0);
+    cr_assert_geq(st.write_failures, 1);
+    cr_assert_eq(st.rows_rejected, 0, "a full disk is not the rows' fault");
+    file_limit(RLIM_INFINITY);
+    cr_assert_eq(store_flush(s, 30000), 0);
+    store_get_stats(s, &st);
+    cr_assert_eq(st.db_up, 1);
+    cr_assert_eq(st.rows_rejected, 0);
+    store_close(s);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 1000, "nothing lost");
 }

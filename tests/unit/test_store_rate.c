@@ -15,7 +15,7 @@
  * Both backends: "sqlite" on a temporary file, "postgres" on a fresh
  * database of the server named by CHATD_TEST_PG_URL (skipped when unset).
  */
-#include "leakcheck.h"
+#include "torture.h"
 #include "store/store.h"
 #include "util/log.h"
 
