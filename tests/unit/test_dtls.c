@@ -301,23 +301,23 @@ Test(dtls, altered_record_is_dropped)
     pair_free(&p);
 }
 
-/* KNOWN BUG (reported; disabled until src/rtc/dtls.c is fixed): a forged
- * record of the current epoch that is shorter than the AEAD overhead makes
- * OpenSSL 3.0's SSL_read return -1 with SSL_ERROR_SYSCALL and an empty
- * error queue; dtls_conn_input takes that as fatal and fails the
- * association ("DTLS record error: read failed"). RFC 6347 4.1.2.1 says
- * invalid records are silently discarded, as the altered and the long
- * forged record above are: one 16-byte spoofed datagram should not end a
- * session. Remove .disabled to see it fail. */
-Test(dtls, short_forged_record_does_not_end_the_association, .disabled = true)
+/* A forged record of the current epoch shorter than the AEAD's expansion
+ * (AES-GCM: 24 bytes) made OpenSSL 3.0 fail the read with an empty error
+ * queue, and the association ended: one spoofed datagram of 14 to 36 bytes
+ * ended a session. RFC 6347 4.1.2.1: invalid records are dropped silently,
+ * as the altered and the long forged record above are. Every short length,
+ * and the first valid length, leave the association working. */
+Test(dtls, short_forged_record_does_not_end_the_association)
 {
-    pair p;
-    pair_connect(&p);
-    static const uint8_t junk[] = {23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 3, 1, 2, 3};
-    dtls_conn_input(p.b.self, junk, sizeof junk);
-    cr_assert_not(p.b.failed, "%s", p.b.why);
-    cr_assert_gt(dtls_conn_write(p.a.self, (const uint8_t *)"after", 5), 0);
-    pump();
-    cr_assert_eq(p.b.got_len, 5);
-    pair_free(&p);
+    for (unsigned len = 0; len <= 24; len++) {
+        pair p;
+        pair_connect(&p);
+        uint8_t junk[13 + 24] = {23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, (uint8_t)len};
+        dtls_conn_input(p.b.self, junk, 13 + len);
+        cr_assert_not(p.b.failed, "a %u-byte record ended it: %s", len, p.b.why);
+        cr_assert_gt(dtls_conn_write(p.a.self, (const uint8_t *)"after", 5), 0);
+        pump();
+        cr_assert_eq(p.b.got_len, 5, "after a %u-byte record", len);
+        pair_free(&p);
+    }
 }

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "leakcheck.h"
+#include "torture.h"
 
 static char dir[64];
 

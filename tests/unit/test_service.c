@@ -19,7 +19,7 @@
 #include "chat/service.h"
 #include "chat/service_int.h"
 #include "chat/session.h"
-#include "leakcheck.h"
+#include "torture.h"
 #include "rtc/loop.h"
 #include "rtc/peer.h"
 #include "store/store.h"
