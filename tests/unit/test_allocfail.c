@@ -43,6 +43,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "torture.h"
 
 /* SQLite's allocator, routed through util/mem so that the store loops
@@ -391,18 +392,13 @@ Test(allocfail, store_sqlite)
     cr_assert(sqlite_hooked, "SQLite initialized before main: its allocator is not hooked");
     store_ctx sc = {0};
     /* thousands of databases, each synced: tmpfs makes that cheap */
-    snprintf(sc.dir, sizeof sc.dir, "%s/chatd-allocfail-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    cr_assert_not_null(mkdtemp(sc.dir));
+    scratch_dir_make_tmpfs(sc.dir, sizeof sc.dir, "allocfail");
     sc.fresh = 1;
     torture_ex("store sqlite (new file)", op_store, &sc, 50);
     sc.fresh = 0;
     snprintf(sc.url, sizeof sc.url, "sqlite://%s/shared.db", sc.dir);
     torture_ex("store sqlite (existing file)", op_store, &sc, 50);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", sc.dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", sc.dir);
+    scratch_dir_remove(sc.dir);
 }
 
 static void no_notices(void *arg, const char *message) { (void)arg, (void)message; }

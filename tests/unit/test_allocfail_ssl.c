@@ -31,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "torture.h"
 
 /* The DTLS and key loops run thousands of times and LeakSanitizer's check
@@ -224,17 +225,12 @@ static char key_dir[64];
  * nothing, and this loop creates thousands. */
 static void make_key_dir(void)
 {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(key_dir, sizeof key_dir, "%s/chatd-allocfail-ssl-XXXXXX", base);
-    cr_assert_not_null(mkdtemp(key_dir));
+    scratch_dir_make_tmpfs(key_dir, sizeof key_dir, "allocfail-ssl");
 }
 
 static void remove_key_dir(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", key_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", key_dir);
+    scratch_dir_remove(key_dir);
 }
 
 static int op_keys(void *ctx)

@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "torture.h"
 
 #include <openssl/bn.h>
@@ -49,31 +50,17 @@
 
 static char tmpdir[64];
 
-static void make_tmpdir(void)
-{
-    strcpy(tmpdir, "/tmp/test_auth.XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void rm_tree(const char *dir)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cleanup of %s failed\n", dir);
-}
-
 static void setup(void)
 {
     mem_install();
     log_set_level(LOGL_OFF);
-    make_tmpdir();
+    scratch_dir_make(tmpdir, sizeof tmpdir, "auth");
 }
 
 static void teardown(void)
 {
     mem_fail_at(0);
-    rm_tree(tmpdir);
+    scratch_dir_remove(tmpdir);
 }
 
 static char *path_in_tmp(const char *name)

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "torture.h"
 
 static char dir[64];
@@ -29,17 +30,10 @@ static void setup(void)
 {
     mem_install();
     log_set_level(LOGL_OFF);
-    snprintf(dir, sizeof dir, "/tmp/chatd-keyfile-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    scratch_dir_make(dir, sizeof dir, "keyfile");
 }
 
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
+static void teardown(void) { scratch_dir_remove(dir); }
 
 TestSuite(keyfile, .init = setup, .fini = teardown);
 

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "torture.h"
 
 static char dir[64];
@@ -28,17 +29,10 @@ static void setup(void)
     log_set_level(LOGL_OFF);
     /* A common umask: it must not be what makes the folders private. */
     umask(022);
-    snprintf(dir, sizeof dir, "/tmp/chatd-mkdir-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    scratch_dir_make(dir, sizeof dir, "mkdir");
 }
 
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
+static void teardown(void) { scratch_dir_remove(dir); }
 
 TestSuite(mkdir, .init = setup, .fini = teardown);
 

@@ -19,6 +19,7 @@
 #include "chat/service.h"
 #include "chat/service_int.h"
 #include "chat/session.h"
+#include "scratch.h"
 #include "torture.h"
 #include "rtc/loop.h"
 #include "rtc/peer.h"
@@ -323,8 +324,7 @@ static void close_service(void)
 static void setup(void)
 {
     log_set_level(getenv("CHATD_TEST_LOG") ? LOGL_DEBUG : LOGL_OFF);
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/chatd-test-service-XXXXXX");
-    cr_assert_not_null(mkdtemp(g_tmp));
+    scratch_dir_make(g_tmp, sizeof g_tmp, "test-service");
     g_ctx = g_main_context_new();
     g_dir = (jp_client){.user_count = N_USERS, .pending = g_ptr_array_new(), .posts = 100};
     char err[256];
@@ -354,9 +354,7 @@ static void teardown(void)
     g_ptr_array_unref(g_dir.pending);
     auth_keys_free(g_keys);
     rng_free(g_rng);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(scratch_dir_remove(g_tmp), 0);
     check_leaks();
 }
 

@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "scratch.h"
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
@@ -50,22 +51,11 @@ static void quiet(void)
     log_set_level(getenv("CHATD_TEST_LOG") ? LOGL_DEBUG : LOGL_OFF);
 }
 
-static void rm_rf(const char *dir)
-{
-    if (dir[0] == '\0')
-        return;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
-
-static void sqlite_fini(void) { rm_rf(g_dir); }
+static void sqlite_fini(void) { scratch_dir_remove(g_dir); }
 
 static const char *sqlite_setup(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/chatd-store-XXXXXX");
-    cr_assert_not_null(mkdtemp(g_dir));
+    scratch_dir_make(g_dir, sizeof g_dir, "store");
     /* "sub" does not exist: the store must create it. */
     snprintf(g_url, sizeof g_url, "sqlite://%s/sub/chat.db", g_dir);
     return g_url;
@@ -118,7 +108,7 @@ static void pg_fini(void)
         snprintf(cmd, sizeof cmd, "%s stop '%s' >/dev/null 2>&1", pg_script(), g_pg_priv);
         if (system(cmd) != 0)
             fprintf(stderr, "cannot stop the private server in %s\n", g_pg_priv);
-        rm_rf(g_pg_priv);
+        scratch_dir_remove(g_pg_priv);
         g_pg_priv[0] = '\0';
     }
     if (g_pg_db[0] && getenv("CHATD_TEST_PG_URL")) {
@@ -822,8 +812,7 @@ Test(postgres, server_stopped_mid_run, .init = quiet, .fini = pg_fini)
     alarm(120);
     if (getenv("CHATD_TEST_PG_URL") == NULL)
         cr_skip_test("CHATD_TEST_PG_URL is not set (PostgreSQL tests are off)");
-    snprintf(g_pg_priv, sizeof g_pg_priv, "/tmp/chatd-pgout-XXXXXX");
-    cr_assert_not_null(mkdtemp(g_pg_priv));
+    scratch_dir_make(g_pg_priv, sizeof g_pg_priv, "pgout");
     int port = free_port();
     pg_ctl("start", port);
     char url[256];

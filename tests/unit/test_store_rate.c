@@ -15,6 +15,7 @@
  * Both backends: "sqlite" on a temporary file, "postgres" on a fresh
  * database of the server named by CHATD_TEST_PG_URL (skipped when unset).
  */
+#include "scratch.h"
 #include "torture.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -47,13 +48,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sqlite_fini(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (g_dir[0] && system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", g_dir);
-}
+static void sqlite_fini(void) { scratch_dir_remove(g_dir); }
 
 static const char *pg_base(void)
 {
@@ -195,8 +190,7 @@ static void drive(const char *url)
 Test(sqlite, writer_keeps_up_with_5000_per_second, .init = quiet, .fini = sqlite_fini)
 {
     alarm(120);
-    snprintf(g_dir, sizeof g_dir, "/tmp/chatd-store-rate-XXXXXX");
-    cr_assert_not_null(mkdtemp(g_dir));
+    scratch_dir_make(g_dir, sizeof g_dir, "store-rate");
     snprintf(g_url, sizeof g_url, "sqlite://%s/chat.db", g_dir);
     drive(g_url);
 }
