@@ -774,7 +774,7 @@ Test(attack, hs256_keyed_with_public_pem, .init = setup, .fini = teardown)
     check_leaks();
 }
 
-Test(token, es256_signed_by_libjwt_verifies, .init = setup, .fini = teardown)
+Test(token, es256_signed_by_libjwt_verifies)
 {
     /* Verification is our own OpenSSL code now: a standard ES256 JWS made
      * by an independent signer (libjwt) with our key must pass, and the
@@ -1445,7 +1445,7 @@ Test(cache, rejected_tokens_are_not_cached)
 /* Issue and verify agree on the size cap: a token issue makes, verify
  * takes; one over the cap is refused by issue instead of being handed out
  * to fail every later verify. */
-Test(token, issue_refuses_a_token_over_the_cap, .init = setup, .fini = teardown)
+Test(token, issue_refuses_a_token_over_the_cap)
 {
     auth_keys *k = new_keys();
     static char name[7001];
@@ -1468,7 +1468,7 @@ Test(token, issue_refuses_a_token_over_the_cap, .init = setup, .fini = teardown)
     check_leaks();
 }
 
-Test(token, issue_refuses_times_out_of_range, .init = setup, .fini = teardown)
+Test(token, issue_refuses_times_out_of_range)
 {
     auth_keys *k = new_keys();
     char err[200] = "", *tok = NULL;
@@ -1560,7 +1560,7 @@ Test(attack, audience_arrays_and_kid_types, .init = setup, .fini = teardown)
 /* What the cache cannot key goes the uncached way with the same answer:
  * no cache, a missing argument, an oversize token. Two good tokens in one
  * slot replace each other and each is still right. */
-Test(cache, uncacheable_calls_and_collisions, .init = setup, .fini = teardown)
+Test(cache, uncacheable_calls_and_collisions)
 {
     auth_keys *k = new_keys();
     auth_cache *cache = auth_cache_new(1);
