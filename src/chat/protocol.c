@@ -22,7 +22,6 @@
  */
 #include "chat/protocol.h"
 
-#include "util/clock.h"
 #include "util/err.h"
 #include "util/json_text.h"
 #include "util/mem.h"
@@ -542,12 +541,3 @@ char *proto_build_pong(const char *ref, const char *ts)
     set(&b, "ts", ts ? json_string(ts) : NULL);
     return finish(&b);
 }
-
-/* ---- time --------------------------------------------------------------- */
-
-char *proto_format_time(int64_t unix_ms, char *buf, size_t len)
-{
-    return clock_iso8601(unix_ms, buf, len);
-}
-
-char *proto_now(char *buf, size_t len) { return clock_iso8601_now(buf, len); }

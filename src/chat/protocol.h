@@ -83,12 +83,4 @@ char *proto_build_error(const char *code, const char *message, long retry_in_ms,
                         const char *ref);
 char *proto_build_pong(const char *ref, const char *ts);
 
-/* The "ts" of a message: current UTC time as "2026-11-24T10:00:00.123Z"
- * (buf of at least CLOCK_ISO8601_LEN). Both forward to util/clock.h, the one
- * time format of logs, store and wire; new code may call it directly. */
-char *proto_now(char *buf, size_t len);
-/* The same format for unix_ms milliseconds since 1970; returns buf (""
- * when the time cannot be represented). */
-char *proto_format_time(int64_t unix_ms, char *buf, size_t len);
-
 #endif

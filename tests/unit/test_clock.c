@@ -19,6 +19,10 @@ Test(clock, iso8601_known_times)
     cr_assert_str_eq(clock_iso8601(-1, buf, sizeof buf), "1969-12-31T23:59:59.999Z");
     cr_assert_str_eq(clock_iso8601(951782400007LL, buf, sizeof buf), "2000-02-29T00:00:00.007Z");
     cr_assert_eq(strlen(buf) + 1, CLOCK_ISO8601_LEN);
+    cr_assert_str_eq(clock_iso8601(253402300799999LL, buf, sizeof buf), "9999-12-31T23:59:59.999Z",
+                     "the last time with a four-digit year");
+    /* a year too long for the format: an empty string, never a cut date */
+    cr_assert_str_eq(clock_iso8601(INT64_MAX, buf, sizeof buf), "");
 }
 
 Test(clock, iso8601_short_buffer_and_null)
@@ -42,6 +46,9 @@ Test(clock, now_is_utc_wall_time)
 
     cr_assert_eq(clock_iso8601_now(buf, sizeof buf), buf);
     cr_assert_eq(strlen(buf), 24, "%s", buf);
+    cr_assert_eq(buf[10], 'T');
+    cr_assert_eq(buf[19], '.');
+    cr_assert_eq(buf[23], 'Z');
     cr_assert_not_null(strptime(buf, "%Y-%m-%dT%H:%M:%S", &tm));
     time_t t = timegm(&tm);
     cr_assert(t >= before && t <= time(NULL), "%s is not now (UTC)", buf);

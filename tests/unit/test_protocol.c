@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "torture.h"
 
@@ -730,39 +729,6 @@ Test(protocol, roundtrip_ref)
     check_leaks();
 }
 
-/* ---- time ----------------------------------------------------------------- */
-
-Test(protocol, format_time)
-{
-    char buf[32];
-
-    cr_assert_str_eq(proto_format_time(1795514400123LL, buf, sizeof(buf)),
-                     "2026-11-24T10:00:00.123Z");
-    cr_assert_str_eq(proto_format_time(0, buf, sizeof(buf)), "1970-01-01T00:00:00.000Z");
-    cr_assert_str_eq(proto_format_time(-1, buf, sizeof(buf)), "1969-12-31T23:59:59.999Z");
-    cr_assert_str_eq(proto_format_time(951782400007LL, buf, sizeof(buf)),
-                     "2000-02-29T00:00:00.007Z");
-    cr_assert_str_eq(proto_format_time(1795514400123LL, buf, 11), "2026-11-24", "truncated");
-    cr_assert_null(proto_format_time(0, NULL, 32));
-}
-
-Test(protocol, now)
-{
-    char buf[32];
-    struct tm tm = {0};
-    time_t before = time(NULL), t;
-    char *r = proto_now(buf, sizeof(buf));
-
-    cr_assert_eq(r, buf);
-    cr_assert_eq(strlen(buf), 24, "%s", buf);
-    cr_assert_eq(buf[10], 'T');
-    cr_assert_eq(buf[19], '.');
-    cr_assert_eq(buf[23], 'Z');
-    cr_assert_not_null(strptime(buf, "%Y-%m-%dT%H:%M:%S", &tm));
-    t = timegm(&tm);
-    cr_assert(t >= before && t <= time(NULL), "%s is not now (UTC)", buf);
-}
-
 /* ---- missing and invalid fields ---------------------------------------------- */
 
 /* A builder never sends half a message: a required field that is missing
@@ -830,7 +796,7 @@ Test(protocol, builders_refuse_missing_or_invalid_fields)
     check_leaks();
 }
 
-Test(protocol, utf8_and_time_limits)
+Test(protocol, utf8_limits)
 {
     cr_assert(proto_utf8_valid("\xf4\x8f\xbf\xbf", 4), "U+10FFFF");
     cr_assert_not(proto_utf8_valid("\xf4\x90\x80\x80", 4), "past U+10FFFF");
@@ -839,14 +805,6 @@ Test(protocol, utf8_and_time_limits)
     cr_assert_not(proto_utf8_valid("\xf5\x80\x80\x80", 4));
     cr_assert_eq(proto_utf8_length(NULL, 5), 0);
     cr_assert_eq(proto_utf8_length("a\xf4\x8f\xbf\xbf" "b", 6), 3);
-
-    char buf[40] = "x";
-    cr_assert_eq(proto_format_time(0, buf, 0), buf, "no room: untouched");
-    cr_assert_eq(buf[0], 'x');
-    /* a year too long for the format: an empty string, never a cut date */
-    cr_assert_str_eq(proto_format_time(INT64_MAX, buf, sizeof buf), "");
-    cr_assert_str_eq(proto_format_time(253402300799999LL, buf, sizeof buf),
-                     "9999-12-31T23:59:59.999Z");
 }
 
 /* ---- allocation failures ---------------------------------------------------- */
