@@ -1058,7 +1058,7 @@ Test(errors, sqlite_parent_is_a_file, .init = quiet, .fini = sqlite_fini)
     fclose(f);
     snprintf(url, sizeof url, "sqlite://%s/chat.db", file);
     cr_assert_null(store_open(url, err, sizeof err));
-    cr_assert_not_null(strstr(err, "not a directory"), "%s", err);
+    cr_assert_not_null(strstr(err, "is not a folder"), "%s", err);
 }
 
 /* A relative path names a file in the working directory: no directory to
