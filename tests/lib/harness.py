@@ -121,16 +121,6 @@ def _run_kill_commands(path):
             pass
 
 
-def _set_pdeathsig():
-    """The test process dies with the runner (Linux prctl)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _body_result(fn):
     try:
         fn()
@@ -175,7 +165,6 @@ def run_one(name, fn, timeout):
         try:
             os.close(r)
             os.setpgid(0, 0)
-            _set_pdeathsig()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             _live.clear()          # the runner's processes are not this test's
             _kill_file = kill_file
