@@ -17,7 +17,8 @@ itself on build/cov.
 --build DIR runs those suites against DIR/chatd, DIR/chat-client and the
 unit binaries in DIR/tests (scripts/coverage.py uses --build build/cov).
 
-The suites, in the order of SUITES below: the product on the main build
+The suites, in the order of SUITES below: harness (the Python test
+runner's own promises: tests/lib/test_harness.py), the product on the main build
 (unit, integration, integration-chat, fault, interop-aiortc, bench-smoke,
 interop-chromium, browser), fuzz (corpus replay and a short run of each
 target), the same suites on the ASan+UBSan build (unit-asan,
@@ -241,6 +242,8 @@ def main():
         return ("cmd", [PY, path, *tests])
 
     suites = [
+        # the runner every Python suite uses: timeouts stop a test, counts
+        Suite("harness", [py("tests/lib/test_harness.py")], base_env),
         Suite("unit", [("tap", (unit_dir, None, RATE_TESTS))], main_env),
         Suite("integration", [py("tests/integration/test_transport.py")], main_env),
         Suite("integration-chat", [py("tests/integration/test_chat.py")], main_env),

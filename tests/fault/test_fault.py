@@ -697,9 +697,7 @@ def postgres_down_while_a_client_connects():
               "the outage client's session is not logged")
     finally:
         if d is not None:
-            if d.proc.poll() is None:
-                d.proc.kill()
-            shutil.rmtree(d.data, ignore_errors=True)
+            d.discard()
         pg.remove()
 
 

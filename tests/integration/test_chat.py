@@ -614,9 +614,7 @@ def postgres_restart_loses_nothing():
                            f"missing from PostgreSQL: {missing[:5]}")
     finally:
         if d is not None:
-            if d.proc.poll() is None:
-                d.proc.kill()
-            shutil.rmtree(d.data, ignore_errors=True)
+            d.discard()
         pg.remove()
 
 

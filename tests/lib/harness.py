@@ -411,6 +411,14 @@ class Chatd:
         shutil.rmtree(self.data, ignore_errors=True)
         return rc
 
+    def discard(self):
+        """Kills chatd if it still runs and removes its data dir (cleanup
+        after a failure)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.data, ignore_errors=True)
+
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
