@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (CHAT_CLIENT_BIN, SCALE, Chatd, check, http, raw_http,  # noqa: E402
-                     run, test, url_port)
+                     run, test, url_port, wait_until)
 import harness  # noqa: E402
 
 
@@ -251,8 +251,8 @@ def http_errors_are_json_and_server_keeps_serving():
     check(s == 503, f"at capacity: {s} {b}")
     err(s, b, "AT_CAPACITY")
     check(c.finish() == 0, "client fine")
-    # and after all that a client still connects
-    time.sleep(0.5)
+    # and after all that, once its one slot is free, a client still connects
+    wait_until(lambda: d.metrics().get("chatd_peers") == 0, 10, "the peer slot freed")
     c2 = Client(d.url)
     c2.wait_connected()
     check(c2.finish() == 0, "server keeps serving")

@@ -135,7 +135,7 @@ def settle(d, want_peers, base_fds, timeout):
         if m.get("chatd_peers") == want_peers and m.get("chatd_peer_objects") == want_peers \
                 and m.get("chatd_sctp_associations") == want_peers and d.fd_count() <= base_fds:
             return m
-        time.sleep(0.5)
+        time.sleep(0.1)
     return d.metrics()
 
 
