@@ -5,7 +5,9 @@
 #   make bench       chatd against Janus TextRoom: docs/BENCHMARKS.md (scripts/bench.sh)
 #   make run         deps + build + start chatd (prints its URL); ARGS=... to chatd
 #   make test        deps + every suite (unit, integration, interop, browser,
-#                    fuzz, sanitizer build); ends with "N passed, N failed"
+#                    fuzz, sanitizer build, load, coverage); ends with "N passed,
+#                    N failed, N skipped". The product suites run once, on the
+#                    gcov build, and coverage is read from that run.
 #   make test-asan   the suites again, built with ASan + UBSan
 #   make fuzz        libFuzzer targets, FUZZ_SECONDS each
 #   make coverage    gcov build, the suites on it, "coverage: lines X% branches
@@ -127,12 +129,17 @@ run: deps
 	./scripts/run.sh $(ARGS)
 
 # The suites are run by scripts/test.sh, which prints per-suite counts and
-# the final "N passed, N failed, N skipped" line.
+# the final "N passed, N failed, N skipped" line. --cov: unit, integration,
+# integration-chat, fault, interop and browser run on the gcov build (once),
+# and the coverage suite reports on that run; the release build serves
+# bench-smoke, churn-valgrind and load (the timings and ratios), the ASan
+# build the *-asan suites. Fuzzing here is a corpus replay and
+# TEST_FUZZ_SECONDS (5) per target; `make fuzz` runs FUZZ_SECONDS (30).
 test: deps
 	@$(MAKE) --no-print-directory all unit fuzz-build
 	@$(MAKE) --no-print-directory MODE=asan all unit
 	@$(MAKE) --no-print-directory MODE=cov all unit
-	./scripts/test.sh
+	./scripts/test.sh --cov
 
 # Every *-asan suite; churn-asan drives the ASan chatd with release clients.
 test-asan: deps
@@ -141,7 +148,8 @@ test-asan: deps
 	./scripts/test.sh --only '*-asan'
 
 # libFuzzer targets (clang): the library is built once with MODE=fuzz,
-# each target links it with libFuzzer's main.
+# each target links it with libFuzzer's main. `make fuzz` replays each
+# corpus and fuzzes each target for FUZZ_SECONDS.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 30

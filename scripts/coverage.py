@@ -5,8 +5,9 @@
 
 Needs the gcov build (`make MODE=cov all unit`, into build/cov; `make
 coverage` does both). Deletes the old counters, runs the suites against
-build/cov (tests/run.py --build build/cov --only SUITES), then reports with
-gcovr over src/ only, nothing in src/ excluded:
+build/cov (tests/run.py --build build/cov --only SUITES; the suites are
+COV_SUITES of tests/run.py), then reports with gcovr over src/ only,
+nothing in src/ excluded:
 
     coverage: lines X% branches Y%
 
@@ -19,11 +20,14 @@ No line, branch or file of src/ is excluded, and no gcovr exclusion flag
 is used (--exclude-unreachable-branches was measured to change nothing
 here; --exclude-throw-branches is for C++).
 
---no-run reports on the counters already there (e.g. after running one
-suite by hand with CHATD_BIN=build/cov/chatd).
+--no-run reports on the counters already there: `make test` runs
+`tests/run.py --cov`, which runs those suites once on build/cov and then
+this with --no-run (or after running one suite by hand with
+CHATD_BIN=build/cov/chatd).
 """
 
 import glob
+import importlib.util
 import json
 import os
 import subprocess
@@ -40,13 +44,19 @@ OUT = "build/coverage"
 LINES_FLOOR = 90.0
 BRANCHES_FLOOR = 75.0
 
-# Every suite that drives src/ from outside or inside; fuzz and the *-asan
-# runs add nothing that these do not cover. About 3 minutes on 2 cores.
-DEFAULT_SUITES = "unit,integration,integration-chat,fault,interop-aiortc,interop-chromium,browser"
+# Every suite that drives src/ from outside or inside (tests/run.py
+# COV_SUITES); fuzz and the *-asan runs add nothing that these do not cover.
+
+
+def cov_suites():
+    spec = importlib.util.spec_from_file_location("testrun", os.path.join(ROOT, "tests", "run.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return ",".join(mod.COV_SUITES)
 
 
 def main():
-    suites = DEFAULT_SUITES
+    suites = None
     if "--suites" in sys.argv:
         suites = sys.argv[sys.argv.index("--suites") + 1]
     passed = failed = 0
@@ -57,6 +67,7 @@ def main():
         return 1
 
     if "--no-run" not in sys.argv:
+        suites = suites or cov_suites()
         for f in glob.glob(os.path.join(BUILD, "**", "*.gcda"), recursive=True):
             os.remove(f)
         start = time.monotonic()

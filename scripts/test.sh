@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs every suite (see tests/run.py); the last line is "N passed, N failed,
+# Runs the suites (see tests/run.py; make test passes --cov); the last line is "N passed, N failed,
 # N skipped". Builds are made by `make test` before this is called.
 set -eu
 cd "$(dirname "$0")/.."

@@ -32,7 +32,6 @@ Everything runs on 127.0.0.1. CHATD_TEST_PG_URL is not used: the PostgreSQL
 test starts (and stops) a server of its own with scripts/pg.sh.
 """
 
-import atexit
 import json
 import os
 import re
@@ -45,11 +44,10 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import (ROOT, Chatd, Client, Failure, PrivatePostgres, Skip, check,  # noqa: E402
-                     free_port, http, run, test)
+import harness  # noqa: E402
+from harness import (PY, ROOT, Client, Failure, PrivatePostgres, Skip, check,  # noqa: E402
+                     free_port, http, run, test, wait_until)
 
-PY = "/usr/bin/python3"
-JP_SCRIPT = os.path.join(ROOT, "scripts", "jsonplaceholder.sh")
 FAULTAPI = os.path.join(ROOT, "tests", "fault", "faultapi.py")
 QUIET = ("--auto-post-max-ms", "600000")  # no auto post during a short test
 
@@ -60,37 +58,24 @@ FETCH_ATTEMPTS = 3
 TOTAL_TIMEOUT_S = 5
 
 
-def wait_until(pred, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Failure(f"{what} not within {timeout} s")
-        time.sleep(interval)
-
-
 # --------------------------------------------------------------------------
 # the real JSONPlaceholder (one per run) and the fault proxy in front of it
 
-_jp = {}
+JP = harness.shared_jsonplaceholder()   # the real server, one per run
 
 
 def real_jp():
-    if "url" not in _jp:
-        port = free_port()
-        env = dict(os.environ, JP_PARENT_PID=str(os.getpid()))
-        r = subprocess.run([JP_SCRIPT, "start", str(port)], capture_output=True, text=True,
-                           env=env, timeout=60)
-        if r.returncode != 0:
-            raise Failure(f"jsonplaceholder did not start: {r.stderr[-500:]}")
-        atexit.register(lambda: subprocess.run([JP_SCRIPT, "stop", str(port)],
-                                               capture_output=True, timeout=30))
-        _jp["url"] = r.stdout.strip().splitlines()[-1]
-        status, _, body = http("GET", _jp["url"] + "/users")
-        _jp["users"] = {u["id"]: u for u in json.loads(body)}
-    return _jp["url"]
+    return harness.jsonplaceholder()
+
+
+_users = {}
+
+
+def jp_users():
+    """The real server's users by id."""
+    if not _users:
+        _users.update({u["id"]: u for u in JP.get("/users")})
+    return _users
 
 
 class FaultApi:
@@ -135,29 +120,7 @@ class FaultApi:
 
 
 def start_chatd(name, api_url, *args, wait_up=True):
-    d = Chatd(name, "--api-url", api_url, "--draw-backoff-ms", "100", *args)
-    if wait_up:
-        wait_health(d, 200)
-    return d
-
-
-def health(d):
-    status, _, body = http("GET", d.url + "api/health")
-    return status, json.loads(body)
-
-
-def wait_health(d, want, timeout=15):
-    got = {}
-
-    def ok():
-        got["h"] = health(d)
-        return got["h"][0] == want
-    try:
-        wait_until(ok, timeout, f"/api/health {want}")
-    except Failure:
-        raise Failure(f"/api/health is {got.get('h')}, not {want}, after {timeout} s; "
-                      f"log: {d.tail(5)}")
-    return got["h"][1]
+    return harness.start_chatd(name, *args, api=api_url, healthy=wait_up)
 
 
 def metric(d, name):
@@ -314,17 +277,6 @@ def stop_chatd(d):
     check(not was_running or rc == 0, f"chatd exit status {rc} after SIGTERM")
 
 
-def term_keep(d, timeout=30):
-    """SIGTERM chatd and wait; keeps the data dir (unlike Chatd.stop)."""
-    if d.proc.poll() is None:
-        d.proc.send_signal(signal.SIGTERM)
-    try:
-        return d.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        d.proc.kill()
-        raise Failure(f"chatd did not exit within {timeout} s of SIGTERM")
-
-
 # --------------------------------------------------------------------------
 # JSONPlaceholder faults at a draw: /users/{id} fails, the lists are fine
 
@@ -365,7 +317,7 @@ def draw_fault(name, mode, want_status, error_re, attempts_per_draw, draws=2):
         check(metric(d, "chatd_draws_failed_total") == draws,
               f"chatd_draws_failed_total {metric(d, 'chatd_draws_failed_total')}")
         check(metric(d, "chatd_peers") == 0, "the failed session is still counted")
-        check(health(d)[0] == 200, f"a failed draw changed /api/health: {health(d)}")
+        check(d.health()[0] == 200, f"a failed draw changed /api/health: {d.health()}")
         fa.set("none")
         keeps_serving(d, f"{mode} on /users/ID")
         stop_chatd(d)
@@ -420,7 +372,7 @@ def draw_api_hangs_past_timeout():
         t0 = time.monotonic()
         wait_until(lambda: fa.log(), 5, "the user fetch")
         t = time.monotonic()
-        status, _ = health(d)
+        status, _ = d.health()
         check(status == 200 and time.monotonic() - t < 1,
               f"/api/health during a hanging fetch: {status} in {time.monotonic() - t:.1f} s")
         leaver = JsonClient(d.url)
@@ -468,7 +420,7 @@ def draw_api_refuses_connections():
         check(c.exit_status() == 1, "chat-client exit status after a fatal error")
         check_api_errors_recorded(d, r"/users/\d+$", 2 * FETCH_ATTEMPTS, None,
                                   r"(?i)couldn't connect|connection refused")
-        check(health(d)[0] == 200, f"/api/health {health(d)}")
+        check(d.health()[0] == 200, f"/api/health {d.health()}")
         fa.start(fa.port)  # back on the same port
         keeps_serving(d, "refused connections")
         stop_chatd(d)
@@ -494,7 +446,7 @@ def load_fault(name, mode, want_status, error_re, settle=None):
         if settle:  # let the attempts end (hang: the timeout) before judging
             wait_until(lambda: metric(d, "chatd_api_errors_total") >= settle,
                        TOTAL_TIMEOUT_S + 3, "the timed-out load attempt")
-        status, body = health(d)
+        status, body = d.health()
         check(status == 503 and body.get("api") == "down" and body.get("database") == "ok",
               f"/api/health {status} {body}")
         check(metric(d, "chatd_api_up") == 0, "chatd_api_up is not 0")
@@ -511,7 +463,7 @@ def load_fault(name, mode, want_status, error_re, settle=None):
         check(re.search(r"api: GET \S+/(users|posts) failed", log_text(d)),
               "chatd's log has no failed load")
         fa.set("none")
-        wait_health(d, 200, 12)
+        d.wait_health(200, 12)
         keeps_serving(d, f"{mode} on the lists")
         stop_chatd(d)
     finally:
@@ -557,14 +509,14 @@ def load_api_refuses_connections():
         # The counter moves at the failure; its api_errors row follows through
         # the batched writer thread.
         wait_until(lambda: len(api_error_rows(d)) >= 2, 10, "api_errors rows of the loads")
-        status, body = health(d)
+        status, body = d.health()
         check(status == 503 and body.get("api") == "down", f"/api/health {status} {body}")
         rows = api_error_rows(d)
         check(rows and all(s is None and re.search(r"(?i)couldn't connect|connection refused",
                                                 e or "") for _, s, e in rows),
               f"api_errors rows {rows}")
         fa = FaultApi(port=port)
-        wait_health(d, 200, 12)
+        d.wait_health(200, 12)
         keeps_serving(d, "refused connections at start")
         stop_chatd(d)
     finally:
@@ -582,7 +534,7 @@ def api_lists_one_user():
     try:
         # --seed 1: the first draw misses (asks /users/2), the second hits.
         d = start_chatd("fault_one_user", fa.url, "--seed", "1", "--draw-attempts", "6", *QUIET)
-        only = _jp["users"][1]
+        only = jp_users()[1]
         clients = []
         for _ in range(3):
             c = JsonClient(d.url)
@@ -649,7 +601,7 @@ def sqlite_turns_read_only():
                 who.send(text)
                 delivered.add(other.wait_msg(lambda m: is_msg(m, text), 10,
                                              f"{text!r} delivered")["id"])
-        body = wait_health(d, 503, 10)
+        body = d.wait_health(503, 10)
         check(body == {"status": "degraded", "database": "down", "api": "ok"}, f"health {body}")
         check(metric(d, "chatd_db_up") == 0, "chatd_db_up is not 0")
         check(metric(d, "chatd_db_queue_depth") >= 6,
@@ -665,7 +617,7 @@ def sqlite_turns_read_only():
         check(ok, f"chattr -i: {err}")
         locked = False
         t0 = time.monotonic()
-        wait_health(d, 200, 10)
+        d.wait_health(200, 10)
         c.welcome(10)
         print(f"    database up and the waiting welcome sent {time.monotonic() - t0:.1f} s "
               f"after the files became writable", flush=True)
@@ -675,7 +627,7 @@ def sqlite_turns_read_only():
         keeps_serving(d, "a read-only database file")
         for x in (a, b, c):
             check(x.finish() == 0, "chat-client exit status")
-        check(term_keep(d) == 0, "chatd exit status after SIGTERM")
+        check(d.term() == 0, "chatd exit status after SIGTERM")
         rows = {str(r[0]) for r in db_rows(d, "select id from messages")}
         missing = sorted(delivered - rows)
         check(not missing, f"{len(missing)} of {len(delivered)} delivered messages lost: "
@@ -710,7 +662,7 @@ def postgres_down_while_a_client_connects():
         post(a, b, "before the outage")
         pg.stop()
         post(a, b, "during the outage 1")
-        body = wait_health(d, 503, 10)
+        body = d.wait_health(503, 10)
         check(body.get("database") == "down" and body.get("api") == "ok", f"health {body}")
         check(re.search(r"WARN  store: database down \(", log_text(d)),
               "chatd's log does not say the database is down")
@@ -722,7 +674,7 @@ def postgres_down_while_a_client_connects():
               f"a welcome while the user row cannot be written: {c.msgs()}")
         pg.start()
         t0 = time.monotonic()
-        wait_health(d, 200, 15)
+        d.wait_health(200, 15)
         w = c.welcome(15)
         print(f"    waiting welcome sent {time.monotonic() - t0:.1f} s after PostgreSQL "
               f"was back", flush=True)
@@ -731,7 +683,7 @@ def postgres_down_while_a_client_connects():
         keeps_serving(d, "a PostgreSQL restart")
         for x in (a, b, c):
             check(x.finish() == 0, "chat-client exit status")
-        check(term_keep(d) == 0, "chatd exit status after SIGTERM")
+        check(d.term() == 0, "chatd exit status after SIGTERM")
 
         def psql(sql):
             r = subprocess.run(["psql", url, "-Atc", sql], capture_output=True, text=True,
@@ -745,9 +697,7 @@ def postgres_down_while_a_client_connects():
               "the outage client's session is not logged")
     finally:
         if d is not None:
-            if d.proc.poll() is None:
-                d.proc.kill()
-            shutil.rmtree(d.data, ignore_errors=True)
+            d.discard()
         pg.remove()
 
 
@@ -859,7 +809,7 @@ def flooding_client_is_rate_limited():
         refused = metric(d, "chatd_posts_refused_total") - refused_before
         check(refused == len(limited), f"chatd_posts_refused_total +{refused}, "
                                        f"{len(limited)} RATE_LIMITED")
-        check(health(d)[0] == 200, "/api/health after the flood")
+        check(d.health()[0] == 200, "/api/health after the flood")
         # the flooder is still connected and, after a pause, may post again
         time.sleep(1.2)
         flooder.send("after the pause")
@@ -868,7 +818,7 @@ def flooding_client_is_rate_limited():
         ids.add(keeps_serving(d, "a flood")["id"])
         for x in (flooder, b, c):
             check(x.finish() == 0, "chat-client exit status")
-        check(term_keep(d) == 0, "chatd exit status after SIGTERM")
+        check(d.term() == 0, "chatd exit status after SIGTERM")
         rows = {str(r[0]) for r in db_rows(d, "select id from messages")}
         check(ids <= rows, f"delivered ids missing from messages: {sorted(ids - rows)[:5]}")
         print(f"    flood: {len(passed)} of {n_flood} passed, {len(limited)} RATE_LIMITED "
@@ -878,4 +828,4 @@ def flooding_client_is_rate_limited():
 
 
 if __name__ == "__main__":
-    run()
+    run(fixtures=[JP])

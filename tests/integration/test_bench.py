@@ -12,42 +12,17 @@ and chat-bench inside a private network namespace (scripts/netns.sh), as
 namespace cannot be made (no root).
 """
 
-import atexit
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import ROOT, Chatd, Skip, check, http, run, test  # noqa: E402
+import harness  # noqa: E402
+from harness import ROOT, Skip, check, free_port, run, start_chatd, test  # noqa: E402
 
 BENCH = os.environ.get("CHAT_BENCH_BIN", os.path.join(ROOT, "build", "chat-bench"))
-JP_SCRIPT = os.path.join(ROOT, "scripts", "jsonplaceholder.sh")
-_jp = {}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def jp():
-    if "url" not in _jp:
-        port = free_port()
-        env = dict(os.environ, JP_PARENT_PID=str(os.getpid()))
-        r = subprocess.run([JP_SCRIPT, "start", str(port)], capture_output=True, text=True,
-                           env=env, timeout=60)
-        check(r.returncode == 0, f"jsonplaceholder did not start: {r.stderr[-300:]}")
-        atexit.register(lambda: subprocess.run([JP_SCRIPT, "stop", str(port)],
-                                               capture_output=True, timeout=30))
-        _jp["url"] = r.stdout.strip().splitlines()[-1]
-    return _jp["url"]
-
-
 def results(stdout):
     """chat-bench's result lines as dicts, in order."""
     out = []
@@ -63,14 +38,9 @@ def bench(*args, timeout=120):
 
 
 def chatd(*extra):
-    d = Chatd("bench", "--api-url", jp(), "--auto-post-max-ms", "3600000",
-              "--draw-backoff-ms", "0", *extra)
     # Connections are refused (503) until the user directory has loaded.
-    deadline = time.monotonic() + 15
-    while http("GET", d.url + "api/health")[0] != 200:
-        check(time.monotonic() < deadline, f"chatd not healthy; log: {d.tail(5)}")
-        time.sleep(0.1)
-    return d
+    return start_chatd("bench", "--auto-post-max-ms", "3600000", "--draw-backoff-ms", "0",
+                       *extra)
 
 
 def check_fanout(f, peers):
@@ -177,4 +147,4 @@ exit $rc
 
 
 if __name__ == "__main__":
-    run()
+    run(fixtures=[harness.shared_jsonplaceholder()])

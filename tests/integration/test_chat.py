@@ -11,100 +11,26 @@ PostgreSQL restart test starts its own server with scripts/pg.sh instead.
 """
 
 import asyncio
-import atexit
 import json
-import logging
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
-from harness import (ROOT, Chatd, Client, Failure, PrivatePostgres, Skip, check,  # noqa: E402
-                     free_port, http, run, test)
+from harness import (Chatd, Client, Failure, JsonPlaceholder, PrivatePostgres, Skip,  # noqa: E402
+                     ahttp, check, free_port, run, start_chatd, test)
 
-try:
-    import aioice.ice
-    import jwt
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-except ImportError as exc:  # wrong interpreter
-    print(f"FAIL imports: {exc} (run with /usr/bin/python3)")
-    print("0 passed, 1 failed, 0 skipped")
-    sys.exit(1)
+import jwt  # noqa: E402  (PyJWT: Debian's python3-jwt)
+from rtcpeer import DataChannelPeer  # noqa: E402
 
-# aiortc ignores loopback when it gathers host candidates; offer exactly it.
-aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
-logging.basicConfig(level=logging.CRITICAL)
-
-JP_SCRIPT = os.path.join(ROOT, "scripts", "jsonplaceholder.sh")
 QUIET = ("--auto-post-max-ms", "600000")   # no auto post during a short test
 
 
-# --------------------------------------------------------------------------
-# JSONPlaceholder (real, one per module run)
-
-_jp = {}
-
-
-def jp_start(port):
-    env = dict(os.environ, JP_PARENT_PID=str(os.getpid()))
-    r = subprocess.run([JP_SCRIPT, "start", str(port)], capture_output=True, text=True, env=env,
-                       timeout=60)
-    if r.returncode != 0:
-        raise Failure(f"jsonplaceholder did not start: {r.stderr[-500:]}")
-    url = r.stdout.strip().splitlines()[-1]
-    atexit.register(jp_stop, port)
-    return url
-
-
-def jp_stop(port):
-    subprocess.run([JP_SCRIPT, "stop", str(port)], capture_output=True, timeout=30)
-
-
-def jp():
-    if "url" not in _jp:
-        _jp["url"] = jp_start(free_port())
-    return _jp["url"]
-
-
-def jp_get(path):
-    status, _, body = http("GET", jp().rstrip("/") + path)
-    check(status == 200, f"JSONPlaceholder {path} answered {status}")
-    return json.loads(body)
-
-
-def wait_health(d, want=200, timeout=15):
-    """chatd answers 503 UNAVAILABLE until it has reached the API once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status, _, body = http("GET", d.url + "api/health")
-        if status == want:
-            return json.loads(body)
-        check(time.monotonic() < deadline,
-              f"health {status} {body!r}, not {want}, after {timeout} s; log: {d.tail(5)}")
-        time.sleep(0.1)
-
-
-def start_chatd(name, *args):
-    d = Chatd(name, "--api-url", jp(), "--draw-backoff-ms", "100", *args)
-    wait_health(d)
-    return d
-
-
-def term(d, timeout=30):
-    """SIGTERM chatd and wait; keeps the data dir (unlike Chatd.stop)."""
-    if d.proc.poll() is None:
-        d.proc.send_signal(signal.SIGTERM)
-    try:
-        return d.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        d.proc.kill()
-        raise Failure(f"chatd did not exit within {timeout} s of SIGTERM")
+JP = harness.shared_jsonplaceholder()   # one real JSONPlaceholder for the run
 
 
 def sqlite_ids(d, sql="select id from messages"):
@@ -119,44 +45,11 @@ def sqlite_ids(d, sql="select id from messages"):
 # aiortc peer
 
 
-async def ahttp(*args, **kw):
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: http(*args, **kw))
-
-
-class Peer:
+class Peer(DataChannelPeer):
     def __init__(self, url, token=None):
-        self.url = url
-        self.token = token
-        self.pc = RTCPeerConnection()
-        self.channel = self.pc.createDataChannel("chat")
-        self.queue = asyncio.Queue()
-        self.opened = asyncio.Event()
-        self.closed = asyncio.Event()
-        self.channel.on("open", self.opened.set)
-        self.channel.on("close", self.closed.set)
-        self.channel.on("message", lambda m: self.queue.put_nowait(m))
+        super().__init__(url, token=token)
         self.welcome = None
         self.history = None
-
-    async def offer(self):
-        """POSTs the offer; returns (status, headers, body)."""
-        offer = await self.pc.createOffer()
-        await self.pc.setLocalDescription(offer)
-        headers = {"Content-Type": "application/sdp"}
-        if self.token:
-            headers["Authorization"] = "Bearer " + self.token
-        return await ahttp("POST", self.url + "api/rtc", self.pc.localDescription.sdp.encode(),
-                           headers)
-
-    async def connect(self, timeout=15):
-        status, _, body = await self.offer()
-        check(status == 201, f"POST /api/rtc answered {status}: {body[:300]!r}")
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body.decode(), type="answer"))
-        try:
-            await asyncio.wait_for(self.opened.wait(), timeout)
-        except asyncio.TimeoutError:
-            raise Failure(f"data channel did not open in {timeout} s")
-        return self
 
     async def join(self, timeout=15):
         """connect, then read welcome and history (skipping nothing else)."""
@@ -212,12 +105,6 @@ class Peer:
         if ref is not None:
             m["ref"] = ref
         self.send(m)
-
-    async def close(self):
-        try:
-            await asyncio.wait_for(self.pc.close(), 5)
-        except Exception:
-            pass
 
 
 def arun(coro_fn):
@@ -282,7 +169,7 @@ def welcome_shape_and_token():
         check(isinstance(u, dict), f"user: {u!r}")
         for k in ("id", "name", "username", "email"):
             check(k in u, f"user object lacks {k}: {u}")
-        check(u == jp_get(f"/users/{u['id']}"), f"user is not the JSONPlaceholder user: {u}")
+        check(u == JP.get(f"/users/{u['id']}"), f"user is not the JSONPlaceholder user: {u}")
         online = w.get("online")
         check(isinstance(online, list) and any(o.get("id") == u["id"] for o in online),
               f"online list lacks self: {online}")
@@ -336,7 +223,7 @@ def failed_draw_then_success():
         check(w["user"]["id"] == 8, f"second draw with seed 1 gave user {w['user']['id']}, want 8")
 
     arun(body)
-    check(term(d) == 0, "chatd exit status after SIGTERM")
+    check(d.term() == 0, "chatd exit status after SIGTERM")
     rows = sqlite_ids(d, "select method, url, status from api_errors")
     shutil.rmtree(d.data, ignore_errors=True)
     check(any(r[2] == 404 and r[1].endswith("/users/11") for r in rows),
@@ -367,9 +254,9 @@ def fatal_after_last_attempt():
 
 @test(timeout=90)
 def api_down_then_up():
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    d = Chatd("chat_api_down", "--api-url", api, "--draw-backoff-ms", "100", *QUIET)
+    api = JsonPlaceholder(free_port())   # started halfway through
+    d = Chatd("chat_api_down", "--api-url", f"http://127.0.0.1:{api.port}",
+              "--draw-backoff-ms", "100", *QUIET)
 
     async def body(peers):
         p = Peer(d.url)
@@ -384,7 +271,7 @@ def api_down_then_up():
         await p.close()
         peers.remove(p)
 
-        await asyncio.get_running_loop().run_in_executor(None, jp_start, port)
+        await asyncio.get_running_loop().run_in_executor(None, api.start)
         deadline = time.monotonic() + 15
         while True:
             status, _, b = await ahttp("GET", d.url + "api/health")
@@ -399,7 +286,7 @@ def api_down_then_up():
     try:
         arun(body)
     finally:
-        jp_stop(port)
+        api.stop()
     check(d.stop() == 0, "chatd exit status after SIGTERM")
 
 
@@ -421,7 +308,7 @@ def auto_posts_are_real_posts():
             check("ref" not in m, f"auto message has a ref: {m}")
             check(m["room"] == "lobby", f"room {m}")
             check(isinstance(m["id"], str), f"id not a string: {m}")
-            post = jp_get(f"/posts/{m['post_id']}")
+            post = JP.get(f"/posts/{m['post_id']}")
             check(m["text"] == post["body"], f"text != body of post {m['post_id']}: {m}")
             check(m["title"] == post["title"], f"title != title of post {m['post_id']}: {m}")
             check(m["user"]["id"] == p.user["id"] and m["user"]["name"] == p.user["name"],
@@ -654,7 +541,7 @@ def sigterm_loses_nothing():
         check(autos, "no auto post seen")
 
     arun(body)
-    rc = term(d)
+    rc = d.term()
     rows = {str(r[0]) for r in sqlite_ids(d)}
     shutil.rmtree(d.data, ignore_errors=True)
     check(rc == 0, f"chatd exit status {rc} after SIGTERM")
@@ -713,7 +600,7 @@ def postgres_restart_loses_nothing():
             result["autos"] = autos | a2 | a3
 
         arun(body)
-        rc = term(d)
+        rc = d.term()
         check(rc == 0, f"chatd exit status {rc} after SIGTERM")
         r = subprocess.run(["psql", url, "-Atc", "select id from messages"], capture_output=True,
                            text=True, timeout=30)
@@ -727,9 +614,7 @@ def postgres_restart_loses_nothing():
                            f"missing from PostgreSQL: {missing[:5]}")
     finally:
         if d is not None:
-            if d.proc.poll() is None:
-                d.proc.kill()
-            shutil.rmtree(d.data, ignore_errors=True)
+            d.discard()
         pg.remove()
 
 
@@ -749,7 +634,7 @@ def postgres_shared_basic():
         ids["id"] = m["id"]
 
     arun(run_body)
-    check(term(d) == 0, "chatd exit status after SIGTERM")
+    check(d.term() == 0, "chatd exit status after SIGTERM")
     shutil.rmtree(d.data, ignore_errors=True)
     r = subprocess.run(["psql", url, "-Atc", f"select body from messages where id = {int(ids['id'])}"],
                        capture_output=True, text=True, timeout=30)
@@ -832,4 +717,4 @@ def metrics_present():
 
 
 if __name__ == "__main__":
-    run()
+    run(fixtures=[harness.shared_jsonplaceholder()])

@@ -13,134 +13,49 @@ Environment:
 
 Everything is real: chatd is started here on 127.0.0.1 (ICE on loopback),
 aiortc is the remote peer (old SDP dialect: DTLS/SCTP 5000 + a=sctpmap), and
-chat-client runs as a subprocess. Each test prints "ok NAME", "FAIL NAME:
-reason" or "skip NAME: reason"; the last line is "N passed, N failed, N
-skipped"; the exit status is non-zero when a test failed.
+chat-client runs as a subprocess. One chatd serves every test (a fixture of
+the shared runner, tests/lib/harness.py): the tests check it is still
+running at the end, and the last line that it exits 0 on SIGTERM.
 """
 
 import asyncio
 import json
-import logging
 import os
 import random
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-import traceback
-import urllib.error
-import urllib.request
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-os.chdir(ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import harness  # noqa: E402
+from harness import Chatd, Failure, Fixture, ahttp, check, run, test  # noqa: E402
+from rtcpeer import DataChannelPeer  # noqa: E402
 
-try:
-    import aioice.ice
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-except ImportError as exc:  # wrong interpreter (pyenv python3 has no aiortc)
-    print(f"FAIL import_aiortc: {exc} (run with /usr/bin/python3)")
-    print("0 passed, 1 failed, 0 skipped")
-    sys.exit(1)
-
-# aiortc ignores loopback when it gathers host candidates; chatd's ICE is on
-# 127.0.0.1 here, so offer exactly that.
-aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
-
-CHATD_BIN = os.environ.get("CHATD_BIN", "build/chatd")
-CHAT_CLIENT_BIN = os.environ.get("CHAT_CLIENT_BIN", "build/chat-client")
-LOG_DIR = os.environ.get("TEST_LOG_DIR", "build/test-logs")
-LOG_LEVEL = os.environ.get("CHATD_LOG_LEVEL", "debug")
+os.environ.setdefault("CHATD_LOG_LEVEL", "debug")  # harness.Chatd passes it on
 MAX_MESSAGE = 64 * 1024
 
-logging.basicConfig(level=logging.CRITICAL)  # aiortc/aioice stay quiet
 
+class SharedChatd(Fixture):
+    """One chatd (relay) for every test of the run, started before the
+    first: the last line checks it exits 0 on SIGTERM after all of them."""
 
-class TestFailure(Exception):
-    pass
+    check = "chatd_exit_0_on_sigterm"
 
-
-def check(cond, reason):
-    if not cond:
-        raise TestFailure(reason)
-
-
-class Skip(Exception):
-    pass
-
-
-# --------------------------------------------------------------------------
-# chatd
-
-
-class Chatd:
-    def __init__(self):
-        self.proc = None
-        self.url = None
-        self.log_path = os.path.join(LOG_DIR, "interop-aiortc-chatd.log")
-        self.data_dir = tempfile.mkdtemp(prefix="chatd-interop-")
-
-    def start(self, timeout=15.0):
-        os.makedirs(LOG_DIR, exist_ok=True)
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [CHATD_BIN, "--mode", "relay", "--listen", "127.0.0.1:0", "--ice-address",
-             "127.0.0.1", "--data-dir", self.data_dir, "--log-level", LOG_LEVEL],
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        # The first stdout line carries the URL. Read it with a deadline.
-        import selectors
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        buf = b""
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            m = re.search(rb"listening on (http://[^\s]+)", buf)
-            if m:
-                self.url = m.group(1).decode().rstrip("/")
-                sel.close()
-                return
-        sel.close()
-        raise RuntimeError(f"chatd did not print its URL (stdout {buf!r}); see {self.log_path}")
+    def start(self):
+        for b in (harness.CHATD_BIN, harness.CHAT_CLIENT_BIN):
+            check(os.access(b, os.X_OK), f"{b} is not an executable (build with make)")
+        self.d = Chatd("interop-aiortc", "--mode", "relay")
+        self.url = self.d.url.rstrip("/")
+        print(f"# chatd at {self.url}, log {self.d.log_path}", flush=True)
 
     def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        return self.d.alive()
 
     def stop(self):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        return self.proc.returncode
+        rc = self.d.stop(timeout=10)
+        check(rc == 0, f"exit status {rc} after SIGTERM (want 0); see {self.d.log_path}")
 
 
-CHATD = Chatd()
-
-
-def http(method, url, body=None, headers=None, timeout=10.0):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-
-
-async def ahttp(*args, **kw):
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: http(*args, **kw))
+CHATD = SharedChatd()
 
 
 # --------------------------------------------------------------------------
@@ -154,41 +69,18 @@ def set_setup(sdp, role):
     return out
 
 
-class AiortcPeer:
-    def __init__(self, room, setup=None):
-        self.room = room
-        self.setup = setup          # munge the offer's a=setup before POSTing
-        self.pc = RTCPeerConnection()
-        self.channel = self.pc.createDataChannel("chat")
-        self.messages = asyncio.Queue()
-        self.opened = asyncio.Event()
-        self.closed = asyncio.Event()
-        self.offer_sdp = self.sent_sdp = self.answer_sdp = None
-        self.location = None
-        self.channel.on("open", self.opened.set)
-        self.channel.on("close", self.closed.set)
-        self.channel.on("message", lambda m: self.messages.put_nowait(m))
+class AiortcPeer(DataChannelPeer):
+    """A peer in ROOM of the shared chatd; SETUP rewrites the offer's
+    a=setup before it is POSTed."""
 
-    async def connect(self, open_timeout=15.0):
-        offer = await self.pc.createOffer()
-        await self.pc.setLocalDescription(offer)  # aiortc gathers here (non-trickle)
-        self.offer_sdp = self.pc.localDescription.sdp
-        self.sent_sdp = set_setup(self.offer_sdp, self.setup) if self.setup else self.offer_sdp
-        status, headers, body = await ahttp(
-            "POST", f"{CHATD.url}/api/rtc?room={self.room}", self.sent_sdp.encode(),
-            {"Content-Type": "application/sdp"})
-        check(status == 201, f"POST /api/rtc answered {status}: {body[:300]!r}")
-        self.location = headers.get("Location")
-        check(self.location and self.location.startswith("/api/rtc/"),
-              f"bad Location header {self.location!r}")
-        self.answer_sdp = body.decode()
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.answer_sdp, type="answer"))
-        try:
-            await asyncio.wait_for(self.opened.wait(), open_timeout)
-        except asyncio.TimeoutError:
-            raise TestFailure(
-                f"data channel did not open in {open_timeout}s (ice={self.pc.iceConnectionState}, "
-                f"conn={self.pc.connectionState}, channel={self.channel.readyState})")
+    def __init__(self, room, setup=None):
+        super().__init__(CHATD.url, f"?room={room}")
+        self.room = room
+        self.setup = setup
+        self.messages = self.queue
+
+    def munge(self, sdp):
+        return set_setup(sdp, self.setup) if self.setup else sdp
 
     def dtls_role(self):
         # aiortc's own DTLS role, as set from the answer's a=setup
@@ -198,13 +90,10 @@ class AiortcPeer:
         try:
             return await asyncio.wait_for(self.messages.get(), timeout)
         except asyncio.TimeoutError:
-            raise TestFailure(f"aiortc received no {what} within {timeout}s")
+            raise Failure(f"aiortc received no {what} within {timeout}s")
 
     async def close(self):
-        try:
-            await asyncio.wait_for(self.pc.close(), 5)
-        except Exception:
-            pass
+        await super().close()
         if self.location:
             try:
                 await ahttp("DELETE", CHATD.url + self.location, timeout=5)
@@ -226,7 +115,7 @@ class ChatClient:
 
     async def start(self, timeout=15.0):
         self.proc = await asyncio.create_subprocess_exec(
-            CHAT_CLIENT_BIN, "--raw", "--url", f"{CHATD.url}/?room={self.room}",
+            harness.CHAT_CLIENT_BIN, "--raw", "--url", f"{CHATD.url}/?room={self.room}",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, limit=4 * 1024 * 1024)
         connected = asyncio.get_running_loop().create_future()
@@ -254,7 +143,7 @@ class ChatClient:
         try:
             ok = await asyncio.wait_for(connected, timeout)
         except asyncio.TimeoutError:
-            raise TestFailure(f"chat-client not connected within {timeout}s; stderr: {self.stderr_lines}")
+            raise Failure(f"chat-client not connected within {timeout}s; stderr: {self.stderr_lines}")
         check(ok, f"chat-client exited before connecting (rc={self.proc.returncode}); "
                   f"stderr: {self.stderr_lines}")
 
@@ -266,7 +155,7 @@ class ChatClient:
         try:
             return await asyncio.wait_for(self.lines.get(), timeout)
         except asyncio.TimeoutError:
-            raise TestFailure(f"chat-client printed no {what} within {timeout}s")
+            raise Failure(f"chat-client printed no {what} within {timeout}s")
 
     async def finish(self, timeout=10.0):
         """Close stdin (graceful close) and return the exit status."""
@@ -372,7 +261,7 @@ async def test_b2_delete_session():
         try:
             await asyncio.wait_for(aio.closed.wait(), 10)
         except asyncio.TimeoutError:
-            raise TestFailure(f"aiortc channel still {aio.channel.readyState} 10s after DELETE")
+            raise Failure(f"aiortc channel still {aio.channel.readyState} 10s after DELETE")
         status, headers, body = await ahttp("DELETE", CHATD.url + aio.location)
         check(status == 404, f"second DELETE answered {status}, want 404")
         try:
@@ -380,7 +269,7 @@ async def test_b2_delete_session():
             check(isinstance(err.get("code"), str) and isinstance(err.get("message"), str),
                   f"error body {body[:200]!r}")
         except (ValueError, KeyError, TypeError):
-            raise TestFailure(f"404 body is not {{\"error\":{{code,message}}}}: {body[:200]!r}")
+            raise Failure(f"404 body is not {{\"error\":{{code,message}}}}: {body[:200]!r}")
         aio.location = None
     finally:
         await aio.close()
@@ -393,7 +282,7 @@ async def test_c_too_large():
         try:
             j = json.loads(reply)
         except ValueError:
-            raise TestFailure(f"reply is not JSON: {reply[:200]!r}")
+            raise Failure(f"reply is not JSON: {reply[:200]!r}")
         check(isinstance(j, dict) and j.get("type") == "error" and j.get("code") == "TOO_LARGE",
               f"reply {reply[:200]!r}, want type=error code=TOO_LARGE")
         check(aio.channel.readyState == "open", f"channel {aio.channel.readyState} after TOO_LARGE")
@@ -419,7 +308,7 @@ async def test_c2_size_boundary():
         try:
             j = json.loads(reply)
         except ValueError:
-            raise TestFailure(f"reply is not JSON: {reply[:120]!r}")
+            raise Failure(f"reply is not JSON: {reply[:120]!r}")
         check(j.get("type") == "error" and j.get("code") == "TOO_LARGE", f"reply {reply[:120]!r}")
         aio.channel.send("after boundary")
         got = await client.recv(what="message after the 65537-byte one")
@@ -461,12 +350,12 @@ async def test_d_200_assorted_in_order():
         for i, want in enumerate(msgs):
             got = await client.recv(timeout=60, what=f"message {i} of {len(msgs)}")
             if got != want:
-                raise TestFailure(
+                raise Failure(
                     f"message {i}: got len {len(got)} {got[:24]!r}, want len {len(want)} {want[:24]!r}")
         # nothing extra arrives
         try:
             extra = await asyncio.wait_for(client.lines.get(), 0.5)
-            raise TestFailure(f"unexpected extra line {extra[:40]!r}")
+            raise Failure(f"unexpected extra line {extra[:40]!r}")
         except asyncio.TimeoutError:
             pass
     await with_pair("interop_d", body)
@@ -501,10 +390,18 @@ async def test_e_dtls_role_offer_passive():
 
 
 async def test_chatd_still_running():
-    check(CHATD.alive(), f"chatd exited with status {CHATD.proc.returncode}; see {CHATD.log_path}")
+    check(CHATD.alive(), f"chatd exited; see {CHATD.d.log_path}")
 
 
-TESTS = [
+def aio_test(name, coro_fn, timeout):
+    """Registers COROUTINE_FN as test NAME, run in a fresh event loop."""
+    def body():
+        asyncio.run(coro_fn())
+    body.__name__ = name
+    test(body, timeout=timeout)
+
+
+for _name, _fn, _timeout in [
     ("a_relay_both_directions", test_a_relay_both_directions, 45),
     ("b_answer_old_dialect", test_b_answer_old_dialect, 30),
     ("b2_delete_session", test_b2_delete_session, 30),
@@ -514,67 +411,9 @@ TESTS = [
     ("e_dtls_role_offer_active", test_e_dtls_role_offer_active, 45),
     ("e_dtls_role_offer_passive", test_e_dtls_role_offer_passive, 45),
     ("chatd_still_running", test_chatd_still_running, 5),
-]
-
-
-async def main():
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    only = set(sys.argv[1:])
-    for name, fn, timeout in TESTS:
-        if only and name not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            await asyncio.wait_for(fn(), timeout)
-        except Skip as e:
-            counts["skipped"] += 1
-            print(f"skip {name}: {e}", flush=True)
-            continue
-        except TestFailure as e:
-            counts["failed"] += 1
-            print(f"FAIL {name}: {e}", flush=True)
-            continue
-        except asyncio.TimeoutError:
-            counts["failed"] += 1
-            print(f"FAIL {name}: timed out after {timeout}s", flush=True)
-            continue
-        except Exception as e:
-            counts["failed"] += 1
-            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
-            traceback.print_exc(file=sys.stderr)
-            continue
-        counts["passed"] += 1
-        print(f"ok {name} ({time.monotonic() - t0:.1f}s)", flush=True)
-    return counts
-
-
-def run():
-    for b in (CHATD_BIN, CHAT_CLIENT_BIN):
-        if not os.access(b, os.X_OK):
-            print(f"FAIL setup: {b} is not an executable (build with make)")
-            print("0 passed, 1 failed, 0 skipped")
-            return 1
-    try:
-        CHATD.start()
-    except Exception as e:
-        print(f"FAIL start_chatd: {e}")
-        CHATD.stop()
-        print("0 passed, 1 failed, 0 skipped")
-        return 1
-    print(f"# chatd at {CHATD.url}, log {CHATD.log_path}", flush=True)
-    try:
-        counts = asyncio.run(main())
-    finally:
-        rc = CHATD.stop()
-    if rc == 0:
-        counts["passed"] += 1
-        print("ok chatd_exit_0_on_sigterm")
-    else:
-        counts["failed"] += 1
-        print(f"FAIL chatd_exit_0_on_sigterm: exit status {rc} after SIGTERM (want 0); see {CHATD.log_path}")
-    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
-    return 1 if counts["failed"] else 0
+]:
+    aio_test(_name, _fn, _timeout)
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run(fixtures=[CHATD])

@@ -1,15 +1,34 @@
-"""Test harness shared by the Python suites: a tiny runner, a chatd process
-and chat-client processes, all real, all on 127.0.0.1.
+"""The toolkit every Python suite uses: a runner, chatd and chat-client
+processes, a private PostgreSQL, the real JSONPlaceholder, HTTP helpers.
+All real, all on 127.0.0.1.
 
 Runner: decorate functions with @test (optionally @test(timeout=...)); run()
-executes the ones named on the command line (or all), each under a timeout,
-prints "ok NAME (S s)", "FAIL NAME: reason" or "skip NAME: reason", and ends
-with "N passed, N failed, N skipped". Exit status 1 when anything failed.
+executes the ones named on the command line (or all) and prints "ok NAME
+(S s)", "FAIL NAME: reason" or "skip NAME: reason", then "N passed, N
+failed, N skipped"; exit status 1 when anything failed. A name given on the
+command line that is no test is a failure.
+
+Each test runs in a forked child process that leads a process group of its
+own; every process the test starts (chatd, chat-client, JSONPlaceholder,
+valgrind, ...) is in that group. When the test ends, the group is killed
+(SIGKILL), so nothing a test started outlives it. A test that runs past its
+timeout (scaled by TEST_SCALE) is killed the same way and reported as
+"FAIL NAME: timed out after N s": it cannot run on into the next test.
+Processes that leave the group on purpose (PostgreSQL's pg_ctl daemonizes)
+are cleaned up by the commands a test registers with on_kill().
+
+Fixtures shared by the tests of one run (a JSONPlaceholder server, the
+shared chatd of the aiortc suite) are started in the runner process before
+the first test: run(fixtures=[...]). A fixture with a `check` name reports
+its stop() as one more test line (e.g. "chatd exits 0 on SIGTERM").
 """
 
+import asyncio
+import atexit
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -27,6 +46,7 @@ CHATD_BIN = os.environ.get("CHATD_BIN", os.path.join(ROOT, "build/chatd"))
 CHAT_CLIENT_BIN = os.environ.get("CHAT_CLIENT_BIN", os.path.join(ROOT, "build/chat-client"))
 LOG_DIR = os.environ.get("TEST_LOG_DIR", os.path.join(ROOT, "build/test-logs"))
 SCALE = float(os.environ.get("TEST_SCALE", "1"))  # ASan runs use a smaller scale
+PY = "/usr/bin/python3"  # Debian's Python: it has aiortc and PyJWT
 
 
 class Skip(Exception):
@@ -42,6 +62,17 @@ def check(cond, reason):
         raise Failure(reason)
 
 
+def summary(passed, failed, skipped):
+    """The closing line every runner prints (tests/run.py reads it)."""
+    return f"{passed} passed, {failed} failed, {skipped} skipped"
+
+
+SUMMARY_RE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$")
+
+
+# --------------------------------------------------------------------------
+# runner
+
 _tests = []
 
 
@@ -52,47 +83,224 @@ def test(fn=None, *, timeout=120):
     return register(fn) if fn else register
 
 
-def run():
-    wanted = set(sys.argv[1:])
-    passed = failed = skipped = 0
-    for name, fn, timeout in _tests:
-        if wanted and name not in wanted:
-            continue
-        result = {}
+class Fixture:
+    """Something the tests of one run share, started once in the runner
+    process. CHECK, when set, names a test line for what stop() checks."""
 
-        def body():
-            try:
-                fn()
-                result["ok"] = True
-            except Skip as e:
-                result["skip"] = str(e)
-            except Exception as e:  # noqa: BLE001 - every failure is reported
-                result["error"] = f"{type(e).__name__}: {e}"
-                result["trace"] = traceback.format_exc()
+    check = None
 
-        start = time.monotonic()
-        t = threading.Thread(target=body, daemon=True)
-        t.start()
-        t.join(timeout * max(SCALE, 1))
-        took = time.monotonic() - start
-        if t.is_alive():
-            print(f"FAIL {name}: timed out after {took:.0f} s", flush=True)
-            failed += 1
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+_kill_file = None   # in a test process: where on_kill() commands are written
+
+
+def on_kill(argv):
+    """Registers a command the runner runs if this test is killed (timeout,
+    crash) before it cleaned up itself: for processes that leave the test's
+    process group. Harmless outside a test process."""
+    if _kill_file:
+        with open(_kill_file, "a") as f:
+            f.write(json.dumps(list(argv)) + "\n")
+
+
+def _run_kill_commands(path):
+    try:
+        with open(path) as f:
+            cmds = [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        return
+    for argv in cmds:
+        try:
+            subprocess.run(argv, capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+
+def _body_result(fn):
+    try:
+        fn()
+        return {"ok": True}
+    except Skip as e:
+        return {"skip": str(e)}
+    except Exception as e:  # noqa: BLE001 - every failure is reported
+        return {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
+
+
+def _killpg(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+_current_pgid = [None]
+
+
+def _on_term(signum, frame):
+    """The runner is told to stop (tests/run.py's suite timeout): take the
+    running test's processes along."""
+    if _current_pgid[0]:
+        _killpg(_current_pgid[0])
+    os._exit(128 + signum)
+
+
+def run_one(name, fn, timeout):
+    """Runs FN in a forked child that leads its own process group; returns
+    ("ok"|"skip"|"fail", message, seconds)."""
+    global _kill_file
+    limit = timeout * max(SCALE, 1)
+    kill_file = tempfile.mktemp(prefix=f"chatd-test-{name}-", suffix=".kill")
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the test process
+        code = 0
+        try:
+            os.close(r)
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _live.clear()          # the runner's processes are not this test's
+            _kill_file = kill_file
+            result = _body_result(fn)
             cleanup_processes()
-            continue
-        if "skip" in result:
-            print(f"skip {name}: {result['skip']}", flush=True)
-            skipped += 1
-        elif result.get("ok"):
-            print(f"ok {name} ({took:.1f} s)", flush=True)
-            passed += 1
-        else:
-            print(f"FAIL {name}: {result.get('error')}", flush=True)
-            sys.stdout.write("    " + result.get("trace", "").replace("\n", "\n    ") + "\n")
+            data = json.dumps(result).encode()
+            while data:
+                data = data[os.write(w, data):]
+        except BaseException:  # noqa: BLE001 - never return into the runner
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    os.close(w)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
+    _current_pgid[0] = pid
+    chunks = []
+    timed_out = False
+    deadline = start + limit
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        ready, _, _ = select.select([r], [], [], left)
+        if ready:
+            c = os.read(r, 65536)
+            if not c:
+                break
+            chunks.append(c)
+    os.close(r)
+    if timed_out:
+        _killpg(pid)
+    _, status = os.waitpid(pid, 0)
+    took = time.monotonic() - start
+    # whatever the test left running goes with it
+    _killpg(pid)
+    _current_pgid[0] = None
+    if timed_out or not chunks:
+        _run_kill_commands(kill_file)
+    try:
+        os.remove(kill_file)
+    except OSError:
+        pass
+    if timed_out:
+        return "fail", f"timed out after {limit:.0f} s (its processes were killed)", took
+    try:
+        result = json.loads(b"".join(chunks))
+    except ValueError:
+        return "fail", (f"the test process ended without a result "
+                        f"({_describe_status(status)})"), took
+    if "skip" in result:
+        return "skip", result["skip"], took
+    if result.get("ok"):
+        return "ok", "", took
+    trace = result.get("trace", "")
+    return "fail", result.get("error") + ("\n    " + trace.replace("\n", "\n    ")
+                                          if trace else ""), took
+
+
+def _describe_status(status):
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def run(fixtures=()):
+    """Runs the tests named on the command line (all by default) and exits."""
+    wanted = sys.argv[1:]
+    known = {name for name, _, _ in _tests}
+    passed = failed = skipped = 0
+    for name in wanted:
+        if name not in known:
+            print(f"FAIL {name}: no such test (tests: {', '.join(sorted(known))})", flush=True)
             failed += 1
-        cleanup_processes()
-    print(f"{passed} passed, {failed} failed, {skipped} skipped", flush=True)
+    signal.signal(signal.SIGTERM, _on_term)
+    started = []
+    setup_error = None
+    for fx in fixtures:
+        try:
+            fx.start()
+            started.append(fx)
+        except Exception as e:  # noqa: BLE001
+            setup_error = f"{type(fx).__name__}: {type(e).__name__}: {e}"
+            break
+    if setup_error:
+        print(f"FAIL setup: {setup_error}", flush=True)
+        failed += 1
+    else:
+        for name, fn, timeout in _tests:
+            if wanted and name not in wanted:
+                continue
+            outcome, message, took = run_one(name, fn, timeout)
+            if outcome == "ok":
+                print(f"ok {name} ({took:.1f} s)", flush=True)
+                passed += 1
+            elif outcome == "skip":
+                print(f"skip {name}: {message}", flush=True)
+                skipped += 1
+            else:
+                print(f"FAIL {name}: {message}", flush=True)
+                failed += 1
+    for fx in reversed(started):
+        try:
+            fx.stop()
+            if fx.check and not setup_error:
+                print(f"ok {fx.check}", flush=True)
+                passed += 1
+        except Exception as e:  # noqa: BLE001
+            if fx.check:
+                print(f"FAIL {fx.check}: {e}", flush=True)
+            else:
+                print(f"FAIL teardown {type(fx).__name__}: {e}", flush=True)
+            failed += 1
+    print(summary(passed, failed, skipped), flush=True)
     sys.exit(1 if failed else 0)
+
+
+def wait_until(pred, timeout, what, interval=0.1):
+    """Polls PRED until it returns something true (returned); Failure after
+    TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Failure(f"{what} not within {timeout} s")
+        time.sleep(interval)
 
 
 _live = []
@@ -109,6 +317,17 @@ def cleanup_processes():
                 pass
 
 
+def pid_alive(pid):
+    """True while PID exists and is not a zombie (works for processes that
+    are not our children, e.g. a fixture's chatd seen from a test)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 class Chatd:
     """A chatd process on 127.0.0.1 with a private data dir."""
 
@@ -120,12 +339,15 @@ class Chatd:
         cmd = [CHATD_BIN, "--listen", "127.0.0.1:0", "--data-dir", self.data]
         if ice:
             cmd += ["--ice-address", ice]
+        if os.environ.get("CHATD_LOG_LEVEL"):
+            cmd += ["--log-level", os.environ["CHATD_LOG_LEVEL"]]
         cmd += list(args)
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=e,
                                      text=True)
         _live.append(self.proc)
+        self.owner = os.getpid()
         line = self.proc.stdout.readline()
         m = re.search(r"listening on (http://\S+)", line)
         if not m:
@@ -141,7 +363,40 @@ class Chatd:
             return "".join(f.readlines()[-n:])
 
     def alive(self):
+        if os.getpid() != self.owner:  # a fixture's chatd seen from a test
+            return pid_alive(self.proc.pid)
         return self.proc.poll() is None
+
+    def health(self):
+        """(status, body as JSON) of GET /api/health."""
+        status, _, body = http("GET", self.url + "api/health")
+        return status, json.loads(body)
+
+    def wait_health(self, want=200, timeout=15):
+        """Waits until /api/health answers WANT (chatd answers 503 until it
+        has reached the API once); returns its body."""
+        got = {}
+
+        def ok():
+            got["h"] = self.health()
+            return got["h"][0] == want
+        try:
+            wait_until(ok, timeout, f"/api/health {want}")
+        except Failure:
+            raise Failure(f"/api/health is {got.get('h')}, not {want}, after {timeout} s; "
+                          f"log: {self.tail(5)}")
+        return got["h"][1]
+
+    def term(self, timeout=30):
+        """SIGTERM and wait; returns the exit status and keeps the data dir
+        (unlike stop)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise Failure(f"chatd did not exit within {timeout} s of SIGTERM")
 
     def stop(self, timeout=30):
         """SIGTERM; returns the exit status."""
@@ -155,6 +410,14 @@ class Chatd:
         self.log.close()
         shutil.rmtree(self.data, ignore_errors=True)
         return rc
+
+    def discard(self):
+        """Kills chatd if it still runs and removes its data dir (cleanup
+        after a failure)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.data, ignore_errors=True)
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
@@ -192,6 +455,7 @@ class PrivatePostgres:
         self.dir = tempfile.mkdtemp(prefix="chatd-pg-")
         os.chmod(self.dir, 0o755)
         self.port = free_port()
+        on_kill([self.SCRIPT, "stop", self.dir])  # pg_ctl leaves our process group
         self.url = self._pg("start", self.dir, str(self.port))
 
     def _pg(self, *args):
@@ -210,6 +474,66 @@ class PrivatePostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def start_chatd(name, *args, api=None, healthy=True, **kw):
+    """chatd in chat mode against API (default: the run's JSONPlaceholder),
+    with quick draw retries; waits until it is healthy unless told not to."""
+    d = Chatd(name, "--api-url", api or jsonplaceholder(), "--draw-backoff-ms", "100", *args,
+              **kw)
+    if healthy:
+        d.wait_health(200, timeout=30)
+    return d
+
+
+class JsonPlaceholder(Fixture):
+    """The real JSONPlaceholder (scripts/jsonplaceholder.sh) on 127.0.0.1.
+    It exits on its own when the process that started it is gone."""
+
+    SCRIPT = os.path.join(ROOT, "scripts", "jsonplaceholder.sh")
+
+    def __init__(self, port=None):
+        self.port = port
+        self.url = None
+
+    def start(self):
+        self.port = self.port or free_port()
+        on_kill([self.SCRIPT, "stop", str(self.port)])
+        r = subprocess.run([self.SCRIPT, "start", str(self.port)], capture_output=True,
+                           text=True, timeout=60,
+                           env=dict(os.environ, JP_PARENT_PID=str(os.getpid())))
+        if r.returncode != 0:
+            raise Failure(f"jsonplaceholder did not start: {r.stderr[-500:]}")
+        self.url = r.stdout.strip().splitlines()[-1]
+        atexit.register(self.stop)
+        return self
+
+    def stop(self):
+        if self.url:
+            subprocess.run([self.SCRIPT, "stop", str(self.port)], capture_output=True,
+                           timeout=30)
+            self.url = None
+
+    def get(self, path):
+        status, _, body = http("GET", self.url.rstrip("/") + path)
+        check(status == 200, f"JSONPlaceholder {path} answered {status}")
+        return json.loads(body)
+
+
+_jp = JsonPlaceholder()
+
+
+def shared_jsonplaceholder():
+    """The fixture of the run's JSONPlaceholder (pass it to run(fixtures=))."""
+    return _jp
+
+
+def jsonplaceholder():
+    """URL of the run's JSONPlaceholder; started on first use (in the
+    runner when the suite lists it among its fixtures, else in the test)."""
+    if not _jp.url:
+        _jp.start()
+    return _jp.url
+
+
 def http(method, url, body=None, headers=None, timeout=10):
     """Returns (status, headers, body bytes); never raises on HTTP errors."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
@@ -218,6 +542,16 @@ def http(method, url, body=None, headers=None, timeout=10):
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
+
+
+async def ahttp(*args, **kw):
+    """http() from asyncio code, on the default executor."""
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: http(*args, **kw))
+
+
+def url_port(url):
+    """The port of an http://127.0.0.1:PORT/ URL."""
+    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 def raw_http(port, data, timeout=5):

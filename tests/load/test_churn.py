@@ -22,14 +22,11 @@ when ICE consent expires. A listener peer in the same room must receive
 every line sent by a gracefully closed cycle, exactly once.
 """
 
-import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -122,14 +119,6 @@ def fd_names(d):
     return out
 
 
-@contextlib.contextmanager
-def socket_port():
-    """A free TCP port on 127.0.0.1 (released when the block ends)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
-
-
 def cycle_kind(k):
     if KILL_EVERY and k % KILL_EVERY == KILL_EVERY - 1:
         return "killed"
@@ -146,7 +135,7 @@ def settle(d, want_peers, base_fds, timeout):
         if m.get("chatd_peers") == want_peers and m.get("chatd_peer_objects") == want_peers \
                 and m.get("chatd_sctp_associations") == want_peers and d.fd_count() <= base_fds:
             return m
-        time.sleep(0.5)
+        time.sleep(0.1)
     return d.metrics()
 
 
@@ -312,136 +301,122 @@ def chat_churn_returns_to_baseline():
     logged session has ended, and chatd exits 0 (no leak under ASan)."""
     import sqlite3
     cycles = int(os.environ.get("CHURN_CHAT_CYCLES", "300"))
-    jp_script = os.path.join(harness.ROOT, "scripts", "jsonplaceholder.sh")
-    with socket_port() as jp_port:
-        pass
-    r = subprocess.run([jp_script, "start", str(jp_port)], capture_output=True, text=True,
-                       env=dict(os.environ, JP_PARENT_PID=str(os.getpid())), timeout=60)
-    check(r.returncode == 0, f"jsonplaceholder did not start: {r.stderr[-300:]}")
-    api = r.stdout.strip().splitlines()[-1]
-    try:
-        d = Chatd("churn_chat", "--api-url", api, "--auto-post-max-ms", "600000",
-                  "--draw-backoff-ms", "100")
-        deadline = time.time() + 30
-        while http("GET", d.url + "api/health")[0] != 200:
-            check(time.time() < deadline, f"chatd never healthy: {d.tail(5)}")
-            time.sleep(0.2)
-        url = d.url
+    api = harness.jsonplaceholder()
+    jp_port = harness.url_port(api)
+    d = harness.start_chatd("churn_chat", "--auto-post-max-ms", "600000")
+    url = d.url
 
-        def welcomed(k):
-            c = harness.Client(url, "--timeout", "60")
-            with c.cond:
-                c.cond.wait_for(lambda: any(" you are " in e for e in c.err_lines)
-                                or c.proc.poll() is not None, 60)
-            if not any(" you are " in e for e in c.err_lines):
-                raise RuntimeError(f"cycle {k}: no welcome: {c.err_lines[-3:]}")
-            return c
+    def welcomed(k):
+        c = harness.Client(url, "--timeout", "60")
+        with c.cond:
+            c.cond.wait_for(lambda: any(" you are " in e for e in c.err_lines)
+                            or c.proc.poll() is not None, 60)
+        if not any(" you are " in e for e in c.err_lines):
+            raise RuntimeError(f"cycle {k}: no welcome: {c.err_lines[-3:]}")
+        return c
 
-        def posted(k):
-            c = welcomed(k)
-            c.send(f"churn {k}")
-            rc = c.finish(timeout=60)
-            if rc != 0:
-                raise RuntimeError(f"cycle {k}: exit {rc}: {c.err_lines[-3:]}")
+    def posted(k):
+        c = welcomed(k)
+        c.send(f"churn {k}")
+        rc = c.finish(timeout=60)
+        if rc != 0:
+            raise RuntimeError(f"cycle {k}: exit {rc}: {c.err_lines[-3:]}")
 
-        def early(k):
-            p = subprocess.run([CHAT_CLIENT_BIN, "--url", url, "--quiet", "--timeout", "60"],
-                               stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
-            if p.returncode != 0:
-                raise RuntimeError(f"cycle {k}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
+    def early(k):
+        p = subprocess.run([CHAT_CLIENT_BIN, "--url", url, "--quiet", "--timeout", "60"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError(f"cycle {k}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
 
-        def deleted(k):
-            c = welcomed(k)
-            sid = [e for e in c.err_lines if "session" in e][0].split("session ")[1].rstrip(")")
-            s, _, _ = http("DELETE", url + "api/rtc/" + sid, timeout=60)
-            if s != 204:
-                raise RuntimeError(f"cycle {k}: DELETE answered {s}")
-            c.proc.wait(60)
+    def deleted(k):
+        c = welcomed(k)
+        sid = [e for e in c.err_lines if "session" in e][0].split("session ")[1].rstrip(")")
+        s, _, _ = http("DELETE", url + "api/rtc/" + sid, timeout=60)
+        if s != 204:
+            raise RuntimeError(f"cycle {k}: DELETE answered {s}")
+        c.proc.wait(60)
 
-        def one(k):
-            return (posted, early, deleted)[k % 3](k)
+    def one(k):
+        return (posted, early, deleted)[k % 3](k)
 
-        # a warm-up session of each kind, then the baseline
-        for k in range(3):
-            one(k)
-        m = settle(d, 0, 10 ** 6, 60)
-        check(m.get("chatd_peers") == 0, f"warm-up left a session: {m}")
-        base_fd_names = [f for f in fd_names(d) if f"->:{jp_port} " not in f]
-        base_fds, base_threads = len(base_fd_names), d.thread_count()
-        errors = []
-        next_cycle = [3]
-        lock = threading.Lock()
-        start = time.monotonic()
+    # a warm-up session of each kind, then the baseline
+    for k in range(3):
+        one(k)
+    m = settle(d, 0, 10 ** 6, 60)
+    check(m.get("chatd_peers") == 0, f"warm-up left a session: {m}")
+    base_fd_names = [f for f in fd_names(d) if f"->:{jp_port} " not in f]
+    base_fds, base_threads = len(base_fd_names), d.thread_count()
+    errors = []
+    next_cycle = [3]
+    lock = threading.Lock()
+    start = time.monotonic()
 
-        def worker():
-            while True:
-                with lock:
-                    if next_cycle[0] >= cycles + 3 or errors:
-                        return
-                    k = next_cycle[0]
-                    next_cycle[0] += 1
-                try:
-                    one(k)
-                except Exception as e:  # noqa: BLE001 - reported below
-                    with lock:
-                        errors.append(f"{type(e).__name__}: {e}")
+    def worker():
+        while True:
+            with lock:
+                if next_cycle[0] >= cycles + 3 or errors:
                     return
+                k = next_cycle[0]
+                next_cycle[0] += 1
+            try:
+                one(k)
+            except Exception as e:  # noqa: BLE001 - reported below
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}")
+                return
 
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(PARALLEL)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        check(not errors, f"{errors[0] if errors else ''}")
-        took = time.monotonic() - start
-        # libcurl keeps idle connections to the API in its pool (up to 4 per
-        # transfer run at once) until its next request prunes the ones the
-        # server closed: counted apart, and only bounded.
-        api_tag = f"->:{jp_port} "
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(PARALLEL)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, f"{errors[0] if errors else ''}")
+    took = time.monotonic() - start
+    # libcurl keeps idle connections to the API in its pool (up to 4 per
+    # transfer run at once) until its next request prunes the ones the
+    # server closed: counted apart, and only bounded.
+    api_tag = f"->:{jp_port} "
 
-        def own_fds():
-            return [f for f in fd_names(d) if api_tag not in f]
+    def own_fds():
+        return [f for f in fd_names(d) if api_tag not in f]
 
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            m = d.metrics()
-            if m.get("chatd_peers") == 0 and m.get("chatd_peer_objects") == 0 and \
-                    m.get("chatd_sctp_associations") == 0 and \
-                    m.get("chatd_db_queue_depth") == 0 and len(own_fds()) <= base_fds:
-                break
-            time.sleep(0.5)
+    deadline = time.time() + 60
+    while time.time() < deadline:
         m = d.metrics()
-        fds, tasks = len(own_fds()), d.thread_count()
-        api_conns = [f for f in fd_names(d) if api_tag in f]
-        print(f"    {cycles} chat sessions in {took:.0f} s; after: peers {m.get('chatd_peers'):.0f}"
-              f", peer objects {m.get('chatd_peer_objects'):.0f}, SCTP associations "
-              f"{m.get('chatd_sctp_associations'):.0f}, log queue {m.get('chatd_db_queue_depth'):.0f}"
-              f", draws {m.get('chatd_draws_total'):.0f}, descriptors {fds} (baseline {base_fds})"
-              f" and {len(api_conns)} pooled API connections, threads {tasks} (baseline "
-              f"{base_threads})", flush=True)
-        check(m.get("chatd_peers") == 0, f"sessions left: {m}")
-        check(m.get("chatd_peer_objects") == 0, f"peer objects left: {m}")
-        check(m.get("chatd_sctp_associations") == 0, f"SCTP associations left: {m}")
-        check(m.get("chatd_db_queue_depth") == 0, f"log rows still queued: {m}")
-        check(fds <= base_fds, f"descriptors {fds} > baseline {base_fds}: "
-              f"new {sorted(set(own_fds()) - set(base_fd_names))}")
-        check(len(api_conns) <= 4 * PARALLEL, f"API connections pile up: {api_conns}")
-        check(tasks <= base_threads, f"threads {tasks} > baseline {base_threads}")
-        data = d.data
-        d.data = tempfile.mkdtemp(prefix="chatd-keep-")  # Chatd.stop removes its data dir
-        rc = d.stop(timeout=60)
-        log = open(d.log_path).read()
-        check("Sanitizer" not in log, f"sanitizer report in {d.log_path}")
-        check(rc == 0, f"chatd exit status {rc} after SIGTERM (under ASan: a leak at exit)")
-        con = sqlite3.connect(os.path.join(data, "chat.db"))
-        total, open_rows = con.execute(
-            "SELECT COUNT(*), SUM(ended_at IS NULL) FROM sessions").fetchone()
-        con.close()
-        shutil.rmtree(data, ignore_errors=True)
-        print(f"    sessions logged {total}, not ended {open_rows or 0}", flush=True)
-        check(total and not open_rows, f"{open_rows} of {total} logged sessions never ended")
-    finally:
-        subprocess.run([jp_script, "stop", str(jp_port)], capture_output=True, timeout=30)
+        if m.get("chatd_peers") == 0 and m.get("chatd_peer_objects") == 0 and \
+                m.get("chatd_sctp_associations") == 0 and \
+                m.get("chatd_db_queue_depth") == 0 and len(own_fds()) <= base_fds:
+            break
+        time.sleep(0.5)
+    m = d.metrics()
+    fds, tasks = len(own_fds()), d.thread_count()
+    api_conns = [f for f in fd_names(d) if api_tag in f]
+    print(f"    {cycles} chat sessions in {took:.0f} s; after: peers {m.get('chatd_peers'):.0f}"
+          f", peer objects {m.get('chatd_peer_objects'):.0f}, SCTP associations "
+          f"{m.get('chatd_sctp_associations'):.0f}, log queue {m.get('chatd_db_queue_depth'):.0f}"
+          f", draws {m.get('chatd_draws_total'):.0f}, descriptors {fds} (baseline {base_fds})"
+          f" and {len(api_conns)} pooled API connections, threads {tasks} (baseline "
+          f"{base_threads})", flush=True)
+    check(m.get("chatd_peers") == 0, f"sessions left: {m}")
+    check(m.get("chatd_peer_objects") == 0, f"peer objects left: {m}")
+    check(m.get("chatd_sctp_associations") == 0, f"SCTP associations left: {m}")
+    check(m.get("chatd_db_queue_depth") == 0, f"log rows still queued: {m}")
+    check(fds <= base_fds, f"descriptors {fds} > baseline {base_fds}: "
+          f"new {sorted(set(own_fds()) - set(base_fd_names))}")
+    check(len(api_conns) <= 4 * PARALLEL, f"API connections pile up: {api_conns}")
+    check(tasks <= base_threads, f"threads {tasks} > baseline {base_threads}")
+    data = d.data
+    rc = d.term(timeout=60)   # keeps the data dir
+    log = open(d.log_path).read()
+    check("Sanitizer" not in log, f"sanitizer report in {d.log_path}")
+    check(rc == 0, f"chatd exit status {rc} after SIGTERM (under ASan: a leak at exit)")
+    con = sqlite3.connect(os.path.join(data, "chat.db"))
+    total, open_rows = con.execute(
+        "SELECT COUNT(*), SUM(ended_at IS NULL) FROM sessions").fetchone()
+    con.close()
+    shutil.rmtree(data, ignore_errors=True)
+    print(f"    sessions logged {total}, not ended {open_rows or 0}", flush=True)
+    check(total and not open_rows, f"{open_rows} of {total} logged sessions never ended")
 
 
 if __name__ == "__main__":

@@ -32,20 +32,17 @@ import json
 import os
 import random
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
-from harness import ROOT, Chatd, Failure, check, http, run, test  # noqa: E402
+from harness import ROOT, Chatd, Failure, check, http, run, start_chatd, test, url_port  # noqa: E402
 
 RELAY = ("--mode", "relay")
 OFFER = os.path.join(ROOT, "tests", "fuzz", "corpus", "sdp", "browser_offer.sdp")
-JP_SCRIPT = os.path.join(ROOT, "scripts", "jsonplaceholder.sh")
 PEERS = int(os.environ.get("LOAD_PEERS", "200"))
 BAD_REQUESTS = int(os.environ.get("LOAD_BAD_REQUESTS", "1000"))
 
@@ -114,12 +111,6 @@ def two_hundred_peers_every_message_in_order():
 
 # --------------------------------------------------------------------------
 # 1 000 concurrent bad HTTP requests
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def bad_requests(good_offer):
     """(kind, bytes to send, seconds to trickle them over) for each kind of
@@ -211,86 +202,74 @@ def thousand_concurrent_bad_http_requests():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < BAD_REQUESTS + 200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, BAD_REQUESTS + 1000), hard))
-    jp_port = free_port()
-    r = subprocess.run([JP_SCRIPT, "start", str(jp_port)], capture_output=True, text=True,
-                       env=dict(os.environ, JP_PARENT_PID=str(os.getpid())), timeout=60)
-    check(r.returncode == 0, f"jsonplaceholder did not start: {r.stderr[-300:]}")
-    api = r.stdout.strip().splitlines()[-1]
-    try:
-        d = Chatd("load_bad_http", "--api-url", api, "--auto-post-max-ms", "600000")
-        deadline = time.time() + 30
-        while http("GET", d.url + "api/health")[0] != 200:
-            check(time.time() < deadline, f"chatd never healthy: {d.tail(5)}")
-            time.sleep(0.2)
-        with open(OFFER, "rb") as f:
-            good = f.read()
-        # a first real session, so lazily opened descriptors are in the baseline
-        c = harness.Client(d.url, "--json", "--timeout", "60")
-        c.wait_connected(timeout=60)
-        check(c.finish() == 0, f"first client: {c.err_lines}")
-        time.sleep(1)
-        base_fds, base_threads = d.fd_count(), d.thread_count()
+    d = start_chatd("load_bad_http", "--auto-post-max-ms", "600000")
+    with open(OFFER, "rb") as f:
+        good = f.read()
+    # a first real session, so lazily opened descriptors are in the baseline
+    c = harness.Client(d.url, "--json", "--timeout", "60")
+    c.wait_connected(timeout=60)
+    check(c.finish() == 0, f"first client: {c.err_lines}")
+    time.sleep(1)
+    base_fds, base_threads = d.fd_count(), d.thread_count()
 
-        kinds = bad_requests(good)
-        plan = [kinds[i % len(kinds)] for i in range(BAD_REQUESTS)]
-        port = int(d.url.rsplit(":", 1)[1].strip("/"))
-        # partial requests are held until chatd drops them (its connection
-        # timeout is 30 s); meanwhile it must go on serving
-        hold = 45
-        start = time.monotonic()
-        out = {}
-        th = threading.Thread(target=lambda: out.update(r=asyncio.run(storm(port, plan, hold))),
-                              daemon=True)
-        th.start()
-        time.sleep(3)
-        s, _, b = http("GET", d.url + "api/health", timeout=30)
-        check(s == 200, f"health during the storm: {s} {b}")
-        c = harness.Client(d.url, "--json", "--timeout", "60")
-        c.wait_connected(timeout=60)
-        check(c.finish() == 0, f"a client during the storm: {c.err_lines}")
-        during = time.monotonic() - start
-        th.join(hold + 60)
-        check("r" in out, "the storm did not end")
-        results = out["r"]
-        took = time.monotonic() - start
-        print(f"    during the storm ({during:.1f} s in) health answered 200 and a client "
-              f"connected", flush=True)
-        by_kind = {}
-        for kind, outcome in results:
-            by_kind.setdefault(kind, {}).setdefault(str(outcome), 0)
-            by_kind[kind][str(outcome)] += 1
-        print(f"    {len(results)} bad requests at once in {took:.1f} s: "
-              + "; ".join(f"{k} {v}" for k, v in sorted(by_kind.items())), flush=True)
-        check(d.alive(), f"chatd died: {d.tail(10)}")
-        wrong = [(k, o) for k, o in results
-                 if not (o is None or (isinstance(o, int) and 400 <= o < 500))]
-        check(not wrong, f"{len(wrong)} answers that are not 4xx or a closed connection, e.g. "
-              f"{wrong[:5]}")
-        # each kind the server can judge is answered with its 4xx, not dropped
-        for kind, want in (("oversize-sdp", 413), ("wrong-content-type", 415),
-                           ("bad-sdp", 400), ("sdp-no-fingerprint", 400), ("bad-token", 401),
-                           ("unknown-route", 404), ("delete-unknown", 404)):
-            check(by_kind.get(kind, {}).get(str(want)), f"{kind}: no {want} in {by_kind.get(kind)}")
+    kinds = bad_requests(good)
+    plan = [kinds[i % len(kinds)] for i in range(BAD_REQUESTS)]
+    port = url_port(d.url)
+    # partial requests are held until chatd drops them (its connection
+    # timeout is 30 s); meanwhile it must go on serving
+    hold = 45
+    start = time.monotonic()
+    out = {}
+    th = threading.Thread(target=lambda: out.update(r=asyncio.run(storm(port, plan, hold))),
+                          daemon=True)
+    th.start()
+    time.sleep(3)
+    s, _, b = http("GET", d.url + "api/health", timeout=30)
+    check(s == 200, f"health during the storm: {s} {b}")
+    c = harness.Client(d.url, "--json", "--timeout", "60")
+    c.wait_connected(timeout=60)
+    check(c.finish() == 0, f"a client during the storm: {c.err_lines}")
+    during = time.monotonic() - start
+    th.join(hold + 60)
+    check("r" in out, "the storm did not end")
+    results = out["r"]
+    took = time.monotonic() - start
+    print(f"    during the storm ({during:.1f} s in) health answered 200 and a client "
+          f"connected", flush=True)
+    by_kind = {}
+    for kind, outcome in results:
+        by_kind.setdefault(kind, {}).setdefault(str(outcome), 0)
+        by_kind[kind][str(outcome)] += 1
+    print(f"    {len(results)} bad requests at once in {took:.1f} s: "
+          + "; ".join(f"{k} {v}" for k, v in sorted(by_kind.items())), flush=True)
+    check(d.alive(), f"chatd died: {d.tail(10)}")
+    wrong = [(k, o) for k, o in results
+             if not (o is None or (isinstance(o, int) and 400 <= o < 500))]
+    check(not wrong, f"{len(wrong)} answers that are not 4xx or a closed connection, e.g. "
+          f"{wrong[:5]}")
+    # each kind the server can judge is answered with its 4xx, not dropped
+    for kind, want in (("oversize-sdp", 413), ("wrong-content-type", 415),
+                       ("bad-sdp", 400), ("sdp-no-fingerprint", 400), ("bad-token", 401),
+                       ("unknown-route", 404), ("delete-unknown", 404)):
+        check(by_kind.get(kind, {}).get(str(want)), f"{kind}: no {want} in {by_kind.get(kind)}")
 
-        s, _, b = http("GET", d.url + "api/health")
-        check(s == 200 and json.loads(b)["status"] == "ok", f"health after the storm: {s} {b}")
-        c = harness.Client(d.url, "--json", "--timeout", "60")
-        c.wait_connected(timeout=60)
-        check(c.finish() == 0, f"a client after the storm: {c.err_lines}")
-        deadline = time.time() + 20
-        while time.time() < deadline and (d.fd_count() > base_fds
-                                          or d.thread_count() > base_threads
-                                          or d.metrics().get("chatd_peers") != 0):
-            time.sleep(0.5)
-        fds, tasks = d.fd_count(), d.thread_count()
-        print(f"    after: descriptors {fds} (baseline {base_fds}), threads {tasks} "
-              f"(baseline {base_threads})", flush=True)
-        check(fds <= base_fds, f"descriptors {fds} > baseline {base_fds}")
-        check(tasks <= base_threads, f"threads {tasks} > baseline {base_threads}")
-        check(d.stop() == 0, "chatd exits 0")
-    finally:
-        subprocess.run([JP_SCRIPT, "stop", str(jp_port)], capture_output=True, timeout=30)
+    s, _, b = http("GET", d.url + "api/health")
+    check(s == 200 and json.loads(b)["status"] == "ok", f"health after the storm: {s} {b}")
+    c = harness.Client(d.url, "--json", "--timeout", "60")
+    c.wait_connected(timeout=60)
+    check(c.finish() == 0, f"a client after the storm: {c.err_lines}")
+    deadline = time.time() + 20
+    while time.time() < deadline and (d.fd_count() > base_fds
+                                      or d.thread_count() > base_threads
+                                      or d.metrics().get("chatd_peers") != 0):
+        time.sleep(0.5)
+    fds, tasks = d.fd_count(), d.thread_count()
+    print(f"    after: descriptors {fds} (baseline {base_fds}), threads {tasks} "
+          f"(baseline {base_threads})", flush=True)
+    check(fds <= base_fds, f"descriptors {fds} > baseline {base_fds}")
+    check(tasks <= base_threads, f"threads {tasks} > baseline {base_threads}")
+    check(d.stop() == 0, "chatd exits 0")
 
 
 if __name__ == "__main__":
-    run()
+    run(fixtures=[harness.shared_jsonplaceholder()])

@@ -55,15 +55,9 @@ def relay(peers, messages):
 
 def draws(n):
     """Connects clients until chatd has made n draws; reports the failed share."""
-    import subprocess
     import threading
-    port = 3998
-    jp = subprocess.run(["scripts/jsonplaceholder.sh", "start", str(port)], capture_output=True,
-                        text=True, check=True).stdout.strip()
-    d = harness.Chatd("perf-draws", "--api-url", jp, "--draw-backoff-ms", "0",
-                      "--draw-attempts", "10", "--auto-post-max-ms", "600000")
-    while harness.http("GET", d.url + "api/health")[0] != 200:
-        time.sleep(0.2)
+    d = harness.start_chatd("perf-draws", "--draw-backoff-ms", "0", "--draw-attempts", "10",
+                            "--auto-post-max-ms", "600000")
 
     def worker():
         while d.metrics().get("chatd_draws_total", 0) < n:
@@ -81,7 +75,6 @@ def draws(n):
     print(f"draws: {total:.0f} draws, {failed:.0f} failed = {100 * failed / total:.2f}% "
           f"(expected 1/11 = 9.09% with the 10-user directory)")
     d.stop()
-    subprocess.run(["scripts/jsonplaceholder.sh", "stop", str(port)], capture_output=True)
 
 
 if __name__ == "__main__":
