@@ -160,6 +160,10 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB) $(LDLIBS)
 
 ifneq ($(MODE),fuzz)
+# FORCE is phony: with .SECONDARY (every target) a missing FORCE file would
+# count as an intermediate that need not be made, and the fuzz library
+# would never be rebuilt after a source change.
+.PHONY: FORCE
 $(FUZZ_LIB): FORCE
 	@$(MAKE) --no-print-directory MODE=fuzz $(FUZZ_LIB)
 FORCE:

@@ -20,7 +20,7 @@ unit binaries in DIR/tests (scripts/coverage.py uses --build build/cov).
 The suites, in the order of SUITES below: harness (the Python test
 runner's own promises: tests/lib/test_harness.py), the product on the main build
 (unit, integration, integration-chat, fault, interop-aiortc, bench-smoke,
-interop-chromium, browser), fuzz (corpus replay and a short run of each
+readme, interop-chromium, browser), fuzz (corpus replay and a short run of each
 target), the same suites on the ASan+UBSan build (unit-asan,
 integration-asan, integration-chat-asan, fault-asan, interop-aiortc-asan),
 then tests/load: churn-asan, churn-valgrind, load, load-asan, and last
@@ -74,7 +74,7 @@ STAGES = [
     (["fault"], ["unit", "integration", "interop-aiortc"]),
     (["fault-asan"], ["unit-asan", "integration-asan", "interop-aiortc-asan"]),
     (["integration-chat"], ["integration-chat-asan"]),
-    (["bench-smoke"], ["fuzz"]),
+    (["bench-smoke", "readme"], ["fuzz"]),
     (["interop-chromium"], ["browser"]),
 ]
 
@@ -251,6 +251,8 @@ def main():
         Suite("interop-aiortc", [py("tests/interop/test_aiortc.py")], main_env),
         # chat-bench on the release build, like make bench
         Suite("bench-smoke", [py("tests/integration/test_bench.py")], release_env),
+        # the README's own commands (make run, chat-client, the page), as written
+        Suite("readme", [("cmd", ["tests/integration/readme.sh"])], release_env),
         Suite("interop-chromium", [("cmd", ["tests/interop/run_chromium.sh"])], main_env),
         Suite("browser", [("cmd", ["tests/browser/run.sh"])], main_env),
         Suite("fuzz", [("cmd", ["scripts/fuzz.sh"])], fuzz_env),

@@ -6,11 +6,12 @@
 # Cases (all by default):
 #   make_run_then_chat_client   `make run`, then the README's chat-client
 #                               line, on one machine
-#   make_run_then_web_page      `make run`, then the printed URL in headless
-#                               Chromium on the same machine
+#   make_run_then_web_page      the same `make run`, then the printed URL in
+#                               headless Chromium on that machine
 #   listen_any_other_machine    `make run ARGS='--listen 0.0.0.0:8080'` on one
 #                               host, chat-client --url http://HOST:8080/ on
 #                               another
+# (the first two share one `make run`; naming either runs both)
 #
 # The commands are read from README.md, not copied here, so the README
 # cannot drift from what works. Each case runs in network namespaces of
@@ -73,39 +74,58 @@ stop_server() {
     done
 }
 
-# Types one line into chat-client and checks it comes back under the
-# user's name; chat-client must exit 0 after end of input.
+# Types one line into chat-client, waits for it to come back under the
+# user's name, then ends the input: chat-client must exit 0.
 chat_once() { # COMMAND LOG
-    out=$( (echo "hello from the README"; sleep 3) | timeout 30 sh -c "$1" 2>"$2") && rc=0 || rc=$?
+    fifo=$(mktemp -u)
+    mkfifo "$fifo"
+    timeout 30 sh -c "$1" <"$fifo" >"$2.out" 2>"$2" &
+    client=$!
+    exec 4>"$fifo"
+    echo "hello from the README" >&4
+    i=0
+    while ! grep -q ': hello from the README' "$2.out" 2>/dev/null; do
+        i=$((i + 1))
+        if [ "$i" -gt 300 ] || ! kill -0 "$client" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    exec 4>&-
+    rm -f "$fifo"
+    wait "$client" && rc=0 || rc=$?
+    if ! grep -q ': hello from the README' "$2.out"; then
+        echo "chat-client did not print its own line back (exit $rc): $(tail -n 3 "$2" | tr '\n' ' ')"
+        return 1
+    fi
     if [ "$rc" -ne 0 ]; then
         echo "chat-client exited $rc: $(tail -n 3 "$2" | tr '\n' ' ')"
         return 1
     fi
-    case "$out" in
-    *": hello from the README"*) return 0 ;;
-    esac
-    echo "chat-client did not print its own line back; it printed: $out"
-    return 1
 }
 
-inner_make_run_then_chat_client() {
-    log="$LOG_DIR/readme-chat-client"
-    start_server "$RUN_CMD" "$log.run.log" || return 1
+# One `make run`, both same-machine checks; prints their result lines.
+inner_same_machine() {
+    log="$LOG_DIR/readme-same-machine"
+    if ! why=$(start_server "$RUN_CMD" "$log.run.log"); then
+        echo "FAIL make_run_then_chat_client: $why"
+        echo "FAIL make_run_then_web_page: $why"
+        return 1
+    fi
     r=0
-    chat_once "$CLIENT_CMD" "$log.client.log" || r=1
-    stop_server
-    return $r
-}
-
-inner_make_run_then_web_page() {
-    log="$LOG_DIR/readme-web-page"
-    start_server "$RUN_CMD" "$log.run.log" || return 1
-    url=$(sed -n 's/^chatd: listening on //p' "$log.run.log" | head -n 1)
-    r=0
-    CHATD_URL="$url" node tests/integration/readme_page.mjs >"$log.page.log" 2>&1 || {
-        echo "the web page did not get its welcome: $(tail -n 3 "$log.page.log" | tr '\n' ' ')"
+    if why=$(chat_once "$CLIENT_CMD" "$log.client.log"); then
+        echo "ok make_run_then_chat_client"
+    else
+        echo "FAIL make_run_then_chat_client: $why"
         r=1
-    }
+    fi
+    url=$(sed -n 's/^chatd: listening on //p' "$log.run.log" | head -n 1)
+    if CHATD_URL="$url" node tests/integration/readme_page.mjs >"$log.page.log" 2>&1; then
+        echo "ok make_run_then_web_page"
+    else
+        echo "FAIL make_run_then_web_page: no welcome: $(tail -n 3 "$log.page.log" | tr '\n' ' ')"
+        r=1
+    fi
     stop_server
     return $r
 }
@@ -116,10 +136,6 @@ if [ "${README_CASE_INNER:-}" != "" ]; then
     "inner_$README_CASE_INNER"
     exit $?
 fi
-
-case_in_netns() { # NAME
-    README_CASE_INNER=$1 scripts/netns.sh "$0"
-}
 
 # Two namespaces ("server" and "client") joined by a veth pair.
 case_listen_any_other_machine() {
@@ -150,20 +166,10 @@ case_listen_any_other_machine() {
 }
 
 passed=0 failed=0
-run_case() { # NAME
-    start=$(date +%s)
-    case "$1" in
-    listen_any_other_machine) reason=$(case_listen_any_other_machine 2>&1) && rc=0 || rc=$? ;;
-    *) reason=$(case_in_netns "$1" 2>&1) && rc=0 || rc=$? ;;
-    esac
-    took=$(($(date +%s) - start))
-    if [ "$rc" -eq 0 ]; then
-        echo "ok $1 ($took s)"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $1: $(echo "$reason" | tail -n 3 | tr '\n' ' ')"
-        failed=$((failed + 1))
-    fi
+count() { # the "ok"/"FAIL" lines of one run
+    echo "$1"
+    passed=$((passed + $(echo "$1" | grep -c '^ok ' || true)))
+    failed=$((failed + $(echo "$1" | grep -c '^FAIL ' || true)))
 }
 
 for c in "$RUN_CMD" "$CLIENT_CMD" "$RUN_ANY_CMD"; do
@@ -173,9 +179,27 @@ for c in "$RUN_CMD" "$CLIENT_CMD" "$RUN_ANY_CMD"; do
         exit 1
     fi
 done
-cases=${*:-make_run_then_chat_client make_run_then_web_page listen_any_other_machine}
+cases=${*:-make_run_then_chat_client listen_any_other_machine}
+same_done=""
 for c in $cases; do
-    run_case "$c"
+    case "$c" in
+    make_run_then_chat_client | make_run_then_web_page)
+        [ -n "$same_done" ] && continue
+        same_done=1
+        out=$(README_CASE_INNER=same_machine scripts/netns.sh "$0" 2>&1) || true
+        lines=$(echo "$out" | grep -E '^(ok|FAIL) ' || true)
+        [ -n "$lines" ] || lines="FAIL make_run_then_chat_client: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+        count "$lines"
+        ;;
+    listen_any_other_machine)
+        if why=$(case_listen_any_other_machine 2>&1); then
+            count "ok listen_any_other_machine"
+        else
+            count "FAIL listen_any_other_machine: $(echo "$why" | tail -n 3 | tr '\n' ' ')"
+        fi
+        ;;
+    *) count "FAIL $c: no such case" ;;
+    esac
 done
 echo "$passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
