@@ -13,7 +13,6 @@
 #include "chat/relay.h"
 #include "chat/service.h"
 #include "http/server.h"
-#include "rtc/loop.h"
 #include "rtc/peer.h"
 #include "store/store.h"
 #include "util/config.h"

@@ -245,7 +245,8 @@ def main():
         # the runner every Python suite uses: timeouts stop a test, counts
         Suite("harness", [py("tests/lib/test_harness.py")], base_env),
         Suite("unit", [("tap", (unit_dir, None, RATE_TESTS))], main_env),
-        Suite("integration", [py("tests/integration/test_transport.py")], main_env),
+        Suite("integration", [py("tests/integration/test_transport.py"),
+                              py("tests/integration/test_candidates.py")], main_env),
         Suite("integration-chat", [py("tests/integration/test_chat.py")], main_env),
         Suite("fault", [py("tests/fault/test_fault.py")], main_env),
         Suite("interop-aiortc", [py("tests/interop/test_aiortc.py")], main_env),

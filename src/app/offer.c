@@ -104,7 +104,9 @@ rtc_peer *offer_answer(offer_slots *slots, const rtc_peer_config *pc, const http
     char err[256];
     char *answer = NULL;
     rtc_peer *p = NULL;
-    rtc_answer_status st = rtc_peer_answer(pc, req->body, req->body_len, &p, &answer, err,
+    rtc_peer_config cfg = *pc;
+    cfg.local_client = req->remote_is_loopback;
+    rtc_answer_status st = rtc_peer_answer(&cfg, req->body, req->body_len, &p, &answer, err,
                                            sizeof err);
     if (st != RTC_ANSWER_OK) {
         offer_slots_release(slots);

@@ -12,7 +12,7 @@
 #define CHATD_RELAY_H
 
 #include "http/server.h"
-#include "rtc/loop.h"
+#include "rtc/peer.h"
 
 typedef struct relay relay;
 

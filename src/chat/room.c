@@ -152,10 +152,14 @@ static int publish_text(chat_rooms *rooms, const char *name, char *text, const v
     return 0;
 }
 
-int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, const void *except)
+int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, const void *except,
+                      atomic_ulong *counter)
 {
+    /* The frame first: a message that cannot go out must not reach the
+     * history either. */
     char *text = json_text_compact(message);
-    if (text == NULL)
+    chat_frame *f = text ? chat_frame_take(text, strlen(text)) : NULL;
+    if (f == NULL)
         return -1;
     g_mutex_lock(&rooms->lock);
     room *r = g_hash_table_lookup(rooms->table, name);
@@ -165,7 +169,11 @@ int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, cons
             json_array_remove(r->history, 0);
     }
     g_mutex_unlock(&rooms->lock);
-    return publish_text(rooms, name, text, except);
+    if (counter)
+        atomic_fetch_add(counter, 1);
+    chat_bus_publish(rooms->bus, name, f, except);
+    chat_frame_unref(f);
+    return 0;
 }
 
 void chat_room_presence(chat_rooms *rooms, const char *name, const char *event,

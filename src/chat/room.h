@@ -22,6 +22,7 @@
 #include "store/store.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #define CHAT_HISTORY_SIZE 50 /* messages kept per room and sent to a joiner */
 
@@ -48,8 +49,11 @@ void chat_room_leave(chat_rooms *rooms, const char *room, json_t *member, chat_s
 
 /* Adds a MESSAGE object to the room's history and delivers its text (one
  * frame for everyone) to every subscriber but `except` (may be NULL).
- * -1 when out of memory (then nothing was delivered). */
-int chat_room_publish(chat_rooms *rooms, const char *room, json_t *message, const void *except);
+ * `counter` (may be NULL) is incremented once the message will go out and
+ * before any delivery, so /metrics never lags a receiver. -1 when out of
+ * memory (then nothing was recorded, counted or delivered). */
+int chat_room_publish(chat_rooms *rooms, const char *room, json_t *message, const void *except,
+                      atomic_ulong *counter);
 /* Delivers a presence event ("join" or "leave") for a member to every
  * subscriber but `except`. */
 void chat_room_presence(chat_rooms *rooms, const char *room, const char *event,

@@ -60,10 +60,7 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     }
     if (!offer_slots_take(svc->slots, reply))
         return;
-    /* The room's history is loaded here, off the event loops. */
-    chat_session *s = chat_rooms_open(svc->rooms, room) == 0
-                          ? chat_session_new(svc, room, req->remote, resume)
-                          : NULL;
+    chat_session *s = chat_session_new(svc, room, req->remote, resume);
     if (s == NULL) {
         offer_slots_release(svc->slots);
         http_reply_error(reply, 503, "UNAVAILABLE", "out of memory");
@@ -78,8 +75,10 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
         chat_session_discard(s);
         return;
     }
-    /* The id is copied before the peer can open: on_open reads it. */
-    chat_session_set_id(s, rtc_peer_id(p));
+    /* The room's history is loaded here, off the event loops, and only
+     * for an offer that was answered; the channel cannot open before the
+     * client has the answer. If memory runs out, the join makes the room. */
+    chat_rooms_open(svc->rooms, room);
     log_info("chat", "session %s created for %s in %s%s", rtc_peer_id(p), req->remote, room,
              resume ? " (resuming a token)" : "");
     rtc_peer_unref(p);

@@ -28,7 +28,7 @@
 #include "api/jsonplaceholder.h"
 #include "auth/keys.h"
 #include "http/server.h"
-#include "rtc/loop.h"
+#include "rtc/peer.h"
 #include "store/store.h"
 #include "util/rng.h"
 

@@ -80,8 +80,6 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
 
 void chat_session_discard(chat_session *s) { session_unref(s); }
 
-void chat_session_set_id(chat_session *s, const char *id) { snprintf(s->id, sizeof s->id, "%s", id); }
-
 static void drop_timer(session *s)
 {
     if (s->timer) {
@@ -251,8 +249,11 @@ static void identify_done(session *s, void *data)
                       .profile = profile};
     /* The welcome waits for the row: a message is delivered only after its
      * user row exists. */
-    if (profile == NULL || store_put_user(svc->cfg.store, &row, user_stored, session_ref(s)) < 0) {
-        session_unref(s);
+    int queued = profile != NULL &&
+                 store_put_user(svc->cfg.store, &row, user_stored, session_ref(s)) == 0;
+    if (!queued) {
+        if (profile != NULL)
+            session_unref(s); /* the reference the refused put was given */
         send_error(s, "UNAVAILABLE", "the server cannot record users right now", -1, 1, NULL);
         rtc_peer_close_gracefully(s->peer);
     }
@@ -343,13 +344,10 @@ static void publish_message(session *s, int manual, const char *text, const char
     json_t *obj = proto_message_object(&m, NULL);
     if (obj == NULL)
         return;
-    /* Counted before it is delivered, so /metrics never lags a receiver. */
-    atomic_ulong *counter = manual ? &svc->messages_manual : &svc->messages_auto;
-    atomic_fetch_add(counter, 1);
     /* The sender alone gets its ref back; everyone else shares one frame. */
-    if (chat_room_publish(svc->rooms, s->room, obj, ref ? s->peer : NULL) < 0)
-        atomic_fetch_sub(counter, 1);
-    else if (ref)
+    if (chat_room_publish(svc->rooms, s->room, obj, ref ? s->peer : NULL,
+                          manual ? &svc->messages_manual : &svc->messages_auto) == 0 &&
+        ref)
         send_owned(s, proto_build_message(&m, ref));
     json_decref(obj);
 }
@@ -463,6 +461,7 @@ static void handle_post(session *s, proto_request *req)
 static void on_open(rtc_peer *p, void *user)
 {
     session *s = user;
+    snprintf(s->id, sizeof s->id, "%s", rtc_peer_id(p));
     s->peer = rtc_peer_ref(p);
     s->state = S_IDENTIFYING;
     clock_iso8601_now(s->started, sizeof s->started);
@@ -506,8 +505,9 @@ static void on_oversize(rtc_peer *p, size_t len, void *user)
 
 static void on_close(rtc_peer *p, const char *reason, void *user)
 {
-    (void)p;
     session *s = user;
+    if (s->id[0] == '\0') /* closed before it opened */
+        snprintf(s->id, sizeof s->id, "%s", rtc_peer_id(p));
     chat_service *svc = s->svc;
     int was_joined = s->state == S_JOINED;
     s->state = S_CLOSED;

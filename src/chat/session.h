@@ -35,10 +35,9 @@ typedef struct chat_session chat_session;
  * on_close gives it back. */
 chat_session *chat_session_new(chat_service *svc, const char *room, const char *remote,
                                long resume_user);
-/* The offer failed: the peer never took the session. */
+/* The offer failed: the peer never took the session (a peer that is still
+ * being answered calls no callback, see rtc_peer_answer). */
 void chat_session_discard(chat_session *s);
-/* The peer's id, copied into the session before the peer can open. */
-void chat_session_set_id(chat_session *s, const char *id);
 
 /* The callbacks to give the peer, with the session as `user`. */
 extern const rtc_peer_callbacks chat_session_callbacks;

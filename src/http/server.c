@@ -72,19 +72,30 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *r)
     return ret;
 }
 
-static void remote_of(struct MHD_Connection *c, char *out, size_t cap)
+/* The client's "ADDR:PORT" into out; returns 1 when it is a loopback
+ * address (the client runs on this machine). */
+static int remote_of(struct MHD_Connection *c, char *out, size_t cap)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     out[0] = '\0';
     if (ci == NULL || ci->client_addr == NULL)
-        return;
+        return 0;
     char host[64], serv[16];
     socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                            : sizeof(struct sockaddr_in);
     if (getnameinfo(ci->client_addr, len, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
         snprintf(out, cap, "%s:%s", host, serv);
+    if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ci->client_addr;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ci->client_addr->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
 }
 
 /* True when the media type (before any ';') equals `want`, case-insensitively. */
@@ -222,7 +233,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *c, const 
     http_reply r = {0};
     http_request req = {0};
     char remote[96];
-    remote_of(c, remote, sizeof remote);
+    req.remote_is_loopback = remote_of(c, remote, sizeof remote);
     req.remote = remote;
     req.room = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "room");
     req.limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");

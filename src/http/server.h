@@ -41,6 +41,7 @@ typedef struct {
 
 typedef struct {
     const char *remote;        /* "ADDR:PORT" of the client */
+    int remote_is_loopback;    /* the client connected over loopback: it runs on this machine */
     const char *bearer;        /* token from "Authorization: Bearer", or NULL */
     const char *room;          /* ?room=, or NULL */
     const char *content_type;  /* or NULL */

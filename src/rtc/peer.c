@@ -36,6 +36,8 @@
 #include "util/mem.h"
 
 #include <agent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <interfaces.h>
 #include <errno.h>
 #include <openssl/rand.h>
@@ -81,6 +83,11 @@ struct rtc_peer {
 
     /* loop thread only */
     peer_state state;
+    /* Set while rtc_peer_answer runs: a close then (shutdown's close_all,
+     * a setup failure) calls no on_close, since the caller does not have
+     * the peer yet and still owns its session; the answer fails instead. */
+    int answering;
+    int local_client; /* see rtc_peer_config */
     int channel_stream; /* -1 until a channel exists */
     int closing_gracefully; /* we reset our stream and sent SCTP SHUTDOWN */
     int reset_confirmed;    /* the remote performed that reset: it has all we sent */
@@ -282,7 +289,7 @@ static void teardown(rtc_peer *p)
         p->agent = NULL;
     }
     log_debug("rtc", "peer %s closed: %s", p->id, p->close_reason);
-    if (p->cb.on_close)
+    if (p->cb.on_close && !p->answering)
         p->cb.on_close(p, p->close_reason, p->user);
 
     pthread_mutex_lock(&registry_lock);
@@ -815,12 +822,12 @@ static void ice_setup(void *arg)
      * allows 5 ms for a few candidates, and a peer here has one or two. */
     g_object_set(p->agent, "controlling-mode", p->offerer ? TRUE : FALSE, "upnp", FALSE,
                  "ice-tcp", FALSE, "ice-udp", TRUE, "stun-pacing-timer", ICE_PACING_MS, NULL);
-    if (p->ice_addresses == NULL || p->ice_addresses[0] == NULL) {
+    if ((p->ice_addresses == NULL || p->ice_addresses[0] == NULL) && p->local_client) {
         /* Every interface, loopback included: libnice's own default leaves
-         * loopback out, and then a client on the same machine that reaches
+         * loopback out, and then a client on this machine that reaches
          * chatd at 127.0.0.1 (chat-client with a loopback URL) shares no
-         * usable pair with it. A loopback candidate costs a remote client
-         * one failed check. */
+         * usable pair with it. Only for such a client: a remote one would
+         * get a candidate it cannot use. */
         GList *ips = nice_interfaces_get_local_ips(TRUE);
         for (GList *i = ips; i; i = i->next) {
             NiceAddress addr;
@@ -883,6 +890,30 @@ static void ice_setup(void *arg)
     job->ok = 1;
 }
 
+/* Whether checks may go to a remote candidate: never to an unspecified or
+ * multicast address; to loopback only for an offer from this machine (or
+ * when we are the offering client). */
+static int remote_candidate_allowed(const rtc_peer *p, const NiceCandidate *c)
+{
+    struct sockaddr_storage ss;
+    nice_address_copy_to_sockaddr(&c->addr, (struct sockaddr *)&ss);
+    int loopback = 0;
+    if (ss.ss_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr);
+        if (a == 0 || (a >> 28) == 0xe)
+            return 0;
+        loopback = (a >> 24) == 127;
+    } else if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_MULTICAST(a))
+            return 0;
+        loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    } else {
+        return 0;
+    }
+    return !loopback || p->offerer || p->local_client;
+}
+
 /* Loop thread: remote credentials and candidates, DTLS object. */
 static void ice_remote(void *arg)
 {
@@ -898,6 +929,10 @@ static void ice_remote(void *arg)
         char line[SDP_MAX_CANDIDATE_LEN + 3];
         snprintf(line, sizeof line, "a=%s", r->candidates[i]);
         NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(p->agent, p->stream_id, line);
+        if (c && !remote_candidate_allowed(p, c)) {
+            nice_candidate_free(c);
+            c = NULL;
+        }
         if (c)
             list = g_slist_append(list, c);
     }
@@ -921,6 +956,20 @@ static void ice_remote(void *arg)
         dtls_conn_start(p->dtls);
         arm_dtls_timer(p);
     }
+    job->ok = 1;
+}
+
+/* Loop thread: the answer is ready; from now on a close reaches on_close.
+ * Fails when the peer was closed while it was being answered. */
+static void finish_answer(void *arg)
+{
+    ice_job *job = arg;
+    rtc_peer *p = job->p;
+    if (p->state == ST_CLOSED) {
+        err_set(job->err, sizeof job->err, "closed while answering: %s", p->close_reason);
+        return;
+    }
+    p->answering = 0;
     job->ok = 1;
 }
 
@@ -958,6 +1007,8 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
     p->cb = *cfg->cb;
     p->user = cfg->user;
     p->offerer = offerer;
+    p->answering = !offerer; /* before the registry makes the peer visible */
+    p->local_client = cfg->local_client;
     p->opens_channel = offerer || cfg->answerer_opens_channel;
     p->setup_pref = cfg->setup;
     p->channel_stream = -1;
@@ -1060,9 +1111,14 @@ rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer,
     }
     char *sdp = job.ok == 1 ? write_local(p, local) : NULL;
     mem_free(local);
-    if (sdp == NULL) {
+    if (sdp != NULL) {
+        job.ok = 0;
+        rtc_loop_run_sync(p->loop, finish_answer, &job);
+    }
+    if (sdp == NULL || job.ok != 1) {
         err_set(err, errlen, "%s", job.err[0] ? job.err : "cannot write the answer");
         rtc_loop_run_sync(p->loop, abort_setup, p);
+        mem_free(sdp);
         return RTC_ANSWER_FAILED;
     }
     *out = rtc_peer_ref(p);

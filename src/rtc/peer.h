@@ -49,7 +49,12 @@ typedef struct {
 
 typedef struct {
     rtc_loops *loops;                 /* the peer runs on the least loaded one */
-    const char *const *ice_addresses; /* NULL-terminated; NULL = every interface, loopback too */
+    const char *const *ice_addresses; /* NULL-terminated; NULL = every interface */
+    /* Answering an offer from this machine (it came over loopback): with no
+     * ice_addresses, gather on loopback too; and accept the offer's
+     * loopback candidates. Without it an answerer drops them: a remote
+     * offer must not point chatd's checks at its own local services. */
+    int local_client;
     size_t max_message_size;          /* largest message accepted; 0 = LIMIT_MESSAGE_BYTES */
     rtc_setup setup;                  /* DTLS role preference */
     int setup_timeout_ms;             /* close if not open by then; 0 = 30000 */

@@ -42,8 +42,20 @@ RUN_ANY_CMD=$(sed -n '/^## Using it/,/^## /p' README.md |
 # Starts $1 (a make run command line) in its own process group; waits for
 # chatd's "listening on" line. Sets SERVER_PID.
 start_server() { # COMMAND LOG
-    TMPDIR=$(mktemp -d) setsid sh -c "$1" >"$2" 2>&1 &
-    SERVER_PID=$!
+    # A shell ignores SIGINT in what it starts in the background, and the
+    # children inherit that: reset it, so Ctrl-C (SIGINT) reaches make run
+    # and chatd as it does in a terminal.
+    # setsid may fork: the group's id is read from inside it.
+    pgid_file=$(mktemp)
+    TMPDIR=$(mktemp -d) setsid env --default-signal=INT \
+        sh -c 'echo $$ >"$1"; exec sh -c "$2"' sh "$pgid_file" "$1" >"$2" 2>&1 &
+    i=0
+    while [ ! -s "$pgid_file" ] && [ "$i" -lt 100 ]; do
+        i=$((i + 1))
+        sleep 0.05
+    done
+    SERVER_PID=$(cat "$pgid_file")
+    rm -f "$pgid_file"
     i=0
     while ! grep -q '^chatd: listening on' "$2"; do
         i=$((i + 1))
@@ -63,13 +75,18 @@ start_server() { # COMMAND LOG
     done
 }
 
-# SIGINT to the whole group, as Ctrl-C would; chatd must stop.
+# SIGINT to the whole group, as Ctrl-C would: chatd must stop, and with it
+# make run and its local JSONPlaceholder. Returns 1 if anything was left.
 stop_server() {
-    kill -INT -- "-$SERVER_PID" 2>/dev/null || true
+    /bin/kill -INT -- "-$SERVER_PID" 2>/dev/null || true
     i=0
-    while kill -0 "$SERVER_PID" 2>/dev/null; do
+    while /bin/kill -0 -- "-$SERVER_PID" 2>/dev/null; do
         i=$((i + 1))
-        [ "$i" -gt 100 ] && { kill -KILL -- "-$SERVER_PID" 2>/dev/null || true; break; }
+        if [ "$i" -gt 100 ]; then
+            /bin/kill -KILL -- "-$SERVER_PID" 2>/dev/null || true
+            echo "make run was still running 10 s after Ctrl-C (SIGINT)"
+            return 1
+        fi
         sleep 0.1
     done
 }
@@ -107,9 +124,10 @@ chat_once() { # COMMAND LOG
 # One `make run`, both same-machine checks; prints their result lines.
 inner_same_machine() {
     log="$LOG_DIR/readme-same-machine"
-    if ! why=$(start_server "$RUN_CMD" "$log.run.log"); then
-        echo "FAIL make_run_then_chat_client: $why"
-        echo "FAIL make_run_then_web_page: $why"
+    # Not in $(...): start_server sets SERVER_PID for stop_server.
+    if ! start_server "$RUN_CMD" "$log.run.log" >"$log.why"; then
+        echo "FAIL make_run_then_chat_client: $(cat "$log.why")"
+        echo "FAIL make_run_then_web_page: $(cat "$log.why")"
         return 1
     fi
     r=0
@@ -126,7 +144,10 @@ inner_same_machine() {
         echo "FAIL make_run_then_web_page: no welcome: $(tail -n 3 "$log.page.log" | tr '\n' ' ')"
         r=1
     fi
-    stop_server
+    if ! stop_server >"$log.why"; then
+        echo "FAIL make_run_then_chat_client: $(cat "$log.why")"
+        r=1
+    fi
     return $r
 }
 
@@ -150,6 +171,15 @@ case_listen_any_other_machine() {
     ip -n "$cli" addr add 10.78.0.2/24 dev rc0
     ip -n "$srv" link set rs0 up
     ip -n "$cli" link set rc0 up
+    # A veth link carries packets (and libnice lists its address) only once
+    # both ends are up: wait for that, as a booted machine would have.
+    i=0
+    until ip -n "$srv" link show rs0 | grep -q 'state UP' &&
+        ip -n "$cli" link show rc0 | grep -q 'state UP'; do
+        i=$((i + 1))
+        [ "$i" -gt 100 ] && { echo "the veth link did not come up"; return 1; }
+        sleep 0.1
+    done
     log="$LOG_DIR/readme-other-machine"
     r=0
     SERVER_PID=""
@@ -159,7 +189,9 @@ case_listen_any_other_machine() {
     else
         r=1
     fi
-    [ -n "$SERVER_PID" ] && stop_server
+    if [ -n "$SERVER_PID" ] && ! stop_server; then
+        r=1
+    fi
     ip netns del "$cli" 2>/dev/null || true
     ip netns del "$srv" 2>/dev/null || true
     return $r

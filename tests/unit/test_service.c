@@ -371,7 +371,6 @@ static rtc_peer *open_session(const char *room, long resume_user)
     cr_assert_not_null(s);
     rtc_peer *p = peer_new();
     p->user = s;
-    chat_session_set_id(s, p->id);
     cr_assert_lt(g_npeers, 16);
     g_peers[g_npeers++] = p;
     p->cb->on_open(p, s);
