@@ -10,6 +10,7 @@
 #                    gcov build, and coverage is read from that run.
 #   make test-asan   the suites again, built with ASan + UBSan
 #   make fuzz        libFuzzer targets, FUZZ_SECONDS each
+#   make format      clang-format -i over the C sources (.clang-format)
 #   make coverage    gcov build, the suites on it, "coverage: lines X% branches
 #                    Y%" for src/, HTML report in build/coverage/
 #
@@ -179,6 +180,12 @@ fuzz: deps
 coverage: deps
 	@$(MAKE) --no-print-directory MODE=cov all unit
 	/usr/bin/python3 scripts/coverage.py
+
+# The C style (.clang-format, clang-format 14): make format rewrites in place.
+FORMAT_SRC = $(wildcard src/*.c src/*/*.[ch] tools/*.c tools/*/*.[ch] tests/unit/*.[ch] tests/fuzz/*.c)
+.PHONY: format
+format:
+	clang-format -i $(FORMAT_SRC)
 
 clean:
 	rm -rf build

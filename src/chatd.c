@@ -93,9 +93,8 @@ int main(int argc, char **argv)
                           .keys = keys,
                           .rng = random};
         chat = chat_service_new(&cc);
-        jp_options jo = {.base_url = cfg.api_url,
-                         .on_error = chat_service_api_error,
-                         .error_arg = chat};
+        jp_options jo = {
+            .base_url = cfg.api_url, .on_error = chat_service_api_error, .error_arg = chat};
         api = chat ? jp_new(&jo, err, sizeof err) : NULL;
         if (api == NULL)
             return fail(&cfg, 2, "bad --api-url", chat ? err : "out of memory");
@@ -118,9 +117,9 @@ int main(int argc, char **argv)
                  cfg.listen_host, v6 ? "]" : "", http_server_port(http));
     }
     log_info("chatd", "%s mode, %d event loops, max %ld peers, ICE on %s, API %s, database %s",
-             cfg.mode == CHATD_MODE_CHAT ? "chat" : "relay", rtc_loops_count(loops),
-             cfg.max_peers, cfg.n_ice_addresses ? cfg.ice_addresses[0] : "every interface",
-             cfg.api_url, cfg.mode == CHATD_MODE_CHAT ? cfg.database_url : "(none)");
+             cfg.mode == CHATD_MODE_CHAT ? "chat" : "relay", rtc_loops_count(loops), cfg.max_peers,
+             cfg.n_ice_addresses ? cfg.ice_addresses[0] : "every interface", cfg.api_url,
+             cfg.mode == CHATD_MODE_CHAT ? cfg.database_url : "(none)");
     printf("chatd: listening on %s/\n", cfg.public_url);
     fflush(stdout);
 

@@ -18,13 +18,12 @@
  * handle each); the event loops run the peers and count what arrives; the
  * main thread paces the senders.
  */
-#include "common/http_client.h"
 #include "bench/janus.h"
 #include "bench/stats.h"
+#include "common/http_client.h"
 
 #include "auth/keys.h"
 #include "auth/token.h"
-#include "rtc/loop.h"
 #include "rtc/peer.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -78,11 +77,11 @@ static struct {
     GCond cond;
 
     bench_samples setup_open, setup_ready, latency;
-    atomic_int phase;           /* fanout phase id carried in each message */
-    atomic_long received;       /* this phase's messages at non-senders */
-    atomic_long stale;          /* messages of an earlier phase */
-    atomic_long refused;        /* posts the server refused (chatd: RATE_LIMITED) */
-    atomic_long server_errors;  /* other error replies */
+    atomic_int phase;          /* fanout phase id carried in each message */
+    atomic_long received;      /* this phase's messages at non-senders */
+    atomic_long stale;         /* messages of an earlier phase */
+    atomic_long refused;       /* posts the server refused (chatd: RATE_LIMITED) */
+    atomic_long server_errors; /* other error replies */
     atomic_llong last_rx_us;
     atomic_int failures;
     char first_failure[256];
@@ -458,8 +457,8 @@ static proc_sample server_sample(void)
          * of the line are utime and stime, in clock ticks. */
         const char *rp = strrchr(buf, ')');
         unsigned long ut, st;
-        if (rp && sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                         &st) == 2)
+        if (rp &&
+            sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
             ps.cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
     }
     return ps;
@@ -505,10 +504,7 @@ static long long udp_datagrams_sent(void)
 
 /* ---------- results ---------- */
 
-static const char *target_name(void)
-{
-    return B.target == TARGET_CHATD ? "chatd" : "janus";
-}
+static const char *target_name(void) { return B.target == TARGET_CHATD ? "chatd" : "janus"; }
 
 static void result_begin(const char *scenario)
 {
@@ -530,8 +526,8 @@ static void report_connect(const char *scenario, int peers, int concurrency, dou
 {
     int ready = count_state(PS_READY, peers);
     result_begin(scenario);
-    printf(" peers=%d concurrency=%d ready=%d failures=%d seconds=%.3f connects_per_s=%.1f",
-           peers, concurrency, ready, peers - ready, secs, secs > 0 ? ready / secs : 0);
+    printf(" peers=%d concurrency=%d ready=%d failures=%d seconds=%.3f connects_per_s=%.1f", peers,
+           concurrency, ready, peers - ready, secs, secs > 0 ? ready / secs : 0);
     result_summary("open", &B.setup_open);
     result_summary("ready", &B.setup_ready);
     printf("\n");
@@ -680,8 +676,7 @@ static void run_capacity(int max_peers, int step, int concurrency)
         double cb = self_cpu_s();
         int ready = count_state(PS_READY, have);
         result_begin("capacity");
-        printf(" peers=%d ready=%d failures=%d step_seconds=%.3f", have, ready, have - ready,
-               secs);
+        printf(" peers=%d ready=%d failures=%d step_seconds=%.3f", have, ready, have - ready, secs);
         result_summary("ready", &B.setup_ready);
         if (base.rss_kb >= 0 && b.rss_kb >= 0)
             printf(" server_rss_kb=%ld base_rss_kb=%ld rss_per_peer_kb=%.1f idle_cpu_pct=%.1f",
@@ -779,29 +774,28 @@ static void close_all(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: chat-bench --url URL SCENARIO-OPTIONS...\n\n"
-            "Load generator for chatd and Janus TextRoom (same client code for both).\n"
-            "Each result is one line of KEY=VALUE pairs on standard output.\n\n"
-            "  --target T          chatd (default) or janus\n"
-            "  --url URL           chatd: base URL (http://HOST:PORT/);\n"
-            "                      janus: the API root (http://HOST:PORT/janus)\n"
-            "  --scenario S        connect, fanout, capacity or jwt (default connect)\n"
-            "  --room R            chatd room name / TextRoom room id (default bench / 1234)\n"
-            "  --peers N           peers (default 10); capacity: the most to try\n"
-            "  --concurrency C     setups in flight (default 8)\n"
-            "  --senders M         fanout: peers that post (default: all)\n"
-            "  --rates R,R,...     fanout: messages/s per sender, one run each (default 1)\n"
-            "  --duration S        fanout: seconds of sending per rate (default 10);\n"
-            "                      jwt: seconds per operation (default 3)\n"
-            "  --step K            capacity: peers added per step (default 100)\n"
-            "  --loops L           event-loop threads for the peers (default 2)\n"
-            "  --ice-address ADDR  local ICE address (repeatable)\n"
-            "  --server-pid PID    report the server's CPU and RSS from /proc\n"
-            "  --timeout S         setup limit per peer in seconds (default 20)\n"
-            "  --tag TEXT          copied into every result line (no spaces)\n"
-            "  -h, --help          this text\n\n"
-            "Exit status: 0 when every peer connected, 1 otherwise, 2 on a bad option.\n");
+    fprintf(f, "usage: chat-bench --url URL SCENARIO-OPTIONS...\n\n"
+               "Load generator for chatd and Janus TextRoom (same client code for both).\n"
+               "Each result is one line of KEY=VALUE pairs on standard output.\n\n"
+               "  --target T          chatd (default) or janus\n"
+               "  --url URL           chatd: base URL (http://HOST:PORT/);\n"
+               "                      janus: the API root (http://HOST:PORT/janus)\n"
+               "  --scenario S        connect, fanout, capacity or jwt (default connect)\n"
+               "  --room R            chatd room name / TextRoom room id (default bench / 1234)\n"
+               "  --peers N           peers (default 10); capacity: the most to try\n"
+               "  --concurrency C     setups in flight (default 8)\n"
+               "  --senders M         fanout: peers that post (default: all)\n"
+               "  --rates R,R,...     fanout: messages/s per sender, one run each (default 1)\n"
+               "  --duration S        fanout: seconds of sending per rate (default 10);\n"
+               "                      jwt: seconds per operation (default 3)\n"
+               "  --step K            capacity: peers added per step (default 100)\n"
+               "  --loops L           event-loop threads for the peers (default 2)\n"
+               "  --ice-address ADDR  local ICE address (repeatable)\n"
+               "  --server-pid PID    report the server's CPU and RSS from /proc\n"
+               "  --timeout S         setup limit per peer in seconds (default 20)\n"
+               "  --tag TEXT          copied into every result line (no spaces)\n"
+               "  -h, --help          this text\n\n"
+               "Exit status: 0 when every peer connected, 1 otherwise, 2 on a bad option.\n");
 }
 
 int main(int argc, char **argv)
@@ -811,16 +805,23 @@ int main(int argc, char **argv)
     int peers = 10, concurrency = 8, senders = -1, step = 100, n_loops = 2, n_ice = 0;
     double duration = -1;
     B.timeout_s = 20;
-    static const struct option opts[] = {
-        {"target", required_argument, 0, 'T'},  {"url", required_argument, 0, 'u'},
-        {"scenario", required_argument, 0, 's'}, {"room", required_argument, 0, 'r'},
-        {"peers", required_argument, 0, 'n'},    {"concurrency", required_argument, 0, 'c'},
-        {"senders", required_argument, 0, 'm'},  {"rates", required_argument, 0, 'R'},
-        {"duration", required_argument, 0, 'd'}, {"step", required_argument, 0, 'k'},
-        {"loops", required_argument, 0, 'l'},    {"ice-address", required_argument, 0, 'i'},
-        {"server-pid", required_argument, 0, 'p'}, {"timeout", required_argument, 0, 't'},
-        {"tag", required_argument, 0, 'g'},      {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"target", required_argument, 0, 'T'},
+                                         {"url", required_argument, 0, 'u'},
+                                         {"scenario", required_argument, 0, 's'},
+                                         {"room", required_argument, 0, 'r'},
+                                         {"peers", required_argument, 0, 'n'},
+                                         {"concurrency", required_argument, 0, 'c'},
+                                         {"senders", required_argument, 0, 'm'},
+                                         {"rates", required_argument, 0, 'R'},
+                                         {"duration", required_argument, 0, 'd'},
+                                         {"step", required_argument, 0, 'k'},
+                                         {"loops", required_argument, 0, 'l'},
+                                         {"ice-address", required_argument, 0, 'i'},
+                                         {"server-pid", required_argument, 0, 'p'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"tag", required_argument, 0, 'g'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -834,16 +835,36 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'u': B.url = optarg; break;
-        case 's': scenario = optarg; break;
-        case 'r': B.room = optarg; break;
-        case 'n': peers = atoi(optarg); break;
-        case 'c': concurrency = atoi(optarg); break;
-        case 'm': senders = atoi(optarg); break;
-        case 'R': rates = optarg; break;
-        case 'd': duration = atof(optarg); break;
-        case 'k': step = atoi(optarg); break;
-        case 'l': n_loops = atoi(optarg); break;
+        case 'u':
+            B.url = optarg;
+            break;
+        case 's':
+            scenario = optarg;
+            break;
+        case 'r':
+            B.room = optarg;
+            break;
+        case 'n':
+            peers = atoi(optarg);
+            break;
+        case 'c':
+            concurrency = atoi(optarg);
+            break;
+        case 'm':
+            senders = atoi(optarg);
+            break;
+        case 'R':
+            rates = optarg;
+            break;
+        case 'd':
+            duration = atof(optarg);
+            break;
+        case 'k':
+            step = atoi(optarg);
+            break;
+        case 'l':
+            n_loops = atoi(optarg);
+            break;
         case 'i':
             if (n_ice >= 16) {
                 fprintf(stderr, "chat-bench: too many --ice-address\n");
@@ -851,16 +872,26 @@ int main(int argc, char **argv)
             }
             B.ice[n_ice++] = optarg;
             break;
-        case 'p': B.server_pid = atoi(optarg); break;
-        case 't': B.timeout_s = atoi(optarg); break;
-        case 'g': B.tag = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'p':
+            B.server_pid = atoi(optarg);
+            break;
+        case 't':
+            B.timeout_s = atoi(optarg);
+            break;
+        case 'g':
+            B.tag = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     int is_jwt = strcmp(scenario, "jwt") == 0;
-    if (optind != argc || (!is_jwt && B.url == NULL) || peers < 1 || concurrency < 1 ||
-        step < 1 || n_loops < 1 || B.timeout_s < 1 ||
+    if (optind != argc || (!is_jwt && B.url == NULL) || peers < 1 || concurrency < 1 || step < 1 ||
+        n_loops < 1 || B.timeout_s < 1 ||
         (strcmp(scenario, "connect") && strcmp(scenario, "fanout") &&
          strcmp(scenario, "capacity") && !is_jwt)) {
         fprintf(stderr, "chat-bench: bad arguments (see --help)\n");

@@ -10,7 +10,6 @@
  * Threads: main reads stdin and does HTTP; one event loop runs the peer.
  */
 #include "common/http_client.h"
-#include "rtc/loop.h"
 #include "rtc/peer.h"
 #include "util/json_text.h"
 #include "util/limits.h"
@@ -42,7 +41,7 @@ typedef struct {
     char *token;       /* from the welcome; every post carries it */
     int fatal;         /* the server said fatal:true */
     unsigned long next_ref;
-    int timing;        /* --timing: print setup time (POST to open) on stderr */
+    int timing; /* --timing: print setup time (POST to open) on stderr */
     gint64 post_started;
 } client_state;
 
@@ -130,7 +129,8 @@ static void handle_chat(const uint8_t *data, size_t len)
     } else if (strcmp(type, "error") == 0) {
         json_t *retry = json_object_get(m, "retry_in_ms");
         int fatal = json_is_true(json_object_get(m, "fatal"));
-        fprintf(stderr, "chat-client: error %s: %s", json_string_value(json_object_get(m, "code")) ?: "?",
+        fprintf(stderr, "chat-client: error %s: %s",
+                json_string_value(json_object_get(m, "code")) ?: "?",
                 json_string_value(json_object_get(m, "message")) ?: "");
         if (json_is_integer(retry))
             fprintf(stderr, " (retrying in %lld ms)", (long long)json_integer_value(retry));
@@ -197,8 +197,8 @@ static int is_loopback_url(const char *url)
 static void send_line(rtc_peer *peer, const char *line, size_t n, size_t max)
 {
     if (n > max) {
-        fprintf(stderr, "chat-client: not sent: a %zu-byte message is over the %zu-byte limit\n",
-                n, max);
+        fprintf(stderr, "chat-client: not sent: a %zu-byte message is over the %zu-byte limit\n", n,
+                max);
         return;
     }
     /* Back-pressure: let the queue drain rather than grow without end. */
@@ -220,8 +220,8 @@ static void send_line(rtc_peer *peer, const char *line, size_t n, size_t max)
         return;
     char refs[32];
     snprintf(refs, sizeof refs, "%lu", ref);
-    json_t *post = json_pack("{s:s,s:s,s:s%,s:s}", "type", "post", "token", token, "text", line,
-                             n, "ref", refs);
+    json_t *post = json_pack("{s:s,s:s,s:s%,s:s}", "type", "post", "token", token, "text", line, n,
+                             "ref", refs);
     char *text = post ? json_text_compact(post) : NULL;
     if (text == NULL)
         fprintf(stderr, "chat-client: not sent: the line is not valid UTF-8\n");
@@ -285,24 +285,23 @@ static int read_and_send(rtc_peer *peer, size_t max)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: chat-client --url URL [OPTION]...\n\n"
-            "Connects to chatd over a WebRTC data channel, prints each chat message as\n"
-            "NAME: text (auto posts as NAME: [title] text) and posts each line of\n"
-            "standard input with the session's token. Status lines go to stderr.\n\n"
-            "  --url URL           chatd's base URL, e.g. http://127.0.0.1:8080/?room=lobby\n"
-            "  --ice-address ADDR  local address for ICE (repeatable; default: every\n"
-            "                      interface, or 127.0.0.1 for a loopback URL)\n"
-            "  --dtls-role ROLE    offer a=setup auto (actpass), active or passive\n"
-            "  --json              print each received message as its JSON object\n"
-            "  --token JWT         resume that user (Authorization: Bearer)\n"
-            "  --raw               send and print plain text (chatd --mode relay)\n"
-            "  --timing            print the setup time (offer POST to channel open)\n"
-            "  --timeout SECONDS   connection setup limit (default 15)\n"
-            "  --quiet             no status lines on standard error\n"
-            "  -h, --help          this text\n\n"
-            "Exit status: 0 after end of input and a clean close; 1 when the connection\n"
-            "cannot be made or is lost; 2 on a bad option.\n");
+    fprintf(f, "usage: chat-client --url URL [OPTION]...\n\n"
+               "Connects to chatd over a WebRTC data channel, prints each chat message as\n"
+               "NAME: text (auto posts as NAME: [title] text) and posts each line of\n"
+               "standard input with the session's token. Status lines go to stderr.\n\n"
+               "  --url URL           chatd's base URL, e.g. http://127.0.0.1:8080/?room=lobby\n"
+               "  --ice-address ADDR  local address for ICE (repeatable; default: every\n"
+               "                      interface, or 127.0.0.1 for a loopback URL)\n"
+               "  --dtls-role ROLE    offer a=setup auto (actpass), active or passive\n"
+               "  --json              print each received message as its JSON object\n"
+               "  --token JWT         resume that user (Authorization: Bearer)\n"
+               "  --raw               send and print plain text (chatd --mode relay)\n"
+               "  --timing            print the setup time (offer POST to channel open)\n"
+               "  --timeout SECONDS   connection setup limit (default 15)\n"
+               "  --quiet             no status lines on standard error\n"
+               "  -h, --help          this text\n\n"
+               "Exit status: 0 after end of input and a clean close; 1 when the connection\n"
+               "cannot be made or is lost; 2 on a bad option.\n");
 }
 
 int main(int argc, char **argv)
@@ -313,13 +312,17 @@ int main(int argc, char **argv)
     rtc_setup setup = RTC_SETUP_AUTO;
     int timeout_s = 15;
     const char *bearer = NULL;
-    static const struct option opts[] = {
-        {"url", required_argument, 0, 'u'},      {"ice-address", required_argument, 0, 'i'},
-        {"dtls-role", required_argument, 0, 'r'}, {"timeout", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
-        {"json", no_argument, 0, 'j'},            {"token", required_argument, 0, 'k'},
-        {"raw", no_argument, 0, 'w'},            {"timing", no_argument, 0, 'T'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"url", required_argument, 0, 'u'},
+                                         {"ice-address", required_argument, 0, 'i'},
+                                         {"dtls-role", required_argument, 0, 'r'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"token", required_argument, 0, 'k'},
+                                         {"raw", no_argument, 0, 'w'},
+                                         {"timing", no_argument, 0, 'T'},
+                                         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {

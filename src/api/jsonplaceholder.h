@@ -54,17 +54,17 @@ typedef void (*jp_state_fn)(void *arg, int up);
 
 /* Zero means "the default" for every numeric field. */
 typedef struct {
-    const char *base_url;       /* required: http:// or https://, no query */
-    long connect_timeout_ms;    /* per attempt, default 2000 */
-    long total_timeout_ms;      /* per attempt, default 5000 */
-    int max_attempts;           /* per jp_fetch_user, default 3 */
-    long backoff_base_ms;       /* first retry delay, default 200, doubles */
-    long backoff_max_ms;        /* cap of any retry delay, default 5000 */
-    long posts_refresh_ms;      /* posts cache refresh, default 600000 */
-    size_t max_body_bytes;      /* larger replies fail, default 1 MiB */
-    jp_error_fn on_error;       /* may be NULL */
+    const char *base_url;    /* required: http:// or https://, no query */
+    long connect_timeout_ms; /* per attempt, default 2000 */
+    long total_timeout_ms;   /* per attempt, default 5000 */
+    int max_attempts;        /* per jp_fetch_user, default 3 */
+    long backoff_base_ms;    /* first retry delay, default 200, doubles */
+    long backoff_max_ms;     /* cap of any retry delay, default 5000 */
+    long posts_refresh_ms;   /* posts cache refresh, default 600000 */
+    size_t max_body_bytes;   /* larger replies fail, default 1 MiB */
+    jp_error_fn on_error;    /* may be NULL */
     void *error_arg;
-    jp_state_fn on_state;       /* may be NULL */
+    jp_state_fn on_state; /* may be NULL */
     void *state_arg;
 } jp_options;
 

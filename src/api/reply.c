@@ -72,8 +72,7 @@ int jp_parse_users(const char *buf, size_t len, char *err, size_t errlen)
         {
             int id;
             if (!json_is_object(u) || get_id(u, "id", &id) != 0) {
-                err_set(err, errlen, "users[%zu]: expected an object with an integer id >= 1",
-                        i);
+                err_set(err, errlen, "users[%zu]: expected an object with an integer id >= 1", i);
                 result = -1;
                 break;
             }
@@ -186,4 +185,3 @@ void jp_post_clear(jp_post *p)
 }
 
 /* ---- the client thread -------------------------------------------------- */
-

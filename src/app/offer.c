@@ -106,8 +106,8 @@ rtc_peer *offer_answer(offer_slots *slots, const rtc_peer_config *pc, const http
     rtc_peer *p = NULL;
     rtc_peer_config cfg = *pc;
     cfg.local_client = req->remote_is_loopback;
-    rtc_answer_status st = rtc_peer_answer(&cfg, req->body, req->body_len, &p, &answer, err,
-                                           sizeof err);
+    rtc_answer_status st =
+        rtc_peer_answer(&cfg, req->body, req->body_len, &p, &answer, err, sizeof err);
     if (st != RTC_ANSWER_OK) {
         offer_slots_release(slots);
         if (st == RTC_ANSWER_BAD_OFFER) {

@@ -76,8 +76,8 @@ unsigned long auth_cache_hits(auth_cache *c)
 }
 
 /* SHA-256 over kid NUL iss NUL token: the NULs keep the fields apart. */
-static int key_digest(const auth_keys *keys, const char *iss, const char *token,
-                      size_t token_len, unsigned char *out)
+static int key_digest(const auth_keys *keys, const char *iss, const char *token, size_t token_len,
+                      unsigned char *out)
 {
     const char *kid = auth_keys_kid(keys);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -86,11 +86,9 @@ static int key_digest(const auth_keys *keys, const char *iss, const char *token,
 
     if (md == NULL)
         return -1;
-    ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
-         EVP_DigestUpdate(md, kid, strlen(kid) + 1) &&
-         EVP_DigestUpdate(md, iss, strlen(iss) + 1) &&
-         EVP_DigestUpdate(md, token, token_len) && EVP_DigestFinal_ex(md, out, &n) &&
-         n == DIGEST_LEN;
+    ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) && EVP_DigestUpdate(md, kid, strlen(kid) + 1) &&
+         EVP_DigestUpdate(md, iss, strlen(iss) + 1) && EVP_DigestUpdate(md, token, token_len) &&
+         EVP_DigestFinal_ex(md, out, &n) && n == DIGEST_LEN;
     EVP_MD_CTX_free(md);
     if (!ok)
         ERR_clear_error();
@@ -107,16 +105,15 @@ static size_t slot_of(const auth_cache *c, const unsigned char *digest)
 }
 
 int auth_cache_verify(auth_cache *c, const auth_keys *keys, const char *token,
-                      const char *expected_iss, time_t now, auth_claims *out,
-                      char *err, size_t errlen)
+                      const char *expected_iss, time_t now, auth_claims *out, char *err,
+                      size_t errlen)
 {
     unsigned char digest[DIGEST_LEN];
     cache_entry *e;
     size_t len;
     int rc;
 
-    if (c == NULL || keys == NULL || token == NULL || expected_iss == NULL ||
-        out == NULL)
+    if (c == NULL || keys == NULL || token == NULL || expected_iss == NULL || out == NULL)
         return auth_token_verify(keys, token, expected_iss, now, out, err, errlen);
     len = strnlen(token, AUTH_TOKEN_MAX + 1);
     /* Oversize tokens and digest failures go the uncached way, which

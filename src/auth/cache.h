@@ -32,8 +32,8 @@ void auth_cache_free(auth_cache *cache);
 
 /* Same contract as auth_token_verify. */
 int auth_cache_verify(auth_cache *cache, const auth_keys *keys, const char *token,
-                      const char *expected_iss, time_t now, auth_claims *out,
-                      char *err, size_t errlen);
+                      const char *expected_iss, time_t now, auth_claims *out, char *err,
+                      size_t errlen);
 
 /* Counters for tests and metrics. */
 unsigned long auth_cache_hits(auth_cache *cache);

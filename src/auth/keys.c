@@ -82,8 +82,7 @@ static unsigned char *bio_copy(BIO *bio, size_t *len)
 }
 
 /* Writes a 32-byte big-endian coordinate, base64url, into out. */
-static int coord_b64(const EVP_PKEY *pkey, const char *param, char *out,
-                     size_t outcap)
+static int coord_b64(const EVP_PKEY *pkey, const char *param, char *out, size_t outcap)
 {
     BIGNUM *bn = NULL;
     unsigned char bytes[COORD_LEN];
@@ -106,8 +105,8 @@ static int is_p256(const EVP_PKEY *pkey)
 
     if (!EVP_PKEY_is_a(pkey, "EC"))
         return 0;
-    if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                        sizeof(group), &glen))
+    if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                        &glen))
         return 0;
     return OBJ_sn2nid(group) == NID_X9_62_prime256v1;
 }
@@ -150,8 +149,7 @@ static auth_keys *keys_from_pkey(EVP_PKEY *pkey, char *err, size_t errlen)
     }
     /* RFC 7638: members in lexical order, no whitespace. */
     n = snprintf(thumb_json, sizeof(thumb_json),
-                 "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                 keys->x, keys->y);
+                 "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", keys->x, keys->y);
     if (n < 0 || (size_t)n >= sizeof(thumb_json) ||
         !EVP_Digest(thumb_json, (size_t)n, digest, &dlen, EVP_sha256(), NULL) ||
         dlen != sizeof(digest) ||
@@ -162,8 +160,7 @@ static auth_keys *keys_from_pkey(EVP_PKEY *pkey, char *err, size_t errlen)
 
     /* Secure-heap BIO: its buffer is wiped when freed. */
     bio = BIO_new(BIO_s_secmem());
-    if (bio == NULL ||
-        !PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) ||
+    if (bio == NULL || !PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) ||
         (keys->priv_pem = bio_copy(bio, &keys->priv_len)) == NULL) {
         err_set(err, errlen, "cannot serialize the private key (out of memory?)");
         goto fail;
@@ -240,8 +237,7 @@ auth_keys *auth_keys_generate(char *err, size_t errlen)
 /* Creates path with O_EXCL (never overwrites a key another process just
  * wrote) and writes a fresh key. Returns the keys, or NULL with *exists set
  * when the file appeared meanwhile. */
-static auth_keys *create_key_file(const char *path, int *exists, char *err,
-                                  size_t errlen)
+static auth_keys *create_key_file(const char *path, int *exists, char *err, size_t errlen)
 {
     auth_keys *keys;
     const unsigned char *pem;

@@ -34,8 +34,7 @@ typedef struct auth_keys auth_keys;
 auth_keys *auth_keys_load_or_create(const char *path, char *err, size_t errlen);
 
 /* Same checks on an in-memory PEM text (no file, no mode check). */
-auth_keys *auth_keys_from_pem(const char *pem, size_t len, char *err,
-                              size_t errlen);
+auth_keys *auth_keys_from_pem(const char *pem, size_t len, char *err, size_t errlen);
 
 /* A fresh key that is never written anywhere (tests, fuzzing, tools). */
 auth_keys *auth_keys_generate(char *err, size_t errlen);

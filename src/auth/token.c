@@ -35,8 +35,8 @@
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
-#include <openssl/evp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #define ES256_SIG_LEN 64 /* R || S, 32 bytes each (RFC 7518 §3.4) */
@@ -122,8 +122,7 @@ static char *es256_sign(const auth_keys *keys, const char *input, size_t len)
     const BIGNUM *r = NULL, *s = NULL;
     char *out = NULL;
 
-    if (md != NULL &&
-        EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, auth_keys_pkey(keys)) == 1 &&
+    if (md != NULL && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, auth_keys_pkey(keys)) == 1 &&
         EVP_DigestSign(md, der, &der_len, (const unsigned char *)input, len) == 1 &&
         (sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len)) != NULL) {
         ECDSA_SIG_get0(sig, &r, &s);
@@ -162,8 +161,8 @@ static int es256_verify(const auth_keys *keys, const char *input, size_t len,
     return ok;
 }
 
-int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out,
-                     char *err, size_t errlen)
+int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out, char *err,
+                     size_t errlen)
 {
     unsigned char rnd[16];
     char jti[2 * sizeof(rnd) + 1];
@@ -185,8 +184,7 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
         return -1;
     }
     now = (int64_t)in->now;
-    if (in->ttl_seconds <= 0 || in->ttl_seconds > TIME_LIMIT || now < 0 ||
-        now > TIME_LIMIT) {
+    if (in->ttl_seconds <= 0 || in->ttl_seconds > TIME_LIMIT || now < 0 || now > TIME_LIMIT) {
         err_set(err, errlen, "ttl or time out of range");
         return -1;
     }
@@ -211,8 +209,8 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
         put_string(claims, "aud", AUTH_AUDIENCE) != 0 ||
         json_object_set_new(claims, "iat", json_integer((json_int_t)now)) != 0 ||
         json_object_set_new(claims, "nbf", json_integer((json_int_t)now)) != 0 ||
-        json_object_set_new(claims, "exp",
-                            json_integer((json_int_t)(now + in->ttl_seconds))) != 0 ||
+        json_object_set_new(claims, "exp", json_integer((json_int_t)(now + in->ttl_seconds))) !=
+            0 ||
         put_string(claims, "jti", jti) != 0 || put_string(claims, "name", in->name) != 0 ||
         put_string(claims, "preferred_username", in->preferred_username) != 0 ||
         put_string(claims, "email", in->email) != 0) {
@@ -271,8 +269,7 @@ done:
 
 /* Decodes one base64url part and parses it as a JSON object. Returns the
  * object, or NULL with err set (what names the part in messages). */
-static json_t *part_json(const char *p, size_t n, const char *what, char *err,
-                         size_t errlen)
+static json_t *part_json(const char *p, size_t n, const char *what, char *err, size_t errlen)
 {
     unsigned char *raw = NULL;
     size_t raw_len = 0;
@@ -369,8 +366,8 @@ static char *optional_string(json_t *claims, const char *name, int *bad, int *no
 }
 
 /* The claim checks after the signature is known good. */
-static int check_claims(json_t *claims, const char *expected_iss, time_t now,
-                        auth_claims *out, char *err, size_t errlen)
+static int check_claims(json_t *claims, const char *expected_iss, time_t now, auth_claims *out,
+                        char *err, size_t errlen)
 {
     json_t *aud = json_object_get(claims, "aud");
     const char *iss = clean_string(json_object_get(claims, "iss"));
@@ -468,9 +465,8 @@ static int check_header(const auth_keys *keys, json_t *header, char *err, size_t
     return 0;
 }
 
-int auth_token_verify(const auth_keys *keys, const char *token,
-                      const char *expected_iss, time_t now, auth_claims *out,
-                      char *err, size_t errlen)
+int auth_token_verify(const auth_keys *keys, const char *token, const char *expected_iss,
+                      time_t now, auth_claims *out, char *err, size_t errlen)
 {
     const char *dot1, *dot2, *sig;
     size_t len, sig_len;

@@ -29,8 +29,8 @@
 #include <time.h>
 
 #define AUTH_TOKEN_MAX LIMIT_TOKEN_BYTES /* bytes; longer tokens are refused unread */
-#define AUTH_CLOCK_SKEW 60   /* seconds of clock difference tolerated */
-#define AUTH_AUDIENCE "chat" /* the aud claim chatd issues and requires */
+#define AUTH_CLOCK_SKEW 60               /* seconds of clock difference tolerated */
+#define AUTH_AUDIENCE "chat"             /* the aud claim chatd issues and requires */
 
 /* What auth_token_issue signs. iss and sub are required and non-empty; the
  * three profile claims are left out when NULL. The token is valid from now
@@ -62,24 +62,22 @@ typedef struct {
  * "chat", iat, nbf, exp, a random 128-bit hex jti, and the profile claims.
  * Returns 0 with *out set (owner: caller, mem_free), or -1, *out NULL and
  * err set. */
-int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out,
-                     char *err, size_t errlen);
+int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out, char *err,
+                     size_t errlen);
 
 /* Verifies token against keys, expected_iss and now (see the file comment).
  * Returns 0 and fills *out (cleared first; release with auth_claims_clear),
  * or -1 with *out zeroed and one reason in err, e.g. "token expired",
  * "bad signature", "unknown kid". */
-int auth_token_verify(const auth_keys *keys, const char *token,
-                      const char *expected_iss, time_t now, auth_claims *out,
-                      char *err, size_t errlen);
+int auth_token_verify(const auth_keys *keys, const char *token, const char *expected_iss,
+                      time_t now, auth_claims *out, char *err, size_t errlen);
 
 /* Frees the strings of c (safe on a zeroed or already cleared struct). */
 void auth_claims_clear(auth_claims *c);
 
 /* Checks only the time claims of c against now with AUTH_CLOCK_SKEW:
  * nbf <= now+skew, iat <= now+skew, now < exp+skew. 0 or -1 with err. */
-int auth_claims_check_time(const auth_claims *c, time_t now, char *err,
-                           size_t errlen);
+int auth_claims_check_time(const auth_claims *c, time_t now, char *err, size_t errlen);
 
 /* Deep copy of src into dst (dst is overwritten, not freed). 0, or -1 when
  * out of memory with dst zeroed. */

@@ -63,8 +63,8 @@ chat_bus *chat_bus_new(void)
     if (b == NULL)
         return NULL;
     g_rw_lock_init(&b->lock);
-    b->topics = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                      (GDestroyNotify)g_ptr_array_unref);
+    b->topics =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
     return b;
 }
 
@@ -77,8 +77,7 @@ void chat_bus_free(chat_bus *b)
     mem_free(b);
 }
 
-chat_sub *chat_bus_subscribe(chat_bus *b, const char *topic, chat_deliver_fn fn,
-                             void *subscriber)
+chat_sub *chat_bus_subscribe(chat_bus *b, const char *topic, chat_deliver_fn fn, void *subscriber)
 {
     chat_sub *s = mem_calloc(1, sizeof *s);
     if (s == NULL)

@@ -33,8 +33,7 @@ typedef void (*chat_deliver_fn)(void *subscriber, chat_frame *f);
 chat_bus *chat_bus_new(void);
 void chat_bus_free(chat_bus *b);
 /* NULL on no memory. */
-chat_sub *chat_bus_subscribe(chat_bus *b, const char *topic, chat_deliver_fn fn,
-                             void *subscriber);
+chat_sub *chat_bus_subscribe(chat_bus *b, const char *topic, chat_deliver_fn fn, void *subscriber);
 void chat_bus_unsubscribe(chat_bus *b, chat_sub *s);
 /* Delivers f to every subscriber of topic except `except` (may be NULL).
  * Returns how many received it. */

@@ -121,9 +121,21 @@ size_t proto_utf8_length(const char *s, size_t len)
 static int is_space(uint32_t cp)
 {
     switch (cp) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20:
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
-    case 0x202F: case 0x205F: case 0x3000: case 0xFEFF:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
+    case 0xFEFF:
         return 1;
     default:
         return cp >= 0x2000 && cp <= 0x200A;
@@ -196,8 +208,7 @@ static proto_status load_error(const json_error_t *je, char *err, size_t errlen)
         err_set(err, errlen, "message is not valid JSON (it ends early)");
         break;
     case json_error_end_of_input_expected:
-        err_set(err, errlen, "message has data after the JSON value (at byte %d)",
-                je->position);
+        err_set(err, errlen, "message has data after the JSON value (at byte %d)", je->position);
         break;
     default:
         err_set(err, errlen, "message is not valid JSON (at byte %d)", je->position);
@@ -305,8 +316,7 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
         return PROTO_BAD_REQUEST;
     }
     if (chars > PROTO_MAX_TEXT) {
-        err_set(err, errlen, "\"text\" is longer than %d characters (%zu)", PROTO_MAX_TEXT,
-                chars);
+        err_set(err, errlen, "\"text\" is longer than %d characters (%zu)", PROTO_MAX_TEXT, chars);
         return PROTO_BAD_REQUEST;
     }
     out->text = mem_strndup(s + start, end - start);
@@ -319,8 +329,8 @@ nomem:
     return PROTO_NO_MEMORY;
 }
 
-proto_status proto_parse_request(const char *data, size_t len, proto_request *out,
-                                 char **ref_out, char *err, size_t errlen)
+proto_status proto_parse_request(const char *data, size_t len, proto_request *out, char **ref_out,
+                                 char *err, size_t errlen)
 {
     json_error_t je;
     json_t *root;

@@ -19,8 +19,8 @@
 #include <stdint.h>
 
 #define PROTO_MAX_MESSAGE LIMIT_MESSAGE_BYTES /* bytes of one data-channel message */
-#define PROTO_MAX_TEXT 2000           /* characters (code points) after trimming */
-#define PROTO_MAX_REF 128             /* bytes of a client's ref */
+#define PROTO_MAX_TEXT 2000                   /* characters (code points) after trimming */
+#define PROTO_MAX_REF 128                     /* bytes of a client's ref */
 #define PROTO_MAX_TOKEN LIMIT_TOKEN_BYTES
 
 typedef enum { PROTO_PING, PROTO_POST } proto_kind;
@@ -45,8 +45,8 @@ typedef enum {
  * human reason (sent back in the error's "message") and, when the
  * message had a usable string "ref", *ref_out receives a copy of it so the
  * error can echo it (free with mem_free). */
-proto_status proto_parse_request(const char *data, size_t len, proto_request *out,
-                                 char **ref_out, char *err, size_t errlen);
+proto_status proto_parse_request(const char *data, size_t len, proto_request *out, char **ref_out,
+                                 char *err, size_t errlen);
 void proto_request_clear(proto_request *r);
 
 /* UTF-8 helpers (exposed for tests). */

@@ -113,7 +113,8 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
 static void http_health(void *app, http_reply *reply)
 {
     (void)app;
-    http_reply_json(reply, 200, mem_strdup("{\"status\":\"ok\",\"database\":\"ok\",\"api\":\"ok\"}"));
+    http_reply_json(reply, 200,
+                    mem_strdup("{\"status\":\"ok\",\"database\":\"ok\",\"api\":\"ok\"}"));
 }
 
 static void http_metrics(void *app, http_reply *reply)

@@ -83,8 +83,8 @@ static room *room_get(chat_rooms *rooms, const char *name)
     store_message *msgs = NULL;
     size_t n = 0;
     char err[256];
-    if (store_recent_messages(rooms->db, name, CHAT_HISTORY_SIZE, 0, &msgs, &n, err,
-                              sizeof err) == 0) {
+    if (store_recent_messages(rooms->db, name, CHAT_HISTORY_SIZE, 0, &msgs, &n, err, sizeof err) ==
+        0) {
         for (size_t i = 0; i < n; i++) {
             json_t *o = chat_row_object(&msgs[i]);
             if (o)

@@ -24,8 +24,8 @@ static long resume_user(chat_service *svc, const http_request *req, http_reply *
 {
     char err[256];
     auth_claims claims;
-    if (auth_token_verify(svc->cfg.keys, req->bearer, svc->cfg.public_url, time(NULL), &claims,
-                          err, sizeof err) < 0) {
+    if (auth_token_verify(svc->cfg.keys, req->bearer, svc->cfg.public_url, time(NULL), &claims, err,
+                          sizeof err) < 0) {
         log_info("chat", "offer from %s with a bad token: %s", req->remote, err);
         http_reply_error(reply, 401, "INVALID_TOKEN", err);
         return 0;
@@ -166,22 +166,25 @@ static void http_metrics(void *app, http_reply *reply)
     jp_get_stats(svc->cfg.api, &js);
     GString *m = g_string_new(NULL);
 #define GAUGE(name, help, fmt, v)                                                                  \
-    g_string_append_printf(m, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " " fmt "\n", v)
+    g_string_append_printf(                                                                        \
+        m, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " " fmt "\n", v)
 #define COUNTER(name, help, v)                                                                     \
-    g_string_append_printf(m, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %lu\n",  \
+    g_string_append_printf(m, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %lu\n", \
                            (unsigned long)(v))
     offer_metrics_gauges(m, offer_slots_used(svc->slots));
-    g_string_append_printf(m, "# HELP chatd_messages_total Messages delivered.\n"
-                              "# TYPE chatd_messages_total counter\n"
-                              "chatd_messages_total{source=\"auto\"} %lu\n"
-                              "chatd_messages_total{source=\"manual\"} %lu\n",
+    g_string_append_printf(m,
+                           "# HELP chatd_messages_total Messages delivered.\n"
+                           "# TYPE chatd_messages_total counter\n"
+                           "chatd_messages_total{source=\"auto\"} %lu\n"
+                           "chatd_messages_total{source=\"manual\"} %lu\n",
                            atomic_load(&svc->messages_auto), atomic_load(&svc->messages_manual));
     COUNTER("chatd_posts_refused_total", "Manual posts refused (token, rate).",
             atomic_load(&svc->posts_refused));
     COUNTER("chatd_draws_total", "User draws.", atomic_load(&svc->draws));
     COUNTER("chatd_draws_failed_total", "User fetches that failed.",
             atomic_load(&svc->draws_failed));
-    COUNTER("chatd_api_errors_total", "Failed JSONPlaceholder calls.", atomic_load(&svc->api_errors));
+    COUNTER("chatd_api_errors_total", "Failed JSONPlaceholder calls.",
+            atomic_load(&svc->api_errors));
     COUNTER("chatd_api_requests_total", "JSONPlaceholder calls.", js.requests);
     GAUGE("chatd_api_up", "JSONPlaceholder reachable.", "%d", jp_up(svc->cfg.api));
     GAUGE("chatd_db_up", "Database reachable.", "%d", st.db_up);

@@ -24,8 +24,8 @@ chat_service *chat_service_new(const chat_config *cfg)
         return NULL;
     svc->cfg = *cfg;
     g_mutex_init(&svc->users_lock);
-    svc->users = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
-                                       (GDestroyNotify)json_decref);
+    svc->users =
+        g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, (GDestroyNotify)json_decref);
     svc->bus = chat_bus_new();
     svc->rooms = svc->bus ? chat_rooms_new(cfg->store, svc->bus) : NULL;
     svc->slots = offer_slots_new(cfg->max_peers);

@@ -71,8 +71,8 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
     atomic_init(&s->refs, 1); /* the peer callbacks' reference, dropped in on_close */
     s->svc = svc;
     s->resume_user = resume_user;
-    s->draw = (draw_state){.max_attempts = svc->cfg.draw_attempts,
-                           .base_ms = svc->cfg.draw_backoff_ms};
+    s->draw =
+        (draw_state){.max_attempts = svc->cfg.draw_attempts, .base_ms = svc->cfg.draw_backoff_ms};
     snprintf(s->room, sizeof s->room, "%s", room);
     snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "");
     return s;
@@ -249,8 +249,8 @@ static void identify_done(session *s, void *data)
                       .profile = profile};
     /* The welcome waits for the row: a message is delivered only after its
      * user row exists. */
-    int queued = profile != NULL &&
-                 store_put_user(svc->cfg.store, &row, user_stored, session_ref(s)) == 0;
+    int queued =
+        profile != NULL && store_put_user(svc->cfg.store, &row, user_stored, session_ref(s)) == 0;
     if (!queued) {
         if (profile != NULL)
             session_unref(s); /* the reference the refused put was given */
@@ -290,8 +290,8 @@ static void start_identify(session *s)
     } else {
         int n = jp_user_count(svc->cfg.api);
         if (n < 1) {
-            send_error(s, "UNAVAILABLE", "the user directory is not reachable; try again later",
-                       -1, 1, NULL);
+            send_error(s, "UNAVAILABLE", "the user directory is not reachable; try again later", -1,
+                       1, NULL);
             rtc_peer_close_gracefully(s->peer);
             return;
         }
@@ -394,8 +394,8 @@ static void joined(session *s, void *unused)
     }
     json_t *online = NULL;
     char *history = NULL;
-    s->sub = chat_room_join(svc->rooms, s->room, s->summary, offer_deliver, s->peer, &online,
-                            &history);
+    s->sub =
+        chat_room_join(svc->rooms, s->room, s->summary, offer_deliver, s->peer, &online, &history);
     if (s->sub == NULL) {
         mem_free(token);
         rtc_peer_close(s->peer, "out of memory");

@@ -54,8 +54,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *r)
 {
     struct MHD_Response *resp;
     if (r->body) {
-        resp = MHD_create_response_from_buffer_with_free_callback(r->body_len, r->body,
-                                                                  mem_free);
+        resp = MHD_create_response_from_buffer_with_free_callback(r->body_len, r->body, mem_free);
         r->body = NULL;
     } else {
         resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -141,9 +140,8 @@ void http_body_clear(http_body *b)
     b->len = 0;
 }
 
-const web_asset *http_route(const http_app *app, void *arg, const char *method,
-                            const char *url, const char *authorization, http_request *req,
-                            http_reply *r)
+const web_asset *http_route(const http_app *app, void *arg, const char *method, const char *url,
+                            const char *authorization, http_request *req, http_reply *r)
 {
     if (authorization && strncasecmp(authorization, "Bearer ", 7) == 0) {
         req->bearer = authorization + 7;
@@ -249,8 +247,8 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *c, const 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)version;
     http_server *s = cls;
@@ -326,20 +324,19 @@ http_server *http_server_start(const char *host, int port, int threads, const ht
     }
     s->app = *app;
     s->arg = arg;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 2),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)4000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(threads > 0 ? threads : 2), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (s->daemon == NULL) {
-        err_set(err, errlen, "cannot listen on %s:%d (in use, or not a local address)", host,
-                 port);
+        err_set(err, errlen, "cannot listen on %s:%d (in use, or not a local address)", host, port);
         mem_free(s);
         return NULL;
     }

@@ -36,15 +36,15 @@ typedef struct {
     const char *content_type; /* static string */
     char *body;               /* mem_alloc'd; the server frees it */
     size_t body_len;
-    char location[160];       /* Location header when non-empty */
+    char location[160]; /* Location header when non-empty */
 } http_reply;
 
 typedef struct {
-    const char *remote;        /* "ADDR:PORT" of the client */
-    int remote_is_loopback;    /* the client connected over loopback: it runs on this machine */
-    const char *bearer;        /* token from "Authorization: Bearer", or NULL */
-    const char *room;          /* ?room=, or NULL */
-    const char *content_type;  /* or NULL */
+    const char *remote;       /* "ADDR:PORT" of the client */
+    int remote_is_loopback;   /* the client connected over loopback: it runs on this machine */
+    const char *bearer;       /* token from "Authorization: Bearer", or NULL */
+    const char *room;         /* ?room=, or NULL */
+    const char *content_type; /* or NULL */
     const char *body;
     size_t body_len;
     const char *limit, *before; /* query parameters for room_messages */
@@ -81,7 +81,7 @@ void http_reply_error(http_reply *r, int status, const char *code, const char *m
 
 /* A request body collected under the HTTP_MAX_BODY cap. */
 typedef struct {
-    char *data;    /* NUL-terminated; NULL while nothing arrived */
+    char *data; /* NUL-terminated; NULL while nothing arrived */
     size_t len;
     int too_large; /* past the cap: the rest is dropped and the answer is 413 */
 } http_body;
@@ -97,8 +97,7 @@ void http_body_clear(http_body *b);
  * query, `authorization` the raw header or NULL; req->bearer is set from
  * it). Returns the embedded web asset to serve, leaving r untouched, or
  * NULL with the answer in r (its body is the caller's to free). */
-const web_asset *http_route(const http_app *app, void *arg, const char *method,
-                            const char *url, const char *authorization, http_request *req,
-                            http_reply *r);
+const web_asset *http_route(const http_app *app, void *arg, const char *method, const char *url,
+                            const char *authorization, http_request *req, http_reply *r);
 
 #endif

@@ -37,11 +37,11 @@ enum {
 #define DCEP_OPEN_HEADER_SIZE 12
 
 typedef struct {
-    uint8_t type;          /* DCEP_MSG_OPEN or DCEP_MSG_ACK */
-    uint8_t channel_type;  /* OPEN only */
+    uint8_t type;         /* DCEP_MSG_OPEN or DCEP_MSG_ACK */
+    uint8_t channel_type; /* OPEN only */
     uint16_t priority;
     uint32_t reliability;
-    const uint8_t *label;  /* points into the parsed buffer; not NUL-terminated */
+    const uint8_t *label; /* points into the parsed buffer; not NUL-terminated */
     uint16_t label_len;
     const uint8_t *protocol;
     uint16_t protocol_len;

@@ -151,8 +151,8 @@ dtls_identity *dtls_identity_new(char *err, size_t errlen)
         X509_gmtime_adj(X509_getm_notAfter(id->cert), 30L * 86400) == NULL)
         goto ssl_fail;
     X509_NAME *name = X509_get_subject_name(id->cert);
-    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"chatd", -1,
-                                   -1, 0) != 1 ||
+    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"chatd", -1, -1,
+                                   0) != 1 ||
         X509_set_issuer_name(id->cert, name) != 1 || X509_set_pubkey(id->cert, id->key) != 1 ||
         X509_sign(id->cert, id->key, EVP_sha256()) == 0)
         goto ssl_fail;
@@ -165,8 +165,7 @@ dtls_identity *dtls_identity_new(char *err, size_t errlen)
         goto ssl_fail;
     if (SSL_CTX_set_min_proto_version(id->ctx, DTLS1_2_VERSION) != 1 ||
         SSL_CTX_use_certificate(id->ctx, id->cert) != 1 ||
-        SSL_CTX_use_PrivateKey(id->ctx, id->key) != 1 ||
-        SSL_CTX_check_private_key(id->ctx) != 1 ||
+        SSL_CTX_use_PrivateKey(id->ctx, id->key) != 1 || SSL_CTX_check_private_key(id->ctx) != 1 ||
         SSL_CTX_set_cipher_list(id->ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1)
         goto ssl_fail;
     SSL_CTX_set_verify(id->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
@@ -235,8 +234,8 @@ static unsigned int retransmit_after_us(SSL *ssl, unsigned int previous_us)
 }
 
 dtls_conn *dtls_conn_new(dtls_identity *id, int is_client, const char *remote_fp_alg,
-                         const uint8_t *remote_fp, size_t remote_fp_len,
-                         const dtls_callbacks *cb, void *arg)
+                         const uint8_t *remote_fp, size_t remote_fp_len, const dtls_callbacks *cb,
+                         void *arg)
 {
     if (remote_fp_len > 64 || strlen(remote_fp_alg) >= 16)
         return NULL;
@@ -318,9 +317,8 @@ static enum conn_event step_handshake(dtls_conn *c, char *why, size_t whylen)
         /* The AEAD's fixed expansion: AES-GCM sends an 8-byte explicit
          * nonce and a 16-byte tag, ChaCha20-Poly1305 the tag alone. */
         const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
-        c->min_record = cipher && SSL_CIPHER_get_cipher_nid(cipher) == NID_chacha20_poly1305
-                            ? 16
-                            : 24;
+        c->min_record =
+            cipher && SSL_CIPHER_get_cipher_nid(cipher) == NID_chacha20_poly1305 ? 16 : 24;
         return EV_CONNECTED;
     }
     int e = SSL_get_error(c->ssl, r);

@@ -32,18 +32,18 @@ void dtls_identity_free(dtls_identity *id);
 const uint8_t *dtls_identity_fingerprint(const dtls_identity *id);
 
 typedef struct {
-    void (*send)(void *arg, const uint8_t *data, size_t len);     /* one datagram out */
-    void (*connected)(void *arg);                                  /* handshake done, fingerprint ok */
-    void (*data)(void *arg, const uint8_t *data, size_t len);      /* one plaintext record */
-    void (*failed)(void *arg, const char *why);                    /* handshake or record failure */
-    void (*closed)(void *arg);                                     /* close_notify received */
+    void (*send)(void *arg, const uint8_t *data, size_t len); /* one datagram out */
+    void (*connected)(void *arg);                             /* handshake done, fingerprint ok */
+    void (*data)(void *arg, const uint8_t *data, size_t len); /* one plaintext record */
+    void (*failed)(void *arg, const char *why);               /* handshake or record failure */
+    void (*closed)(void *arg);                                /* close_notify received */
 } dtls_callbacks;
 
 /* is_client: 1 = we send the ClientHello (a=setup:active). The remote
  * fingerprint is copied. */
 dtls_conn *dtls_conn_new(dtls_identity *id, int is_client, const char *remote_fp_alg,
-                         const uint8_t *remote_fp, size_t remote_fp_len,
-                         const dtls_callbacks *cb, void *arg);
+                         const uint8_t *remote_fp, size_t remote_fp_len, const dtls_callbacks *cb,
+                         void *arg);
 /* Client role: sends the first flight. No-op for the server role. */
 void dtls_conn_start(dtls_conn *c);
 /* Feeds one received datagram. */

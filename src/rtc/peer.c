@@ -37,9 +37,9 @@
 
 #include <agent.h>
 #include <arpa/inet.h>
-#include <netinet/in.h>
-#include <interfaces.h>
 #include <errno.h>
+#include <interfaces.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -87,8 +87,8 @@ struct rtc_peer {
      * a setup failure) calls no on_close, since the caller does not have
      * the peer yet and still owns its session; the answer fails instead. */
     int answering;
-    int local_client; /* see rtc_peer_config */
-    int channel_stream; /* -1 until a channel exists */
+    int local_client;       /* see rtc_peer_config */
+    int channel_stream;     /* -1 until a channel exists */
     int closing_gracefully; /* we reset our stream and sent SCTP SHUTDOWN */
     int reset_confirmed;    /* the remote performed that reset: it has all we sent */
     GSource *dtls_timer;
@@ -544,8 +544,7 @@ static void handle_dcep(rtc_peer *p, uint16_t stream, const uint8_t *data, size_
     }
 }
 
-static void sctp_message(void *arg, uint16_t stream, uint32_t ppid, const uint8_t *data,
-                         size_t len)
+static void sctp_message(void *arg, uint16_t stream, uint32_t ppid, const uint8_t *data, size_t len)
 {
     rtc_peer *p = arg;
     if (ppid == DCEP_PPID_CONTROL) {
@@ -680,8 +679,8 @@ static void dtls_connected(void *arg)
     rtc_peer *p = arg;
     char err[256];
     log_debug("rtc", "peer %s: DTLS connected (%s)", p->id, p->dtls_client ? "client" : "server");
-    rtc_sctp *s = rtc_sctp_new(LOCAL_SCTP_PORT, p->remote->sctp_port, p->max_recv,
-                               &sctp_callbacks, p, err, sizeof err);
+    rtc_sctp *s = rtc_sctp_new(LOCAL_SCTP_PORT, p->remote->sctp_port, p->max_recv, &sctp_callbacks,
+                               p, err, sizeof err);
     if (s == NULL) {
         rtc_peer_close(p, err);
         return;
@@ -762,8 +761,8 @@ static void ice_recv(NiceAgent *agent, guint stream_id, guint component_id, guin
         arm_dtls_timer(p);
 }
 
-static void ice_state_changed(NiceAgent *agent, guint stream_id, guint component_id,
-                              guint state, gpointer data)
+static void ice_state_changed(NiceAgent *agent, guint stream_id, guint component_id, guint state,
+                              gpointer data)
 {
     (void)agent, (void)stream_id, (void)component_id;
     rtc_peer *p = data;
@@ -820,8 +819,8 @@ static void ice_setup(void *arg)
      * the wait for the first tick alone was most of a setup on a quiet link
      * (with regular nomination, three ticks: about 60 ms). RFC 8445 §14.2
      * allows 5 ms for a few candidates, and a peer here has one or two. */
-    g_object_set(p->agent, "controlling-mode", p->offerer ? TRUE : FALSE, "upnp", FALSE,
-                 "ice-tcp", FALSE, "ice-udp", TRUE, "stun-pacing-timer", ICE_PACING_MS, NULL);
+    g_object_set(p->agent, "controlling-mode", p->offerer ? TRUE : FALSE, "upnp", FALSE, "ice-tcp",
+                 FALSE, "ice-udp", TRUE, "stun-pacing-timer", ICE_PACING_MS, NULL);
     if ((p->ice_addresses == NULL || p->ice_addresses[0] == NULL) && p->local_client) {
         /* Every interface, loopback included: libnice's own default leaves
          * loopback out, and then a client on this machine that reaches
@@ -950,8 +949,8 @@ static void ice_remote(void *arg)
     NiceComponentState st = nice_agent_get_component_state(p->agent, p->stream_id, 1);
     if (st == NICE_COMPONENT_STATE_CONNECTED || st == NICE_COMPONENT_STATE_READY)
         flush_early(p);
-    if (p->dtls_client && (st == NICE_COMPONENT_STATE_CONNECTED ||
-                           st == NICE_COMPONENT_STATE_READY)) {
+    if (p->dtls_client &&
+        (st == NICE_COMPONENT_STATE_CONNECTED || st == NICE_COMPONENT_STATE_READY)) {
         p->dtls_started = 1;
         dtls_conn_start(p->dtls);
         arm_dtls_timer(p);
@@ -1065,8 +1064,8 @@ static void adopt_remote_limits(rtc_peer *p)
         p->max_send = LIMIT_MESSAGE_BYTES * 4;
 }
 
-rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
-                    char **answer, char *err, size_t errlen)
+rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len,
+                                  rtc_peer **out, char **answer, char *err, size_t errlen)
 {
     *out = NULL;
     *answer = NULL;
@@ -1103,7 +1102,9 @@ rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer,
     local->dialect = p->remote->dialect;
     strcpy(local->mid, p->remote->mid);
 
-    ice_job job = {.p = p, .local = local, .timeout_ms = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 30000};
+    ice_job job = {.p = p,
+                   .local = local,
+                   .timeout_ms = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 30000};
     rtc_loop_run_sync(p->loop, ice_setup, &job);
     if (job.ok == 1) {
         job.ok = 0;
@@ -1146,7 +1147,9 @@ int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, cha
                                                      : SDP_SETUP_ACTPASS;
     local->dialect = SDP_DIALECT_MODERN;
     strcpy(local->mid, "0");
-    ice_job job = {.p = p, .local = local, .timeout_ms = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 30000};
+    ice_job job = {.p = p,
+                   .local = local,
+                   .timeout_ms = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 30000};
     rtc_loop_run_sync(p->loop, ice_setup, &job);
     char *sdp = job.ok == 1 ? write_local(p, local) : NULL;
     mem_free(local);

@@ -55,10 +55,10 @@ typedef struct {
      * loopback candidates. Without it an answerer drops them: a remote
      * offer must not point chatd's checks at its own local services. */
     int local_client;
-    size_t max_message_size;          /* largest message accepted; 0 = LIMIT_MESSAGE_BYTES */
-    rtc_setup setup;                  /* DTLS role preference */
-    int setup_timeout_ms;             /* close if not open by then; 0 = 30000 */
-    const char *label;                /* label of the channel we open; NULL = "chat" */
+    size_t max_message_size; /* largest message accepted; 0 = LIMIT_MESSAGE_BYTES */
+    rtc_setup setup;         /* DTLS role preference */
+    int setup_timeout_ms;    /* close if not open by then; 0 = 30000 */
+    const char *label;       /* label of the channel we open; NULL = "chat" */
     /* Answering, open the channel ourselves: a server that makes the offer
      * but waits for its client's channel (Janus) needs this. The offerer
      * always opens it. */
@@ -79,8 +79,8 @@ typedef enum {
 /* Answers an offer. On RTC_ANSWER_OK, *out is the new peer with one
  * reference for the caller (rtc_peer_unref) and *answer a NUL-terminated SDP
  * to free with rtc_free(). */
-rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len, rtc_peer **out,
-                    char **answer, char *err, size_t errlen);
+rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len,
+                                  rtc_peer **out, char **answer, char *err, size_t errlen);
 /* Makes an offer (the offerer opens the channel once connected). */
 int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, char *err,
                    size_t errlen);

@@ -39,11 +39,11 @@ struct rtc_sctp {
     rtc_sctp_callbacks cb;
     void *arg;
     size_t max_message;
-    uint8_t *msg;      /* reassembly of a message delivered in pieces */
+    uint8_t *msg; /* reassembly of a message delivered in pieces */
     size_t msg_len;
     int msg_oversize;
     size_t msg_dropped;
-    int ended; /* `closed` callback already delivered */
+    int ended;            /* `closed` callback already delivered */
     atomic_int all_acked; /* we sent SHUTDOWN or SHUTDOWN ACK (see carries_shutdown) */
 };
 
@@ -210,8 +210,7 @@ rtc_sctp *rtc_sctp_new(uint16_t local_port, uint16_t remote_port, size_t max_mes
         set_opt(sock, IPPROTO_SCTP, SCTP_ENABLE_STREAM_RESET, &reset, sizeof reset,
                 "ENABLE_STREAM_RESET", err, errlen) ||
         set_opt(sock, IPPROTO_SCTP, SCTP_INITMSG, &init, sizeof init, "INITMSG", err, errlen) ||
-        set_opt(sock, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize, "SO_SNDBUF", err,
-                errlen) ||
+        set_opt(sock, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize, "SO_SNDBUF", err, errlen) ||
         set_opt(sock, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize, "SO_RCVBUF", err, errlen))
         goto fail;
     static const uint16_t events[] = {SCTP_ASSOC_CHANGE, SCTP_STREAM_RESET_EVENT,
@@ -223,9 +222,8 @@ rtc_sctp *rtc_sctp_new(uint16_t local_port, uint16_t remote_port, size_t max_mes
             goto fail;
     }
 
-    struct sockaddr_conn local = {.sconn_family = AF_CONN,
-                                  .sconn_port = htons(local_port),
-                                  .sconn_addr = (void *)s->id};
+    struct sockaddr_conn local = {
+        .sconn_family = AF_CONN, .sconn_port = htons(local_port), .sconn_addr = (void *)s->id};
     if (usrsctp_bind(sock, (struct sockaddr *)&local, sizeof local) < 0) {
         err_set(err, errlen, "usrsctp_bind: %s", strerror(errno));
         goto fail;
@@ -322,8 +320,8 @@ static void handle_notification(rtc_sctp *s, const uint8_t *buf, size_t len)
 }
 
 /* Appends a piece of a user message; delivers it at MSG_EOR. */
-static void handle_data(rtc_sctp *s, const struct sctp_rcvinfo *rcv, const uint8_t *buf,
-                        size_t len, int eor)
+static void handle_data(rtc_sctp *s, const struct sctp_rcvinfo *rcv, const uint8_t *buf, size_t len,
+                        int eor)
 {
     if (!s->msg_oversize && s->msg_len + len > s->max_message) {
         s->msg_oversize = 1;

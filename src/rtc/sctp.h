@@ -35,12 +35,12 @@ typedef struct {
     void (*connected)(void *arg);
     void (*message)(void *arg, uint16_t stream, uint32_t ppid, const uint8_t *data, size_t len);
     void (*oversize)(void *arg, uint16_t stream, size_t len); /* dropped: over the cap */
-    void (*stream_reset)(void *arg, uint16_t stream);          /* remote closed its stream */
+    void (*stream_reset)(void *arg, uint16_t stream);         /* remote closed its stream */
     /* The remote performed our reset of `stream` (rtc_sctp_reset_stream):
      * it has received everything we sent on it. Optional (may be NULL). */
     void (*reset_done)(void *arg, uint16_t stream);
-    void (*writable)(void *arg);                               /* send space freed */
-    void (*closed)(void *arg, const char *reason);             /* association ended */
+    void (*writable)(void *arg);                   /* send space freed */
+    void (*closed)(void *arg, const char *reason); /* association ended */
 } rtc_sctp_callbacks;
 
 /* Once per process, before any association; rtc_sctp_global_finish() at exit. */

@@ -186,7 +186,7 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
         return -1;
     }
 
-    int in_media = 0;      /* 0: session level, 1: our m-line, 2: another m-line */
+    int in_media = 0; /* 0: session level, 1: our m-line, 2: another m-line */
     int have_app = 0;
     int have_sctp_attr = 0;
     const char *p = text;

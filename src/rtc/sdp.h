@@ -20,14 +20,15 @@
 #include <stdint.h>
 
 #define SDP_MAX_SIZE LIMIT_SDP_BYTES /* larger descriptions are refused */
-#define SDP_MAX_CANDIDATES 32      /* further candidate lines are ignored */
+#define SDP_MAX_CANDIDATES 32        /* further candidate lines are ignored */
 #define SDP_MAX_CANDIDATE_LEN 256
-#define SDP_MAX_FINGERPRINT 64     /* bytes of the largest digest, sha-512 */
+#define SDP_MAX_FINGERPRINT 64 /* bytes of the largest digest, sha-512 */
 
 typedef enum { SDP_DIALECT_MODERN = 0, SDP_DIALECT_SCTPMAP = 1 } sdp_dialect;
 
 typedef enum {
-    SDP_SETUP_NONE = 0, /* attribute absent: RFC 8842 says treat as actpass (offer) / active (answer) */
+    SDP_SETUP_NONE =
+        0, /* attribute absent: RFC 8842 says treat as actpass (offer) / active (answer) */
     SDP_SETUP_ACTPASS,
     SDP_SETUP_ACTIVE,
     SDP_SETUP_PASSIVE

@@ -126,10 +126,9 @@ static store_item *item_new(store_item_kind kind, size_t strings)
 
 store_item *store_item_message(const store_message *m)
 {
-    store_item *it = item_new(STORE_ITEM_MESSAGE,
-                              slen(m->room) + slen(m->source) + slen(m->title) + slen(m->body) +
-                                  slen(m->created_at) + slen(m->user_name) +
-                                  slen(m->user_username));
+    store_item *it = item_new(STORE_ITEM_MESSAGE, slen(m->room) + slen(m->source) + slen(m->title) +
+                                                      slen(m->body) + slen(m->created_at) +
+                                                      slen(m->user_name) + slen(m->user_username));
     if (it == NULL)
         return NULL;
     char *cur = it->data;
@@ -213,11 +212,16 @@ static void item_free_unwritten(store_item *it)
 static const char *kind_name(store_item_kind k)
 {
     switch (k) {
-    case STORE_ITEM_USER: return "user";
-    case STORE_ITEM_MESSAGE: return "message";
-    case STORE_ITEM_SESSION_START: return "session start";
-    case STORE_ITEM_SESSION_END: return "session end";
-    case STORE_ITEM_API_ERROR: return "api error";
+    case STORE_ITEM_USER:
+        return "user";
+    case STORE_ITEM_MESSAGE:
+        return "message";
+    case STORE_ITEM_SESSION_START:
+        return "session start";
+    case STORE_ITEM_SESSION_END:
+        return "session end";
+    case STORE_ITEM_API_ERROR:
+        return "api error";
     }
     return "row";
 }
@@ -233,8 +237,7 @@ static void log_rejected(const store_item *it, const char *why)
                   (long long)it->u.msg.id, it->u.msg.user_id, it->u.msg.room, why);
         break;
     default:
-        log_error("store", "%s row refused by the database, dropped: %s", kind_name(it->kind),
-                  why);
+        log_error("store", "%s row refused by the database, dropped: %s", kind_name(it->kind), why);
         break;
     }
 }
@@ -294,7 +297,7 @@ static void *writer_main(void *arg)
 {
     store *s = arg;
     unsigned char rejected[STORE_BATCH_MAX];
-    int failures = 0; /* write attempts failed in a row */
+    int failures = 0;     /* write attempts failed in a row */
     int64_t retry_at = 0; /* while down: when to try again */
     int64_t last_contact = clock_mono_us();
 
@@ -370,8 +373,7 @@ static void *writer_main(void *arg)
             if (s->st.db_up) {
                 s->st.db_up = 0;
                 s->st.down_events++;
-                log_warn("store", "database down (%s); %zu rows queued, retrying", err,
-                         s->depth);
+                log_warn("store", "database down (%s); %zu rows queued, retrying", err, s->depth);
             } else {
                 log_debug("store", "database still down (%s); retry in %ld ms", err, backoff_ms);
             }
@@ -441,9 +443,9 @@ store *store_open(const char *url, char *err, size_t errlen)
         const char *sep = strstr(url, "://");
         int n = sep ? (int)(sep - url) : (int)strcspn(url, ":/");
         err_set(err, errlen,
-                     "unsupported database URL scheme \"%.*s\" (use sqlite://PATH or "
-                     "postgresql://…)",
-                     n > 32 ? 32 : n, url);
+                "unsupported database URL scheme \"%.*s\" (use sqlite://PATH or "
+                "postgresql://…)",
+                n > 32 ? 32 : n, url);
         return NULL;
     }
     store *s = mem_calloc(1, sizeof *s);
@@ -528,8 +530,7 @@ void store_close(store *s)
     pthread_join(s->thread, NULL);
 
     if (s->depth > 0)
-        log_error("store", "%zu queued rows were never written (database down at exit)",
-                  s->depth);
+        log_error("store", "%zu queued rows were never written (database down at exit)", s->depth);
     for (store_item *it = s->head, *next; it != NULL; it = next) {
         next = it->next;
         item_free_unwritten(it);
@@ -577,17 +578,16 @@ int64_t store_next_message_id(store *s) { return atomic_fetch_add(&s->next_id, 1
 
 int store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg)
 {
-    if (u == NULL || u->id <= 0 || u->name == NULL || u->username == NULL ||
-        u->profile == NULL || !ts_ok(u->seen_at)) {
+    if (u == NULL || u->id <= 0 || u->name == NULL || u->username == NULL || u->profile == NULL ||
+        !ts_ok(u->seen_at)) {
         log_warn("store", "user row without id, name, username or profile, or a bad "
                           "timestamp; not queued");
         return -1;
     }
     char now[CLOCK_ISO8601_LEN];
     const char *seen = u->seen_at ? u->seen_at : clock_iso8601_now(now, sizeof now);
-    store_item *it = item_new(STORE_ITEM_USER, slen(u->name) + slen(u->username) +
-                                                   slen(u->email) + slen(u->profile) +
-                                                   slen(seen));
+    store_item *it = item_new(STORE_ITEM_USER, slen(u->name) + slen(u->username) + slen(u->email) +
+                                                   slen(u->profile) + slen(seen));
     if (it == NULL) {
         log_warn("store", "out of memory; user %ld not queued", u->id);
         return -1;
@@ -669,8 +669,8 @@ int store_session_end(store *s, const char *session_id, const char *reason, cons
     return enqueue(s, it);
 }
 
-int store_api_error(store *s, const char *method, const char *url, int status,
-                    const char *error, const char *ts)
+int store_api_error(store *s, const char *method, const char *url, int status, const char *error,
+                    const char *ts)
 {
     if (method == NULL || url == NULL || error == NULL || !ts_ok(ts)) {
         log_warn("store", "api error row without method, url or error, or a bad timestamp; "

@@ -68,12 +68,12 @@ typedef struct store store;
 /* A JSONPlaceholder user. Strings are borrowed for the duration of the call
  * only; the store copies what it keeps. */
 typedef struct store_user {
-    long id;             /* JSONPlaceholder id, > 0 */
-    const char *name;    /* required */
+    long id;              /* JSONPlaceholder id, > 0 */
+    const char *name;     /* required */
     const char *username; /* required */
-    const char *email;   /* NULL = none */
-    const char *profile; /* the whole user object as JSON text; required */
-    const char *seen_at; /* first_seen on insert, last_seen always; NULL = now */
+    const char *email;    /* NULL = none */
+    const char *profile;  /* the whole user object as JSON text; required */
+    const char *seen_at;  /* first_seen on insert, last_seen always; NULL = now */
 } store_user;
 
 /* A chat message. On store_put_message the strings are borrowed (the store
@@ -155,8 +155,8 @@ int store_session_end(store *s, const char *session_id, const char *reason, cons
 
 /* Queue an api_errors row; status 0 = none (no HTTP answer). Returns 0 when
  * queued, -1 when not. */
-int store_api_error(store *s, const char *method, const char *url, int status,
-                    const char *error, const char *ts);
+int store_api_error(store *s, const char *method, const char *url, int status, const char *error,
+                    const char *ts);
 
 /* The newest `limit` messages of `room` with id < before_id (0 = no bound),
  * newest LAST, with the sender's name and username. Includes messages still

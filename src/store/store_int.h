@@ -63,9 +63,9 @@ store_item *store_item_message(const store_message *m);
 
 /* What a batch write came to. */
 typedef enum {
-    STORE_W_OK,     /* committed */
-    STORE_W_RETRY,  /* rolled back for a reason that may pass: try later */
-    STORE_W_REJECT  /* rolled back because of a row's content */
+    STORE_W_OK,    /* committed */
+    STORE_W_RETRY, /* rolled back for a reason that may pass: try later */
+    STORE_W_REJECT /* rolled back because of a row's content */
 } store_wres;
 
 typedef struct store_conn store_conn; /* a backend's connection */
@@ -78,8 +78,8 @@ typedef struct store_rows {
 } store_rows;
 
 typedef struct store_backend {
-    const char *name;   /* for stats and logs */
-    int dialect;        /* index into store_migration.sql */
+    const char *name; /* for stats and logs */
+    int dialect;      /* index into store_migration.sql */
     /* The statement that opens the migration transaction and serialises
      * concurrent migrators. */
     const char *migrate_begin;
@@ -104,8 +104,8 @@ typedef struct store_backend {
      * should be replaced. */
     int (*broken)(store_conn *c);
     /* Reads the newest `limit` messages of room with id < before_id. */
-    int (*recent)(store_conn *c, const char *room, int limit, int64_t before_id,
-                  store_rows *out, char *err, size_t errlen);
+    int (*recent)(store_conn *c, const char *room, int limit, int64_t before_id, store_rows *out,
+                  char *err, size_t errlen);
 } store_backend;
 
 extern const store_backend store_sqlite_backend;

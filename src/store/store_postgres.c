@@ -34,9 +34,8 @@
 
 enum { ST_USER, ST_MESSAGE, ST_SESSION_START, ST_SESSION_END, ST_API_ERROR, ST_COUNT };
 
-static const char *const stmt_name[ST_COUNT] = {"chatd_user", "chatd_message",
-                                                "chatd_session_start", "chatd_session_end",
-                                                "chatd_api_error"};
+static const char *const stmt_name[ST_COUNT] = {
+    "chatd_user", "chatd_message", "chatd_session_start", "chatd_session_end", "chatd_api_error"};
 
 static const char *const write_sql[ST_COUNT] = {
     [ST_USER] = "INSERT INTO users (id, name, username, email, profile, first_seen, last_seen)"
@@ -95,8 +94,8 @@ static void set_result_err(char *err, size_t errlen, PGconn *pg, const PGresult 
 {
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (primary == NULL) {
-        set_pg_err(err, errlen, "", r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r)
-                                                                 : PQerrorMessage(pg));
+        set_pg_err(err, errlen, "",
+                   r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r) : PQerrorMessage(pg));
         return;
     }
     const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
@@ -150,8 +149,12 @@ static store_conn *pg_connect(const char *url, int reader, char *err, size_t err
         err_set(err, errlen, "out of memory");
         return NULL;
     }
-    static const char *const keys[] = {"connect_timeout", "application_name", "keepalives_idle",
-                                       "keepalives_interval", "keepalives_count", "dbname",
+    static const char *const keys[] = {"connect_timeout",
+                                       "application_name",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "dbname",
                                        NULL};
     const char *vals[] = {"5", "chatd", "10", "5", "3", url, NULL};
     c->pg = PQconnectdbParams(keys, vals, 1);
@@ -192,8 +195,7 @@ static int pg_query_int(store_conn *c, const char *sql, int64_t *out, char *err,
         PQclear(r);
         return -1;
     }
-    *out = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
-                                                     : 0;
+    *out = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
     PQclear(r);
     return 0;
 }
@@ -359,8 +361,8 @@ static const char *val(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
-static int pg_recent(store_conn *c, const char *room, int limit, int64_t before_id,
-                     store_rows *out, char *err, size_t errlen)
+static int pg_recent(store_conn *c, const char *room, int limit, int64_t before_id, store_rows *out,
+                     char *err, size_t errlen)
 {
     char before[24], lim[16];
     snprintf(before, sizeof before, "%lld", (long long)before_id);

@@ -101,8 +101,8 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
 
 static int migrate_locked(const store_backend *b, store_conn *c, char *err, size_t errlen)
 {
-    if (b->exec(c, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-                err, errlen) != 0)
+    if (b->exec(c, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", err,
+                errlen) != 0)
         return -1;
     int64_t rows = 0;
     if (b->query_int(c, "SELECT COUNT(*) FROM schema_version", &rows, err, errlen) != 0)
@@ -114,9 +114,8 @@ static int migrate_locked(const store_backend *b, store_conn *c, char *err, size
     if (b->query_int(c, "SELECT MAX(version) FROM schema_version", &version, err, errlen) != 0)
         return -1;
     if (version > STORE_SCHEMA_VERSION) {
-        err_set(err, errlen,
-                     "database schema version %lld is newer than this chatd's (%d)",
-                     (long long)version, STORE_SCHEMA_VERSION);
+        err_set(err, errlen, "database schema version %lld is newer than this chatd's (%d)",
+                (long long)version, STORE_SCHEMA_VERSION);
         return -1;
     }
     for (size_t i = 0; i < N_MIGRATIONS; i++) {

@@ -112,8 +112,7 @@ static store_conn *sqlite_connect(const char *url, int reader, char *err, size_t
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (reader ? 0 : SQLITE_OPEN_CREATE);
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
-        err_set(err, errlen, "%s: %s", path,
-                     c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        err_set(err, errlen, "%s: %s", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         sqlite_disconnect(c);
         return NULL;
     }
@@ -145,8 +144,7 @@ static int sqlite_prepare(store_conn *c, char *err, size_t errlen)
     return 0;
 }
 
-static int sqlite_query_int(store_conn *c, const char *sql, int64_t *out, char *err,
-                            size_t errlen)
+static int sqlite_query_int(store_conn *c, const char *sql, int64_t *out, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -254,8 +252,8 @@ static store_wres classify(int rc)
     }
 }
 
-static store_wres sqlite_write_batch(store_conn *c, store_item *const *items, size_t n,
-                                     char *err, size_t errlen)
+static store_wres sqlite_write_batch(store_conn *c, store_item *const *items, size_t n, char *err,
+                                     size_t errlen)
 {
     int rc = run(c->begin);
     if (rc == SQLITE_DONE) {

@@ -8,8 +8,7 @@
 
 #include <stdint.h>
 
-static const char alphabet[64] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char alphabet[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Value 0..63 of a base64url character, or -1 for anything else (padding,
  * '+', '/', whitespace and bytes >= 0x80 included). */
@@ -83,8 +82,7 @@ char *b64url_encode_alloc(const void *in, size_t n)
     return out;
 }
 
-int b64url_decode(const char *in, size_t inlen, unsigned char *out,
-                  size_t outcap, size_t *outlen)
+int b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap, size_t *outlen)
 {
     const unsigned char *p = (const unsigned char *)in;
     size_t full = inlen / 4, rest = inlen % 4, o = 0, i;
@@ -133,8 +131,7 @@ int b64url_decode(const char *in, size_t inlen, unsigned char *out,
     return B64URL_OK;
 }
 
-int b64url_decode_alloc(const char *in, size_t inlen, unsigned char **out,
-                        size_t *outlen)
+int b64url_decode_alloc(const char *in, size_t inlen, unsigned char **out, size_t *outlen)
 {
     size_t cap = b64url_decoded_max(inlen), got = 0;
     unsigned char *buf;

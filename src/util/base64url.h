@@ -38,14 +38,12 @@ char *b64url_encode_alloc(const void *in, size_t n);
 
 /* Decodes inlen characters into out (capacity outcap); *outlen receives the
  * byte count. Returns B64URL_OK, B64URL_EINVAL or B64URL_ENOSPC. */
-int b64url_decode(const char *in, size_t inlen, unsigned char *out,
-                  size_t outcap, size_t *outlen);
+int b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap, size_t *outlen);
 
 /* Decodes into a new buffer with one extra NUL byte after the data (so a
  * decoded JSON text can be handed to a C string API). Returns B64URL_OK,
  * B64URL_EINVAL or B64URL_ENOMEM; on failure *out is NULL. Owner: caller,
  * mem_free. */
-int b64url_decode_alloc(const char *in, size_t inlen, unsigned char **out,
-                        size_t *outlen);
+int b64url_decode_alloc(const char *in, size_t inlen, unsigned char **out, size_t *outlen);
 
 #endif

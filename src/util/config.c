@@ -17,9 +17,24 @@
 #include <unistd.h>
 
 typedef enum {
-    OPT_LISTEN, OPT_PUBLIC_URL, OPT_ICE, OPT_API, OPT_DB, OPT_DATA, OPT_KEY, OPT_TTL,
-    OPT_AUTO, OPT_SEED, OPT_MAX_PEERS, OPT_LOOPS, OPT_DRAWS, OPT_DRAW_BACKOFF, OPT_LOG,
-    OPT_MODE, OPT_POST_RATE, OPT_COUNT
+    OPT_LISTEN,
+    OPT_PUBLIC_URL,
+    OPT_ICE,
+    OPT_API,
+    OPT_DB,
+    OPT_DATA,
+    OPT_KEY,
+    OPT_TTL,
+    OPT_AUTO,
+    OPT_SEED,
+    OPT_MAX_PEERS,
+    OPT_LOOPS,
+    OPT_DRAWS,
+    OPT_DRAW_BACKOFF,
+    OPT_LOG,
+    OPT_MODE,
+    OPT_POST_RATE,
+    OPT_COUNT
 } opt_id;
 
 static const struct {
@@ -59,15 +74,18 @@ static const struct {
 void config_usage(const char *prog, void *stream)
 {
     FILE *f = stream;
-    fprintf(f, "usage: %s [OPTION]...\n\nchatd, a chat server over WebRTC data channels.\n\n", prog);
+    fprintf(f, "usage: %s [OPTION]...\n\nchatd, a chat server over WebRTC data channels.\n\n",
+            prog);
     for (int i = 0; i < OPT_COUNT; i++) {
         char left[64];
         snprintf(left, sizeof left, "%s %s", options[i].flag, options[i].arg);
         fprintf(f, "  %-28s %s\n  %-28s env %s, default %s\n", left, options[i].help, "",
                 options[i].env, options[i].def);
     }
-    fprintf(f, "  %-28s this text\n\nExit status: 0 after SIGINT/SIGTERM, 1 when the database "
-               "cannot be opened, 2 on a bad option.\n", "-h, --help");
+    fprintf(f,
+            "  %-28s this text\n\nExit status: 0 after SIGINT/SIGTERM, 1 when the database "
+            "cannot be opened, 2 on a bad option.\n",
+            "-h, --help");
 }
 
 static int parse_long(const char *v, long min, long max, long *out)
@@ -205,14 +223,14 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     static const struct {
         long min, max;
     } ranges[OPT_COUNT] = {
-        [OPT_TTL] = {60, 30L * 86400},        [OPT_AUTO] = {0, 3600L * 1000},
-        [OPT_MAX_PEERS] = {1, 1000000},        [OPT_LOOPS] = {1, 256},
-        [OPT_DRAWS] = {1, 100},                [OPT_DRAW_BACKOFF] = {0, 60000},
+        [OPT_TTL] = {60, 30L * 86400},  [OPT_AUTO] = {0, 3600L * 1000},
+        [OPT_MAX_PEERS] = {1, 1000000}, [OPT_LOOPS] = {1, 256},
+        [OPT_DRAWS] = {1, 100},         [OPT_DRAW_BACKOFF] = {0, 60000},
         [OPT_POST_RATE] = {1, 1000000},
     };
     if (parse_long(v, ranges[id].min, ranges[id].max, &n) < 0) {
         err_set(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
-                 ranges[id].min, ranges[id].max);
+                ranges[id].min, ranges[id].max);
         return -1;
     }
     switch (id) {
@@ -315,8 +333,7 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     while (pl > 0 && cfg->public_url[pl - 1] == '/')
         cfg->public_url[--pl] = '\0';
     if (cfg->database_url[0] == '\0')
-        snprintf(cfg->database_url, sizeof cfg->database_url, "sqlite://%s/chat.db",
-                 cfg->data_dir);
+        snprintf(cfg->database_url, sizeof cfg->database_url, "sqlite://%s/chat.db", cfg->data_dir);
     if (cfg->jwt_key[0] == '\0')
         snprintf(cfg->jwt_key, sizeof cfg->jwt_key, "%s/jwt-es256.pem", cfg->data_dir);
     return 0;

@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (memchr(label, '\0', m.label_len) || memchr(proto, '\0', m.protocol_len))
         return 0; /* embedded NULs: the C-string encoder cannot express them */
     static uint8_t out[200000];
-    int n = dcep_write_open(out, sizeof out, m.channel_type, m.priority, m.reliability, label,
-                            proto);
+    int n =
+        dcep_write_open(out, sizeof out, m.channel_type, m.priority, m.reliability, label, proto);
     if (n != (int)size || memcmp(out, data, size) != 0)
         abort();
     return 0;

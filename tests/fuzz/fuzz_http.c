@@ -38,12 +38,12 @@
 #include <string.h>
 #include <strings.h>
 
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "fuzz_http: broken promise: %s (line %d)\n", #cond, __LINE__);  \
-            abort();                                                                         \
-        }                                                                                    \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_http: broken promise: %s (line %d)\n", #cond, __LINE__);         \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static const char *current_method;

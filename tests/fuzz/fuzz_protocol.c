@@ -84,8 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (ref != NULL && strlen(ref) > PROTO_MAX_REF)
             abort();
-        out = proto_build_error(st == PROTO_TOO_LARGE ? "TOO_LARGE" : "BAD_REQUEST", err, -1, 0,
-                                ref);
+        out =
+            proto_build_error(st == PROTO_TOO_LARGE ? "TOO_LARGE" : "BAD_REQUEST", err, -1, 0, ref);
         if (out == NULL)
             abort();
         mem_free(out);

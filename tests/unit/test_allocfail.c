@@ -83,7 +83,11 @@ static void *sq_realloc(void *p, int n)
 }
 
 static int sq_roundup(int n) { return (n + 7) & ~7; }
-static int sq_init(void *arg) { (void)arg; return SQLITE_OK; }
+static int sq_init(void *arg)
+{
+    (void)arg;
+    return SQLITE_OK;
+}
 static void sq_shutdown(void *arg) { (void)arg; }
 
 static int sqlite_hooked;
@@ -91,7 +95,7 @@ static int sqlite_hooked;
 /* Before main: SQLite takes an allocator only before it initializes. */
 __attribute__((constructor(101))) static void hook_sqlite(void)
 {
-    static const sqlite3_mem_methods methods = {sq_malloc, sq_free, sq_realloc, sq_size,
+    static const sqlite3_mem_methods methods = {sq_malloc,  sq_free, sq_realloc,  sq_size,
                                                 sq_roundup, sq_init, sq_shutdown, NULL};
     sqlite_hooked = sqlite3_config(SQLITE_CONFIG_MALLOC, &methods) == SQLITE_OK;
 }
@@ -173,8 +177,13 @@ typedef struct {
 static int op_issue(void *ctx)
 {
     auth_ctx *a = ctx;
-    auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N\xc3\xa9", .email = "e@x",
-                         .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
+    auth_claims_in in = {.iss = ISS,
+                         .sub = "7",
+                         .name = "N\xc3\xa9",
+                         .email = "e@x",
+                         .preferred_username = "u",
+                         .ttl_seconds = 60,
+                         .now = NOW};
     char err[200] = "", *tok = NULL;
     if (auth_token_issue(a->keys, &in, &tok, err, sizeof err) != 0) {
         cr_assert_null(tok);
@@ -261,8 +270,13 @@ static void auth_setup(auth_ctx *a)
     char err[300];
     a->keys = auth_keys_generate(err, sizeof err);
     cr_assert_not_null(a->keys, "%s", err);
-    auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N\xc3\xa9", .email = "e@x",
-                         .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
+    auth_claims_in in = {.iss = ISS,
+                         .sub = "7",
+                         .name = "N\xc3\xa9",
+                         .email = "e@x",
+                         .preferred_username = "u",
+                         .ttl_seconds = 60,
+                         .now = NOW};
     cr_assert_eq(auth_token_issue(a->keys, &in, &a->good, err, sizeof err), 0, "%s", err);
 }
 
@@ -319,10 +333,7 @@ static int op_api(void *ctx)
     return 0;
 }
 
-Test(allocfail, api_reply_parsers)
-{
-    torture("api reply parsers", op_api, NULL);
-}
+Test(allocfail, api_reply_parsers) { torture("api reply parsers", op_api, NULL); }
 
 /* ---- the store ------------------------------------------------------------ */
 
@@ -352,9 +363,15 @@ static int op_store(void *ctx)
     store_user u = {.id = 1, .name = "N", .username = "u", .email = "e", .profile = "{}"};
     if (store_put_user(s, &u, NULL, NULL) != 0)
         rc = -1;
-    store_message m = {.id = store_next_message_id(s), .room = room, .user_id = 1,
-                       .source = "auto", .post_id = 4, .title = "t", .body = "b",
-                       .user_name = "N", .user_username = "u"};
+    store_message m = {.id = store_next_message_id(s),
+                       .room = room,
+                       .user_id = 1,
+                       .source = "auto",
+                       .post_id = 4,
+                       .title = "t",
+                       .body = "b",
+                       .user_name = "N",
+                       .user_username = "u"};
     int put = store_put_message(s, &m);
     if (put != 0)
         rc = -1;
@@ -362,8 +379,9 @@ static int op_store(void *ctx)
         store_session_end(s, "sess", "closed", NULL) != 0 ||
         store_api_error(s, "GET", "http://x/users/1", 500, "e", NULL) != 0)
         rc = -1;
-    cr_assert_eq(store_flush(s, 10000), 0, "the queue drains (a writer that hit a failure "
-                                           "retries)");
+    cr_assert_eq(store_flush(s, 10000), 0,
+                 "the queue drains (a writer that hit a failure "
+                 "retries)");
     store_message *msgs = NULL;
     size_t count = 0;
     if (store_recent_messages(s, room, 10, 0, &msgs, &count, err, sizeof err) != 0) {
@@ -428,7 +446,8 @@ static void pg_database(const char *base, const char *db, char *out, size_t len)
     host = host ? host + 3 : base;
     const char *path = strchr(host, '/'), *query = strchr(host, '?');
     size_t keep = path && (!query || path < query) ? (size_t)(path - base)
-                                                   : query ? (size_t)(query - base) : strlen(base);
+                  : query                          ? (size_t)(query - base)
+                                                   : strlen(base);
     snprintf(out, len, "%.*s/%s%s", (int)keep, base, db, query ? query : "");
 }
 

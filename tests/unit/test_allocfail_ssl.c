@@ -163,10 +163,10 @@ static int op_handshake(void *ctx)
     a.other = &b;
     b.other = &a;
     q_head = q_tail = 0;
-    a.self = dtls_conn_new(d->ia, d->a_is_client, "sha-256", dtls_identity_fingerprint(d->ib),
-                           32, &cbs, &a);
-    b.self = dtls_conn_new(d->ib, !d->a_is_client, "sha-256",
-                           dtls_identity_fingerprint(d->ia), 32, &cbs, &b);
+    a.self = dtls_conn_new(d->ia, d->a_is_client, "sha-256", dtls_identity_fingerprint(d->ib), 32,
+                           &cbs, &a);
+    b.self = dtls_conn_new(d->ib, !d->a_is_client, "sha-256", dtls_identity_fingerprint(d->ia), 32,
+                           &cbs, &b);
     int rc = -1;
     if (a.self && b.self) {
         dtls_conn_start(a.self);
@@ -223,15 +223,9 @@ static char key_dir[64];
 
 /* A key file is written and synced on creation: on tmpfs that costs
  * nothing, and this loop creates thousands. */
-static void make_key_dir(void)
-{
-    scratch_dir_make_tmpfs(key_dir, sizeof key_dir, "allocfail-ssl");
-}
+static void make_key_dir(void) { scratch_dir_make_tmpfs(key_dir, sizeof key_dir, "allocfail-ssl"); }
 
-static void remove_key_dir(void)
-{
-    scratch_dir_remove(key_dir);
-}
+static void remove_key_dir(void) { scratch_dir_remove(key_dir); }
 
 static int op_keys(void *ctx)
 {
@@ -261,8 +255,13 @@ static int op_issue(void *ctx)
 {
     auth_keys *k = ctx;
     char err[300] = "", *tok = NULL;
-    auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N", .email = "e@x",
-                         .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
+    auth_claims_in in = {.iss = ISS,
+                         .sub = "7",
+                         .name = "N",
+                         .email = "e@x",
+                         .preferred_username = "u",
+                         .ttl_seconds = 60,
+                         .now = NOW};
     if (auth_token_issue(k, &in, &tok, err, sizeof err) != 0) {
         cr_assert_null(tok);
         cr_assert_neq(err[0], '\0', "a failed issue says why");
@@ -315,8 +314,13 @@ Test(allocfail_ssl, token_verify)
     verify_ctx v = {0};
     v.keys = auth_keys_generate(err, sizeof err);
     cr_assert_not_null(v.keys, "%s", err);
-    auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N", .email = "e@x",
-                         .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
+    auth_claims_in in = {.iss = ISS,
+                         .sub = "7",
+                         .name = "N",
+                         .email = "e@x",
+                         .preferred_username = "u",
+                         .ttl_seconds = 60,
+                         .now = NOW};
     cr_assert_eq(auth_token_issue(v.keys, &in, &v.token, err, sizeof err), 0, "%s", err);
     torture("token verify (ECDSA through OpenSSL)", op_verify, &v);
     mem_free(v.token);
@@ -363,8 +367,13 @@ Test(allocfail_ssl, token_verify_refusals)
     auth_keys *other = auth_keys_generate(err, sizeof err);
     r.keys = auth_keys_generate(err, sizeof err);
     cr_assert(r.keys && other, "%s", err);
-    auth_claims_in in = {.iss = ISS, .sub = "7", .name = "N", .email = "e@x",
-                         .preferred_username = "u", .ttl_seconds = 60, .now = NOW};
+    auth_claims_in in = {.iss = ISS,
+                         .sub = "7",
+                         .name = "N",
+                         .email = "e@x",
+                         .preferred_username = "u",
+                         .ttl_seconds = 60,
+                         .now = NOW};
     cr_assert_eq(auth_token_issue(r.keys, &in, &r.mine, err, sizeof err), 0, "%s", err);
     cr_assert_eq(auth_token_issue(other, &in, &r.foreign, err, sizeof err), 0, "%s", err);
     r.forged = mem_strdup(r.mine);

@@ -70,8 +70,9 @@ static void real_start(real_server *s, int port)
     snprintf(s->pidfile, sizeof s->pidfile, "%s/chatd-test-api-%d-%d.pid",
              getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp", (int)getpid(), s->port);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "JP_PARENT_PID=%d %s/scripts/jsonplaceholder.sh start %d %s >/dev/null",
-             (int)getpid(), root, s->port, s->pidfile);
+    snprintf(cmd, sizeof cmd,
+             "JP_PARENT_PID=%d %s/scripts/jsonplaceholder.sh start %d %s >/dev/null", (int)getpid(),
+             root, s->port, s->pidfile);
     int rc = system(cmd);
     cr_assert_eq(rc, 0, "scripts/jsonplaceholder.sh start %d failed (rc %d)", s->port, rc);
     s->running = 1;
@@ -174,8 +175,7 @@ static void rec_init(recorder *r)
     r->last_state = -1;
 }
 
-static void on_error(void *arg, const char *method, const char *url, int status,
-                     const char *error)
+static void on_error(void *arg, const char *method, const char *url, int status, const char *error)
 {
     recorder *r = arg;
     pthread_mutex_lock(&r->mu);
@@ -218,26 +218,26 @@ static void on_user(void *arg, const jp_result *res)
 /* Waits until COND (evaluated under rec.mu) holds or MS pass; OUT gets its
  * final value. Wakes at least every 20 ms, for conditions (jp_ready) that
  * no callback signals. */
-#define WAIT_UNTIL(COND, MS, OUT)                                                                \
-    do {                                                                                         \
-        struct timespec dl_, step_;                                                              \
-        clock_gettime(CLOCK_MONOTONIC, &dl_);                                                    \
-        long long end_ = dl_.tv_sec * 1000LL + dl_.tv_nsec / 1000000 + (MS);                     \
-        pthread_mutex_lock(&rec.mu);                                                             \
-        for (;;) {                                                                               \
-            if (COND)                                                                            \
-                break;                                                                           \
-            clock_gettime(CLOCK_MONOTONIC, &step_);                                              \
-            long long now_ = step_.tv_sec * 1000LL + step_.tv_nsec / 1000000;                    \
-            if (now_ >= end_)                                                                    \
-                break;                                                                           \
-            long long next_ = now_ + 20 < end_ ? now_ + 20 : end_;                               \
-            step_.tv_sec = next_ / 1000;                                                         \
-            step_.tv_nsec = (next_ % 1000) * 1000000;                                            \
-            pthread_cond_timedwait(&rec.cv, &rec.mu, &step_);                                    \
-        }                                                                                        \
-        OUT = (COND);                                                                            \
-        pthread_mutex_unlock(&rec.mu);                                                           \
+#define WAIT_UNTIL(COND, MS, OUT)                                                                  \
+    do {                                                                                           \
+        struct timespec dl_, step_;                                                                \
+        clock_gettime(CLOCK_MONOTONIC, &dl_);                                                      \
+        long long end_ = dl_.tv_sec * 1000LL + dl_.tv_nsec / 1000000 + (MS);                       \
+        pthread_mutex_lock(&rec.mu);                                                               \
+        for (;;) {                                                                                 \
+            if (COND)                                                                              \
+                break;                                                                             \
+            clock_gettime(CLOCK_MONOTONIC, &step_);                                                \
+            long long now_ = step_.tv_sec * 1000LL + step_.tv_nsec / 1000000;                      \
+            if (now_ >= end_)                                                                      \
+                break;                                                                             \
+            long long next_ = now_ + 20 < end_ ? now_ + 20 : end_;                                 \
+            step_.tv_sec = next_ / 1000;                                                           \
+            step_.tv_nsec = (next_ % 1000) * 1000000;                                              \
+            pthread_cond_timedwait(&rec.cv, &rec.mu, &step_);                                      \
+        }                                                                                          \
+        OUT = (COND);                                                                              \
+        pthread_mutex_unlock(&rec.mu);                                                             \
     } while (0)
 
 static long long mono_ms(void)
@@ -800,8 +800,17 @@ Test(api, parse_users)
     char err[256];
     cr_assert_eq(jp_parse_users("[{\"id\":1},{\"id\":2}]", 19, err, sizeof err), 2);
     const char *bad[] = {
-        "", "[]", "{}", "[1]", "[{\"id\":\"1\"}]", "[{\"id\":0}]", "[{\"id\":1.5}]",
-        "[{\"id\":99999999999}]", "[{\"name\":\"x\"}]", "[{\"id\":1},null]", "[{\"id\":1}",
+        "",
+        "[]",
+        "{}",
+        "[1]",
+        "[{\"id\":\"1\"}]",
+        "[{\"id\":0}]",
+        "[{\"id\":1.5}]",
+        "[{\"id\":99999999999}]",
+        "[{\"name\":\"x\"}]",
+        "[{\"id\":1},null]",
+        "[{\"id\":1}",
         "[{\"id\":1,\"id\":2}]",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -841,9 +850,8 @@ Test(api, parse_user)
     finish();
 }
 
-static const char posts_json[] =
-    "[{\"userId\":1,\"id\":1,\"title\":\"a\",\"body\":\"b\"},"
-    "{\"userId\":2,\"id\":7,\"title\":\"c\",\"body\":\"d\"}]";
+static const char posts_json[] = "[{\"userId\":1,\"id\":1,\"title\":\"a\",\"body\":\"b\"},"
+                                 "{\"userId\":2,\"id\":7,\"title\":\"c\",\"body\":\"d\"}]";
 
 Test(api, parse_posts)
 {

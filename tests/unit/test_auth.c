@@ -155,8 +155,8 @@ static char *sign_parts(const auth_keys *keys, const char *header, const char *c
 static char *good_header(const auth_keys *k)
 {
     char *h;
-    cr_assert(asprintf(&h, "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
-                       auth_keys_kid(k)) > 0);
+    cr_assert(asprintf(&h, "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", auth_keys_kid(k)) >
+              0);
     return h;
 }
 
@@ -215,8 +215,7 @@ static void expect_reject(const auth_keys *k, const char *tok, time_t now, const
 static void expect_claims_reject(const auth_keys *k, const char *claims, const char *want)
 {
     char err[200] = "";
-    cr_assert_eq(verify_claims(k, claims, NOW, err, sizeof(err)), -1,
-                 "accepted claims %s", claims);
+    cr_assert_eq(verify_claims(k, claims, NOW, err, sizeof(err)), -1, "accepted claims %s", claims);
     cr_assert(strstr(err, want) != NULL, "error '%s' does not mention '%s'", err, want);
 }
 
@@ -236,10 +235,19 @@ TestSuite(b64url, .init = setup, .fini = teardown, .timeout = 30);
 
 Test(b64url, known_vectors)
 {
-    struct { const char *in; const char *out; } v[] = {
-        {"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"},
-        {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"},
-        {"\xfb\xff", "-_8"}, {"\xff\xff\xfe", "___-"},
+    struct {
+        const char *in;
+        const char *out;
+    } v[] = {
+        {"", ""},
+        {"f", "Zg"},
+        {"fo", "Zm8"},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg"},
+        {"fooba", "Zm9vYmE"},
+        {"foobar", "Zm9vYmFy"},
+        {"\xfb\xff", "-_8"},
+        {"\xff\xff\xfe", "___-"},
     };
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         char *e = b64url_encode_alloc(v[i].in, strlen(v[i].in));
@@ -277,18 +285,18 @@ Test(b64url, round_trip_all_lengths)
 Test(b64url, rejects_non_strict_input)
 {
     const char *bad[] = {
-        "Zg==",  /* padding */
-        "Zm9v=", "Z",     /* 4n+1 length */
-        "Zh",    /* unused bits set */
-        "Zm9",   /* unused bits set (3-char tail) */
-        "Zm+v",  /* plain base64 alphabet */
-        "Zm/v", "Zm v", "Zm\nv", "Zm9\x80", "Zm.v", "Zm9v\t",
+        "Zg==",       /* padding */
+        "Zm9v=", "Z", /* 4n+1 length */
+        "Zh",         /* unused bits set */
+        "Zm9",        /* unused bits set (3-char tail) */
+        "Zm+v",       /* plain base64 alphabet */
+        "Zm/v",  "Zm v", "Zm\nv", "Zm9\x80", "Zm.v", "Zm9v\t",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         unsigned char out[16], *d = NULL;
         size_t got = 99;
-        cr_assert_eq(b64url_decode(bad[i], strlen(bad[i]), out, sizeof(out), &got),
-                     B64URL_EINVAL, "accepted '%s'", bad[i]);
+        cr_assert_eq(b64url_decode(bad[i], strlen(bad[i]), out, sizeof(out), &got), B64URL_EINVAL,
+                     "accepted '%s'", bad[i]);
         cr_assert_eq(b64url_decode_alloc(bad[i], strlen(bad[i]), &d, NULL), B64URL_EINVAL);
         cr_assert_null(d);
     }
@@ -418,8 +426,13 @@ Test(keys, group_or_world_accessible_file_refused)
 
 Test(keys, non_p256_keys_refused)
 {
-    struct { const char *type, *param; } kinds[] = {
-        {"EC", "P-384"}, {"EC", "secp256k1"}, {"ED25519", NULL}, {"X25519", NULL},
+    struct {
+        const char *type, *param;
+    } kinds[] = {
+        {"EC", "P-384"},
+        {"EC", "secp256k1"},
+        {"ED25519", NULL},
+        {"X25519", NULL},
     };
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         size_t len;
@@ -476,8 +489,8 @@ Test(keys, encrypted_pem_refused_without_prompting)
     BIO *bio = BIO_new(BIO_s_mem());
     char *data = NULL, err[300] = "";
     long n;
-    cr_assert(PEM_write_bio_PrivateKey(bio, pkey, EVP_aes_256_cbc(),
-                                       (unsigned char *)"secret", 6, NULL, NULL));
+    cr_assert(PEM_write_bio_PrivateKey(bio, pkey, EVP_aes_256_cbc(), (unsigned char *)"secret", 6,
+                                       NULL, NULL));
     n = BIO_get_mem_data(bio, &data);
     write_file(path_in_tmp("k.pem"), data, (size_t)n, 0600);
     cr_assert_null(auth_keys_load_or_create(path_in_tmp("k.pem"), err, sizeof(err)));
@@ -631,9 +644,8 @@ Test(token, issued_signature_verifies_with_plain_openssl)
     der_len = i2d_ECDSA_SIG(sig, &pd);
     cr_assert(der_len > 0);
     cr_assert(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub));
-    cr_assert_eq(EVP_DigestVerify(md, der, (size_t)der_len, (unsigned char *)tok,
-                                  (size_t)(d2 - tok)),
-                 1);
+    cr_assert_eq(
+        EVP_DigestVerify(md, der, (size_t)der_len, (unsigned char *)tok, (size_t)(d2 - tok)), 1);
     ECDSA_SIG_free(sig);
     EVP_MD_CTX_free(md);
     EVP_PKEY_free(pub);
@@ -718,8 +730,8 @@ Test(attack, alg_none_with_and_without_signature_part, .init = setup, .fini = te
 {
     auth_keys *k = new_keys();
     char *hj, *h, *c = claims_json(ISS, "\"chat\"", NOW, NOW, NOW + 600), *p = b64(c), *t;
-    cr_assert(asprintf(&hj, "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
-                       auth_keys_kid(k)) > 0);
+    cr_assert(asprintf(&hj, "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"%s\"}", auth_keys_kid(k)) >
+              0);
     h = b64(hj);
     cr_assert(asprintf(&t, "%s.%s.", h, p) > 0);
     expect_reject(k, t, NOW, "unsupported alg");
@@ -972,8 +984,8 @@ Test(attack, wrong_iss, .init = setup, .fini = teardown)
 Test(attack, wrong_aud, .init = setup, .fini = teardown)
 {
     auth_keys *k = new_keys();
-    const char *auds[] = {"\"chatx\"", "\"Chat\"", "[\"other\"]", "[]", "[1,2]", "1",
-                          "null", "{\"chat\":1}"};
+    const char *auds[] = {"\"chatx\"", "\"Chat\"", "[\"other\"]", "[]",
+                          "[1,2]",     "1",        "null",        "{\"chat\":1}"};
     for (size_t i = 0; i < sizeof(auds) / sizeof(auds[0]); i++) {
         char *c = claims_json(ISS, auds[i], NOW, NOW, NOW + 600);
         expect_claims_reject(k, c, "wrong audience");
@@ -1023,8 +1035,8 @@ Test(attack, unknown_kid, .init = setup, .fini = teardown)
         expect_reject(k, t, NOW, "unknown kid");
         free(t);
         free(h);
-        cr_assert(asprintf(&h, "{\"alg\":\"ES256\",\"kid\":\"%.42s\\u0000\"}",
-                           auth_keys_kid(k)) > 0);
+        cr_assert(asprintf(&h, "{\"alg\":\"ES256\",\"kid\":\"%.42s\\u0000\"}", auth_keys_kid(k)) >
+                  0);
         t = sign_parts(k, h, c);
         expect_reject(k, t, NOW, "header is not a JSON object");
         free(t);
@@ -1147,8 +1159,9 @@ Test(attack, oversize, .init = setup, .fini = teardown)
         char *pad = malloc(10000), *c, *t;
         memset(pad, 'x', 9000);
         pad[9000] = '\0';
-        cr_assert(asprintf(&c, "{\"iss\":\"" ISS "\",\"sub\":\"1\",\"aud\":\"chat\","
-                               "\"iat\":%ld,\"nbf\":%ld,\"exp\":%ld,\"name\":\"%s\"}",
+        cr_assert(asprintf(&c,
+                           "{\"iss\":\"" ISS "\",\"sub\":\"1\",\"aud\":\"chat\","
+                           "\"iat\":%ld,\"nbf\":%ld,\"exp\":%ld,\"name\":\"%s\"}",
                            (long)NOW, (long)NOW, (long)NOW + 60, pad) > 0);
         {
             char *h = good_header(k);
@@ -1170,8 +1183,12 @@ Test(attack, header_not_json, .init = setup, .fini = teardown)
 {
     auth_keys *k = new_keys();
     char *c = claims_json(ISS, "\"chat\"", NOW, NOW, NOW + 600);
-    const char *headers[] = {"not json", "[\"ES256\"]", "\"ES256\"", "{\"alg\":\"ES256\"",
-                             "{\"alg\":\"ES256\",\"kid\":\"x\"} trailing", ""};
+    const char *headers[] = {"not json",
+                             "[\"ES256\"]",
+                             "\"ES256\"",
+                             "{\"alg\":\"ES256\"",
+                             "{\"alg\":\"ES256\",\"kid\":\"x\"} trailing",
+                             ""};
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
         char *t = sign_parts(k, headers[i], c);
         expect_reject(k, t, NOW, "header is not a JSON object");
@@ -1263,8 +1280,8 @@ Test(attack, duplicate_members_and_crit, .init = setup, .fini = teardown)
     auth_keys *k = new_keys();
     char *c = claims_json(ISS, "\"chat\"", NOW, NOW, NOW + 600), *h, *t;
     /* Two "alg" members: parsers disagree on which wins. */
-    cr_assert(asprintf(&h, "{\"alg\":\"HS256\",\"alg\":\"ES256\",\"kid\":\"%s\"}",
-                       auth_keys_kid(k)) > 0);
+    cr_assert(
+        asprintf(&h, "{\"alg\":\"HS256\",\"alg\":\"ES256\",\"kid\":\"%s\"}", auth_keys_kid(k)) > 0);
     t = sign_parts(k, h, c);
     expect_reject(k, t, NOW, "header is not a JSON object");
     free(t);
@@ -1439,7 +1456,6 @@ Test(cache, rejected_tokens_are_not_cached)
     check_leaks();
 }
 
-
 /* ---- limits of issue and of the time claims ------------------------------ */
 
 /* Issue and verify agree on the size cap: a token issue makes, verify
@@ -1477,8 +1493,7 @@ Test(token, issue_refuses_times_out_of_range)
         long ttl;
     } bad[] = {{-1, 60}, {(time_t)((int64_t)1 << 62) + 1, 60}, {NOW, -5}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        auth_claims_in in = {.iss = ISS, .sub = "7", .ttl_seconds = bad[i].ttl,
-                             .now = bad[i].now};
+        auth_claims_in in = {.iss = ISS, .sub = "7", .ttl_seconds = bad[i].ttl, .now = bad[i].now};
         err[0] = '\0';
         cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof(err)), -1, "case %zu", i);
         cr_assert_not_null(strstr(err, "out of range"), "%s", err);
@@ -1500,30 +1515,28 @@ Test(attack, time_claims_at_the_limits, .init = setup, .fini = teardown)
 {
     auth_keys *k = new_keys();
     char err[200] = "";
-#define CLAIMS(iat, nbf, exp)                                                                  \
-    "{\"iss\":\"" ISS "\",\"sub\":\"1\",\"aud\":\"chat\",\"iat\":" iat ",\"nbf\":" nbf       \
+#define CLAIMS(iat, nbf, exp)                                                                      \
+    "{\"iss\":\"" ISS "\",\"sub\":\"1\",\"aud\":\"chat\",\"iat\":" iat ",\"nbf\":" nbf             \
     ",\"exp\":" exp "}"
     /* NOW = 1700000000: exp 1699999940.9 reads as ...940, and NOW is then
      * exactly exp + skew: expired; ...941 is not */
     expect_claims_reject(k, CLAIMS("1699999000", "1699999000", "1699999940.9"), "expired");
-    cr_assert_eq(verify_claims(k, CLAIMS("1699999000", "1699999000", "1699999941"), NOW, err,
-                               sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(
+        verify_claims(k, CLAIMS("1699999000", "1699999000", "1699999941"), NOW, err, sizeof err), 0,
+        "%s", err);
     expect_claims_reject(k, CLAIMS("1700000060.5", "1700000000", "1700000600"),
                          "issued in the future");
-    cr_assert_eq(verify_claims(k, CLAIMS("1700000059.5", "1700000000.5", "1700000600.5"), NOW,
-                               err, sizeof err),
+    cr_assert_eq(verify_claims(k, CLAIMS("1700000059.5", "1700000000.5", "1700000600.5"), NOW, err,
+                               sizeof err),
                  0, "%s", err);
     expect_claims_reject(k, CLAIMS("1700000000", "1700000000", "4611686018427387905"),
                          "not a number in range");
     expect_claims_reject(k, CLAIMS("1700000000", "-4611686018427387905", "1700000600"),
                          "not a number in range");
-    expect_claims_reject(k, CLAIMS("1700000000", "-1e300", "1700000600"),
-                         "not a number in range");
+    expect_claims_reject(k, CLAIMS("1700000000", "-1e300", "1700000600"), "not a number in range");
 #undef CLAIMS
     auth_claims c = {.iat = NOW, .nbf = NOW, .exp = NOW + 600};
-    cr_assert_eq(auth_claims_check_time(&c, (time_t)(((int64_t)1 << 62) + 1), err, sizeof err),
-                 -1);
+    cr_assert_eq(auth_claims_check_time(&c, (time_t)(((int64_t)1 << 62) + 1), err, sizeof err), -1);
     cr_assert_not_null(strstr(err, "clock out of range"), "%s", err);
     cr_assert_eq(auth_claims_check_time(&c, -(time_t)(((int64_t)1 << 62) + 1), err, sizeof err),
                  -1);

@@ -39,9 +39,21 @@ Test(config, flags)
 {
     chatd_config c;
     char err[256];
-    char *argv[] = {"chatd", "--mode", "relay", "--listen", "[::1]:9000", "--ice-address",
-                    "10.0.0.1", "--ice-address=10.0.0.2", "--seed", "7", "--data-dir", "/tmp/x",
-                    "--max-peers=3", "--jwt-ttl", "120"};
+    char *argv[] = {"chatd",
+                    "--mode",
+                    "relay",
+                    "--listen",
+                    "[::1]:9000",
+                    "--ice-address",
+                    "10.0.0.1",
+                    "--ice-address=10.0.0.2",
+                    "--seed",
+                    "7",
+                    "--data-dir",
+                    "/tmp/x",
+                    "--max-peers=3",
+                    "--jwt-ttl",
+                    "120"};
     cr_assert_eq(parse(&c, err, 15, argv), 0, "%s", err);
     cr_assert_eq(c.mode, CHATD_MODE_RELAY);
     cr_assert_str_eq(c.listen_host, "::1");
@@ -84,10 +96,14 @@ Test(config, environment_and_flags_win)
 Test(config, errors)
 {
     const char *bad[][3] = {
-        {"--listen", "nohost", "HOST:PORT"}, {"--listen", "h:70000", "HOST:PORT"},
-        {"--max-peers", "0", "--max-peers"}, {"--jwt-ttl", "10", "--jwt-ttl"},
-        {"--seed", "-1", "--seed"},          {"--mode", "other", "--mode"},
-        {"--log-level", "loud", "--log-level"}, {"--bogus", "x", "unknown option"},
+        {"--listen", "nohost", "HOST:PORT"},
+        {"--listen", "h:70000", "HOST:PORT"},
+        {"--max-peers", "0", "--max-peers"},
+        {"--jwt-ttl", "10", "--jwt-ttl"},
+        {"--seed", "-1", "--seed"},
+        {"--mode", "other", "--mode"},
+        {"--log-level", "loud", "--log-level"},
+        {"--bogus", "x", "unknown option"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         chatd_config c;
@@ -151,10 +167,27 @@ Test(config, every_flag_and_its_refusals)
 {
     chatd_config c;
     char err[256] = "";
-    char *argv[] = {"chatd", "--public-url", "https://x/", "--api-url", "http://a", "--database-url",
-                    "postgresql://d", "--jwt-key", "/k.pem", "--auto-post-max-ms", "0",
-                    "--loops", "3", "--draw-attempts", "2", "--draw-backoff-ms", "7",
-                    "--log-level", "debug", "--mode", "chat"};
+    char *argv[] = {"chatd",
+                    "--public-url",
+                    "https://x/",
+                    "--api-url",
+                    "http://a",
+                    "--database-url",
+                    "postgresql://d",
+                    "--jwt-key",
+                    "/k.pem",
+                    "--auto-post-max-ms",
+                    "0",
+                    "--loops",
+                    "3",
+                    "--draw-attempts",
+                    "2",
+                    "--draw-backoff-ms",
+                    "7",
+                    "--log-level",
+                    "debug",
+                    "--mode",
+                    "chat"};
     cr_assert_eq(parse(&c, err, 21, argv), 0, "%s", err);
     cr_assert_str_eq(c.public_url, "https://x");
     cr_assert_str_eq(c.api_url, "http://a");
@@ -174,9 +207,12 @@ Test(config, every_flag_and_its_refusals)
     memset(long_value, 'v', sizeof long_value - 1);
     long_value[sizeof long_value - 1] = '\0';
     const char *bad[][3] = {
-        {"--listen", long_host, "too long"},   {"--ice-address", "", "empty ICE"},
-        {"--api-url", "", "bad --api-url"},    {"--data-dir", long_value, "bad --data-dir"},
-        {"--seed", "12x", "--seed"},            {"--loops", "0", "--loops"},
+        {"--listen", long_host, "too long"},
+        {"--ice-address", "", "empty ICE"},
+        {"--api-url", "", "bad --api-url"},
+        {"--data-dir", long_value, "bad --data-dir"},
+        {"--seed", "12x", "--seed"},
+        {"--loops", "0", "--loops"},
         {"--draw-attempts", "101", "--draw-attempts"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -232,9 +268,16 @@ Test(config, usage_lists_every_flag)
     cr_assert_not_null(f);
     config_usage("chatd", f);
     fclose(f);
-    const char *want[] = {"usage: chatd [OPTION]...", "--listen", "CHATD_LISTEN",
-                          "--ice-address", "--database-url", "--jwt-key",
-                          "DATA_DIR/jwt-es256.pem", "--mode", "--post-rate", "-h, --help",
+    const char *want[] = {"usage: chatd [OPTION]...",
+                          "--listen",
+                          "CHATD_LISTEN",
+                          "--ice-address",
+                          "--database-url",
+                          "--jwt-key",
+                          "DATA_DIR/jwt-es256.pem",
+                          "--mode",
+                          "--post-rate",
+                          "-h, --help",
                           "2 on a bad option"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert_not_null(strstr(text, want[i]), "no '%s' in:\n%s", want[i], text);
@@ -264,8 +307,10 @@ Test(config, listen_forms_and_flag_edges)
     cr_assert_str_eq(c.listen_host, "::1");
     config_free(&c);
 
-    const char *bad[][2] = {{":8080", "HOST:PORT"},   {"host:", "HOST:PORT"},
-                            {"host:-1", "HOST:PORT"}, {"host:80x", "HOST:PORT"}};
+    const char *bad[][2] = {{":8080", "HOST:PORT"},
+                            {"host:", "HOST:PORT"},
+                            {"host:-1", "HOST:PORT"},
+                            {"host:80x", "HOST:PORT"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *a[] = {"chatd", "--listen", (char *)bad[i][0]};
         cr_assert_eq(parse(&c, err, 3, a), -1, "accepted %s", bad[i][0]);

@@ -22,8 +22,8 @@ Test(draw, pick_uniform_including_n)
         counts[k]++;
     }
     for (int k = 0; k <= 10; k++)
-        cr_assert(counts[k] >= 9500 && counts[k] <= 10500, "k=%d drawn %d times, expected 10000 +-5%%",
-                  k, counts[k]);
+        cr_assert(counts[k] >= 9500 && counts[k] <= 10500,
+                  "k=%d drawn %d times, expected 10000 +-5%%", k, counts[k]);
     rng_free(r);
     check_leaks();
 }

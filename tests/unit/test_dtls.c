@@ -80,7 +80,8 @@ static void handshake(int a_is_client, int corrupt_fp)
         fpb[5] ^= 1;
     side a = {0}, b = {0};
     a.self = dtls_conn_new(ia, a_is_client, "sha-256", fpb, 32, &cbs, &a);
-    b.self = dtls_conn_new(ib, !a_is_client, "sha-256", dtls_identity_fingerprint(ia), 32, &cbs, &b);
+    b.self =
+        dtls_conn_new(ib, !a_is_client, "sha-256", dtls_identity_fingerprint(ia), 32, &cbs, &b);
     a.other = b.self;
     b.other = a.self;
     cr_assert_not_null(a.self);
@@ -169,8 +170,11 @@ Test(dtls, fingerprint_matches_every_sdp_algorithm)
     const struct {
         const char *alg;
         const EVP_MD *md;
-    } algs[] = {{"sha-1", EVP_sha1()},     {"sha-224", EVP_sha224()}, {"SHA-256", EVP_sha256()},
-                {"sha-384", EVP_sha384()}, {"Sha-512", EVP_sha512()}};
+    } algs[] = {{"sha-1", EVP_sha1()},
+                {"sha-224", EVP_sha224()},
+                {"SHA-256", EVP_sha256()},
+                {"sha-384", EVP_sha384()},
+                {"Sha-512", EVP_sha512()}};
     for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
         uint8_t d[EVP_MAX_MD_SIZE];
         unsigned int l = 0;
@@ -212,10 +216,10 @@ static void pair_new(pair *p)
     p->ia = dtls_identity_new(err, sizeof err);
     p->ib = dtls_identity_new(err, sizeof err);
     cr_assert(p->ia && p->ib, "%s", err);
-    p->a.self = dtls_conn_new(p->ia, 1, "sha-256", dtls_identity_fingerprint(p->ib), 32, &cbs,
-                              &p->a);
-    p->b.self = dtls_conn_new(p->ib, 0, "sha-256", dtls_identity_fingerprint(p->ia), 32, &cbs,
-                              &p->b);
+    p->a.self =
+        dtls_conn_new(p->ia, 1, "sha-256", dtls_identity_fingerprint(p->ib), 32, &cbs, &p->a);
+    p->b.self =
+        dtls_conn_new(p->ib, 0, "sha-256", dtls_identity_fingerprint(p->ia), 32, &cbs, &p->b);
     cr_assert(p->a.self && p->b.self);
     p->a.other = p->b.self;
     p->b.other = p->a.self;

@@ -317,8 +317,8 @@ Test(http, body_cap)
 /* Sends raw bytes to the server and returns what it answered (until it
  * closes or one second passes without data). */
 /* Sends req to addr and reads the answer until the server closes. */
-static size_t exchange_at(const struct sockaddr *addr, socklen_t alen, const char *req,
-                          size_t len, char *out, size_t cap)
+static size_t exchange_at(const struct sockaddr *addr, socklen_t alen, const char *req, size_t len,
+                          char *out, size_t cap)
 {
     int fd = socket(addr->sa_family, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
@@ -426,9 +426,9 @@ Test(http, start_failures)
     cr_assert_not_null(strstr(err, "bad listen address"), "%s", err);
     http_server *s = http_server_start("127.0.0.1", 0, 0, &full, NULL, err, sizeof err);
     cr_assert_not_null(s, "%s", err);
-    cr_assert_null(http_server_start("127.0.0.1", http_server_port(s), 1, &full, NULL, err,
-                                     sizeof err),
-                   "the port is in use");
+    cr_assert_null(
+        http_server_start("127.0.0.1", http_server_port(s), 1, &full, NULL, err, sizeof err),
+        "the port is in use");
     cr_assert_not_null(strstr(err, "cannot listen"), "%s", err);
     mem_fail_at(1);
     cr_assert_null(http_server_start("127.0.0.1", 0, 1, &full, NULL, err, sizeof err));
@@ -469,8 +469,7 @@ Test(http, remote_address_of_each_family)
     a6.sin6_addr = in6addr_loopback;
     memset(&rec, 0, sizeof rec);
     rec.answer = 1;
-    exchange_at((struct sockaddr *)&a6, sizeof a6, offer_req, strlen(offer_req), out,
-                sizeof out);
+    exchange_at((struct sockaddr *)&a6, sizeof a6, offer_req, strlen(offer_req), out, sizeof out);
     cr_assert(strncmp(out, "HTTP/1.1 201", 12) == 0, "%s", out);
     cr_assert(strncmp(rec.remote, "::1:", 4) == 0, "%s", rec.remote);
     http_server_stop(s);

@@ -35,7 +35,7 @@ Test(mem, the_nth_allocation_fails_once)
     for (int kind = 0; kind < 4; kind++) {
         void *old = mem_alloc(4);
         mem_fail_at(1);
-        void *q = kind == 0 ? mem_alloc(4)
+        void *q = kind == 0   ? mem_alloc(4)
                   : kind == 1 ? mem_calloc(1, 4)
                   : kind == 2 ? mem_realloc(old, 64)
                               : (void *)mem_strndup("abc", 3);

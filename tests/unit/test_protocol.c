@@ -29,8 +29,7 @@ TestSuite(protocol, .init = setup);
 /* ---- helpers ------------------------------------------------------------ */
 
 /* Parses len bytes; the request and ref are cleared before returning. */
-static proto_status parse_n(const char *data, size_t len, char *err, size_t errlen,
-                            char **ref_echo)
+static proto_status parse_n(const char *data, size_t len, char *err, size_t errlen, char **ref_echo)
 {
     proto_request req;
     char *ref = NULL;
@@ -51,8 +50,7 @@ static proto_status parse_n(const char *data, size_t len, char *err, size_t errl
 
 /* The message must be refused as BAD_REQUEST, with a short reason that
  * fits in an error message, and (echo) the given ref or none. */
-static void expect_bad_len(const char *data, size_t len, const char *reason_part,
-                           const char *echo)
+static void expect_bad_len(const char *data, size_t len, const char *reason_part, const char *echo)
 {
     char err[256] = "x";
     char *ref = NULL, *msg;
@@ -61,8 +59,7 @@ static void expect_bad_len(const char *data, size_t len, const char *reason_part
     cr_assert_eq(st, PROTO_BAD_REQUEST, "expected BAD_REQUEST (%d) for %.80s", st, data);
     cr_assert(err[0] != '\0' && strlen(err) < 100, "short reason: '%s'", err);
     if (reason_part != NULL)
-        cr_assert(strstr(err, reason_part) != NULL, "reason '%s' lacks '%s'", err,
-                  reason_part);
+        cr_assert(strstr(err, reason_part) != NULL, "reason '%s' lacks '%s'", err, reason_part);
     if (echo == NULL) {
         cr_assert_null(ref, "no ref to echo, got '%s'", ref);
     } else {
@@ -206,8 +203,8 @@ Test(protocol, trim_unicode_whitespace)
 
 Test(protocol, text_2000_code_points_not_bytes)
 {
-    const char *units[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\\u00e9",
-                           "\\ud83d\\ude00"};
+    const char *units[] = {"a",       "\xc3\xa9",      "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                           "\\u00e9", "\\ud83d\\ude00"};
     for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
         /* 2000 characters, with blanks around that do not count. */
         char *ok = post_with_text(units[u], 2000, " \\u3000", "\\u00a0\\n ");
@@ -369,25 +366,27 @@ Test(protocol, text_errors)
 Test(protocol, invalid_utf8)
 {
     static const char *bad[] = {
-        "\xc0\xaf",             /* overlong '/' */
-        "\xc1\xbf",             /* overlong */
-        "\xe0\x80\xaf",         /* overlong, 3 bytes */
-        "\xe0\x9f\xbf",         /* overlong, 3 bytes, top */
-        "\xf0\x80\x80\xaf",     /* overlong, 4 bytes */
-        "\xf0\x8f\xbf\xbf",     /* overlong, 4 bytes, top */
-        "\xed\xa0\x80",         /* U+D800, a surrogate */
-        "\xed\xbf\xbf",         /* U+DFFF */
+        "\xc0\xaf",                 /* overlong '/' */
+        "\xc1\xbf",                 /* overlong */
+        "\xe0\x80\xaf",             /* overlong, 3 bytes */
+        "\xe0\x9f\xbf",             /* overlong, 3 bytes, top */
+        "\xf0\x80\x80\xaf",         /* overlong, 4 bytes */
+        "\xf0\x8f\xbf\xbf",         /* overlong, 4 bytes, top */
+        "\xed\xa0\x80",             /* U+D800, a surrogate */
+        "\xed\xbf\xbf",             /* U+DFFF */
         "\xed\xa0\xbd\xed\xb8\x80", /* surrogate pair spelled in UTF-8 (CESU) */
-        "\xf4\x90\x80\x80",     /* above U+10FFFF */
+        "\xf4\x90\x80\x80",         /* above U+10FFFF */
         "\xf5\x80\x80\x80",
         "\xff",
         "\xfe",
-        "\x80",                 /* stray continuation */
-        "a\xbf" "b",
-        "\xe2\x82",             /* truncated euro sign */
-        "\xf0\x9f\x98",         /* truncated emoji */
-        "\xc3",                 /* truncated é */
-        "\xc3" "a",             /* missing continuation */
+        "\x80", /* stray continuation */
+        "a\xbf"
+        "b",
+        "\xe2\x82",     /* truncated euro sign */
+        "\xf0\x9f\x98", /* truncated emoji */
+        "\xc3",         /* truncated é */
+        "\xc3"
+        "a", /* missing continuation */
         "\xe2\x28\xa1",
     };
     char msg[128];
@@ -486,10 +485,11 @@ Test(protocol, deep_nesting)
 static json_t *leanne(void)
 {
     json_error_t je;
-    json_t *u = json_loads("{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\","
-                           "\"email\":\"Sincere@april.biz\",\"address\":{\"street\":\"Kulas Light\","
-                           "\"geo\":{\"lat\":\"-37.3159\"}},\"phone\":\"1-770-736-8031 x56442\"}",
-                           0, &je);
+    json_t *u =
+        json_loads("{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\","
+                   "\"email\":\"Sincere@april.biz\",\"address\":{\"street\":\"Kulas Light\","
+                   "\"geo\":{\"lat\":\"-37.3159\"}},\"phone\":\"1-770-736-8031 x56442\"}",
+                   0, &je);
     cr_assert_not_null(u, "%s", je.text);
     return u;
 }
@@ -678,11 +678,11 @@ Test(protocol, build_presence)
 
 Test(protocol, build_error)
 {
-    expect_text(proto_build_error("USER_FETCH_FAILED", "could not fetch a random user", 500, 0,
-                                  NULL),
-                "{\"type\":\"error\",\"code\":\"USER_FETCH_FAILED\","
-                "\"message\":\"could not fetch a random user\",\"retry_in_ms\":500,"
-                "\"fatal\":false}");
+    expect_text(
+        proto_build_error("USER_FETCH_FAILED", "could not fetch a random user", 500, 0, NULL),
+        "{\"type\":\"error\",\"code\":\"USER_FETCH_FAILED\","
+        "\"message\":\"could not fetch a random user\",\"retry_in_ms\":500,"
+        "\"fatal\":false}");
     expect_text(proto_build_error("USER_FETCH_FAILED", "giving up", -1, 1, NULL),
                 "{\"type\":\"error\",\"code\":\"USER_FETCH_FAILED\",\"message\":\"giving up\","
                 "\"fatal\":true}");
@@ -739,8 +739,8 @@ Test(protocol, builders_refuse_missing_or_invalid_fields)
     proto_message bad;
 
     cr_assert_null(proto_build_message(NULL, NULL));
-    const char **fields[] = {&bad.room, &bad.source, &bad.user_name, &bad.user_username,
-                             &bad.text, &bad.ts};
+    const char **fields[] = {&bad.room,          &bad.source, &bad.user_name,
+                             &bad.user_username, &bad.text,   &bad.ts};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         bad = m;
         *fields[i] = NULL;
@@ -757,8 +757,7 @@ Test(protocol, builders_refuse_missing_or_invalid_fields)
     cr_assert_not_null(strstr(out, "\"title\":\"\""), "%s", out);
     mem_free(out);
 
-    json_t *user = json_pack("{s:i,s:s,s:s}", "id", 1, "name", "Leanne Graham", "username",
-                             "Bret");
+    json_t *user = json_pack("{s:i,s:s,s:s}", "id", 1, "name", "Leanne Graham", "username", "Bret");
     json_t *summary = proto_user_summary(user);
     json_t *list = json_array(), *obj = json_object();
     cr_assert_not_null(summary);
@@ -804,7 +803,10 @@ Test(protocol, utf8_limits)
     cr_assert_not(proto_utf8_valid("\xf4\x8f\xbf", 3), "cut short");
     cr_assert_not(proto_utf8_valid("\xf5\x80\x80\x80", 4));
     cr_assert_eq(proto_utf8_length(NULL, 5), 0);
-    cr_assert_eq(proto_utf8_length("a\xf4\x8f\xbf\xbf" "b", 6), 3);
+    cr_assert_eq(proto_utf8_length("a\xf4\x8f\xbf\xbf"
+                                   "b",
+                                   6),
+                 3);
 }
 
 /* ---- allocation failures ---------------------------------------------------- */
@@ -885,8 +887,8 @@ static int op_build_all(void *ctx)
     json_t *user = NULL, *summary = NULL, *online = NULL, *msgs = NULL, *o;
     int rc = TORTURE_ERROR;
 
-    user = json_pack("{s:i,s:s,s:s,s:{s:s}}", "id", 1, "name", "Leanne Graham", "username",
-                     "Bret", "address", "city", "Gwenborough");
+    user = json_pack("{s:i,s:s,s:s,s:{s:s}}", "id", 1, "name", "Leanne Graham", "username", "Bret",
+                     "address", "city", "Gwenborough");
     summary = user ? proto_user_summary(user) : NULL;
     online = json_array();
     msgs = json_array();
@@ -907,7 +909,8 @@ static int op_build_all(void *ctx)
         rc = TORTURE_ERROR;
     } else {
         cr_assert_not_null(strstr(h, "{\"type\":\"history\",\"messages\":[{\"type\":"
-                                     "\"message\",\"id\":\"42\""), "%s", h);
+                                     "\"message\",\"id\":\"42\""),
+                           "%s", h);
         mem_free(h);
     }
     rc |= built(proto_build_presence("join", summary),

@@ -23,8 +23,5 @@ Test(sanitizer, use_after_free_fails_the_test, .signal = SIGABRT)
     p[0] = 1;
 }
 #else
-Test(sanitizer, use_after_free_fails_the_test)
-{
-    cr_skip_test("not an ASan build");
-}
+Test(sanitizer, use_after_free_fails_the_test) { cr_skip_test("not an ASan build"); }
 #endif

@@ -23,31 +23,32 @@ static const char *browser_offer =
     "a=ice-pwd:0123456789abcdefghijkl\r\n"
     "a=ice-options:trickle\r\n"
     "a=fingerprint:sha-256 "
-    "6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n"
+    "6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:"
+    "08\r\n"
     "a=setup:actpass\r\n"
     "a=mid:0\r\n"
     "a=sctp-port:5000\r\n"
     "a=max-message-size:262144\r\n";
 
-static const char *aiortc_offer =
-    "v=0\n"
-    "o=- 3889440520 3889440520 IN IP4 0.0.0.0\n"
-    "s=-\n"
-    "t=0 0\n"
-    "a=group:BUNDLE 0\n"
-    "a=msid-semantic:WMS *\n"
-    "m=application 40000 DTLS/SCTP 5000\n"
-    "c=IN IP4 127.0.0.1\n"
-    "a=mid:0\n"
-    "a=sctpmap:5000 webrtc-datachannel 65535\n"
-    "a=max-message-size:65536\n"
-    "a=candidate:a1 1 udp 2130706431 127.0.0.1 40000 typ host\n"
-    "a=end-of-candidates\n"
-    "a=ice-ufrag:Xy12\n"
-    "a=ice-pwd:abcdefghijklmnopqrstuvwx\n"
-    "a=fingerprint:sha-256 "
-    "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\n"
-    "a=setup:actpass\n";
+static const char *aiortc_offer = "v=0\n"
+                                  "o=- 3889440520 3889440520 IN IP4 0.0.0.0\n"
+                                  "s=-\n"
+                                  "t=0 0\n"
+                                  "a=group:BUNDLE 0\n"
+                                  "a=msid-semantic:WMS *\n"
+                                  "m=application 40000 DTLS/SCTP 5000\n"
+                                  "c=IN IP4 127.0.0.1\n"
+                                  "a=mid:0\n"
+                                  "a=sctpmap:5000 webrtc-datachannel 65535\n"
+                                  "a=max-message-size:65536\n"
+                                  "a=candidate:a1 1 udp 2130706431 127.0.0.1 40000 typ host\n"
+                                  "a=end-of-candidates\n"
+                                  "a=ice-ufrag:Xy12\n"
+                                  "a=ice-pwd:abcdefghijklmnopqrstuvwx\n"
+                                  "a=fingerprint:sha-256 "
+                                  "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:"
+                                  "FF:00:11:22:33:44:55:66:77:88:99\n"
+                                  "a=setup:actpass\n";
 
 Test(sdp, parses_browser_offer)
 {
@@ -76,8 +77,7 @@ Test(sdp, parses_sctpmap_dialect_with_lf_only)
 {
     sdp_description d;
     char err[256];
-    cr_assert_eq(sdp_parse(aiortc_offer, strlen(aiortc_offer), &d, err, sizeof err), 0, "%s",
-                 err);
+    cr_assert_eq(sdp_parse(aiortc_offer, strlen(aiortc_offer), &d, err, sizeof err), 0, "%s", err);
     cr_assert_eq(d.dialect, SDP_DIALECT_SCTPMAP);
     cr_assert_eq(d.sctp_port, 5000);
     cr_assert_eq(d.max_message_size, 65536);
@@ -87,9 +87,10 @@ Test(sdp, parses_sctpmap_dialect_with_lf_only)
 
 Test(sdp, session_level_attributes_are_defaults)
 {
-    const char *offer = "v=0\r\ns=-\r\na=ice-ufrag:sess\r\na=ice-pwd:0123456789012345678901\r\n"
-                        "a=fingerprint:sha-1 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33\r\n"
-                        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:data\r\n";
+    const char *offer =
+        "v=0\r\ns=-\r\na=ice-ufrag:sess\r\na=ice-pwd:0123456789012345678901\r\n"
+        "a=fingerprint:sha-1 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33\r\n"
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:data\r\n";
     sdp_description d;
     char err[256];
     cr_assert_eq(sdp_parse(offer, strlen(offer), &d, err, sizeof err), 0, "%s", err);
@@ -244,8 +245,8 @@ Test(sdp, write_then_parse_round_trip_both_dialects)
         cr_assert_gt(n, 0);
         cr_assert(strstr(buf, dialect ? "m=application 4444 DTLS/SCTP 5000\r\n"
                                       : "m=application 4444 UDP/DTLS/SCTP webrtc-datachannel\r\n"));
-        cr_assert(strstr(buf, dialect ? "a=sctpmap:5000 webrtc-datachannel 65535"
-                                      : "a=sctp-port:5000"));
+        cr_assert(
+            strstr(buf, dialect ? "a=sctpmap:5000 webrtc-datachannel 65535" : "a=sctp-port:5000"));
         cr_assert(strstr(buf, "a=setup:active\r\n"));
         cr_assert(strstr(buf, "a=end-of-candidates\r\n"));
         sdp_description r;

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define FP256 "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+#define FP256                                                                                      \
+    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:"   \
+    "67:89"
 
 static const char *base[] = {
     "v=0",
@@ -74,8 +76,8 @@ Test(sdp_edges, every_fingerprint_algorithm)
     for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
         sdp_description d;
         char err[200] = "";
-        cr_assert_eq(parse_with(9, fingerprint(algs[i].alg, algs[i].len), &d, err), 0,
-                     "%s: %s", algs[i].alg, err);
+        cr_assert_eq(parse_with(9, fingerprint(algs[i].alg, algs[i].len), &d, err), 0, "%s: %s",
+                     algs[i].alg, err);
         cr_assert_eq(d.fingerprint_len, (size_t)algs[i].len);
         refused(9, fingerprint(algs[i].alg, algs[i].len - 1), "malformed");
     }
@@ -105,8 +107,7 @@ Test(sdp_edges, candidates_mid_and_old_dialect)
 {
     sdp_description d;
     char err[200] = "";
-    cr_assert_eq(parse_with(13, "a=candidate:1 2 udp 2130706431 127.0.0.1 40001 typ host", &d,
-                            err),
+    cr_assert_eq(parse_with(13, "a=candidate:1 2 udp 2130706431 127.0.0.1 40001 typ host", &d, err),
                  0, "%s", err);
     cr_assert_eq(d.n_candidates, 0, "component 2 is not used by a data channel");
     cr_assert_eq(parse_with(6, NULL, &d, err), 0, "%s", err);
@@ -338,8 +339,8 @@ Test(sdp_edges, m_lines)
     refused(4, "m=application 70000 UDP/DTLS/SCTP webrtc-datachannel", "application section");
     refused(4, "m=video 9 UDP/DTLS/SCTP webrtc-datachannel", "application section");
     refused(4, "m=application 9 TCP/DTLS/SCTP other", "unsupported application format");
-    cr_assert_eq(parse_with(4, "m=application 65535 TCP/DTLS/SCTP webrtc-datachannel", &d, err),
-                 0, "%s", err);
+    cr_assert_eq(parse_with(4, "m=application 65535 TCP/DTLS/SCTP webrtc-datachannel", &d, err), 0,
+                 "%s", err);
     cr_assert_eq(d.dialect, SDP_DIALECT_MODERN);
     cr_assert_eq(d.conn_port, 65535);
     refused(4, NULL, "no application m-line");

@@ -19,11 +19,11 @@
 #include "chat/service.h"
 #include "chat/service_int.h"
 #include "chat/session.h"
-#include "scratch.h"
-#include "torture.h"
 #include "rtc/loop.h"
 #include "rtc/peer.h"
+#include "scratch.h"
 #include "store/store.h"
+#include "torture.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/rng.h"
@@ -469,8 +469,8 @@ static void say(rtc_peer *p, const char *json)
 
 static void post(rtc_peer *p, const char *token, const char *text, const char *ref)
 {
-    char *msg = g_strdup_printf("{\"type\":\"post\",\"token\":\"%s\",\"text\":\"%s\",\"ref\":\"%s\"}",
-                                token, text, ref);
+    char *msg = g_strdup_printf(
+        "{\"type\":\"post\",\"token\":\"%s\",\"text\":\"%s\",\"ref\":\"%s\"}", token, text, ref);
     say(p, msg);
     g_free(msg);
 }
@@ -504,9 +504,9 @@ Test(service, draw_then_welcome_then_history)
     /* The token is ours, for this user. */
     auth_claims c;
     char err[256];
-    cr_assert_eq(auth_token_verify(g_keys, token, "http://chatd.test", time(NULL), &c, err,
-                                   sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(
+        auth_token_verify(g_keys, token, "http://chatd.test", time(NULL), &c, err, sizeof err), 0,
+        "%s", err);
     char sub[16];
     snprintf(sub, sizeof sub, "%ld", id);
     cr_assert_str_eq(c.sub, sub);

@@ -12,21 +12,21 @@
  * Results are checked with the test's own connections (sqlite3, libpq), not
  * through the store, so a store bug cannot hide itself.
  */
+#include "scratch.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/mem.h"
-#include "scratch.h"
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,10 +46,7 @@ static const char *pg_script(void)
     return s ? s : "scripts/pg.sh";
 }
 
-static void quiet(void)
-{
-    log_set_level(getenv("CHATD_TEST_LOG") ? LOGL_DEBUG : LOGL_OFF);
-}
+static void quiet(void) { log_set_level(getenv("CHATD_TEST_LOG") ? LOGL_DEBUG : LOGL_OFF); }
 
 static void sqlite_fini(void) { scratch_dir_remove(g_dir); }
 
@@ -92,8 +89,7 @@ static const char *pg_setup(void)
     if (base == NULL || *base == '\0')
         cr_skip_test("CHATD_TEST_PG_URL is not set (start a server with scripts/pg.sh)");
     static atomic_int seq;
-    snprintf(g_pg_db, sizeof g_pg_db, "chatd_test_%d_%d", (int)getpid(),
-             atomic_fetch_add(&seq, 1));
+    snprintf(g_pg_db, sizeof g_pg_db, "chatd_test_%d_%d", (int)getpid(), atomic_fetch_add(&seq, 1));
     char sql[128];
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_pg_db);
     pg_admin(sql);
@@ -125,18 +121,18 @@ static void pg_fini(void)
  * SIGALRM ends the test process, which Criterion reports as a crash.
  * (Criterion's own .timeout leaks memory in its runner, which fails the
  * ASan build whenever tests run in parallel.) */
-#define BOTH(name, secs)                                                                       \
-    static void case_##name(const char *url);                                                  \
-    Test(sqlite, name, .init = quiet, .fini = sqlite_fini)                                     \
-    {                                                                                          \
-        alarm(secs);                                                                           \
-        case_##name(sqlite_setup());                                                           \
-    }                                                                                          \
-    Test(postgres, name, .init = quiet, .fini = pg_fini)                                       \
-    {                                                                                          \
-        alarm(secs);                                                                           \
-        case_##name(pg_setup());                                                               \
-    }                                                                                          \
+#define BOTH(name, secs)                                                                           \
+    static void case_##name(const char *url);                                                      \
+    Test(sqlite, name, .init = quiet, .fini = sqlite_fini)                                         \
+    {                                                                                              \
+        alarm(secs);                                                                               \
+        case_##name(sqlite_setup());                                                               \
+    }                                                                                              \
+    Test(postgres, name, .init = quiet, .fini = pg_fini)                                           \
+    {                                                                                              \
+        alarm(secs);                                                                               \
+        case_##name(pg_setup());                                                                   \
+    }                                                                                              \
     static void case_##name(const char *url)
 
 /* ---- independent access to the database ---- */
@@ -204,8 +200,8 @@ static const char *ts_expr(const char *url, const char *col, char *buf, size_t l
     if (is_sqlite(url))
         snprintf(buf, len, "%s", col);
     else
-        snprintf(buf, len,
-                 "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')", col);
+        snprintf(buf, len, "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                 col);
     return buf;
 }
 
@@ -223,15 +219,23 @@ static const char *profile_json = "{\"id\":1,\"name\":\"Leanne Graham\",\"userna
 
 static void put_user(store *s, long id, const char *name, const char *username, const char *ts)
 {
-    store_user u = {.id = id, .name = name, .username = username, .email = "a@b.c",
-                    .profile = profile_json, .seen_at = ts};
+    store_user u = {.id = id,
+                    .name = name,
+                    .username = username,
+                    .email = "a@b.c",
+                    .profile = profile_json,
+                    .seen_at = ts};
     cr_assert_eq(store_put_user(s, &u, NULL, NULL), 0);
 }
 
 static int64_t put_msg(store *s, const char *room, long user_id, const char *body)
 {
-    store_message m = {.id = store_next_message_id(s), .room = room, .user_id = user_id,
-                       .source = "manual", .body = body, .user_name = "Leanne Graham",
+    store_message m = {.id = store_next_message_id(s),
+                       .room = room,
+                       .user_id = user_id,
+                       .source = "manual",
+                       .body = body,
+                       .user_name = "Leanne Graham",
                        .user_username = "Bret"};
     cr_assert_eq(store_put_message(s, &m), 0);
     return m.id;
@@ -284,21 +288,35 @@ BOTH(user_then_messages, 60)
 {
     store *s = open_ok(url);
     atomic_int done = 0;
-    store_user u = {.id = 1, .name = "Leanne Graham", .username = "Bret",
-                    .email = "Sincere@april.biz", .profile = profile_json,
+    store_user u = {.id = 1,
+                    .name = "Leanne Graham",
+                    .username = "Bret",
+                    .email = "Sincere@april.biz",
+                    .profile = profile_json,
                     .seen_at = "2026-11-24T10:00:00.000Z"};
     cr_assert_eq(store_put_user(s, &u, user_done, &done), 0);
     cr_assert_eq(store_flush(s, 10000), 0);
     cr_assert_eq(atomic_load(&done), 1, "user callback after commit");
 
-    store_message a = {.id = store_next_message_id(s), .room = "lobby", .user_id = 1,
-                       .source = "auto", .post_id = 7, .title = "a title", .body = "post body",
+    store_message a = {.id = store_next_message_id(s),
+                       .room = "lobby",
+                       .user_id = 1,
+                       .source = "auto",
+                       .post_id = 7,
+                       .title = "a title",
+                       .body = "post body",
                        .created_at = "2026-11-24T10:00:01.123Z"};
-    store_message b = {.id = store_next_message_id(s), .room = "other", .user_id = 1,
-                       .source = "manual", .body = "elsewhere",
+    store_message b = {.id = store_next_message_id(s),
+                       .room = "other",
+                       .user_id = 1,
+                       .source = "manual",
+                       .body = "elsewhere",
                        .created_at = "2026-11-24T10:00:02.000Z"};
-    store_message c = {.id = store_next_message_id(s), .room = "lobby", .user_id = 1,
-                       .source = "manual", .body = "héllo \"quoted\" 'x'",
+    store_message c = {.id = store_next_message_id(s),
+                       .room = "lobby",
+                       .user_id = 1,
+                       .source = "manual",
+                       .body = "héllo \"quoted\" 'x'",
                        .created_at = "2026-11-24T10:00:03.456Z"};
     cr_assert_eq(store_put_message(s, &a), 0);
     cr_assert_eq(store_put_message(s, &b), 0);
@@ -308,8 +326,7 @@ BOTH(user_then_messages, 60)
     store_message *m;
     size_t n;
     char err[256];
-    cr_assert_eq(store_recent_messages(s, "lobby", 10, 0, &m, &n, err, sizeof err), 0, "%s",
-                 err);
+    cr_assert_eq(store_recent_messages(s, "lobby", 10, 0, &m, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 2);
     cr_assert_eq(m[0].id, a.id);
     cr_assert_eq(m[1].id, c.id, "newest last");
@@ -426,14 +443,15 @@ BOTH(sessions_and_api_errors, 60)
 {
     store *s = open_ok(url);
     put_user(s, 4, "Patricia Lebsack", "Karianne", NULL);
-    cr_assert_eq(store_session_start(s, "sess-1", 4, "127.0.0.1:50000",
-                                     "2026-11-24T10:00:00.000Z"), 0);
+    cr_assert_eq(store_session_start(s, "sess-1", 4, "127.0.0.1:50000", "2026-11-24T10:00:00.000Z"),
+                 0);
     cr_assert_eq(store_session_start(s, "sess-2", 0, NULL, NULL), 0);
     cr_assert_eq(store_session_end(s, "sess-1", "closed", "2026-11-24T10:05:00.250Z"), 0);
-    cr_assert_eq(store_api_error(s, "GET", "http://127.0.0.1:3999/users/11", 404,
-                                 "HTTP 404", "2026-11-24T10:00:00.001Z"), 0);
-    cr_assert_eq(store_api_error(s, "GET", "http://127.0.0.1:1/users", 0,
-                                 "connection refused", NULL), 0);
+    cr_assert_eq(store_api_error(s, "GET", "http://127.0.0.1:3999/users/11", 404, "HTTP 404",
+                                 "2026-11-24T10:00:00.001Z"),
+                 0);
+    cr_assert_eq(
+        store_api_error(s, "GET", "http://127.0.0.1:1/users", 0, "connection refused", NULL), 0);
     cr_assert_eq(store_session_start(s, NULL, 1, NULL, NULL), -1, "a session needs an id");
     cr_assert_eq(store_api_error(s, "GET", NULL, 0, "x", NULL), -1);
     cr_assert_eq(store_flush(s, 10000), 0);
@@ -443,10 +461,12 @@ BOTH(sessions_and_api_errors, 60)
     cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions"), 2);
     cr_assert_eq(q_int(url, "SELECT user_id FROM sessions WHERE id = 'sess-1'"), 4);
     cr_assert_eq(q_int(url, "SELECT user_id FROM sessions WHERE id = 'sess-2'"), -1);
-    cr_assert_str_eq(q_text(url, "SELECT end_reason FROM sessions WHERE id = 'sess-1'", buf,
-                            sizeof buf), "closed");
-    cr_assert_str_eq(q_text(url, "SELECT remote FROM sessions WHERE id = 'sess-1'", buf,
-                            sizeof buf), "127.0.0.1:50000");
+    cr_assert_str_eq(
+        q_text(url, "SELECT end_reason FROM sessions WHERE id = 'sess-1'", buf, sizeof buf),
+        "closed");
+    cr_assert_str_eq(
+        q_text(url, "SELECT remote FROM sessions WHERE id = 'sess-1'", buf, sizeof buf),
+        "127.0.0.1:50000");
     snprintf(sql, sizeof sql, "SELECT %s FROM sessions WHERE id = 'sess-1'",
              ts_expr(url, "ended_at", expr, sizeof expr));
     cr_assert_str_eq(q_text(url, sql, buf, sizeof buf), "2026-11-24T10:05:00.250Z");
@@ -455,7 +475,8 @@ BOTH(sessions_and_api_errors, 60)
     cr_assert_eq(q_int(url, "SELECT status FROM api_errors WHERE error = 'HTTP 404'"), 404);
     cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM api_errors WHERE status IS NULL"), 1);
     cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM api_errors WHERE method = 'GET' AND "
-                            "url = 'http://127.0.0.1:3999/users/11'"), 1);
+                            "url = 'http://127.0.0.1:3999/users/11'"),
+                 1);
 }
 
 BOTH(batching_10000, 120)
@@ -518,8 +539,7 @@ BOTH(queued_messages_are_visible, 60)
     store_message *m;
     size_t n;
     char err[256];
-    cr_assert_eq(store_recent_messages(s, "lobby", 1000, 0, &m, &n, err, sizeof err), 0, "%s",
-                 err);
+    cr_assert_eq(store_recent_messages(s, "lobby", 1000, 0, &m, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 300);
     cr_assert_eq(m[0].id, first);
     cr_assert_eq(m[299].id, last);
@@ -546,16 +566,19 @@ BOTH(refused_row_does_not_block_others, 60)
     cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages WHERE body LIKE 'ok %'"), 2);
 
     /* Refused at the door instead: the same on both backends. */
-    store_message bad_ts = {.id = store_next_message_id(s), .room = "lobby", .user_id = 8,
-                            .source = "auto", .body = "x", .created_at = "not a time"};
+    store_message bad_ts = {.id = store_next_message_id(s),
+                            .room = "lobby",
+                            .user_id = 8,
+                            .source = "auto",
+                            .body = "x",
+                            .created_at = "not a time"};
     cr_assert_eq(store_put_message(s, &bad_ts), -1);
     bad_ts.created_at = "2026-11-24T10:00:00Z";
     cr_assert_eq(store_put_message(s, &bad_ts), -1, "milliseconds are required");
     bad_ts.created_at = "2026-11-24T10:00:00.123Z";
     cr_assert_eq(store_put_message(s, &bad_ts), 0);
     cr_assert_eq(store_session_end(s, "x", "r", "yesterday"), -1);
-    store_message inv = {.id = 1000, .room = "lobby", .user_id = 8, .source = "robot",
-                         .body = "x"};
+    store_message inv = {.id = 1000, .room = "lobby", .user_id = 8, .source = "robot", .body = "x"};
     cr_assert_eq(store_put_message(s, &inv), -1, "source must be auto or manual");
     inv.source = "auto";
     inv.body = NULL;
@@ -574,9 +597,13 @@ static void *produce(void *arg)
 {
     struct producer *p = arg;
     for (int i = 0; i < 1000; i++) {
-        store_message m = {.id = store_next_message_id(p->s), .room = "lobby",
-                           .user_id = p->user, .source = "auto", .post_id = i + 1,
-                           .title = "t", .body = "b"};
+        store_message m = {.id = store_next_message_id(p->s),
+                           .room = "lobby",
+                           .user_id = p->user,
+                           .source = "auto",
+                           .post_id = i + 1,
+                           .title = "t",
+                           .body = "b"};
         if (store_put_message(p->s, &m) != 0)
             return (void *)1;
     }
@@ -645,12 +672,12 @@ Test(errors, unreachable_postgres, .init = quiet)
 {
     alarm(30);
     char err[256] = "";
-    cr_assert_null(store_open("postgresql://chat@127.0.0.1:1/postgres?connect_timeout=3", err,
-                              sizeof err));
+    cr_assert_null(
+        store_open("postgresql://chat@127.0.0.1:1/postgres?connect_timeout=3", err, sizeof err));
     cr_assert(strstr(err, "postgresql") != NULL, "%s", err);
     cr_assert(strchr(err, '\n') == NULL, "one line: %s", err);
-    cr_assert_null(store_open("postgres://chat@127.0.0.1:1/postgres?connect_timeout=3", err,
-                              sizeof err));
+    cr_assert_null(
+        store_open("postgres://chat@127.0.0.1:1/postgres?connect_timeout=3", err, sizeof err));
 }
 
 Test(errors, allocation_failures, .init = quiet, .fini = sqlite_fini)
@@ -671,9 +698,10 @@ Test(errors, allocation_failures, .init = quiet, .fini = sqlite_fini)
     cr_assert_not_null(s, "store_open succeeds once allocations stop failing");
     put_user(s, 1, "a", "b", NULL);
     mem_fail_at(1);
-    cr_assert_eq(store_put_message(s, &(store_message){.id = 1, .room = "r", .user_id = 1,
-                                                       .source = "auto", .body = "b"}),
-                 -1);
+    cr_assert_eq(
+        store_put_message(
+            s, &(store_message){.id = 1, .room = "r", .user_id = 1, .source = "auto", .body = "b"}),
+        -1);
     mem_fail_at(1);
     store_user u = {.id = 2, .name = "n", .username = "u", .profile = "{}"};
     cr_assert_eq(store_put_user(s, &u, NULL, NULL), -1);
@@ -740,8 +768,7 @@ Test(sqlite, locked_by_another_writer, .init = quiet, .fini = sqlite_fini)
     store_message *m;
     size_t n;
     char err[256];
-    cr_assert_eq(store_recent_messages(s, "lobby", 50, 0, &m, &n, err, sizeof err), 0, "%s",
-                 err);
+    cr_assert_eq(store_recent_messages(s, "lobby", 50, 0, &m, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 50);
     cr_assert_str_eq(m[49].body, "while locked");
     cr_assert_str_eq(m[49].user_name, "Leanne Graham");
@@ -795,8 +822,7 @@ static void pg_ctl(const char *what, int port)
 {
     char cmd[512];
     if (port)
-        snprintf(cmd, sizeof cmd, "%s %s '%s' %d >/dev/null", pg_script(), what, g_pg_priv,
-                 port);
+        snprintf(cmd, sizeof cmd, "%s %s '%s' %d >/dev/null", pg_script(), what, g_pg_priv, port);
     else
         snprintf(cmd, sizeof cmd, "%s %s '%s'", pg_script(), what, g_pg_priv);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
@@ -855,8 +881,7 @@ Test(postgres, server_stopped_mid_run, .init = quiet, .fini = pg_fini)
     cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages WHERE body = 'during'"), 500);
 
     /* The read connection comes back too. */
-    cr_assert_eq(store_recent_messages(s, "lobby", 1000, 0, &m, &n, err, sizeof err), 0, "%s",
-                 err);
+    cr_assert_eq(store_recent_messages(s, "lobby", 1000, 0, &m, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 600);
     cr_assert_eq(first_gap(m, n), 0, "all 600, in order");
     store_messages_free(m);
@@ -940,7 +965,8 @@ BOTH(refused_session_does_not_block_others, 60)
     store_close(s);
     cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions"), 1);
     cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions WHERE id = 'real' AND "
-                            "end_reason = 'closed'"), 1);
+                            "end_reason = 'closed'"),
+                 1);
 }
 
 /* Every put refuses a timestamp that is not exactly
@@ -961,8 +987,12 @@ Test(sqlite, malformed_timestamps_are_refused_at_the_door, .init = quiet, .fini 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *ts = bad[i];
         store_user u = {.id = 1, .name = "n", .username = "u", .profile = "{}", .seen_at = ts};
-        store_message m = {.id = store_next_message_id(s), .room = "r", .user_id = 1,
-                           .source = "auto", .body = "b", .created_at = ts};
+        store_message m = {.id = store_next_message_id(s),
+                           .room = "r",
+                           .user_id = 1,
+                           .source = "auto",
+                           .body = "b",
+                           .created_at = ts};
         cr_assert_eq(store_put_user(s, &u, NULL, NULL), -1, "user '%s'", ts);
         cr_assert_eq(store_put_message(s, &m), -1, "message '%s'", ts);
         cr_assert_eq(store_session_start(s, "s", 0, NULL, ts), -1, "session start '%s'", ts);
@@ -998,8 +1028,13 @@ Test(sqlite, reads_merge_written_and_queued_rows, .init = quiet, .fini = sqlite_
         id[i] = put_msg(s, "lobby", 1, "queued");
     for (int i = 11; i <= 12; i++)
         id[i] = put_msg(s, "other", 1, "elsewhere");
-    store_message nameless = {.id = store_next_message_id(s), .room = "other", .user_id = 1,
-                              .source = "auto", .post_id = 3, .title = "t", .body = "b"};
+    store_message nameless = {.id = store_next_message_id(s),
+                              .room = "other",
+                              .user_id = 1,
+                              .source = "auto",
+                              .post_id = 3,
+                              .title = "t",
+                              .body = "b"};
     cr_assert_eq(store_put_message(s, &nameless), 0);
     id[13] = nameless.id;
 
@@ -1015,8 +1050,7 @@ Test(sqlite, reads_merge_written_and_queued_rows, .init = quiet, .fini = sqlite_
     cr_assert_str_eq(m[3].body, "queued");
     store_messages_free(m);
 
-    cr_assert_eq(store_recent_messages(s, "other", 10, 0, &m, &n, err, sizeof err), 0, "%s",
-                 err);
+    cr_assert_eq(store_recent_messages(s, "other", 10, 0, &m, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 3);
     cr_assert_eq(m[0].id, id[11]);
     cr_assert_eq(m[2].id, id[13]);
@@ -1030,8 +1064,7 @@ Test(sqlite, reads_merge_written_and_queued_rows, .init = quiet, .fini = sqlite_
     cr_assert_eq(n, 2);
     cr_assert_eq(m[1].id, id[10]);
     store_messages_free(m);
-    cr_assert_eq(store_recent_messages(s, "nobody", 5, 0, &m, &n, err, sizeof err), 0, "%s",
-                 err);
+    cr_assert_eq(store_recent_messages(s, "nobody", 5, 0, &m, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 0);
     cr_assert_null(m);
 

@@ -16,8 +16,8 @@
  * database of the server named by CHATD_TEST_PG_URL (skipped when unset).
  */
 #include "scratch.h"
-#include "torture.h"
 #include "store/store.h"
+#include "torture.h"
 #include "util/log.h"
 
 #include <criterion/criterion.h>
@@ -129,11 +129,17 @@ static void drive(const char *url)
             if (due > total)
                 due = total;
             for (; sent < due; sent++) {
-                snprintf(body, sizeof body, "message %ld: the quick brown fox jumps over the "
-                         "lazy dog", sent);
-                store_message m = {.id = store_next_message_id(s), .room = "lobby",
-                                   .user_id = 1, .source = "manual", .body = body,
-                                   .user_name = "Leanne Graham", .user_username = "Bret"};
+                snprintf(body, sizeof body,
+                         "message %ld: the quick brown fox jumps over the "
+                         "lazy dog",
+                         sent);
+                store_message m = {.id = store_next_message_id(s),
+                                   .room = "lobby",
+                                   .user_id = 1,
+                                   .source = "manual",
+                                   .body = body,
+                                   .user_name = "Leanne Graham",
+                                   .user_username = "Bret"};
                 cr_assert_eq(store_put_message(s, &m), 0, "put %ld", sent);
             }
             if (t >= until)
@@ -148,8 +154,11 @@ static void drive(const char *url)
     }
     for (; sent < total; sent++) { /* whatever the schedule still owes */
         snprintf(body, sizeof body, "message %ld", sent);
-        store_message m = {.id = store_next_message_id(s), .room = "lobby", .user_id = 1,
-                           .source = "manual", .body = body};
+        store_message m = {.id = store_next_message_id(s),
+                           .room = "lobby",
+                           .user_id = 1,
+                           .source = "manual",
+                           .body = body};
         cr_assert_eq(store_put_message(s, &m), 0);
     }
     double produced_s = now_s() - t0;
@@ -177,8 +186,8 @@ static void drive(const char *url)
     cr_assert_leq(max_depth, (size_t)RATE,
                   "backlog of %zu rows: the writer fell more than a second behind", max_depth);
     cr_assert_leq(last, first + STORE_BATCH_MAX,
-                  "the queue grows: mean depth %.0f in the last quarter, %.0f in the first",
-                  last, first);
+                  "the queue grows: mean depth %.0f in the last quarter, %.0f in the first", last,
+                  first);
     cr_assert_eq(st.queue_depth, 0);
     cr_assert_eq(st.rows_rejected, 0);
     cr_assert_eq(st.rows_written, (uint64_t)total + 1, "every row written (and the user)");
@@ -209,7 +218,8 @@ Test(postgres, writer_keeps_up_with_5000_per_second, .init = quiet, .fini = pg_f
     const char *path = strchr(host, '/');
     const char *query = strchr(host, '?');
     size_t keep = path && (!query || path < query) ? (size_t)(path - base)
-                                                   : query ? (size_t)(query - base) : strlen(base);
+                  : query                          ? (size_t)(query - base)
+                                                   : strlen(base);
     snprintf(g_url, sizeof g_url, "%.*s/%s%s", (int)keep, base, g_pg_db, query ? query : "");
     drive(g_url);
 }

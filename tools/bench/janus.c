@@ -32,8 +32,8 @@ static json_t *post_json(CURL *curl, const char *url, json_t *obj, long timeout_
         return NULL;
     }
     http_reply r;
-    int rc = http_request(curl, "POST", url, "application/json", body, NULL, timeout_s, &r, err,
-                          errlen);
+    int rc =
+        http_request(curl, "POST", url, "application/json", body, NULL, timeout_s, &r, err, errlen);
     mem_free(body);
     if (rc < 0)
         return NULL;
@@ -63,8 +63,8 @@ int janus_start(CURL *curl, const char *base, janus_ids *ids, char **offer, long
 {
     *offer = NULL;
     char url[512];
-    json_t *r = post_json(curl, base, json_pack("{s:s}", "janus", "create"), timeout_s, err,
-                          errlen);
+    json_t *r =
+        post_json(curl, base, json_pack("{s:s}", "janus", "create"), timeout_s, err, errlen);
     if (r == NULL)
         return -1;
     ids->session = success_id(r, "create", err, errlen);
@@ -73,8 +73,8 @@ int janus_start(CURL *curl, const char *base, janus_ids *ids, char **offer, long
         return -1;
 
     snprintf(url, sizeof url, "%s/%lld", base, ids->session);
-    r = post_json(curl, url, json_pack("{s:s,s:s}", "janus", "attach", "plugin",
-                                       "janus.plugin.textroom"),
+    r = post_json(curl, url,
+                  json_pack("{s:s,s:s}", "janus", "attach", "plugin", "janus.plugin.textroom"),
                   timeout_s, err, errlen);
     if (r == NULL)
         return -1;

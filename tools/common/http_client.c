@@ -46,8 +46,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user)
 }
 
 int http_request(CURL *curl, const char *method, const char *url, const char *content_type,
-                 const char *body, const char *bearer, long timeout_s, http_reply *out,
-                 char *err, size_t errlen)
+                 const char *body, const char *bearer, long timeout_s, http_reply *out, char *err,
+                 size_t errlen)
 {
     memset(out, 0, sizeof *out);
     struct curl_slist *hdrs = NULL;

@@ -24,8 +24,8 @@ typedef struct {
  * reason" in err otherwise. A body over 1 MiB is refused (no answer here is that
  * large). */
 int http_request(CURL *curl, const char *method, const char *url, const char *content_type,
-                 const char *body, const char *bearer, long timeout_s, http_reply *out,
-                 char *err, size_t errlen);
+                 const char *body, const char *bearer, long timeout_s, http_reply *out, char *err,
+                 size_t errlen);
 void http_reply_free(http_reply *r);
 
 #endif
