@@ -10,6 +10,11 @@
  * Threading: all functions are safe from any thread. Deliveries run on the
  * publisher's thread, under a read lock: once chat_bus_unsubscribe() has
  * returned, that subscriber receives nothing more.
+ *
+ * Ownership: a frame is reference counted (the publisher's reference plus
+ * one per delivery in flight); a subscriber that keeps a frame past its
+ * deliver call takes chat_frame_ref. Subscriptions are the bus's, ended by
+ * chat_bus_unsubscribe; the bus is the caller's (chat_bus_free).
  */
 #ifndef CHATD_BUS_H
 #define CHATD_BUS_H

@@ -5,8 +5,12 @@
  * clients before (and beside) the chat protocol; chatd runs it with
  * --mode relay.
  *
- * Threading: the http_* entry points run on HTTP threads; peer callbacks on
- * event loops. Session bookkeeping is under one mutex.
+ * Threading: the HTTP entry points run on HTTP threads; peer callbacks on
+ * event loops. The session count is app/offer's slots (one mutex).
+ *
+ * Ownership: a relay session belongs to its peer's callbacks from the
+ * answered offer until on_close, which frees it; the relay is the caller's
+ * (relay_free, after relay_close_all).
  */
 #ifndef CHATD_RELAY_H
 #define CHATD_RELAY_H

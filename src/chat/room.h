@@ -14,6 +14,10 @@
  * database under that mutex (it happens on HTTP threads, before any of the
  * room's sessions exists); nothing else blocks there. Deliveries run on the
  * publisher's thread, after the mutex is released.
+ *
+ * Ownership: the rooms own their histories and a reference to each member;
+ * chat_room_join's *online and *history are the caller's; a subscription
+ * ends with chat_room_leave.
  */
 #ifndef CHATD_CHAT_ROOM_H
 #define CHATD_CHAT_ROOM_H

@@ -5,7 +5,8 @@
  * The table is generated at build time by scripts/embed-web.py from the files
  * in web/ (build/gen/web_assets.c); nothing here is written by hand except
  * this interface. Everything is static, read-only data: no allocation, no
- * locking, safe from any thread.
+ * locking, safe from any thread. Ownership: the table and its bytes live
+ * as long as the process; callers only borrow them.
  */
 #ifndef CHATD_WEB_ASSETS_H
 #define CHATD_WEB_ASSETS_H
