@@ -183,24 +183,51 @@ static void request_close(rtc_peer *p, const char *reason, int graceful)
 void rtc_peer_close(rtc_peer *p, const char *reason) { request_close(p, reason, 0); }
 void rtc_peer_close_gracefully(rtc_peer *p) { request_close(p, "closed", 1); }
 
-/* The offer path is not under test here (the integration suites answer
- * real offers); these keep app/offer.o linkable. */
+/* The offer path: an offer whose body starts "v=0" is answered with a new
+ * fake peer (kept in g_peers, so the fixture closes it); "bad" is the
+ * offer's fault; anything else fails on our side. */
+static rtc_peer *g_peers[64];
+static int g_npeers;
+
+static rtc_peer *peer_new(void);
+
 rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len,
                                   rtc_peer **out, char **answer, char *err, size_t errlen)
 {
-    (void)cfg, (void)offer, (void)len;
     *out = NULL;
     *answer = NULL;
-    snprintf(err, errlen, "no transport in this test");
-    return RTC_ANSWER_FAILED;
+    if (len == 3 && memcmp(offer, "bad", 3) == 0) {
+        snprintf(err, errlen, "not an SDP offer");
+        return RTC_ANSWER_BAD_OFFER;
+    }
+    if (len < 3 || memcmp(offer, "v=0", 3) != 0 || g_npeers == 64) {
+        snprintf(err, errlen, "no transport for this offer");
+        return RTC_ANSWER_FAILED;
+    }
+    rtc_peer *p = peer_new();
+    p->cb = cfg->cb;
+    p->user = cfg->user;
+    g_peers[g_npeers++] = p;
+    *out = rtc_peer_ref(p);
+    *answer = mem_strdup("v=0\r\n");
+    return RTC_ANSWER_OK;
 }
+
 rtc_peer *rtc_peer_find(const char *id)
 {
-    (void)id;
+    for (int i = 0; i < g_npeers; i++)
+        if (strcmp(g_peers[i]->id, id) == 0 && !g_peers[i]->close_requested)
+            return rtc_peer_ref(g_peers[i]);
     return NULL;
 }
-void rtc_peer_close_all(const char *reason) { (void)reason; }
-rtc_stats rtc_get_stats(void) { return (rtc_stats){0}; }
+
+void rtc_peer_close_all(const char *reason)
+{
+    for (int i = 0; i < g_npeers; i++)
+        rtc_peer_close(g_peers[i], reason);
+}
+
+rtc_stats rtc_get_stats(void) { return (rtc_stats){.peer_objects = g_npeers}; }
 
 /* ---------- the fake directory ---------- */
 
@@ -295,8 +322,6 @@ static auth_keys *g_keys;
 static rng *g_rng;
 static chat_service *g_svc;
 static chat_config g_cfg;
-static rtc_peer *g_peers[16];
-static int g_npeers;
 
 static void open_service(void)
 {
@@ -371,7 +396,7 @@ static rtc_peer *open_session(const char *room, long resume_user)
     cr_assert_not_null(s);
     rtc_peer *p = peer_new();
     p->user = s;
-    cr_assert_lt(g_npeers, 16);
+    cr_assert_lt(g_npeers, 64);
     g_peers[g_npeers++] = p;
     p->cb->on_open(p, s);
     return p;
@@ -666,8 +691,9 @@ Test(service, post_reaches_everyone_and_the_sender_gets_its_ref)
     cr_assert_null(json_object_get(mb, "ref"), "only the sender gets the ref");
     cr_assert_str_eq(json_string_value(json_object_get(mb, "text")), "hello there");
     cr_assert_str_eq(json_string_value(json_object_get(mb, "source")), "manual");
-    cr_assert_eq(json_integer_value(json_object_get(ma, "id")),
-                 json_integer_value(json_object_get(mb, "id")), "one message, one id");
+    cr_assert(json_is_string(json_object_get(ma, "id")), "ids are strings");
+    cr_assert_str_eq(json_string_value(json_object_get(ma, "id")),
+                     json_string_value(json_object_get(mb, "id")), "one message, one id");
     cr_assert_eq(find_type(a, "message", (size_t)find_type(a, "message", na) + 1), -1,
                  "the sender gets it once");
     cr_assert_eq(atomic_load(&g_svc->messages_manual), 1);
@@ -892,6 +918,131 @@ Test(service, room_messages_route_reads_the_log)
     cr_assert_eq(r.status, 400);
     mem_free(r.body);
     req.limit = "1001";
+    r = (http_reply){0};
+    chat_http_app.room_messages(g_svc, "lobby", &req, &r);
+    cr_assert_eq(r.status, 400);
+    mem_free(r.body);
+    g_free(t);
+}
+
+/* ---------- the offer route ---------- */
+
+/* POST /api/rtc through the chat routes; returns the status, the body and
+ * the Location in *reply (body: mem_free). */
+static int offer(const char *room, const char *bearer, const char *body, http_reply *reply)
+{
+    http_request req = {.remote = "127.0.0.1:40000",
+                        .remote_is_loopback = 1,
+                        .room = room,
+                        .bearer = bearer,
+                        .body = body,
+                        .body_len = strlen(body)};
+    *reply = (http_reply){0};
+    chat_http_app.rtc_offer(g_svc, &req, reply);
+    return reply->status;
+}
+
+static int offer_status(const char *room, const char *bearer, const char *body)
+{
+    http_reply r;
+    int status = offer(room, bearer, body, &r);
+    mem_free(r.body);
+    return status;
+}
+
+Test(service, offer_answered_then_the_session_runs_on_the_peer)
+{
+    http_reply r;
+    cr_assert_eq(offer(NULL, NULL, "v=0 an offer", &r), 201);
+    cr_assert_str_eq(r.content_type, "application/sdp");
+    cr_assert(strncmp(r.location, "/api/rtc/", 9) == 0, "%s", r.location);
+    mem_free(r.body);
+    rtc_peer *p = g_peers[g_npeers - 1];
+    cr_assert_str_eq(r.location + 9, p->id);
+    p->cb->on_open(p, p->user);
+    json_t *w = expect(p, "welcome", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(w, "room")), "lobby", "the default room");
+    cr_assert_str_eq(json_string_value(json_object_get(w, "session")), p->id);
+    json_decref(w);
+    cr_assert_eq(offer_slots_used(g_svc->slots), 1);
+    /* DELETE /api/rtc/ID ends it; a second DELETE finds nothing. */
+    http_reply d = {0};
+    chat_http_app.rtc_delete(g_svc, p->id, &d);
+    cr_assert_eq(d.status, 204);
+    pump_for(10);
+    cr_assert(p->ended);
+    cr_assert_str_eq(p->reason, "ended by DELETE");
+    cr_assert_eq(offer_slots_used(g_svc->slots), 0, "the slot is back");
+    d = (http_reply){0};
+    chat_http_app.rtc_delete(g_svc, p->id, &d);
+    cr_assert_eq(d.status, 404);
+    mem_free(d.body);
+}
+
+Test(service, offer_refusals_give_the_slot_back)
+{
+    cr_assert_eq(offer_status("no/slash", NULL, "v=0"), 400);
+    cr_assert_eq(offer_status(NULL, NULL, "bad"), 400, "the offer's fault: BAD_SDP");
+    cr_assert_eq(offer_status(NULL, NULL, "something else"), 503, "our side: UNAVAILABLE");
+    cr_assert_eq(offer_status(NULL, "not.a.token", "v=0"), 401);
+    g_dir.user_count = 0; /* the directory is not loaded yet */
+    cr_assert_eq(offer_status(NULL, NULL, "v=0"), 503);
+    g_dir.user_count = N_USERS;
+    cr_assert_eq(offer_slots_used(g_svc->slots), 0, "no refused offer keeps a slot");
+    /* --max-peers 8: the ninth is AT_CAPACITY. */
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(offer_status("full", NULL, "v=0"), 201);
+    http_reply r;
+    cr_assert_eq(offer("full", NULL, "v=0", &r), 503);
+    cr_assert(strstr(r.body, "AT_CAPACITY"), "%s", r.body);
+    mem_free(r.body);
+}
+
+Test(service, offer_with_a_token_resumes_its_user)
+{
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    long id = user_of(a);
+    int fetches = g_dir.fetches;
+    cr_assert_eq(offer_status("lobby", t, "v=0"), 201);
+    rtc_peer *p = g_peers[g_npeers - 1];
+    p->cb->on_open(p, p->user);
+    json_decref(expect(p, "welcome", 0));
+    cr_assert_eq(user_of(p), id);
+    cr_assert_eq(g_dir.fetches, fetches);
+    /* A token whose subject is not a user id is refused. */
+    char *odd = NULL, err[256];
+    auth_claims_in in = {
+        .iss = "http://chatd.test", .sub = "admin", .ttl_seconds = 60, .now = time(NULL)};
+    cr_assert_eq(auth_token_issue(g_keys, &in, &odd, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(offer_status("lobby", odd, "v=0"), 401);
+    mem_free(odd);
+    g_free(t);
+}
+
+Test(service, jwks_and_message_paging_routes)
+{
+    int status;
+    char *jwks = route_text(chat_http_app.jwks, &status);
+    cr_assert_eq(status, 200);
+    cr_assert(strstr(jwks, auth_keys_kid(g_keys)), "%s", jwks);
+    g_free(jwks);
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    post(a, t, "one", "r");
+    json_t *m = expect(a, "message", 0);
+    long long id = atoll(json_string_value(json_object_get(m, "id")));
+    json_decref(m);
+    store_flush(g_db, 5000);
+    char before[32];
+    snprintf(before, sizeof before, "%lld", id);
+    http_request req = {.before = before};
+    http_reply r = {0};
+    chat_http_app.room_messages(g_svc, "lobby", &req, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"messages\":[]"), "nothing before the first: %s", r.body);
+    mem_free(r.body);
+    req.before = "zero";
     r = (http_reply){0};
     chat_http_app.room_messages(g_svc, "lobby", &req, &r);
     cr_assert_eq(r.status, 400);
