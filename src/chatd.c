@@ -16,6 +16,7 @@
 #include "rtc/peer.h"
 #include "store/store.h"
 #include "util/config.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/rng.h"
@@ -76,6 +77,12 @@ int main(int argc, char **argv)
     }
     if (rtc_init(err, sizeof err) < 0)
         return fail(&cfg, 1, "cannot start WebRTC", err);
+    /* Queued bytes for every peer together: 256 MiB, or 4 peers' worth when
+     * one peer may hold more (limits.h). */
+    size_t per_peer = (size_t)cfg.peer_queue_bytes;
+    rtc_set_send_limits(per_peer, per_peer * 4 > LIMIT_QUEUE_TOTAL_BYTES
+                                      ? per_peer * 4
+                                      : (size_t)LIMIT_QUEUE_TOTAL_BYTES);
     rtc_loops *loops = rtc_loops_new(cfg.loops);
     const http_app *routes = &relay_http_app;
     void *app;

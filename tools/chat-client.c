@@ -201,8 +201,9 @@ static void send_line(rtc_peer *peer, const char *line, size_t n, size_t max)
                 max);
         return;
     }
-    /* Back-pressure: let the queue drain rather than grow without end. */
-    while (rtc_peer_queued_bytes(peer) > 4u * 1024 * 1024 && rtc_peer_is_open(peer))
+    /* Back-pressure: let the queue drain rather than reach its limit, past
+     * which the transport closes the peer. */
+    while (rtc_peer_queued_bytes(peer) > LIMIT_PEER_QUEUE_BYTES / 2 && rtc_peer_is_open(peer))
         g_usleep(2000);
     if (st.raw) {
         if (rtc_peer_send_text(peer, line, n) < 0 && rtc_peer_is_open(peer))

@@ -497,8 +497,22 @@ char *proto_build_message(const proto_message *m, const char *ref)
     return finish(&b);
 }
 
-char *proto_build_welcome(const char *session, const char *room, const char *token,
-                          const json_t *user, const json_t *online)
+/* The last `count` elements of a (borrowed into a new array). */
+static json_t *array_tail(const json_t *a, size_t count)
+{
+    json_t *out = json_array();
+    size_t n = json_array_size(a);
+
+    for (size_t i = n - count; out != NULL && i < n; i++)
+        if (json_array_append(out, json_array_get(a, i)) != 0) {
+            json_decref(out);
+            return NULL;
+        }
+    return out;
+}
+
+static char *build_welcome(const char *session, const char *room, const char *token,
+                           const json_t *user, const json_t *online, size_t listed)
 {
     builder b = begin("welcome");
 
@@ -506,16 +520,92 @@ char *proto_build_welcome(const char *session, const char *room, const char *tok
     set(&b, "room", room ? json_string(room) : NULL);
     set(&b, "token", token ? json_string(token) : NULL);
     set(&b, "user", json_is_object(user) ? borrow(user) : NULL);
-    set(&b, "online", array_arg(online));
+    set(&b, "online", array_tail(online, listed));
+    set(&b, "online_count", json_integer((json_int_t)json_array_size(online)));
+    return finish(&b);
+}
+
+char *proto_build_welcome(const char *session, const char *room, const char *token,
+                          const json_t *user, const json_t *online, size_t max_bytes)
+{
+    json_t *list = array_arg(online);
+    size_t listed;
+    char *text;
+
+    if (list == NULL)
+        return NULL;
+    if (max_bytes == 0)
+        max_bytes = PROTO_MAX_MESSAGE;
+    listed = json_array_size(list);
+    if (listed > PROTO_ONLINE_MAX)
+        listed = PROTO_ONLINE_MAX;
+    /* Halving the list until the text fits takes at most log2(200) + 1
+     * builds; the list's tail is kept, which holds the joiner itself. */
+    for (;;) {
+        text = build_welcome(session, room, token, user, list, listed);
+        if (text == NULL || listed == 0 || strlen(text) <= max_bytes)
+            break;
+        mem_free(text);
+        listed /= 2;
+    }
+    json_decref(list);
+    return text;
+}
+
+/* Bytes of {"type":"history","messages":[],"more":true}: what a history
+ * costs besides its messages, with the comma-free empty array. */
+#define HISTORY_OVERHEAD (sizeof "{\"type\":\"history\",\"messages\":[],\"more\":true}" - 1)
+
+char *proto_build_history_fit(const json_t *messages, int more, size_t max_bytes)
+{
+    json_t *list = array_arg(messages), *kept;
+    size_t n, first, used = HISTORY_OVERHEAD;
+    builder b;
+
+    if (list == NULL)
+        return NULL;
+    if (max_bytes == 0 || max_bytes > PROTO_MAX_MESSAGE)
+        max_bytes = PROTO_MAX_MESSAGE;
+    n = json_array_size(list);
+    /* Newest last: walk back from the end while the next one still fits.
+     * json_dumpb with no buffer measures without allocating, and the
+     * compact text of an array is its elements' texts joined by commas,
+     * so the sum is exact. */
+    for (first = n; first > 0; first--) {
+        size_t len = json_dumpb(json_array_get(list, first - 1), NULL, 0, JSON_COMPACT);
+        size_t need = len + (first < n ? 1 : 0);
+        if (len == 0) { /* no text is empty: the measure failed (no memory) */
+            json_decref(list);
+            return NULL;
+        }
+        if (used + need > max_bytes)
+            break;
+        used += need;
+    }
+    kept = array_tail(list, n - first);
+    json_decref(list);
+    b = begin("history");
+    set(&b, "messages", kept);
+    if (more || first > 0)
+        set(&b, "more", json_true());
     return finish(&b);
 }
 
 char *proto_build_history(const json_t *messages)
 {
-    builder b = begin("history");
+    return proto_build_history_fit(messages, 0, PROTO_MAX_MESSAGE);
+}
 
-    set(&b, "messages", array_arg(messages));
-    return finish(&b);
+char *proto_history_refit(const char *text, size_t len, size_t max_bytes)
+{
+    json_t *root = json_loadb(text, len, 0, NULL);
+    char *out = NULL;
+
+    if (json_is_array(json_object_get(root, "messages")))
+        out = proto_build_history_fit(json_object_get(root, "messages"),
+                                      json_is_true(json_object_get(root, "more")), max_bytes);
+    json_decref(root);
+    return out;
 }
 
 char *proto_build_presence(const char *event, const json_t *user_summary)

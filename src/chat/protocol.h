@@ -22,6 +22,11 @@
 #define PROTO_MAX_TEXT 2000                   /* characters (code points) after trimming */
 #define PROTO_MAX_REF 128                     /* bytes of a client's ref */
 #define PROTO_MAX_TOKEN LIMIT_TOKEN_BYTES
+#define PROTO_ONLINE_MAX 200 /* users a welcome lists; online_count has them all */
+/* The per-session message budget (SPEC "Text rules (version 2)"): any
+ * message a client sends takes one; the excess gets RATE_LIMITED. */
+#define PROTO_SESSION_RATE 20  /* messages a second */
+#define PROTO_SESSION_BURST 40 /* messages at once */
 
 typedef enum { PROTO_PING, PROTO_POST } proto_kind;
 
@@ -72,11 +77,26 @@ typedef struct {
 
 json_t *proto_message_object(const proto_message *m, const char *ref /* NULL: none */);
 char *proto_build_message(const proto_message *m, const char *ref);
-/* user: the whole JSONPlaceholder object; online: array of USER (borrowed). */
+/* user: the whole JSONPlaceholder object; online: array of USER (borrowed),
+ * the joiner last. No frame is dropped for its size (SPEC, version 2):
+ * "online" lists the last PROTO_ONLINE_MAX of them, fewer if the text would
+ * be over max_bytes (0 = PROTO_MAX_MESSAGE), and "online_count" is them
+ * all. The text is over max_bytes only when even an empty list does not
+ * fit (a token and user larger than the remote accepts): the caller checks
+ * and tells the client. */
 char *proto_build_welcome(const char *session, const char *room, const char *token,
-                          const json_t *user, const json_t *online);
-/* messages: array of MESSAGE objects (borrowed). */
+                          const json_t *user, const json_t *online, size_t max_bytes);
+/* messages: array of MESSAGE objects (borrowed), oldest first. The newest
+ * that fit in max_bytes (0 or over PROTO_MAX_MESSAGE = PROTO_MAX_MESSAGE)
+ * are kept, and "more":true is set when older ones were left out or when
+ * `more` says the caller already left some out. */
+char *proto_build_history_fit(const json_t *messages, int more, size_t max_bytes);
+/* proto_build_history_fit(messages, 0, PROTO_MAX_MESSAGE). */
 char *proto_build_history(const json_t *messages);
+/* A history text rebuilt to fit in max_bytes (a remote that accepts less
+ * than PROTO_MAX_MESSAGE); NULL when the text is not a history or out of
+ * memory. */
+char *proto_history_refit(const char *text, size_t len, size_t max_bytes);
 char *proto_build_presence(const char *event /* "join"|"leave" */, const json_t *user_summary);
 /* retry_in_ms < 0 leaves the field out; ref NULL leaves it out. */
 char *proto_build_error(const char *code, const char *message, long retry_in_ms, int fatal,

@@ -20,9 +20,7 @@
 
 typedef struct {
     long key;
-    int used;
-    double tokens;   /* at last_ms */
-    int64_t last_ms; /* last refill */
+    ratelimit_bucket b; /* b.used marks a slot in use */
 } bucket;
 
 struct ratelimit {
@@ -47,14 +45,54 @@ static bucket *find_slot(bucket *slots, size_t nslots, long key)
 {
     size_t i = hash_key(key) & (nslots - 1);
 
-    while (slots[i].used && slots[i].key != key)
+    while (slots[i].b.used && slots[i].key != key)
         i = (i + 1) & (nslots - 1);
     return &slots[i];
 }
 
 static int is_idle(const ratelimit *rl, const bucket *b, int64_t now_ms)
 {
-    return now_ms - b->last_ms >= rl->idle_ms;
+    return now_ms - b->b.last_ms >= rl->idle_ms;
+}
+
+/* The bucket arithmetic, shared by the table and by lone buckets. */
+static int bucket_take(ratelimit_bucket *b, double rate_per_ms, double burst, int64_t now_ms,
+                       long *retry_in_ms)
+{
+    long retry = 0;
+    int allowed;
+
+    if (!b->used) {
+        b->used = 1;
+        b->tokens = burst;
+        b->last_ms = now_ms;
+    } else if (now_ms > b->last_ms) {
+        /* A clock that goes back (it should not: it is monotonic) refills
+         * nothing rather than draining the bucket. */
+        b->tokens = fmin(burst, b->tokens + (double)(now_ms - b->last_ms) * rate_per_ms);
+        b->last_ms = now_ms;
+    }
+    /* TOKEN_EPS absorbs floating-point rounding: a bucket 1e-12 short of a
+     * token counts as full, and retry_in_ms is computed against the same
+     * threshold, so coming back exactly after it always succeeds. */
+    if (b->tokens >= 1.0 - TOKEN_EPS) {
+        b->tokens = fmax(0.0, b->tokens - 1.0);
+        allowed = 1;
+    } else {
+        retry = (long)ceil((1.0 - TOKEN_EPS - b->tokens) / rate_per_ms);
+        if (retry < 1)
+            retry = 1;
+        allowed = 0;
+    }
+    if (retry_in_ms != NULL)
+        *retry_in_ms = retry;
+    return allowed;
+}
+
+int ratelimit_bucket_take(ratelimit_bucket *b, double rate_per_s, double burst, int64_t now_ms,
+                          long *retry_in_ms)
+{
+    return bucket_take(b, rate_per_s / 1000.0, burst, now_ms, retry_in_ms);
 }
 
 /* Rebuilds the table with the live buckets only, sized so that it is at
@@ -65,7 +103,7 @@ static int rebuild(ratelimit *rl, int64_t now_ms)
     bucket *slots;
 
     for (size_t i = 0; i < rl->nslots; i++)
-        if (rl->slots[i].used && !is_idle(rl, &rl->slots[i], now_ms))
+        if (rl->slots[i].b.used && !is_idle(rl, &rl->slots[i], now_ms))
             live++;
     while (n < (live + 1) * 2)
         n *= 2;
@@ -73,7 +111,7 @@ static int rebuild(ratelimit *rl, int64_t now_ms)
     if (slots == NULL)
         return -1;
     for (size_t i = 0; i < rl->nslots; i++)
-        if (rl->slots[i].used && !is_idle(rl, &rl->slots[i], now_ms))
+        if (rl->slots[i].b.used && !is_idle(rl, &rl->slots[i], now_ms))
             *find_slot(slots, n, rl->slots[i].key) = rl->slots[i];
     mem_free(rl->slots);
     rl->slots = slots;
@@ -109,13 +147,12 @@ int ratelimit_take(ratelimit *rl, long key, int64_t now_ms, long *retry_in_ms)
 {
     bucket *b;
     int allowed;
-    long retry = 0;
 
     pthread_mutex_lock(&rl->lock);
     if (now_ms - rl->last_rebuild_ms >= rl->idle_ms && rl->nslots > MIN_SLOTS)
         rebuild(rl, now_ms); /* on failure the old table simply stays */
     b = find_slot(rl->slots, rl->nslots, key);
-    if (!b->used && (rl->count + 1) * 4 > rl->nslots * 3) {
+    if (!b->b.used && (rl->count + 1) * 4 > rl->nslots * 3) {
         if (rebuild(rl, now_ms) < 0) {
             pthread_mutex_unlock(&rl->lock);
             if (retry_in_ms != NULL)
@@ -124,33 +161,12 @@ int ratelimit_take(ratelimit *rl, long key, int64_t now_ms, long *retry_in_ms)
         }
         b = find_slot(rl->slots, rl->nslots, key);
     }
-    if (!b->used) {
-        b->used = 1;
+    if (!b->b.used) {
         b->key = key;
-        b->tokens = rl->burst;
-        b->last_ms = now_ms;
         rl->count++;
-    } else if (now_ms > b->last_ms) {
-        /* A clock that goes back (it should not: it is monotonic) refills
-         * nothing rather than draining the bucket. */
-        b->tokens = fmin(rl->burst, b->tokens + (double)(now_ms - b->last_ms) * rl->rate_per_ms);
-        b->last_ms = now_ms;
     }
-    /* TOKEN_EPS absorbs floating-point rounding: a bucket 1e-12 short of a
-     * token counts as full, and retry_in_ms is computed against the same
-     * threshold, so coming back exactly after it always succeeds. */
-    if (b->tokens >= 1.0 - TOKEN_EPS) {
-        b->tokens = fmax(0.0, b->tokens - 1.0);
-        allowed = 1;
-    } else {
-        retry = (long)ceil((1.0 - TOKEN_EPS - b->tokens) / rl->rate_per_ms);
-        if (retry < 1)
-            retry = 1;
-        allowed = 0;
-    }
+    allowed = bucket_take(&b->b, rl->rate_per_ms, rl->burst, now_ms, retry_in_ms);
     pthread_mutex_unlock(&rl->lock);
-    if (retry_in_ms != NULL)
-        *retry_in_ms = retry;
     return allowed;
 }
 

@@ -30,6 +30,7 @@ struct chat_service {
     GHashTable *users; /* JSONPlaceholder id -> json_t* user (for a resume) */
     atomic_ulong messages_auto, messages_manual, draws, draws_failed, api_errors;
     atomic_ulong posts_refused;
+    atomic_ulong messages_over_budget; /* client messages over the session budget */
 };
 
 #endif

@@ -12,6 +12,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 
+#include <errno.h>
 #include <glib.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -39,6 +40,13 @@ struct chat_session {
     GSource *timer; /* draw retry or auto post */
     chat_sub *sub;
     int session_logged;
+    /* The message budget (loop thread only): every client message takes
+     * one token before anything else is done with it. */
+    ratelimit_bucket budget;
+    long over_budget;        /* messages refused since the last RATE_LIMITED */
+    int64_t over_budget_ms;  /* when that RATE_LIMITED went out; 0 = never */
+    int64_t token_log_ms;    /* last "post refused" log line; 0 = never */
+    long token_logs_skipped; /* lines not written since */
 };
 
 typedef chat_session session;
@@ -106,14 +114,51 @@ static void timer_fired(session *s)
     }
 }
 
+/* Largest frame this session's remote accepts, and at most the
+ * protocol's 64 KiB. */
+static size_t max_frame(const session *s)
+{
+    size_t max = rtc_peer_max_send(s->peer);
+    return max < PROTO_MAX_MESSAGE ? max : PROTO_MAX_MESSAGE;
+}
+
+/* Sends one frame. A frame over the remote's max-message-size is never
+ * dropped silently (SPEC, version 2): the transport logs it and the client
+ * gets a TOO_LARGE error saying so; a remote that cannot take even that
+ * is closed. A slow reader is closed by offer_send. Any thread: it reads
+ * only s->peer, fixed once the channel is open. */
+static int send_text(session *s, const char *text, size_t len)
+{
+    if (offer_send(s->peer, text, len) == 0)
+        return 0;
+    if (errno != EMSGSIZE)
+        return -1;
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "a %zu-byte message was not sent: it is over your %zu-byte max-message-size", len,
+             rtc_peer_max_send(s->peer));
+    char *e = proto_build_error("TOO_LARGE", msg, -1, 0, NULL);
+    if (e == NULL || offer_send(s->peer, e, strlen(e)) < 0)
+        rtc_peer_close(s->peer, "max-message-size too small for the chat protocol");
+    mem_free(e);
+    return -1;
+}
+
 /* Sends a mem_alloc'd JSON text and frees it. */
 static void send_owned(session *s, char *json)
 {
     if (json == NULL)
         return;
     if (s->peer && s->state != S_CLOSED)
-        offer_send(s->peer, json, strlen(json));
+        send_text(s, json, strlen(json));
     mem_free(json);
+}
+
+/* chat_deliver_fn for the room: the subscriber is the session (the bus
+ * stops delivering before on_close lets the session go). */
+static void session_deliver(void *subscriber, chat_frame *f)
+{
+    send_text(subscriber, chat_frame_data(f), chat_frame_len(f));
 }
 
 static void send_error(session *s, const char *code, const char *message, long retry_in_ms,
@@ -345,7 +390,7 @@ static void publish_message(session *s, int manual, const char *text, const char
     if (obj == NULL)
         return;
     /* The sender alone gets its ref back; everyone else shares one frame. */
-    if (chat_room_publish(svc->rooms, s->room, obj, ref ? s->peer : NULL,
+    if (chat_room_publish(svc->rooms, s->room, obj, ref ? s : NULL,
                           manual ? &svc->messages_manual : &svc->messages_auto) == 0 &&
         ref)
         send_owned(s, proto_build_message(&m, ref));
@@ -394,20 +439,42 @@ static void joined(session *s, void *unused)
     }
     json_t *online = NULL;
     char *history = NULL;
-    s->sub =
-        chat_room_join(svc->rooms, s->room, s->summary, offer_deliver, s->peer, &online, &history);
+    s->sub = chat_room_join(svc->rooms, s->room, s->summary, session_deliver, s, &online, &history);
     if (s->sub == NULL) {
         mem_free(token);
         rtc_peer_close(s->peer, "out of memory");
         return;
     }
     s->state = S_JOINED;
-    char *welcome = proto_build_welcome(s->id, s->room, token, s->user, online);
+    /* Both frames are made to fit what this remote accepts: the welcome
+     * lists fewer users (online_count has them all), the history keeps
+     * its newest messages ("more":true). */
+    size_t max = max_frame(s);
+    char *welcome = proto_build_welcome(s->id, s->room, token, s->user, online, max);
     json_decref(online);
     mem_free(token);
+    if (history != NULL && strlen(history) > max) {
+        char *fitted = proto_history_refit(history, strlen(history), max);
+        mem_free(history);
+        history = fitted;
+    }
+    if (welcome != NULL && strlen(welcome) > max) {
+        log_warn("chat", "session %s: a %zu-byte welcome is over the remote's %zu-byte limit",
+                 s->id, strlen(welcome), max);
+        send_error(s, "TOO_LARGE", "your max-message-size is too small for the welcome", -1, 1,
+                   NULL);
+        mem_free(welcome);
+        mem_free(history);
+        /* Never welcomed: out of the room again, with no presence either way. */
+        chat_room_leave(svc->rooms, s->room, s->summary, s->sub);
+        s->sub = NULL;
+        s->state = S_IDENTIFYING;
+        rtc_peer_close_gracefully(s->peer);
+        return;
+    }
     send_owned(s, welcome);
     send_owned(s, history);
-    chat_room_presence(svc->rooms, s->room, "join", s->summary, s->peer);
+    chat_room_presence(svc->rooms, s->room, "join", s->summary, s);
     store_session_start(svc->cfg.store, s->id, s->user_id, s->remote, s->started);
     s->session_logged = 1;
     log_info("chat", "session %s: %s (user %ld) joined %s", s->id,
@@ -424,6 +491,25 @@ static void refuse_post(session *s, const char *code, const char *message, long 
     send_error(s, code, message, retry_in_ms, 0, ref);
 }
 
+/* A refused token is logged at most once a second per session, with the
+ * count of the lines left out: a session sending forged tokens must not
+ * cost a log line each. */
+static void log_refused_token(session *s, const char *why)
+{
+    int64_t now = clock_mono_ms();
+    if (s->token_log_ms != 0 && now - s->token_log_ms < 1000) {
+        s->token_logs_skipped++;
+        return;
+    }
+    if (s->token_logs_skipped > 0)
+        log_info("chat", "session %s: post refused: %s (and %ld more refused tokens not logged)",
+                 s->id, why, s->token_logs_skipped);
+    else
+        log_info("chat", "session %s: post refused: %s", s->id, why);
+    s->token_log_ms = now;
+    s->token_logs_skipped = 0;
+}
+
 static void handle_post(session *s, proto_request *req)
 {
     chat_service *svc = s->svc;
@@ -432,10 +518,18 @@ static void handle_post(session *s, proto_request *req)
         send_error(s, "BAD_REQUEST", "no user yet: wait for the welcome", -1, 0, req->ref);
         return;
     }
+    /* The user's post rate before the token: the user is the session's,
+     * and a refused post must not cost an ECDSA verify. A post with a bad
+     * token takes its token from the bucket like any other. */
+    long retry = 0;
+    if (!ratelimit_take(svc->posts, s->user_id, clock_mono_ms(), &retry)) {
+        refuse_post(s, "RATE_LIMITED", "too many posts; slow down", retry, req->ref);
+        return;
+    }
     auth_claims claims;
     if (auth_cache_verify(svc->tokens, svc->cfg.keys, req->token, svc->cfg.public_url, time(NULL),
                           &claims, err, sizeof err) < 0) {
-        log_info("chat", "session %s: post refused: %s", s->id, err);
+        log_refused_token(s, err);
         refuse_post(s, "INVALID_TOKEN", err, -1, req->ref);
         return;
     }
@@ -444,16 +538,38 @@ static void handle_post(session *s, proto_request *req)
     int same = strcmp(claims.sub, sub) == 0;
     auth_claims_clear(&claims);
     if (!same) {
-        log_info("chat", "session %s: post refused: token of another user", s->id);
+        log_refused_token(s, "token of another user");
         refuse_post(s, "INVALID_TOKEN", "the token belongs to another user", -1, req->ref);
         return;
     }
-    long retry = 0;
-    if (!ratelimit_take(svc->posts, s->user_id, clock_mono_ms(), &retry)) {
-        refuse_post(s, "RATE_LIMITED", "too many posts; slow down", retry, req->ref);
-        return;
-    }
     publish_message(s, 1, req->text, NULL, 0, req->ref);
+}
+
+/* Takes one message from the session's budget (SPEC "Text rules (version
+ * 2)"): 1 to go on. Over it, the message is dropped unread and the client
+ * is told with one RATE_LIMITED a second at most, however many it sends,
+ * so the answers to a flood are bounded too. */
+static int within_budget(session *s)
+{
+    long rate =
+        s->svc->cfg.post_rate > PROTO_SESSION_RATE ? s->svc->cfg.post_rate : PROTO_SESSION_RATE;
+    double burst = (double)rate * PROTO_SESSION_BURST / PROTO_SESSION_RATE;
+    int64_t now = clock_mono_ms();
+    long retry = 0;
+    if (ratelimit_bucket_take(&s->budget, (double)rate, burst, now, &retry))
+        return 1;
+    s->over_budget++;
+    if (s->over_budget_ms != 0 && now - s->over_budget_ms < 1000)
+        return 0;
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "over %ld messages a second: %ld message%s ignored since the last notice", rate,
+             s->over_budget, s->over_budget == 1 ? "" : "s");
+    atomic_fetch_add(&s->svc->messages_over_budget, (unsigned long)s->over_budget);
+    s->over_budget = 0;
+    s->over_budget_ms = now;
+    send_error(s, "RATE_LIMITED", msg, retry, 0, NULL);
+    return 0;
 }
 
 /* ---------- peer callbacks ---------- */
@@ -472,6 +588,8 @@ static void on_message(rtc_peer *p, const uint8_t *data, size_t len, int binary,
 {
     (void)p;
     session *s = user;
+    if (!within_budget(s))
+        return;
     if (binary) {
         send_error(s, "BAD_REQUEST", "messages are JSON text, not binary", -1, 0, NULL);
         return;
@@ -497,6 +615,8 @@ static void on_message(rtc_peer *p, const uint8_t *data, size_t len, int binary,
 static void on_oversize(rtc_peer *p, size_t len, void *user)
 {
     (void)p;
+    if (!within_budget(user))
+        return;
     char msg[128];
     snprintf(msg, sizeof msg, "a %zu-byte message is over the %d-byte limit", len,
              PROTO_MAX_MESSAGE);
@@ -515,7 +635,7 @@ static void on_close(rtc_peer *p, const char *reason, void *user)
     if (was_joined) {
         chat_room_leave(svc->rooms, s->room, s->summary, s->sub);
         s->sub = NULL;
-        chat_room_presence(svc->rooms, s->room, "leave", s->summary, s->peer);
+        chat_room_presence(svc->rooms, s->room, "leave", s->summary, s);
     }
     char now[32];
     clock_iso8601_now(now, sizeof now);

@@ -11,6 +11,13 @@
  * usrsctp says there is room again (and by a short retry timer, in case that
  * signal is missed).
  *
+ * That queue is bounded twice (rtc_set_send_limits): per peer, and for the
+ * whole process. A send that would go over either closes the peer, with
+ * the reason logged, and fails with ENOBUFS: a reader that does not keep
+ * up is cut off, never silently skipped, and never allowed to make chatd
+ * hold more than the process budget. Every queued byte is counted in
+ * queued_total (an atomic, so no lock is shared between peers).
+ *
  * Teardown order matters: SCTP first (after rtc_sctp_close no callback can
  * reach DTLS), then DTLS (nothing writes to ICE after that), then the ICE
  * agent, then on_close, then the registry.
@@ -46,7 +53,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SEND_QUEUE_LIMIT (32u * 1024 * 1024) /* a peer this far behind is closed by its owner */
 #define LOCAL_SCTP_PORT 5000
 #define ICE_PACING_MS 5u /* Ta, see ice_setup() */
 
@@ -105,6 +111,7 @@ struct rtc_peer {
     queued *q_head, *q_tail;
     size_t q_bytes;
     int retry_pending;
+    unsigned long oversize_sends; /* frames refused with EMSGSIZE (logged once) */
 
     /* DTLS datagrams produced before ICE has a selected pair (the server's
      * first flight can be ready before our own check succeeds): kept and
@@ -118,6 +125,9 @@ struct rtc_peer {
 };
 
 static dtls_identity *identity;
+static atomic_size_t peer_queue_limit = LIMIT_PEER_QUEUE_BYTES;
+static atomic_size_t total_queue_limit = LIMIT_QUEUE_TOTAL_BYTES;
+static atomic_size_t queued_total; /* every peer's q_bytes, summed */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static GHashTable *registry; /* id -> peer (no reference: removed at teardown) */
 static atomic_long live_peers;
@@ -171,8 +181,17 @@ static void free_queue(rtc_peer *p)
         mem_free(q);
     }
     p->q_head = p->q_tail = NULL;
+    atomic_fetch_sub(&queued_total, p->q_bytes);
     p->q_bytes = 0;
 }
+
+void rtc_set_send_limits(size_t per_peer, size_t total)
+{
+    atomic_store(&peer_queue_limit, per_peer ? per_peer : LIMIT_PEER_QUEUE_BYTES);
+    atomic_store(&total_queue_limit, total ? total : LIMIT_QUEUE_TOTAL_BYTES);
+}
+
+size_t rtc_queued_total(void) { return atomic_load(&queued_total); }
 
 void rtc_peer_unref(rtc_peer *p)
 {
@@ -362,6 +381,7 @@ static void flush_queue(rtc_peer *p)
         if (p->q_head == NULL)
             p->q_tail = NULL;
         p->q_bytes -= q->len;
+        atomic_fetch_sub(&queued_total, q->len);
         mem_free(q);
     }
     pthread_mutex_unlock(&p->send_lock);
@@ -378,27 +398,62 @@ static gboolean retry_cb(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* Called with send_lock held: may len more bytes be queued for p? If not,
+ * `reason` says why (the caller closes the peer once the lock is released)
+ * and errno is ENOBUFS. The process budget is reserved here; the caller
+ * gives it back if it cannot queue after all. */
+static int queue_admit(rtc_peer *p, size_t len, char *reason, size_t reasonlen)
+{
+    size_t per_peer = atomic_load(&peer_queue_limit);
+    size_t total = atomic_load(&total_queue_limit);
+    if (p->q_bytes + len > per_peer) {
+        snprintf(reason, reasonlen,
+                 "too slow to keep up: %zu bytes unsent, over the %zu-byte queue limit",
+                 p->q_bytes + len, per_peer);
+    } else if (atomic_fetch_add(&queued_total, len) + len > total) {
+        atomic_fetch_sub(&queued_total, len);
+        snprintf(reason, reasonlen,
+                 "too slow to keep up: chatd's %zu-byte budget for unsent data is spent", total);
+    } else {
+        return 1;
+    }
+    errno = ENOBUFS;
+    return 0;
+}
+
 static int peer_send(rtc_peer *p, uint32_t ppid, const uint8_t *data, size_t len)
 {
     if (len > p->max_send) {
+        /* The caller decides what the remote is told (chat: an error that
+         * fits); the transport logs the first such frame of each peer, so a
+         * remote that declares a tiny max-message-size cannot flood the log. */
+        pthread_mutex_lock(&p->send_lock);
+        unsigned long n = p->oversize_sends++;
+        pthread_mutex_unlock(&p->send_lock);
+        if (n == 0)
+            log_warn("rtc",
+                     "peer %s: a %zu-byte message is over the remote's %zu-byte "
+                     "max-message-size; not sent",
+                     p->id, len, p->max_send);
         errno = EMSGSIZE;
         return -1;
     }
     int r = 0;
+    char reason[128] = "";
     pthread_mutex_lock(&p->send_lock);
-    if (!p->channel_open || p->sctp == NULL) {
+    if (!p->channel_open || p->sctp == NULL || atomic_load(&p->close_requested)) {
         errno = ENOTCONN;
         r = -1;
     } else if (p->q_head == NULL && send_now(p, ppid, data, len) == 0) {
         r = 0;
     } else if (p->q_head == NULL && errno != EWOULDBLOCK && errno != EAGAIN) {
         r = -1;
-    } else if (p->q_bytes + len > SEND_QUEUE_LIMIT) {
-        errno = ENOBUFS;
+    } else if (!queue_admit(p, len, reason, sizeof reason)) {
         r = -1;
     } else {
         queued *q = mem_alloc(sizeof *q + len);
         if (q == NULL) {
+            atomic_fetch_sub(&queued_total, len);
             errno = ENOMEM;
             r = -1;
         } else {
@@ -416,6 +471,11 @@ static int peer_send(rtc_peer *p, uint32_t ppid, const uint8_t *data, size_t len
         }
     }
     pthread_mutex_unlock(&p->send_lock);
+    if (reason[0] != '\0' && !atomic_load(&p->close_requested)) {
+        log_warn("rtc", "peer %s: closing: %s", p->id, reason);
+        rtc_peer_close(p, reason);
+        errno = ENOBUFS; /* log_warn may have changed it */
+    }
     return r;
 }
 

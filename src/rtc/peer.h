@@ -88,9 +88,19 @@ int rtc_peer_set_answer(rtc_peer *p, const char *answer, size_t len, char *err, 
 void rtc_free(void *p);
 
 /* Queue a message. Returns 0, or -1 with errno: EMSGSIZE over the remote's
- * limit, ENOTCONN when the channel is not open, ENOBUFS when the peer is so
- * far behind that its queue is full. */
+ * limit (not sent; the first per peer is logged), ENOTCONN when the channel
+ * is not open or a close was requested, ENOBUFS when the peer is so far
+ * behind that its queue is over its limit or the process budget is spent:
+ * the peer is then being closed, with the reason logged. */
 int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len);
+
+/* The bounds of chatd's own send queues (what usrsctp has not taken yet):
+ * per_peer bytes for one peer (--peer-queue-bytes), total for every peer
+ * together; 0 keeps the default (LIMIT_PEER_QUEUE_BYTES,
+ * LIMIT_QUEUE_TOTAL_BYTES). Set once at start, before any peer exists. */
+void rtc_set_send_limits(size_t per_peer, size_t total);
+/* Bytes queued for every peer together (for /metrics and tests). */
+size_t rtc_queued_total(void);
 
 /* Closes now (abort). on_close follows on the peer's loop. */
 void rtc_peer_close(rtc_peer *p, const char *reason);

@@ -6,6 +6,7 @@
 #include "util/config.h"
 
 #include "util/err.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -34,6 +35,8 @@ typedef enum {
     OPT_LOG,
     OPT_MODE,
     OPT_POST_RATE,
+    /* issue 9, back-pressure */
+    OPT_PEER_QUEUE_BYTES,
     OPT_COUNT
 } opt_id;
 
@@ -69,6 +72,9 @@ static const struct {
                   "chat, or relay (transport test: text goes to the room's other peers)"},
     [OPT_POST_RATE] = {"--post-rate", "CHATD_POST_RATE", "N", "1",
                        "manual posts per second per user (burst: 5, or N if larger)"},
+    /* issue 9, back-pressure */
+    [OPT_PEER_QUEUE_BYTES] = {"--peer-queue-bytes", "CHATD_PEER_QUEUE_BYTES", "N", "1048576",
+                              "unsent bytes a peer may hold before it is closed"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -223,10 +229,15 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     static const struct {
         long min, max;
     } ranges[OPT_COUNT] = {
-        [OPT_TTL] = {60, 30L * 86400},  [OPT_AUTO] = {0, 3600L * 1000},
-        [OPT_MAX_PEERS] = {1, 1000000}, [OPT_LOOPS] = {1, 256},
-        [OPT_DRAWS] = {1, 100},         [OPT_DRAW_BACKOFF] = {0, 60000},
+        [OPT_TTL] = {60, 30L * 86400},
+        [OPT_AUTO] = {0, 3600L * 1000},
+        [OPT_MAX_PEERS] = {1, 1000000},
+        [OPT_LOOPS] = {1, 256},
+        [OPT_DRAWS] = {1, 100},
+        [OPT_DRAW_BACKOFF] = {0, 60000},
         [OPT_POST_RATE] = {1, 1000000},
+        /* issue 9: at least the largest frame chatd sends (4 x 64 KiB) */
+        [OPT_PEER_QUEUE_BYTES] = {262144, 1L << 30},
     };
     if (parse_long(v, ranges[id].min, ranges[id].max, &n) < 0) {
         err_set(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
@@ -252,6 +263,10 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     case OPT_POST_RATE:
         cfg->post_rate = n;
         break;
+    /* issue 9, back-pressure */
+    case OPT_PEER_QUEUE_BYTES:
+        cfg->peer_queue_bytes = n;
+        break;
     default:
         cfg->draw_backoff_ms = n;
         break;
@@ -272,6 +287,7 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     cfg->draw_attempts = 5;
     cfg->draw_backoff_ms = 500;
     cfg->post_rate = 1;
+    cfg->peer_queue_bytes = LIMIT_PEER_QUEUE_BYTES; /* issue 9 */
     cfg->log_level = LOGL_INFO;
     cfg->mode = CHATD_MODE_CHAT;
 

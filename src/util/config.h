@@ -41,6 +41,7 @@ typedef struct {
     int draw_attempts;
     long draw_backoff_ms;
     long post_rate;
+    long peer_queue_bytes; /* --peer-queue-bytes (issue 9) */
     int log_level;
     int help;
 } chatd_config;

@@ -33,4 +33,13 @@
  * or in a post's "token": longer ones are refused unread. */
 #define LIMIT_TOKEN_BYTES 8192
 
+/* Unsent bytes chatd queues for one peer before closing it as too slow
+ * (--peer-queue-bytes; usrsctp's own send buffer comes on top). */
+#define LIMIT_PEER_QUEUE_BYTES (1024 * 1024)
+
+/* Unsent bytes queued for all peers together: 256 MiB, or 4 peers' worth
+ * when --peer-queue-bytes is larger. Without it --max-peers peers at
+ * their own limit could hold 10,000 x 1 MiB. */
+#define LIMIT_QUEUE_TOTAL_BYTES (256L * 1024 * 1024)
+
 #endif

@@ -259,6 +259,29 @@ Test(config, post_rate)
     cr_assert(strstr(err, "--post-rate") != NULL, "%s", err);
 }
 
+/* Issue 9: --peer-queue-bytes, at least the largest frame (4 x 64 KiB). */
+Test(config, peer_queue_bytes)
+{
+    chatd_config c;
+    char err[256];
+    char *none[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.peer_queue_bytes, 1048576);
+    config_free(&c);
+    char *set[] = {"chatd", "--peer-queue-bytes", "262144"};
+    cr_assert_eq(parse(&c, err, 3, set), 0, "%s", err);
+    cr_assert_eq(c.peer_queue_bytes, 262144);
+    config_free(&c);
+    char *small[] = {"chatd", "--peer-queue-bytes=65536"};
+    cr_assert_eq(parse(&c, err, 2, small), -1);
+    cr_assert(strstr(err, "--peer-queue-bytes") != NULL, "%s", err);
+    setenv("CHATD_PEER_QUEUE_BYTES", "2097152", 1);
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    unsetenv("CHATD_PEER_QUEUE_BYTES");
+    cr_assert_eq(c.peer_queue_bytes, 2097152);
+    config_free(&c);
+}
+
 /* --help text: every flag, with its environment variable and default. */
 Test(config, usage_lists_every_flag)
 {
@@ -272,6 +295,8 @@ Test(config, usage_lists_every_flag)
                           "--listen",
                           "CHATD_LISTEN",
                           "--ice-address",
+                          "--peer-queue-bytes",
+                          "CHATD_PEER_QUEUE_BYTES",
                           "--database-url",
                           "--jwt-key",
                           "DATA_DIR/jwt-es256.pem",

@@ -508,25 +508,26 @@ Test(protocol, build_welcome)
     json_array_append_new(online, json_incref(summary));
     json_array_append_new(online, json_pack("{s:i,s:s,s:s}", "id", 2, "name", "Ervin Howell",
                                             "username", "Antonette"));
-    expect_text(proto_build_welcome("s-1", "lobby", "h.c.s", user, online),
+    expect_text(proto_build_welcome("s-1", "lobby", "h.c.s", user, online, 0),
                 "{\"type\":\"welcome\",\"session\":\"s-1\",\"room\":\"lobby\",\"token\":\"h.c.s\","
                 "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\","
                 "\"email\":\"Sincere@april.biz\",\"address\":{\"street\":\"Kulas Light\","
                 "\"geo\":{\"lat\":\"-37.3159\"}},\"phone\":\"1-770-736-8031 x56442\"},"
                 "\"online\":[{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"},"
-                "{\"id\":2,\"name\":\"Ervin Howell\",\"username\":\"Antonette\"}]}");
-    expect_text(proto_build_welcome("s", "r", "t", user, NULL),
+                "{\"id\":2,\"name\":\"Ervin Howell\",\"username\":\"Antonette\"}],"
+                "\"online_count\":2}");
+    expect_text(proto_build_welcome("s", "r", "t", user, NULL, 0),
                 "{\"type\":\"welcome\",\"session\":\"s\",\"room\":\"r\",\"token\":\"t\","
                 "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\","
                 "\"email\":\"Sincere@april.biz\",\"address\":{\"street\":\"Kulas Light\","
                 "\"geo\":{\"lat\":\"-37.3159\"}},\"phone\":\"1-770-736-8031 x56442\"},"
-                "\"online\":[]}");
+                "\"online\":[],\"online_count\":0}");
     /* The borrowed arguments are untouched. */
     cr_assert_eq(user->refcount, 1);
     cr_assert_eq(online->refcount, 1);
-    cr_assert_null(proto_build_welcome(NULL, "r", "t", user, online));
-    cr_assert_null(proto_build_welcome("s", "r", "t", NULL, online));
-    cr_assert_null(proto_build_welcome("s", "r", "t", user, summary), "online must be an array");
+    cr_assert_null(proto_build_welcome(NULL, "r", "t", user, online, 0));
+    cr_assert_null(proto_build_welcome("s", "r", "t", NULL, online, 0));
+    cr_assert_null(proto_build_welcome("s", "r", "t", user, summary, 0), "online must be an array");
     json_decref(summary);
     json_decref(online);
     json_decref(user);
@@ -659,6 +660,130 @@ Test(protocol, build_history)
     check_leaks();
 }
 
+/* Issue 9: no frame is dropped for its size. A room of 1,300 users gives a
+ * welcome that lists the last 200 (the joiner among them) and counts all. */
+Test(protocol, welcome_lists_at_most_200_and_counts_everyone)
+{
+    json_t *user = leanne(), *online = json_array();
+    for (int i = 1; i <= 1300; i++)
+        json_array_append_new(online, json_pack("{s:i,s:s,s:s}", "id", i, "name",
+                                                "Clementina DuBuque the Longer", "username",
+                                                "Moriah.Stanton"));
+    char *text = proto_build_welcome("s", "lobby", "t", user, online, 0);
+    cr_assert_not_null(text);
+    cr_assert_leq(strlen(text), PROTO_MAX_MESSAGE);
+    json_t *w = json_loads(text, 0, NULL);
+    cr_assert_eq(json_array_size(json_object_get(w, "online")), PROTO_ONLINE_MAX);
+    cr_assert_eq(json_integer_value(json_object_get(w, "online_count")), 1300);
+    json_t *last = json_array_get(json_object_get(w, "online"), PROTO_ONLINE_MAX - 1);
+    cr_assert_eq(json_integer_value(json_object_get(last, "id")), 1300, "the joiner is listed");
+    json_decref(w);
+    mem_free(text);
+    /* A remote that accepts 4 KiB gets fewer names, still every count. */
+    text = proto_build_welcome("s", "lobby", "t", user, online, 4096);
+    cr_assert_not_null(text);
+    cr_assert_leq(strlen(text), 4096);
+    w = json_loads(text, 0, NULL);
+    size_t listed = json_array_size(json_object_get(w, "online"));
+    cr_assert(listed > 0 && listed < PROTO_ONLINE_MAX, "%zu listed", listed);
+    cr_assert_eq(json_integer_value(json_object_get(w, "online_count")), 1300);
+    json_decref(w);
+    mem_free(text);
+    /* Too small for even the token and user: the text says so by its size. */
+    text = proto_build_welcome("s", "lobby", "t", user, online, 100);
+    cr_assert_not_null(text);
+    cr_assert_gt(strlen(text), 100);
+    cr_assert_not_null(strstr(text, "\"online\":[],\"online_count\":1300"), "%s", text);
+    mem_free(text);
+    json_decref(online);
+    json_decref(user);
+    check_leaks();
+}
+
+/* n messages of `count` copies of the UTF-8 character `ch`. */
+static json_t *big_history(int n, const char *ch, int count)
+{
+    json_t *msgs = json_array();
+    size_t cl = strlen(ch);
+    char *text = mem_alloc(cl * (size_t)count + 1);
+    for (int i = 0; i < count; i++)
+        memcpy(text + cl * (size_t)i, ch, cl);
+    text[cl * (size_t)count] = '\0';
+    for (int i = 0; i < n; i++) {
+        proto_message m = auto_msg();
+        m.id = 100 + i;
+        m.source = "manual";
+        m.text = text;
+        json_array_append_new(msgs, proto_message_object(&m, NULL));
+    }
+    mem_free(text);
+    return msgs;
+}
+
+static void check_history(char *text, size_t max, int n, int want_more)
+{
+    cr_assert_not_null(text);
+    cr_assert_leq(strlen(text), max, "%zu bytes over %zu", strlen(text), max);
+    json_t *h = json_loads(text, 0, NULL);
+    cr_assert_not_null(h);
+    json_t *msgs = json_object_get(h, "messages");
+    size_t kept = json_array_size(msgs);
+    if (want_more) {
+        cr_assert(json_is_true(json_object_get(h, "more")), "%zu of %d kept, no more", kept, n);
+        cr_assert_lt(kept, (size_t)n);
+    } else {
+        cr_assert_null(json_object_get(h, "more"));
+        cr_assert_eq(kept, (size_t)n);
+    }
+    if (kept > 0) { /* the newest are the ones kept, oldest first */
+        json_t *last = json_array_get(msgs, kept - 1);
+        char want[16];
+        snprintf(want, sizeof want, "%d", 100 + n - 1);
+        cr_assert_str_eq(json_string_value(json_object_get(last, "id")), want);
+    }
+    json_decref(h);
+    mem_free(text);
+}
+
+Test(protocol, history_keeps_the_newest_that_fit_and_says_more)
+{
+    /* 40 posts of 2,000 x U+00E9 (4 KB each): well over 64 KiB. */
+    json_t *msgs = big_history(40, "\xc3\xa9", 2000);
+    check_history(proto_build_history(msgs), PROTO_MAX_MESSAGE, 40, 1);
+    check_history(proto_build_history_fit(msgs, 0, 10000), 10000, 40, 1);
+    /* Too small for any message: none, and more. */
+    check_history(proto_build_history_fit(msgs, 0, 1000), 1000, 40, 1);
+    json_decref(msgs);
+    /* Emoji (4 bytes each) and control characters (escaped to 6). */
+    msgs = big_history(20, "\xf0\x9f\x98\x80", 2000);
+    check_history(proto_build_history(msgs), PROTO_MAX_MESSAGE, 20, 1);
+    json_decref(msgs);
+    msgs = big_history(8, "\x01", 1999);
+    check_history(proto_build_history(msgs), PROTO_MAX_MESSAGE, 8, 1);
+    json_decref(msgs);
+    /* What fits is all there, without "more"; a caller's more is kept. */
+    msgs = big_history(3, "a", 2000);
+    check_history(proto_build_history(msgs), PROTO_MAX_MESSAGE, 3, 0);
+    char *t = proto_build_history_fit(msgs, 1, 0);
+    cr_assert_not_null(strstr(t, "\"more\":true"), "%s", t);
+    mem_free(t);
+    json_decref(msgs);
+    check_leaks();
+}
+
+Test(protocol, history_refit_for_a_smaller_remote)
+{
+    json_t *msgs = big_history(10, "a", 2000);
+    char *full = proto_build_history(msgs);
+    check_history(proto_history_refit(full, strlen(full), 8192), 8192, 10, 1);
+    check_history(proto_history_refit(full, strlen(full), 0), PROTO_MAX_MESSAGE, 10, 0);
+    cr_assert_null(proto_history_refit("{\"type\":\"history\"}", 18, 8192), "no messages");
+    cr_assert_null(proto_history_refit("[", 1, 8192), "not JSON");
+    mem_free(full);
+    json_decref(msgs);
+    check_leaks();
+}
+
 Test(protocol, build_presence)
 {
     json_t *user = leanne(), *s = proto_user_summary(user);
@@ -761,15 +886,15 @@ Test(protocol, builders_refuse_missing_or_invalid_fields)
     json_t *summary = proto_user_summary(user);
     json_t *list = json_array(), *obj = json_object();
     cr_assert_not_null(summary);
-    cr_assert_null(proto_build_welcome(NULL, "lobby", "t", user, list));
-    cr_assert_null(proto_build_welcome("s", NULL, "t", user, list));
-    cr_assert_null(proto_build_welcome("s", "lobby", NULL, user, list));
-    cr_assert_null(proto_build_welcome("s", "lobby", "t", list, list), "user not an object");
-    cr_assert_null(proto_build_welcome("s", "lobby", "t", user, obj), "online not an array");
-    expect_text(proto_build_welcome("s", "lobby", "t", user, NULL),
+    cr_assert_null(proto_build_welcome(NULL, "lobby", "t", user, list, 0));
+    cr_assert_null(proto_build_welcome("s", NULL, "t", user, list, 0));
+    cr_assert_null(proto_build_welcome("s", "lobby", NULL, user, list, 0));
+    cr_assert_null(proto_build_welcome("s", "lobby", "t", list, list, 0), "user not an object");
+    cr_assert_null(proto_build_welcome("s", "lobby", "t", user, obj, 0), "online not an array");
+    expect_text(proto_build_welcome("s", "lobby", "t", user, NULL, 0),
                 "{\"type\":\"welcome\",\"session\":\"s\",\"room\":\"lobby\",\"token\":\"t\","
                 "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"},"
-                "\"online\":[]}");
+                "\"online\":[],\"online_count\":0}");
     cr_assert_null(proto_build_history(obj));
     expect_text(proto_build_history(NULL), "{\"type\":\"history\",\"messages\":[]}");
     cr_assert_null(proto_build_presence(NULL, summary));
@@ -899,11 +1024,12 @@ static int op_build_all(void *ctx)
     if (o == NULL || json_array_append_new(msgs, o) != 0)
         goto out;
     rc = TORTURE_OK;
-    rc |= built(proto_build_welcome("s", "lobby", "tok", user, online),
+    rc |= built(proto_build_welcome("s", "lobby", "tok", user, online, 0),
                 "{\"type\":\"welcome\",\"session\":\"s\",\"room\":\"lobby\",\"token\":\"tok\","
                 "\"user\":{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\","
                 "\"address\":{\"city\":\"Gwenborough\"}},"
-                "\"online\":[{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"}]}");
+                "\"online\":[{\"id\":1,\"name\":\"Leanne Graham\",\"username\":\"Bret\"}],"
+                "\"online_count\":1}");
     char *h = proto_build_history(msgs);
     if (h == NULL) {
         rc = TORTURE_ERROR;

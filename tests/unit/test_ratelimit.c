@@ -230,3 +230,22 @@ Test(ratelimit, threads)
     ratelimit_free(rl);
     check_leaks();
 }
+
+/* The lone bucket a session keeps for its message budget (issue 9): 20 a
+ * second, burst 40, no table and no lock. */
+Test(ratelimit, lone_bucket_is_the_session_budget)
+{
+    ratelimit_bucket b = {0};
+    long retry = -1;
+    for (int i = 0; i < 40; i++)
+        cr_assert(ratelimit_bucket_take(&b, 20, 40, T0, &retry), "message %d", i);
+    cr_assert_not(ratelimit_bucket_take(&b, 20, 40, T0, &retry));
+    cr_assert_eq(retry, 50, "one message every 50 ms");
+    cr_assert_not(ratelimit_bucket_take(&b, 20, 40, T0 + 49, NULL));
+    cr_assert(ratelimit_bucket_take(&b, 20, 40, T0 + 50, NULL));
+    /* A long pause refills to the burst, not beyond. */
+    int n = 0;
+    while (ratelimit_bucket_take(&b, 20, 40, T0 + 3600000, NULL))
+        n++;
+    cr_assert_eq(n, 40);
+}

@@ -102,7 +102,8 @@ struct rtc_peer {
     int graceful;
     int ended; /* on_close has run */
     char reason[128];
-    int queue_full; /* sends fail with ENOBUFS */
+    int queue_full;  /* sends fail with ENOBUFS */
+    size_t max_send; /* the remote's max-message-size; 0 = 64 KiB */
 };
 
 static int g_peer_seq;
@@ -134,6 +135,7 @@ void rtc_peer_unref(rtc_peer *p)
 }
 
 const char *rtc_peer_id(const rtc_peer *p) { return p->id; }
+size_t rtc_peer_max_send(const rtc_peer *p) { return p->max_send ? p->max_send : 65536; }
 rtc_loop *rtc_peer_loop(const rtc_peer *p)
 {
     (void)p;
@@ -146,6 +148,9 @@ int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len)
     int r = 0;
     if (p->close_requested) {
         errno = ENOTCONN;
+        r = -1;
+    } else if (len > rtc_peer_max_send(p)) {
+        errno = EMSGSIZE;
         r = -1;
     } else if (p->queue_full) {
         errno = ENOBUFS;
@@ -1047,5 +1052,245 @@ Test(service, jwks_and_message_paging_routes)
     chat_http_app.room_messages(g_svc, "lobby", &req, &r);
     cr_assert_eq(r.status, 400);
     mem_free(r.body);
+    g_free(t);
+}
+
+/* ---------- issue 9: budgets and frames that fit ---------- */
+
+static size_t count_type(rtc_peer *p, const char *type, const char *code, size_t from)
+{
+    size_t n = 0;
+    for (size_t i = from; i < sent_count(p); i++) {
+        json_t *m = sent_at(p, i);
+        if (strcmp(type_of(m), type) == 0 &&
+            (code == NULL || g_strcmp0(json_string_value(json_object_get(m, "code")), code) == 0))
+            n++;
+        json_decref(m);
+    }
+    return n;
+}
+
+/* Measured before: a burst of 400 pings got 400 pongs. Now the session's
+ * budget (20 a second, burst 40) answers the first 40 or so, and the rest
+ * get one RATE_LIMITED a second between them. */
+Test(service, a_burst_of_pings_is_bounded_by_the_session_budget)
+{
+    rtc_peer *p = join("lobby", NULL);
+    size_t n = sent_count(p);
+    gint64 t0 = g_get_monotonic_time();
+    for (int i = 0; i < 400; i++)
+        say(p, "{\"type\":\"ping\",\"ref\":\"p\"}");
+    double seconds = (double)(g_get_monotonic_time() - t0) / 1e6;
+    size_t pongs = count_type(p, "pong", NULL, n);
+    size_t limited = count_type(p, "error", "RATE_LIMITED", n);
+    /* The bound follows from the elapsed time, whatever the machine. */
+    cr_assert_leq((double)pongs, 40 + 20 * seconds + 1, "%zu pongs in %.2f s", pongs, seconds);
+    cr_assert_geq(pongs, 40);
+    cr_assert_geq(limited, 1);
+    cr_assert_leq((double)limited, seconds + 1, "%zu RATE_LIMITED in %.2f s", limited, seconds);
+    json_t *e;
+    cr_assert_str_eq(error_code(p, n, &e), "RATE_LIMITED");
+    cr_assert_gt(json_integer_value(json_object_get(e, "retry_in_ms")), 0);
+    json_decref(e);
+    cr_assert(!p->close_requested, "the session stays up");
+    cr_assert_geq(atomic_load(&g_svc->messages_over_budget), 1);
+}
+
+/* Over the budget, a message is not even parsed: malformed text and a
+ * valid post alike get no answer of their own. */
+Test(service, over_the_budget_nothing_is_parsed_or_posted)
+{
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    rtc_peer *b = join("lobby", NULL);
+    for (int i = 0; i < 60; i++)
+        say(a, "{\"type\":\"ping\"}");
+    size_t n = sent_count(a), nb = sent_count(b);
+    say(a, "this is not JSON");
+    a->cb->on_message(a, (const uint8_t *)"\x01", 1, 1, a->user);
+    a->cb->on_oversize(a, 70000, a->user);
+    post(a, t, "over the budget", "r");
+    pump_for(20);
+    cr_assert_eq(count_type(a, "error", "BAD_REQUEST", n), 0);
+    cr_assert_eq(count_type(a, "error", "TOO_LARGE", n), 0);
+    cr_assert_eq(count_type(b, "message", NULL, nb), 0, "the post was not published");
+    g_free(t);
+}
+
+/* The per-user post limit comes before the token: forged posts past the
+ * burst cost no ECDSA verify, which shows as RATE_LIMITED where a verify
+ * would have said INVALID_TOKEN. */
+Test(service, forged_posts_meet_the_rate_limit_before_any_verify)
+{
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    char *forged = g_strdup(t);
+    size_t len = strlen(forged);
+    forged[len - 2] = forged[len - 2] == 'A' ? 'B' : 'A';
+    size_t n = sent_count(a);
+    gint64 t0 = g_get_monotonic_time();
+    for (int i = 0; i < 8; i++)
+        post(a, forged, "x", "r");
+    double seconds = (double)(g_get_monotonic_time() - t0) / 1e6;
+    size_t verified = count_type(a, "error", "INVALID_TOKEN", n);
+    /* The burst of five is verified (plus one a second that refills). */
+    cr_assert_geq(verified, 5);
+    cr_assert_leq((double)verified, 5 + seconds, "%zu verified in %.2f s", verified, seconds);
+    cr_assert_eq(count_type(a, "error", "RATE_LIMITED", n), 8 - verified);
+    g_free(forged);
+    g_free(t);
+}
+
+/* Failed-token log lines: at most one a second per session, and the next
+ * one counts those left out. stderr is a file for the length of the test. */
+Test(service, refused_tokens_are_logged_at_most_once_a_second)
+{
+    g_cfg.post_rate = 100; /* many refusals within the burst */
+    close_service();
+    open_service();
+    rtc_peer *a = join("lobby", NULL);
+    char path[320];
+    snprintf(path, sizeof path, "%s/stderr.log", g_tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *f = fopen(path, "w+");
+    cr_assert_not_null(f);
+    dup2(fileno(f), 2);
+    log_set_level(LOGL_INFO);
+    gint64 t0 = g_get_monotonic_time();
+    for (int i = 0; i < 30; i++)
+        post(a, "not-a-token", "x", "r");
+    double seconds = (double)(g_get_monotonic_time() - t0) / 1e6;
+    log_set_level(LOGL_OFF);
+    dup2(saved, 2);
+    close(saved);
+    rewind(f);
+    char line[1024];
+    int lines = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "post refused"))
+            lines++;
+    fclose(f);
+    unlink(path);
+    cr_assert_geq(lines, 1);
+    cr_assert_leq((double)lines, seconds + 1, "%d lines in %.2f s", lines, seconds);
+    cr_assert_eq(count_type(a, "error", "INVALID_TOKEN", 0), 30, "every post is answered");
+}
+
+static void no_delivery(void *sub, chat_frame *f) { (void)sub, (void)f; }
+
+/* Measured before: a welcome listing ~1,300 users was over 64 KiB and was
+ * dropped. Now it lists 200, counts 1,300, and the history follows. */
+Test(service, a_room_of_1300_still_welcomes_every_joiner)
+{
+    json_t *members[1299];
+    chat_sub *subs[1299];
+    for (int i = 0; i < 1299; i++) {
+        members[i] = json_pack("{s:i,s:s,s:s}", "id", 1000 + i, "name",
+                               "Clementina DuBuque the Longer", "username", "Moriah.Stanton");
+        json_t *online = NULL;
+        char *history = NULL;
+        subs[i] = chat_room_join(g_svc->rooms, "big", members[i], no_delivery, members[i], &online,
+                                 &history);
+        cr_assert_not_null(subs[i]);
+        json_decref(online);
+        mem_free(history);
+    }
+    rtc_peer *p = join("big", NULL);
+    json_t *w = sent_at(p, (size_t)find_type(p, "welcome", 0));
+    cr_assert_eq(json_array_size(json_object_get(w, "online")), 200);
+    cr_assert_eq(json_integer_value(json_object_get(w, "online_count")), 1300);
+    json_decref(w);
+    /* A remote that takes 8 KiB at most gets a welcome that fits. */
+    rtc_peer *q = open_session("big", 0);
+    q->max_send = 8192;
+    w = expect(q, "welcome", 0);
+    size_t listed = json_array_size(json_object_get(w, "online"));
+    cr_assert(listed > 0 && listed < 200, "%zu listed", listed);
+    cr_assert_eq(json_integer_value(json_object_get(w, "online_count")), 1301);
+    json_decref(w);
+    json_decref(expect(q, "history", 0));
+    close_all_peers();
+    for (int i = 0; i < 1299; i++) {
+        chat_room_leave(g_svc->rooms, "big", members[i], subs[i]);
+        json_decref(members[i]);
+    }
+}
+
+/* 40 posts of 2,000 x 'é', then of emoji: the next joiner's history is
+ * the newest that fit in 64 KiB (or its remote's smaller limit), with
+ * "more":true, also after a restart that reloads them from the log. */
+Test(service, large_posts_still_give_every_joiner_a_history)
+{
+    g_cfg.post_rate = 100;
+    close_service();
+    open_service();
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    static const char *chars[] = {"\xc3\xa9", "\xf0\x9f\x98\x80"};
+    for (int c = 0; c < 2; c++) {
+        GString *text = g_string_new(NULL);
+        for (int i = 0; i < 2000; i++)
+            g_string_append(text, chars[c]);
+        for (int i = 0; i < 20; i++) {
+            size_t n = sent_count(a);
+            post(a, t, text->str, "r");
+            json_decref(expect(a, "message", n));
+        }
+        g_string_free(text, TRUE);
+    }
+    for (int round = 0; round < 2; round++) {
+        rtc_peer *b = join("lobby", NULL);
+        json_t *h = sent_at(b, (size_t)find_type(b, "history", 0));
+        cr_assert(json_is_true(json_object_get(h, "more")));
+        size_t kept = json_array_size(json_object_get(h, "messages"));
+        cr_assert(kept > 0 && kept < 40, "%zu kept", kept);
+        json_decref(h);
+        guint at = (guint)find_type(b, "history", 0);
+        g_mutex_lock(&b->lock);
+        size_t bytes = strlen(g_ptr_array_index(b->sent, at));
+        g_mutex_unlock(&b->lock);
+        cr_assert_leq(bytes, 65536);
+        rtc_peer *small = open_session("lobby", 0);
+        small->max_send = 16384;
+        h = expect(small, "history", 0);
+        cr_assert(json_is_true(json_object_get(h, "more")));
+        cr_assert_gt(json_array_size(json_object_get(h, "messages")), 0);
+        json_decref(h);
+        cr_assert_eq(count_type(small, "error", NULL, 0), 0);
+        if (round == 0) { /* again from the log */
+            close_service();
+            open_service();
+        }
+    }
+    g_free(t);
+}
+
+/* A frame over the remote's max-message-size is not dropped silently:
+ * that reader is told with a TOO_LARGE it can take. */
+Test(service, a_message_too_large_for_a_remote_is_told_not_dropped)
+{
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    rtc_peer *b = join("lobby", NULL);
+    b->max_send = 1024;
+    GString *text = g_string_new(NULL);
+    for (int i = 0; i < 1500; i++)
+        g_string_append_c(text, 'x');
+    size_t nb = sent_count(b);
+    post(a, t, text->str, "r");
+    json_decref(expect(a, "message", 0));
+    json_t *e;
+    cr_assert_str_eq(error_code(b, nb, &e), "TOO_LARGE");
+    cr_assert(strstr(json_string_value(json_object_get(e, "message")), "1024"));
+    json_decref(e);
+    cr_assert(!b->close_requested);
+    /* A remote that cannot take even that is closed, with the reason. */
+    b->max_send = 50;
+    post(a, t, "short", "r2");
+    pump_for(20);
+    cr_assert(b->close_requested);
+    cr_assert(strstr(b->reason, "max-message-size"), "%s", b->reason);
+    g_string_free(text, TRUE);
     g_free(t);
 }
