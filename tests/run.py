@@ -23,6 +23,7 @@ runner's own promises: tests/lib/test_harness.py), the product on the main build
 readme, interop-chromium, browser), fuzz (corpus replay and a short run of each
 target), the same suites on the ASan+UBSan build (unit-asan,
 integration-asan, integration-chat-asan, fault-asan, interop-aiortc-asan),
+abuse and abuse-asan (tests/abuse: issue 9's attacks, each with a bound),
 then tests/load: churn-asan, churn-valgrind, load, load-asan, and last
 coverage. A private PostgreSQL server is started for the whole run and its
 URL exported as CHATD_TEST_PG_URL.
@@ -72,8 +73,9 @@ RATE_TESTS = ["test_store_rate"]
 # that precedes it there.
 STAGES = [
     (["fault"], ["unit", "integration", "interop-aiortc"]),
-    (["fault-asan"], ["unit-asan", "integration-asan", "interop-aiortc-asan"]),
-    (["integration-chat"], ["integration-chat-asan"]),
+    # abuse-asan fills fault-asan's lane (about 30 s shorter than the other)
+    (["fault-asan", "abuse-asan"], ["unit-asan", "integration-asan", "interop-aiortc-asan"]),
+    (["integration-chat", "abuse"], ["integration-chat-asan"]),
     (["bench-smoke", "readme"], ["fuzz"]),
     (["interop-chromium"], ["browser"]),
 ]
@@ -262,6 +264,12 @@ def main():
         Suite("integration-chat-asan", [py("tests/integration/test_chat.py")], asan_env),
         Suite("fault-asan", [py("tests/fault/test_fault.py")], asan_env),
         Suite("interop-aiortc-asan", [py("tests/interop/test_aiortc.py")], asan_env),
+        # issue 9: a stranger's attacks, each with its bound (tests/abuse);
+        # under ASan with smaller floods (the memory errors are the point)
+        Suite("abuse", [py("tests/abuse/test_abuse.py")], main_env),
+        Suite("abuse-asan", [py("tests/abuse/test_abuse.py")],
+              dict(asan_env, ABUSE_BAD_OFFERS="5000", ABUSE_HALF_OPEN="1000",
+                   ABUSE_FORGED="3000", ABUSE_SLOW_HTTP="500", ABUSE_DB_DOWN_S="10")),
         # tests/load: 2000 churn cycles on the ASan chatd (release clients:
         # the server is under test), 200 under valgrind (about 60 ms a
         # cycle there), the load tests and the log writer's 5 000 msg/s

@@ -7,6 +7,13 @@
  * delivered, closes the channel gracefully and exits 0. It exits 1 with one
  * clear line when it cannot connect or the connection is lost.
  *
+ * What it prints comes from other people: nothing of it reaches the
+ * terminal raw. Control characters, C1 controls and bidirectional
+ * overrides/isolates are replaced by visible stand-ins (terminal_safe), so
+ * that a message cannot move the cursor, erase or recolour lines, set the
+ * window title or reorder what follows it on the screen. --json keeps the
+ * object exact by writing those characters as JSON \u escapes instead.
+ *
  * Threads: main reads stdin and does HTTP; one event loop runs the peer.
  */
 #include "common/http_client.h"
@@ -63,17 +70,67 @@ static void on_open(rtc_peer *p, void *user)
                 st.session[0] ? st.session : rtc_peer_id(p));
 }
 
-/* Writes one line to stdout in a single call, so lines stay whole. */
-static void print_line(const char *text, size_t len)
+/* Characters a terminal would act on rather than show: C0 and C1 controls,
+ * DEL, and the bidirectional embeddings, overrides and isolates. */
+static int is_unsafe(gunichar c)
 {
-    char *line = malloc(len + 1);
-    if (line == NULL)
-        return;
-    memcpy(line, text, len);
-    line[len] = '\n';
-    fwrite(line, 1, len + 1, stdout);
+    return c < 0x20 || (c >= 0x7F && c <= 0x9F) || (c >= 0x202A && c <= 0x202E) ||
+           (c >= 0x2066 && c <= 0x2069);
+}
+
+enum { SAFE_TEXT, SAFE_JSON };
+
+/* s (len bytes, from the network) made safe to print, as a g_malloc'd
+ * string. SAFE_TEXT: tab stays; every other C0 control and DEL becomes its
+ * Unicode control picture (ESC shows as U+241B), a C1 control or bidi
+ * character becomes "<U+XXXX>", a byte that is not UTF-8 becomes U+FFFD.
+ * SAFE_JSON (s is a JSON text): the same characters become \uXXXX escapes,
+ * which mean exactly what the raw characters meant inside a JSON string. */
+static char *terminal_safe(const char *s, size_t len, int how)
+{
+    GString *out = g_string_sized_new(len + 16);
+    const char *p = s, *end = s + len;
+
+    while (p < end) {
+        gunichar c = g_utf8_get_char_validated(p, end - p);
+        if (c == (gunichar)-1 || c == (gunichar)-2) {
+            g_string_append(out, how == SAFE_JSON ? "\\ufffd" : "\xef\xbf\xbd");
+            p++;
+            continue;
+        }
+        const char *next = g_utf8_next_char(p);
+        if (!is_unsafe(c) || (c == '\t' && how == SAFE_TEXT))
+            g_string_append_len(out, p, next - p);
+        else if (how == SAFE_JSON)
+            g_string_append_printf(out, "\\u%04x", (unsigned)c);
+        else if (c < 0x20)
+            g_string_append_unichar(out, 0x2400 + c);
+        else if (c == 0x7F)
+            g_string_append_unichar(out, 0x2421);
+        else
+            g_string_append_printf(out, "<U+%04X>", (unsigned)c);
+        p = next;
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* terminal_safe() of a string that may be NULL ("?" then). */
+static char *safe_str(const char *s)
+{
+    return s ? terminal_safe(s, strlen(s), SAFE_TEXT) : g_strdup("?");
+}
+
+/* Writes one line to stdout in a single call, so lines stay whole; made
+ * safe first (see terminal_safe). */
+static void print_line(const char *text, size_t len, int how)
+{
+    char *safe = terminal_safe(text, len, how);
+    size_t n = strlen(safe);
+    char *line = g_realloc(safe, n + 1);
+    line[n] = '\n';
+    fwrite(line, 1, n + 1, stdout);
     fflush(stdout);
-    free(line);
+    g_free(line);
 }
 
 /* "NAME: text", or "NAME: [title] text" for an auto post. */
@@ -91,7 +148,7 @@ static void print_chat_message(const json_t *m)
     for (char *c = line; *c; c++)
         if (*c == '\n' || *c == '\r')
             *c = ' ';
-    print_line(line, strlen(line));
+    print_line(line, strlen(line), SAFE_TEXT);
     g_free(line);
 }
 
@@ -120,18 +177,24 @@ static void handle_chat(const uint8_t *data, size_t len)
     } else if (strcmp(type, "message") == 0) {
         print_chat_message(m);
     } else if (strcmp(type, "presence") == 0) {
-        if (!st.quiet)
-            fprintf(stderr, "chat-client: %s %s\n",
-                    json_string_value(json_object_get(json_object_get(m, "user"), "name")) ?: "?",
+        if (!st.quiet) {
+            char *name =
+                safe_str(json_string_value(json_object_get(json_object_get(m, "user"), "name")));
+            fprintf(stderr, "chat-client: %s %s\n", name,
                     strcmp(json_string_value(json_object_get(m, "event")) ?: "", "join") == 0
                         ? "joined"
                         : "left");
+            g_free(name);
+        }
     } else if (strcmp(type, "error") == 0) {
         json_t *retry = json_object_get(m, "retry_in_ms");
         int fatal = json_is_true(json_object_get(m, "fatal"));
-        fprintf(stderr, "chat-client: error %s: %s",
-                json_string_value(json_object_get(m, "code")) ?: "?",
-                json_string_value(json_object_get(m, "message")) ?: "");
+        char *code = safe_str(json_string_value(json_object_get(m, "code")));
+        const char *msg = json_string_value(json_object_get(m, "message"));
+        char *text = msg ? safe_str(msg) : g_strdup("");
+        fprintf(stderr, "chat-client: error %s: %s", code, text);
+        g_free(code);
+        g_free(text);
         if (json_is_integer(retry))
             fprintf(stderr, " (retrying in %lld ms)", (long long)json_integer_value(retry));
         fprintf(stderr, "%s\n", fatal ? " (fatal)" : "");
@@ -153,7 +216,7 @@ static void on_message(rtc_peer *p, const uint8_t *data, size_t len, int binary,
     if (binary)
         return;
     if (st.raw || st.json)
-        print_line((const char *)data, len);
+        print_line((const char *)data, len, st.json ? SAFE_JSON : SAFE_TEXT);
     if (!st.raw)
         handle_chat(data, len);
 }

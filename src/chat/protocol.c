@@ -174,6 +174,34 @@ static void utf8_trim(const char *s, size_t len, size_t *start, size_t *end, siz
     *chars = count_at_last;
 }
 
+/* Text rules (SPEC "Text rules (version 2)"): the first code point of s
+ * (valid UTF-8, len bytes) that a post may not hold, or -1. Refused: C0
+ * controls other than tab and line feed (ESC starts the terminal escape
+ * sequences that rewrite other lines on a reader's screen, CR returns over
+ * the line just printed), C1 controls (U+0080-U+009F: CSI and friends in
+ * 8-bit form, honoured by some terminals), and the bidirectional overrides
+ * and isolates U+202A-U+202E and U+2066-U+2069, which reorder what follows
+ * them so that a message can display as something it does not say. DEL is
+ * neither C0 nor C1 and does nothing on a terminal; it is allowed, as the
+ * contract says, and chat-client shows it visibly. */
+static long text_forbidden(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n;
+    uint32_t cp;
+
+    while (i < len) {
+        n = utf8_seq(p + i, len - i, &cp);
+        if (n == 0) /* cannot happen on valid input; stop safely */
+            break;
+        if ((cp < 0x20 && cp != 0x09 && cp != 0x0A) || (cp >= 0x80 && cp <= 0x9F) ||
+            (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
+            return (long)cp;
+        i += n;
+    }
+    return -1;
+}
+
 /* ---- parsing ------------------------------------------------------------ */
 
 void proto_request_clear(proto_request *r)
@@ -250,6 +278,7 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
 {
     const char *s, *type;
     size_t n, start, end, chars;
+    long bad;
     int r;
 
     if (!json_is_object(root)) {
@@ -317,6 +346,14 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
     }
     if (chars > PROTO_MAX_TEXT) {
         err_set(err, errlen, "\"text\" is longer than %d characters (%zu)", PROTO_MAX_TEXT, chars);
+        return PROTO_BAD_REQUEST;
+    }
+    /* Only what is delivered is judged: blanks trimmed away (a trailing
+     * CR of a pasted CRLF line) never reach anyone's screen. */
+    bad = text_forbidden(s + start, end - start);
+    if (bad >= 0) {
+        err_set(err, errlen, "\"text\" holds U+%04lX (%s), which posts may not carry", bad,
+                bad >= 0x2000 ? "a bidirectional override or isolate" : "a control character");
         return PROTO_BAD_REQUEST;
     }
     out->text = mem_strndup(s + start, end - start);

@@ -6,7 +6,9 @@
  * sanitizers catch, the harness checks the parser's promises and aborts
  * when one is broken:
  *  - OK: a ping, or a post whose token is 1..8192 bytes and whose text is
- *    valid UTF-8 of 1..2000 code points with no NUL; a ref of <= 128 bytes;
+ *    valid UTF-8 of 1..2000 code points with no NUL, no control character
+ *    but tab and line feed and no bidi override or isolate; a ref of <= 128
+ *    bytes;
  *    no ref_out.
  *  - an error: a non-empty reason, nothing left in the request, a ref_out
  *    (if any) of <= 128 bytes, and TOO_LARGE exactly when over 64 KiB.
@@ -49,6 +51,17 @@ static void check_ok(const proto_request *req)
         n = strlen(req->text);
         if (!proto_utf8_valid(req->text, n))
             abort();
+        /* The text rules: no control character but tab and line feed, no
+         * bidirectional override or isolate (ASCII bytes and the UTF-8 of
+         * U+0080-U+009F, U+202A-U+202E, U+2066-U+2069). */
+        for (const unsigned char *c = (const unsigned char *)req->text; *c; c++) {
+            if ((*c < 0x20 && *c != '\t' && *c != '\n') ||
+                (c[0] == 0xC2 && c[1] >= 0x80 && c[1] <= 0x9F))
+                abort();
+            if (c[0] == 0xE2 && ((c[1] == 0x80 && c[2] >= 0xAA && c[2] <= 0xAE) ||
+                                 (c[1] == 0x81 && c[2] >= 0xA6 && c[2] <= 0xA9)))
+                abort();
+        }
         n = proto_utf8_length(req->text, n);
         if (n < 1 || n > PROTO_MAX_TEXT)
             abort();

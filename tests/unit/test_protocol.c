@@ -340,6 +340,95 @@ Test(protocol, token_errors)
     check_leaks();
 }
 
+/* SPEC "Text rules (version 2)": C0 controls but tab and line feed, C1
+ * controls and bidi overrides/isolates are refused wherever they stand in
+ * what would be delivered (measured before: "ESC[2K ESC[1A fake line" was
+ * accepted and delivered). */
+Test(protocol, text_rules_refuse_controls_and_bidi)
+{
+    static const char *bad[] = {
+        "\\u001b[2K\\u001b[1A fake line", /* the attack of issue 9 */
+        "a\\u0001b",
+        "a\\rb",
+        "a\\u000bb",
+        "a\\fb",
+        "a\\u0008b",
+        "a\\u001fb",
+        "a\\u0080b",
+        "a\\u0085b",
+        "a\\u009bb",
+        "a\\u009fb",
+        "a\xc2\x9b"
+        "b",
+        "a\\u202ab",
+        "a\\u202bb",
+        "a\\u202cb",
+        "a\\u202db",
+        "a\\u202eb",
+        "a\\u2066b",
+        "a\\u2067b",
+        "a\\u2068b",
+        "a\\u2069b",
+        "a\xe2\x80\xae"
+        "b",
+        "\\u202etxt.exe",
+        "x\\u2066",
+    };
+    char msg[256];
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(msg, sizeof msg,
+                 "{\"type\":\"post\",\"token\":\"t\",\"text\":\"%s\",\"ref\":\"r\"}", bad[i]);
+        expect_bad(msg, "U+", "r");
+    }
+    expect_bad("{\"type\":\"post\",\"token\":\"t\",\"text\":\"a\\u001bb\"}", "U+001B", NULL);
+    expect_bad("{\"type\":\"post\",\"token\":\"t\",\"text\":\"a\\u202eb\"}",
+               "U+202E (a bidirectional", NULL);
+    expect_bad("{\"type\":\"post\",\"token\":\"t\",\"text\":\"a\\u0085b\"}", "U+0085 (a control",
+               NULL);
+    check_leaks();
+}
+
+/* What the rules leave alone: tab and line feed inside, DEL (neither C0 nor
+ * C1), the neighbours of the refused ranges (U+00A0, U+2029, U+202F,
+ * U+2065, U+206A), marks that are not overrides (U+200E, U+200F), and
+ * blanks trimmed away at the ends (a pasted line's CR). */
+Test(protocol, text_rules_allow_tab_lf_and_neighbours)
+{
+    static const struct {
+        const char *json, *text;
+    } ok[] = {
+        {"a\\tb\\nc", "a\tb\nc"},
+        {"a\\u007fb", "a\x7f"
+                      "b"},
+        {"a\\u00a0b", "a\xc2\xa0"
+                      "b"},
+        {"a\\u2029b\\u202fc", "a\xe2\x80\xa9"
+                              "b\xe2\x80\xaf"
+                              "c"},
+        {"a\\u2065b\\u206ac", "a\xe2\x81\xa5"
+                              "b\xe2\x81\xaa"
+                              "c"},
+        {"a\\u200eb\\u200fc", "a\xe2\x80\x8e"
+                              "b\xe2\x80\x8f"
+                              "c"},
+        {"hello\\r\\n", "hello"},
+        {"\\u000b\\fhi\\r", "hi"},
+    };
+    char msg[256], err[128];
+    proto_request req;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        snprintf(msg, sizeof msg, "{\"type\":\"post\",\"token\":\"t\",\"text\":\"%s\"}",
+                 ok[i].json);
+        cr_assert_eq(proto_parse_request(msg, strlen(msg), &req, NULL, err, sizeof(err)), PROTO_OK,
+                     "%s: %s", msg, err);
+        cr_assert_str_eq(req.text, ok[i].text, "%s", msg);
+        proto_request_clear(&req);
+    }
+    check_leaks();
+}
+
 Test(protocol, text_errors)
 {
     expect_bad("{\"type\":\"post\",\"token\":\"t\",\"ref\":\"c1\"}", "text", "c1");
