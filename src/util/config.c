@@ -34,6 +34,11 @@ typedef enum {
     OPT_LOG,
     OPT_MODE,
     OPT_POST_RATE,
+    /* admission control (issue 9) */
+    OPT_MAX_PENDING,
+    OPT_SETUP_TIMEOUT,
+    OPT_OFFER_RATE,
+    OPT_MAX_ROOMS,
     OPT_COUNT
 } opt_id;
 
@@ -69,6 +74,15 @@ static const struct {
                   "chat, or relay (transport test: text goes to the room's other peers)"},
     [OPT_POST_RATE] = {"--post-rate", "CHATD_POST_RATE", "N", "1",
                        "manual posts per second per user (burst: 5, or N if larger)"},
+    /* admission control (issue 9) */
+    [OPT_MAX_PENDING] = {"--max-pending", "CHATD_MAX_PENDING", "N", "512",
+                         "peers whose channel is not open yet before 503 AT_CAPACITY"},
+    [OPT_SETUP_TIMEOUT] = {"--setup-timeout", "CHATD_SETUP_TIMEOUT", "SECONDS", "10",
+                           "offer answered to channel open; a peer not open by then is closed"},
+    [OPT_OFFER_RATE] = {"--offer-rate", "CHATD_OFFER_RATE", "N", "5",
+                        "offers per second per remote address, burst 4xN (then 429)"},
+    [OPT_MAX_ROOMS] = {"--max-rooms", "CHATD_MAX_ROOMS", "N", "10000",
+                       "rooms at once (a room lives while it has sessions)"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -223,10 +237,18 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     static const struct {
         long min, max;
     } ranges[OPT_COUNT] = {
-        [OPT_TTL] = {60, 30L * 86400},  [OPT_AUTO] = {0, 3600L * 1000},
-        [OPT_MAX_PEERS] = {1, 1000000}, [OPT_LOOPS] = {1, 256},
-        [OPT_DRAWS] = {1, 100},         [OPT_DRAW_BACKOFF] = {0, 60000},
+        [OPT_TTL] = {60, 30L * 86400},
+        [OPT_AUTO] = {0, 3600L * 1000},
+        [OPT_MAX_PEERS] = {1, 1000000},
+        [OPT_LOOPS] = {1, 256},
+        [OPT_DRAWS] = {1, 100},
+        [OPT_DRAW_BACKOFF] = {0, 60000},
         [OPT_POST_RATE] = {1, 1000000},
+        /* admission control (issue 9) */
+        [OPT_MAX_PENDING] = {1, 1000000},
+        [OPT_SETUP_TIMEOUT] = {1, 3600},
+        [OPT_OFFER_RATE] = {1, 1000000},
+        [OPT_MAX_ROOMS] = {1, 10000000},
     };
     if (parse_long(v, ranges[id].min, ranges[id].max, &n) < 0) {
         err_set(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
@@ -252,6 +274,19 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     case OPT_POST_RATE:
         cfg->post_rate = n;
         break;
+    /* admission control (issue 9) */
+    case OPT_MAX_PENDING:
+        cfg->max_pending = n;
+        break;
+    case OPT_SETUP_TIMEOUT:
+        cfg->setup_timeout = n;
+        break;
+    case OPT_OFFER_RATE:
+        cfg->offer_rate = n;
+        break;
+    case OPT_MAX_ROOMS:
+        cfg->max_rooms = n;
+        break;
     default:
         cfg->draw_backoff_ms = n;
         break;
@@ -272,6 +307,11 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     cfg->draw_attempts = 5;
     cfg->draw_backoff_ms = 500;
     cfg->post_rate = 1;
+    /* admission control (issue 9) */
+    cfg->max_pending = 512;
+    cfg->setup_timeout = 10;
+    cfg->offer_rate = 5;
+    cfg->max_rooms = 10000;
     cfg->log_level = LOGL_INFO;
     cfg->mode = CHATD_MODE_CHAT;
 
