@@ -13,7 +13,9 @@ build/chatd), for the before/after figures of the issue's closing note:
 
 Not a test (no pass/fail): tests/abuse/test_abuse.py checks the bounds.
 The offer rate is left at chatd's default here (the harness lifts it for
-other tests), since it is part of what is measured.
+other tests), since it is part of what is measured; MEASURE_OFFER_RATE and
+MEASURE_MAX_PENDING change it and --max-pending, to see the next limit (run
+under `ulimit -n 1024` to see the descriptor reserve).
 """
 
 import collections
@@ -54,7 +56,8 @@ def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "half-open"
     jp = harness.JsonPlaceholder()
     jp.start()
-    env = {"CHATD_OFFER_RATE": os.environ.get("MEASURE_OFFER_RATE", "5")}
+    env = {"CHATD_OFFER_RATE": os.environ.get("MEASURE_OFFER_RATE", "5"),
+           "CHATD_MAX_PENDING": os.environ.get("MEASURE_MAX_PENDING", "512")}
     d = harness.start_chatd("measure-" + what, api=jp.url, env=env)
     port = harness.url_port(d.url)
     pid = d.proc.pid
@@ -69,10 +72,13 @@ def main():
             secs = time.time() - t0
             fds1 = d.fd_count()
             other = post(port, "/api/rtc", offer, "127.0.0.2")
-            hc = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
-                                            source_address=("127.0.0.2", 0))
-            hc.request("GET", "/api/health")
-            health = hc.getresponse().status
+            try:
+                hc = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
+                                                source_address=("127.0.0.2", 0))
+                hc.request("GET", "/api/health")
+                health = hc.getresponse().status
+            except OSError as e:
+                health = type(e).__name__
             print(f"half-open: {n} offers from 127.0.0.1 in {secs:.1f} s: {dict(st)}; "
                   f"descriptors {fds0} -> {fds1}; from 127.0.0.2: offer {other}, "
                   f"health {health}")
