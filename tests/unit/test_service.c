@@ -981,7 +981,7 @@ Test(service, room_messages_response_is_capped_in_bytes)
     text[2000] = '\0';
     int64_t last = 0;
     for (int i = 0; i < 300; i++) {
-        char tag[8];
+        char tag[16];
         snprintf(tag, sizeof tag, "%05d", i);
         memcpy(text, tag, 5);
         last = store_next_message_id(g_db);
