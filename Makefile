@@ -190,4 +190,5 @@ format:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/chatd.d $(BUILD)/obj/tools/chat-client.d $(BENCH_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/chatd.d $(BUILD)/obj/tools/chat-client.d $(BENCH_OBJ:.o=.d) \
+    $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)

@@ -88,7 +88,7 @@ start_chatd() { # NAME EXTRA-FLAGS...
     mkdir -p "$OUT/chatd-$name"
     set -- --listen "127.0.0.1:$CHATD_PORT" --ice-address "$ICE" --api-url "$JP_URL" \
         --data-dir "$OUT/chatd-$name" --draw-backoff-ms 0 --auto-post-max-ms 3600000 \
-        --post-rate 1000000 --log-level warn "$@"
+        --post-rate 1000000 --offer-rate 1000000 --log-level warn "$@"
     echo "build/chatd $*" >>"$COMMANDS"
     build/chatd "$@" >"$OUT/chatd-$name.out" 2>"$OUT/chatd-$name.log" &
     CHATD_PID=$!

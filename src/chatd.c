@@ -9,6 +9,7 @@
  * opened at start, 2 on a bad flag or value.
  */
 #include "api/jsonplaceholder.h"
+#include "app/offer.h"
 #include "auth/keys.h"
 #include "chat/relay.h"
 #include "chat/service.h"
@@ -47,6 +48,9 @@ int main(int argc, char **argv)
     }
     log_set_level((log_level)cfg.log_level);
     mem_install();
+    /* Before any socket: every peer costs descriptors, and HTTP must keep
+     * some to answer (offer.h, admission control). */
+    offer_fd_limits_init();
 
     /* Signals are taken by sigwait() in this thread only: block them before
      * any other thread exists so every thread inherits the mask. */
@@ -84,6 +88,10 @@ int main(int argc, char **argv)
                                       ? per_peer * 4
                                       : (size_t)LIMIT_QUEUE_TOTAL_BYTES);
     rtc_loops *loops = rtc_loops_new(cfg.loops);
+    offer_limits limits = {.max_peers = cfg.max_peers,
+                           .max_pending = cfg.max_pending,
+                           .offer_rate = cfg.offer_rate,
+                           .setup_timeout_ms = (int)(cfg.setup_timeout * 1000)};
     const http_app *routes = &relay_http_app;
     void *app;
     if (cfg.mode == CHATD_MODE_CHAT) {
@@ -96,6 +104,8 @@ int main(int argc, char **argv)
                           .draw_attempts = cfg.draw_attempts,
                           .draw_backoff_ms = cfg.draw_backoff_ms,
                           .post_rate = cfg.post_rate,
+                          .admission = limits,
+                          .max_rooms = cfg.max_rooms,
                           .store = db,
                           .keys = keys,
                           .rng = random};
@@ -110,7 +120,7 @@ int main(int argc, char **argv)
         routes = &chat_http_app;
         app = chat;
     } else {
-        rel = relay_new(loops, cfg.ice_addresses, cfg.max_peers);
+        rel = relay_new(loops, cfg.ice_addresses, &limits);
         app = rel;
     }
     http_server *http =
@@ -123,8 +133,11 @@ int main(int argc, char **argv)
         snprintf(cfg.public_url, sizeof cfg.public_url, "http://%s%s%s:%d", v6 ? "[" : "",
                  cfg.listen_host, v6 ? "]" : "", http_server_port(http));
     }
-    log_info("chatd", "%s mode, %d event loops, max %ld peers, ICE on %s, API %s, database %s",
+    log_info("chatd",
+             "%s mode, %d event loops, max %ld peers (%ld pending, %ld offers/s per address, "
+             "setup within %ld s), max %ld rooms, ICE on %s, API %s, database %s",
              cfg.mode == CHATD_MODE_CHAT ? "chat" : "relay", rtc_loops_count(loops), cfg.max_peers,
+             cfg.max_pending, cfg.offer_rate, cfg.setup_timeout, cfg.max_rooms,
              cfg.n_ice_addresses ? cfg.ice_addresses[0] : "every interface", cfg.api_url,
              cfg.mode == CHATD_MODE_CHAT ? cfg.database_url : "(none)");
     printf("chatd: listening on %s/\n", cfg.public_url);

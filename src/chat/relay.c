@@ -85,11 +85,11 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
 {
     relay *r = app;
     const char *room = offer_room(req, reply);
-    if (room == NULL || !offer_slots_take(r->slots, reply))
+    if (room == NULL || !offer_admit(r->slots, req, reply))
         return;
     session *s = mem_calloc(1, sizeof *s);
     if (s == NULL) {
-        offer_slots_release(r->slots);
+        offer_admit_cancel(r->slots);
         http_reply_error(reply, 503, "UNAVAILABLE", "out of memory");
         return;
     }
@@ -122,6 +122,7 @@ static void http_metrics(void *app, http_reply *reply)
     relay *r = app;
     GString *m = g_string_new(NULL);
     offer_metrics_gauges(m, relay_sessions(r));
+    offer_metrics_admission(m, r->slots);
     offer_metrics_reply(reply, m);
 }
 
@@ -132,13 +133,13 @@ const http_app relay_http_app = {
     .metrics = http_metrics,
 };
 
-relay *relay_new(rtc_loops *loops, char *const *ice_addresses, long max_peers)
+relay *relay_new(rtc_loops *loops, char *const *ice_addresses, const offer_limits *limits)
 {
     relay *r = mem_calloc(1, sizeof *r);
     if (r == NULL)
         return NULL;
     r->bus = chat_bus_new();
-    r->slots = offer_slots_new(max_peers);
+    r->slots = offer_slots_new(limits);
     if (r->bus == NULL || r->slots == NULL) {
         relay_free(r);
         return NULL;

@@ -15,12 +15,13 @@
 #ifndef CHATD_RELAY_H
 #define CHATD_RELAY_H
 
+#include "app/offer.h"
 #include "http/server.h"
 #include "rtc/peer.h"
 
 typedef struct relay relay;
 
-relay *relay_new(rtc_loops *loops, char *const *ice_addresses, long max_peers);
+relay *relay_new(rtc_loops *loops, char *const *ice_addresses, const offer_limits *limits);
 void relay_free(relay *r);
 /* Closes every session and waits (up to timeout_ms) for them to end. */
 void relay_close_all(relay *r, int timeout_ms);

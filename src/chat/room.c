@@ -14,6 +14,7 @@
 
 typedef struct {
     char name[64];
+    long holds;        /* chat_rooms_hold not yet released */
     GPtrArray *online; /* json_t* USER, one reference each */
     json_t *history;   /* array of MESSAGE objects, oldest first, <= CHAT_HISTORY_SIZE */
 } room;
@@ -21,8 +22,10 @@ typedef struct {
 struct chat_rooms {
     store *db;
     chat_bus *bus;
-    GMutex lock;       /* the table and every room in it */
+    long max;          /* rooms at once */
+    GMutex lock;       /* the table and every room in it; never held across I/O */
     GHashTable *table; /* name -> room* */
+    long loading;      /* new rooms whose history is being read (count against max) */
 };
 
 static void room_free(room *r)
@@ -47,13 +50,14 @@ json_t *chat_row_object(const store_message *row)
     return proto_message_object(&m, NULL);
 }
 
-chat_rooms *chat_rooms_new(store *db, chat_bus *bus)
+chat_rooms *chat_rooms_new(store *db, chat_bus *bus, long max_rooms)
 {
     chat_rooms *rooms = mem_calloc(1, sizeof *rooms);
     if (rooms == NULL)
         return NULL;
     rooms->db = db;
     rooms->bus = bus;
+    rooms->max = max_rooms > 0 ? max_rooms : CHAT_DEFAULT_MAX_ROOMS;
     g_mutex_init(&rooms->lock);
     rooms->table = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)room_free);
     return rooms;
@@ -68,42 +72,117 @@ void chat_rooms_free(chat_rooms *rooms)
     mem_free(rooms);
 }
 
-/* With rooms->lock held. Seeds a new room's history from the log. */
-static room *room_get(chat_rooms *rooms, const char *name)
+/* A room with an empty history, not in the table yet. */
+static room *room_new(const char *name)
 {
-    room *r = g_hash_table_lookup(rooms->table, name);
-    if (r)
-        return r;
-    r = mem_calloc(1, sizeof *r);
+    room *r = mem_calloc(1, sizeof *r);
     if (r == NULL)
         return NULL;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->online = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
     r->history = json_array();
-    store_message *msgs = NULL;
-    size_t n = 0;
-    char err[256];
-    if (store_recent_messages(rooms->db, name, CHAT_HISTORY_SIZE, 0, &msgs, &n, err, sizeof err) ==
-        0) {
-        for (size_t i = 0; i < n; i++) {
-            json_t *o = chat_row_object(&msgs[i]);
-            if (o)
-                json_array_append_new(r->history, o);
-        }
-        store_messages_free(msgs);
-    } else {
-        log_warn("chat", "room %s: history not loaded: %s", name, err);
+    if (r->history == NULL) {
+        room_free(r);
+        return NULL;
     }
-    g_hash_table_insert(rooms->table, r->name, r);
     return r;
 }
 
-int chat_rooms_open(chat_rooms *rooms, const char *name)
+/* With rooms->lock held: the room, made with an empty history if missing
+ * (a join without a hold); NULL when out of memory. No I/O. */
+static room *room_get(chat_rooms *rooms, const char *name)
+{
+    room *r = g_hash_table_lookup(rooms->table, name);
+    if (r == NULL && (r = room_new(name)) != NULL)
+        g_hash_table_insert(rooms->table, r->name, r);
+    return r;
+}
+
+/* With rooms->lock held: frees the room when nothing keeps it. */
+static void room_maybe_free(chat_rooms *rooms, room *r)
+{
+    if (r->holds == 0 && r->online->len == 0)
+        g_hash_table_remove(rooms->table, r->name);
+}
+
+/* Seeds a new room's history from the log; no lock held. */
+static void room_load(chat_rooms *rooms, room *r)
+{
+    store_message *msgs = NULL;
+    size_t n = 0;
+    char err[256];
+    if (store_recent_messages(rooms->db, r->name, CHAT_HISTORY_SIZE, 0, &msgs, &n, err,
+                              sizeof err) != 0) {
+        log_warn("chat", "room %s: history not loaded: %s", r->name, err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = chat_row_object(&msgs[i]);
+        if (o)
+            json_array_append_new(r->history, o);
+    }
+    store_messages_free(msgs);
+}
+
+int chat_rooms_hold(chat_rooms *rooms, const char *name)
 {
     g_mutex_lock(&rooms->lock);
-    room *r = room_get(rooms, name);
+    room *r = g_hash_table_lookup(rooms->table, name);
+    if (r) {
+        r->holds++;
+        g_mutex_unlock(&rooms->lock);
+        return 0;
+    }
+    if ((long)g_hash_table_size(rooms->table) + rooms->loading >= rooms->max) {
+        g_mutex_unlock(&rooms->lock);
+        return CHAT_ROOMS_FULL;
+    }
+    rooms->loading++;
     g_mutex_unlock(&rooms->lock);
-    return r ? 0 : -1;
+
+    /* The database read, with the lock released: event loops publishing,
+     * joining and leaving in other rooms never wait for it. */
+    room *fresh = room_new(name);
+    if (fresh)
+        room_load(rooms, fresh);
+
+    g_mutex_lock(&rooms->lock);
+    rooms->loading--;
+    int status = 0;
+    r = g_hash_table_lookup(rooms->table, name);
+    if (r) { /* another offer made it meanwhile (or a join without a hold) */
+        r->holds++;
+    } else if (fresh) {
+        fresh->holds = 1;
+        g_hash_table_insert(rooms->table, fresh->name, fresh);
+        fresh = NULL;
+    } else {
+        status = -1; /* out of memory */
+    }
+    g_mutex_unlock(&rooms->lock);
+    if (fresh)
+        room_free(fresh);
+    return status;
+}
+
+void chat_rooms_release(chat_rooms *rooms, const char *name)
+{
+    g_mutex_lock(&rooms->lock);
+    room *r = g_hash_table_lookup(rooms->table, name);
+    if (r) {
+        if (r->holds > 0)
+            r->holds--;
+        room_maybe_free(rooms, r);
+    }
+    g_mutex_unlock(&rooms->lock);
+}
+
+long chat_rooms_count(chat_rooms *rooms)
+{
+    g_mutex_lock(&rooms->lock);
+    long n = (long)g_hash_table_size(rooms->table);
+    g_mutex_unlock(&rooms->lock);
+    return n;
 }
 
 chat_sub *chat_room_join(chat_rooms *rooms, const char *name, json_t *member, chat_deliver_fn fn,
@@ -136,8 +215,10 @@ void chat_room_leave(chat_rooms *rooms, const char *name, json_t *member, chat_s
     chat_bus_unsubscribe(rooms->bus, sub);
     g_mutex_lock(&rooms->lock);
     room *r = g_hash_table_lookup(rooms->table, name);
-    if (r)
+    if (r) {
         g_ptr_array_remove(r->online, member);
+        room_maybe_free(rooms, r);
+    }
     g_mutex_unlock(&rooms->lock);
 }
 

@@ -11,12 +11,14 @@
 #include "chat/service_int.h"
 #include "chat/session.h"
 #include "util/json_text.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* A bearer token's user id, or 0 after replying 401. */
@@ -47,22 +49,40 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     const char *room = offer_room(req, reply);
     if (room == NULL)
         return;
+    /* Admission first: the rate per address and the caps are cheaper than
+     * the token's signature check they protect. */
+    if (!offer_admit(svc->slots, req, reply))
+        return;
     long resume = 0;
     if (req->bearer) {
         resume = resume_user(svc, req, reply);
-        if (resume == 0)
+        if (resume == 0) {
+            offer_admit_cancel(svc->slots);
             return;
+        }
     } else if (!jp_ready(svc->cfg.api)) {
+        offer_admit_cancel(svc->slots);
         http_reply_error(reply, 503, "UNAVAILABLE",
                          "the user directory (JSONPlaceholder) is not reachable yet; try again "
                          "shortly");
         return;
     }
-    if (!offer_slots_take(svc->slots, reply))
+    /* The room is held (made, and its history read from the log, off the
+     * event loops and outside the rooms lock) only for an offer admitted
+     * and parsed; the session gives the hold back when it ends. */
+    int held = chat_rooms_hold(svc->rooms, room);
+    if (held != 0) {
+        offer_admit_cancel(svc->slots);
+        if (held == CHAT_ROOMS_FULL)
+            http_reply_error(reply, 503, "AT_CAPACITY", "the server is at its room limit");
+        else
+            http_reply_error(reply, 503, "UNAVAILABLE", "out of memory");
         return;
+    }
     chat_session *s = chat_session_new(svc, room, req->remote, resume);
     if (s == NULL) {
-        offer_slots_release(svc->slots);
+        chat_rooms_release(svc->rooms, room);
+        offer_admit_cancel(svc->slots);
         http_reply_error(reply, 503, "UNAVAILABLE", "out of memory");
         return;
     }
@@ -71,14 +91,11 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
                           .cb = &chat_session_callbacks,
                           .user = s};
     rtc_peer *p = offer_answer(svc->slots, &pc, req, reply, "chat");
-    if (p == NULL) {
+    if (p == NULL) { /* no on_close will come: the hold is given back here */
         chat_session_discard(s);
+        chat_rooms_release(svc->rooms, room);
         return;
     }
-    /* The room's history is loaded here, off the event loops, and only
-     * for an offer that was answered; the channel cannot open before the
-     * client has the answer. If memory runs out, the join makes the room. */
-    chat_rooms_open(svc->rooms, room);
     log_info("chat", "session %s created for %s in %s%s", rtc_peer_id(p), req->remote, room,
              resume ? " (resuming a token)" : "");
     rtc_peer_unref(p);
@@ -105,6 +122,55 @@ static void http_jwks(void *app, http_reply *reply)
         return;
     }
     http_reply_json(reply, 200, jwks);
+}
+
+/* {"messages":[...]} of the newest rows (rows oldest first) whose text
+ * fits in `cap` bytes, newest last, with "more":true when older rows were
+ * left out: each row is serialized once, newest first, until the next one
+ * would pass the cap. NULL when out of memory. */
+static char *messages_body(const store_message *rows, size_t n, size_t cap)
+{
+    static const char head[] = "{\"messages\":[", tail[] = "]}", more[] = "],\"more\":true}";
+    char **parts = n ? mem_calloc(n, sizeof *parts) : NULL;
+    if (n && parts == NULL)
+        return NULL;
+    size_t total = sizeof head + sizeof more, first = n;
+    int failed = 0;
+    while (first > 0) {
+        json_t *o = chat_row_object(&rows[first - 1]);
+        char *t = o ? json_text_compact(o) : NULL;
+        json_decref(o);
+        if (t == NULL) {
+            failed = 1;
+            break;
+        }
+        size_t len = strlen(t) + 1; /* and a comma */
+        if (total + len > cap && first < n) {
+            mem_free(t);
+            break;
+        }
+        parts[--first] = t;
+        total += len;
+    }
+    char *out = failed ? NULL : mem_alloc(total + 1);
+    if (out) {
+        size_t at = 0;
+        memcpy(out, head, sizeof head - 1);
+        at += sizeof head - 1;
+        for (size_t i = first; i < n; i++) {
+            if (i > first)
+                out[at++] = ',';
+            size_t l = strlen(parts[i]);
+            memcpy(out + at, parts[i], l);
+            at += l;
+        }
+        const char *end = first > 0 ? more : tail;
+        memcpy(out + at, end, strlen(end) + 1);
+    }
+    for (size_t i = first; i < n; i++)
+        mem_free(parts[i]);
+    mem_free(parts);
+    return out;
 }
 
 static void http_room_messages(void *app, const char *room_name, const http_request *req,
@@ -140,16 +206,8 @@ static void http_room_messages(void *app, const char *room_name, const http_requ
         http_reply_error(reply, 503, "UNAVAILABLE", err);
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = chat_row_object(&msgs[i]);
-        if (o)
-            json_array_append_new(arr, o);
-    }
+    char *text = messages_body(msgs, n, LIMIT_HTTP_RESPONSE_BYTES);
     store_messages_free(msgs);
-    json_t *doc = json_pack("{s:o}", "messages", arr);
-    char *text = doc ? json_text_compact(doc) : NULL;
-    json_decref(doc);
     if (text == NULL) {
         http_reply_error(reply, 500, "INTERNAL", "out of memory");
         return;
@@ -172,6 +230,8 @@ static void http_metrics(void *app, http_reply *reply)
     g_string_append_printf(m, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %lu\n", \
                            (unsigned long)(v))
     offer_metrics_gauges(m, offer_slots_used(svc->slots));
+    offer_metrics_admission(m, svc->slots);
+    GAUGE("chatd_rooms", "Rooms in memory.", "%ld", chat_rooms_count(svc->rooms));
     g_string_append_printf(m,
                            "# HELP chatd_messages_total Messages delivered.\n"
                            "# TYPE chatd_messages_total counter\n"

@@ -27,8 +27,11 @@ chat_service *chat_service_new(const chat_config *cfg)
     svc->users =
         g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, (GDestroyNotify)json_decref);
     svc->bus = chat_bus_new();
-    svc->rooms = svc->bus ? chat_rooms_new(cfg->store, svc->bus) : NULL;
-    svc->slots = offer_slots_new(cfg->max_peers);
+    svc->rooms = svc->bus ? chat_rooms_new(cfg->store, svc->bus, cfg->max_rooms) : NULL;
+    offer_limits limits = cfg->admission;
+    if (limits.max_peers <= 0)
+        limits.max_peers = cfg->max_peers;
+    svc->slots = offer_slots_new(&limits);
     svc->tokens = auth_cache_new(4096);
     /* The contract: a burst of 5, then 1 post/s per user. --post-rate
      * raises it (the bench needs more than 10 users' worth of posts). */

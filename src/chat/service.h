@@ -26,6 +26,7 @@
 #define CHATD_SERVICE_H
 
 #include "api/jsonplaceholder.h"
+#include "app/offer.h"
 #include "auth/keys.h"
 #include "http/server.h"
 #include "rtc/peer.h"
@@ -44,6 +45,11 @@ typedef struct {
     int draw_attempts;
     long draw_backoff_ms;
     long post_rate; /* manual posts/s per user; 0 = 1 (the contract's limit) */
+    /* admission control (issue 9): offer rate, pending peers, setup
+     * timeout (its max_peers, when 0, is the one above); rooms at once
+     * (0 = CHAT_DEFAULT_MAX_ROOMS) */
+    offer_limits admission;
+    long max_rooms;
     store *store;
     jp_client *api; /* may be NULL at creation: see chat_service_set_api */
     auth_keys *keys;

@@ -644,6 +644,9 @@ static void on_close(rtc_peer *p, const char *reason, void *user)
     if (s->started[0])
         store_session_end(svc->cfg.store, s->id, reason, now);
     log_info("chat", "session %s ended: %s", s->id, reason);
+    /* The offer path held the room for this session (routes.c); the room
+     * is freed with its last hold and member. */
+    chat_rooms_release(svc->rooms, s->room);
     offer_slots_release(svc->slots);
     session_unref(s); /* the peer's reference */
 }

@@ -8,6 +8,7 @@
  */
 #include "http/server.h"
 
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/json_text.h"
 #include "util/log.h"
@@ -65,19 +66,44 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     if (r->location[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", r->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
-/* The client's "ADDR:PORT" into out; returns 1 when it is a loopback
- * address (the client runs on this machine). */
-static int remote_of(struct MHD_Connection *c, char *out, size_t cap)
+void http_remote_key(const struct sockaddr *sa, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    } else if (sa->sa_family == AF_INET6) {
+        struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) { /* an IPv4 client on a dual-stack socket */
+            inet_ntop(AF_INET, &a.s6_addr[12], out, (socklen_t)cap);
+            return;
+        }
+        memset(&a.s6_addr[8], 0, 8);
+        char buf[INET6_ADDRSTRLEN];
+        if (inet_ntop(AF_INET6, &a, buf, sizeof buf))
+            snprintf(out, cap, "%s/64", buf);
+    }
+}
+
+/* The client's "ADDR:PORT" into out and its per-address key into key;
+ * returns 1 when it is a loopback address (the client runs on this
+ * machine). */
+static int remote_of(struct MHD_Connection *c, char *out, size_t cap, char *key, size_t keycap)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     out[0] = '\0';
+    key[0] = '\0';
     if (ci == NULL || ci->client_addr == NULL)
         return 0;
     char host[64], serv[16];
@@ -86,6 +112,7 @@ static int remote_of(struct MHD_Connection *c, char *out, size_t cap)
     if (getnameinfo(ci->client_addr, len, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
         snprintf(out, cap, "%s:%s", host, serv);
+    http_remote_key(ci->client_addr, key, keycap);
     if (ci->client_addr->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ci->client_addr;
         return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
@@ -131,6 +158,11 @@ int http_body_append(http_body *b, const char *data, size_t n)
     nb[b->len] = '\0';
     b->data = nb;
     return 0;
+}
+
+int http_body_late(const http_body *b, int64_t now_us)
+{
+    return now_us - b->started_us > (int64_t)HTTP_BODY_DEADLINE_S * 1000000;
 }
 
 void http_body_clear(http_body *b)
@@ -230,9 +262,10 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *c, const 
 {
     http_reply r = {0};
     http_request req = {0};
-    char remote[96];
-    req.remote_is_loopback = remote_of(c, remote, sizeof remote);
+    char remote[96], key[64];
+    req.remote_is_loopback = remote_of(c, remote, sizeof remote, key, sizeof key);
     req.remote = remote;
+    req.remote_addr = key;
     req.room = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "room");
     req.limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     req.before = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "before");
@@ -259,6 +292,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (body == NULL)
             return MHD_NO;
         *con_cls = body;
+        body->started_us = clock_mono_us();
         if (http_body_declared_too_large(
                 MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length"))) {
             body->too_large = 1;
@@ -266,6 +300,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return send_reply(c, &r);
         }
         return MHD_YES;
+    }
+    if (http_body_late(body, clock_mono_us())) {
+        /* A body trickled in to hold the connection: no answer, it goes. */
+        log_debug("http", "dropping a connection whose body took over %d s", HTTP_BODY_DEADLINE_S);
+        return MHD_NO;
     }
     if (*upload_size > 0) {
         if (http_body_append(body, upload_data, *upload_size) != 0)
@@ -331,9 +370,12 @@ http_server *http_server_start(const char *host, int port, int threads, const ht
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)(threads > 0 ? threads : 2), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        (unsigned)(threads > 0 ? threads : 2), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_ADDRESS_CONNECTIONS,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        s, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (s->daemon == NULL) {
         err_set(err, errlen, "cannot listen on %s:%d (in use, or not a local address)", host, port);

@@ -13,6 +13,16 @@
  *   GET    /metrics                     -> metrics
  *   GET    / and web assets             -> embedded files (web_assets.h)
  *
+ * Limits against slow or greedy clients (docs/SECURITY.md): at most
+ * HTTP_PER_ADDRESS_CONNECTIONS connections per address (libmicrohttpd
+ * refuses more at accept), HTTP_MAX_CONNECTIONS in all, a connection idle
+ * for HTTP_IDLE_TIMEOUT_S is closed, and a request body must arrive within
+ * HTTP_BODY_DEADLINE_S of its headers (so a client cannot hold a slot by
+ * sending one byte just before each idle timeout). Headers are bounded by
+ * libmicrohttpd's per-connection memory (HTTP_CONNECTION_MEMORY) and the
+ * idle timeout; the per-address cap is what keeps a slowloris from one
+ * machine from taking the slots other clients need.
+ *
  * Threading: libmicrohttpd runs a small fixed pool of threads; callbacks run
  * on them and may block briefly (never on the network).
  * Ownership: the caller owns the http_server (http_server_stop frees it);
@@ -26,8 +36,14 @@
 #include "util/limits.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define HTTP_MAX_BODY LIMIT_HTTP_BODY_BYTES
+#define HTTP_PER_ADDRESS_CONNECTIONS 32
+#define HTTP_MAX_CONNECTIONS 4000
+#define HTTP_IDLE_TIMEOUT_S 10
+#define HTTP_BODY_DEADLINE_S 10
+#define HTTP_CONNECTION_MEMORY (32 * 1024)
 
 typedef struct http_server http_server;
 
@@ -37,10 +53,14 @@ typedef struct {
     char *body;               /* mem_alloc'd; the server frees it */
     size_t body_len;
     char location[160]; /* Location header when non-empty */
+    int retry_after;    /* Retry-After header, in seconds, when > 0 (429, 503) */
 } http_reply;
 
 typedef struct {
-    const char *remote;       /* "ADDR:PORT" of the client */
+    const char *remote; /* "ADDR:PORT" of the client */
+    /* What per-address limits count by: the IPv4 address, or the /64 of an
+     * IPv6 one ("2001:db8:1:2::/64"), since one machine holds a whole /64. */
+    const char *remote_addr;
     int remote_is_loopback;   /* the client connected over loopback: it runs on this machine */
     const char *bearer;       /* token from "Authorization: Bearer", or NULL */
     const char *room;         /* ?room=, or NULL */
@@ -83,8 +103,17 @@ void http_reply_error(http_reply *r, int status, const char *code, const char *m
 typedef struct {
     char *data; /* NUL-terminated; NULL while nothing arrived */
     size_t len;
-    int too_large; /* past the cap: the rest is dropped and the answer is 413 */
+    int too_large;      /* past the cap: the rest is dropped and the answer is 413 */
+    int64_t started_us; /* the headers were complete (monotonic clock) */
 } http_body;
+
+/* True when a body that began at started_us is past HTTP_BODY_DEADLINE_S
+ * at now_us: the server then drops the connection. */
+int http_body_late(const http_body *b, int64_t now_us);
+
+struct sockaddr;
+/* The per-address key of a client (http_request.remote_addr) into out. */
+void http_remote_key(const struct sockaddr *sa, char *out, size_t cap);
 
 /* True when a Content-Length value (NULL: absent) declares more than the cap. */
 int http_body_declared_too_large(const char *content_length);

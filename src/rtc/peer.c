@@ -103,6 +103,9 @@ struct rtc_peer {
 
     atomic_int drain_pending;
     atomic_int close_requested;
+    /* 1 while this answering peer counts in pending_answers: from creation
+     * to channel open or teardown, whichever comes first. */
+    atomic_int counts_pending;
 
     /* send_lock guards these; taken before any SCTP lock */
     pthread_mutex_t send_lock;
@@ -131,6 +134,13 @@ static atomic_size_t queued_total; /* every peer's q_bytes, summed */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static GHashTable *registry; /* id -> peer (no reference: removed at teardown) */
 static atomic_long live_peers;
+static atomic_long pending_answers; /* see rtc_stats */
+
+static void pending_done(rtc_peer *p)
+{
+    if (atomic_exchange(&p->counts_pending, 0))
+        atomic_fetch_sub(&pending_answers, 1);
+}
 
 /* ---------- process-wide ---------- */
 
@@ -163,7 +173,8 @@ void rtc_free(void *p) { mem_free(p); }
 rtc_stats rtc_get_stats(void)
 {
     return (rtc_stats){.peer_objects = atomic_load(&live_peers),
-                       .sctp_associations = rtc_sctp_live_count()};
+                       .sctp_associations = rtc_sctp_live_count(),
+                       .pending_answers = atomic_load(&pending_answers)};
 }
 
 /* ---------- references ---------- */
@@ -197,6 +208,7 @@ void rtc_peer_unref(rtc_peer *p)
 {
     if (p == NULL || atomic_fetch_sub(&p->refs, 1) != 1)
         return;
+    pending_done(p); /* a peer freed without a teardown (peer_new failed) */
     free_queue(p);
     for (queued *q = p->early_head, *next; q; q = next) {
         next = q->next;
@@ -283,6 +295,7 @@ static void teardown(rtc_peer *p)
     if (p->state == ST_CLOSED)
         return;
     p->state = ST_CLOSED;
+    pending_done(p);
     drop_source(&p->dtls_timer);
     drop_source(&p->setup_timer);
     drop_source(&p->retry_timer);
@@ -549,6 +562,7 @@ static void channel_opened(rtc_peer *p)
     p->channel_open = 1;
     pthread_mutex_unlock(&p->send_lock);
     p->state = ST_OPEN;
+    pending_done(p);
     drop_source(&p->setup_timer);
     /* The remote description (about 9 KiB, mostly candidate lines) was
      * needed for ICE, DTLS and SCTP setup only; an idle open peer should
@@ -984,7 +998,13 @@ static void ice_remote(void *arg)
         return;
     }
     GSList *list = NULL;
+    size_t used = 0;
     for (size_t i = 0; i < r->n_candidates; i++) {
+        if (used == RTC_MAX_REMOTE_CANDIDATES) {
+            log_debug("rtc", "peer %s: %zu remote candidates past the first %d ignored", p->id,
+                      r->n_candidates - i, RTC_MAX_REMOTE_CANDIDATES);
+            break;
+        }
         char line[SDP_MAX_CANDIDATE_LEN + 3];
         snprintf(line, sizeof line, "a=%s", r->candidates[i]);
         NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(p->agent, p->stream_id, line);
@@ -992,8 +1012,10 @@ static void ice_remote(void *arg)
             nice_candidate_free(c);
             c = NULL;
         }
-        if (c)
+        if (c) {
             list = g_slist_append(list, c);
+            used++;
+        }
     }
     if (list) {
         nice_agent_set_remote_candidates(p->agent, p->stream_id, 1, list);
@@ -1067,6 +1089,10 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
     p->user = cfg->user;
     p->offerer = offerer;
     p->answering = !offerer; /* before the registry makes the peer visible */
+    if (!offerer) {
+        atomic_init(&p->counts_pending, 1);
+        atomic_fetch_add(&pending_answers, 1);
+    }
     p->local_client = cfg->local_client;
     p->opens_channel = offerer || cfg->answerer_opens_channel;
     p->setup_pref = cfg->setup;
@@ -1134,16 +1160,19 @@ rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer,
         err_set(err, errlen, "out of memory");
         return RTC_ANSWER_FAILED;
     }
+    /* The offer is parsed into `local` first (reused for our side below):
+     * a bad offer costs no peer, no loop hop and no registry entry. */
+    if (sdp_parse(offer, len, local, err, errlen) < 0) {
+        mem_free(local);
+        return RTC_ANSWER_BAD_OFFER;
+    }
     rtc_peer *p = peer_new(cfg, 0, err, errlen);
     if (p == NULL) {
         mem_free(local);
         return RTC_ANSWER_FAILED;
     }
-    if (sdp_parse(offer, len, p->remote, err, errlen) < 0) {
-        rtc_loop_run_sync(p->loop, abort_setup, p);
-        mem_free(local);
-        return RTC_ANSWER_BAD_OFFER;
-    }
+    memcpy(p->remote, local, sizeof *local);
+    memset(local, 0, sizeof *local);
     adopt_remote_limits(p);
     /* Our role follows the offer's a=setup (RFC 8842 §5.2). */
     switch (p->remote->setup) {
@@ -1164,7 +1193,8 @@ rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer,
 
     ice_job job = {.p = p,
                    .local = local,
-                   .timeout_ms = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 30000};
+                   .timeout_ms =
+                       cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : RTC_SETUP_TIMEOUT_MS};
     rtc_loop_run_sync(p->loop, ice_setup, &job);
     if (job.ok == 1) {
         job.ok = 0;
@@ -1185,6 +1215,18 @@ rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer,
     *out = rtc_peer_ref(p);
     *answer = sdp;
     return RTC_ANSWER_OK;
+}
+
+rtc_answer_status rtc_offer_check(const char *offer, size_t len, char *err, size_t errlen)
+{
+    sdp_description *d = mem_alloc(sizeof *d);
+    if (d == NULL) {
+        err_set(err, errlen, "out of memory");
+        return RTC_ANSWER_FAILED;
+    }
+    int r = sdp_parse(offer, len, d, err, errlen);
+    mem_free(d);
+    return r < 0 ? RTC_ANSWER_BAD_OFFER : RTC_ANSWER_OK;
 }
 
 int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, char *err,
@@ -1209,7 +1251,8 @@ int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, cha
     strcpy(local->mid, "0");
     ice_job job = {.p = p,
                    .local = local,
-                   .timeout_ms = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 30000};
+                   .timeout_ms =
+                       cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : RTC_SETUP_TIMEOUT_MS};
     rtc_loop_run_sync(p->loop, ice_setup, &job);
     char *sdp = job.ok == 1 ? write_local(p, local) : NULL;
     mem_free(local);

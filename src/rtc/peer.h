@@ -32,6 +32,16 @@
 
 typedef struct rtc_peer rtc_peer;
 
+/* A peer whose channel is not open this long after it was created is
+ * closed (rtc_peer_config.setup_timeout_ms overrides it). */
+#define RTC_SETUP_TIMEOUT_MS 10000
+/* Remote candidates an answer uses at most: chatd sends connectivity checks
+ * to each one, so an offer must not turn it into a packet cannon aimed at
+ * whatever addresses the offer lists. Further candidates are ignored (not
+ * refused: a browser on a machine with many interfaces lists more, and the
+ * first ones are its best). */
+#define RTC_MAX_REMOTE_CANDIDATES 8
+
 typedef enum {
     RTC_SETUP_AUTO = 0, /* offer: actpass; answer: active (we are the DTLS client) */
     RTC_SETUP_ACTIVE,   /* we send the ClientHello */
@@ -57,7 +67,7 @@ typedef struct {
     int local_client;
     size_t max_message_size; /* largest message accepted; 0 = LIMIT_MESSAGE_BYTES */
     rtc_setup setup;         /* DTLS role preference */
-    int setup_timeout_ms;    /* close if not open by then; 0 = 30000 */
+    int setup_timeout_ms;    /* close if not open by then; 0 = RTC_SETUP_TIMEOUT_MS */
     const char *label;       /* label of the channel we open; NULL = "chat" */
     /* Answering, open the channel ourselves: a server that makes the offer
      * but waits for its client's channel (Janus) needs this. The offerer
@@ -81,6 +91,10 @@ typedef enum {
  * to free with rtc_free(). */
 rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer, size_t len,
                                   rtc_peer **out, char **answer, char *err, size_t errlen);
+/* Parses an offer without creating anything: RTC_ANSWER_OK, or
+ * RTC_ANSWER_BAD_OFFER with err saying why (RTC_ANSWER_FAILED: no memory).
+ * Admission control calls it so that a bad offer costs nothing more. */
+rtc_answer_status rtc_offer_check(const char *offer, size_t len, char *err, size_t errlen);
 /* Makes an offer (the offerer opens the channel once connected). */
 int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, char *err,
                    size_t errlen);
@@ -129,6 +143,7 @@ void rtc_peer_close_all(const char *reason);
 typedef struct {
     long peer_objects;      /* peers created and not yet freed */
     long sctp_associations; /* SCTP associations alive */
+    long pending_answers;   /* answered peers whose channel is not open yet (--max-pending) */
 } rtc_stats;
 /* Live transport objects: the /metrics gauges and the leak checks. */
 rtc_stats rtc_get_stats(void);

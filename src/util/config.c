@@ -37,6 +37,11 @@ typedef enum {
     OPT_POST_RATE,
     /* issue 9, back-pressure */
     OPT_PEER_QUEUE_BYTES,
+    /* admission control (issue 9) */
+    OPT_MAX_PENDING,
+    OPT_SETUP_TIMEOUT,
+    OPT_OFFER_RATE,
+    OPT_MAX_ROOMS,
     OPT_COUNT
 } opt_id;
 
@@ -75,6 +80,15 @@ static const struct {
     /* issue 9, back-pressure */
     [OPT_PEER_QUEUE_BYTES] = {"--peer-queue-bytes", "CHATD_PEER_QUEUE_BYTES", "N", "1048576",
                               "unsent bytes a peer may hold before it is closed"},
+    /* admission control (issue 9) */
+    [OPT_MAX_PENDING] = {"--max-pending", "CHATD_MAX_PENDING", "N", "512",
+                         "peers whose channel is not open yet before 503 AT_CAPACITY"},
+    [OPT_SETUP_TIMEOUT] = {"--setup-timeout", "CHATD_SETUP_TIMEOUT", "SECONDS", "10",
+                           "offer answered to channel open; a peer not open by then is closed"},
+    [OPT_OFFER_RATE] = {"--offer-rate", "CHATD_OFFER_RATE", "N", "5",
+                        "offers per second per remote address, burst 4xN (then 429)"},
+    [OPT_MAX_ROOMS] = {"--max-rooms", "CHATD_MAX_ROOMS", "N", "10000",
+                       "rooms at once (a room lives while it has sessions)"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -238,6 +252,11 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         [OPT_POST_RATE] = {1, 1000000},
         /* issue 9: at least the largest frame chatd sends (4 x 64 KiB) */
         [OPT_PEER_QUEUE_BYTES] = {262144, 1L << 30},
+        /* admission control (issue 9) */
+        [OPT_MAX_PENDING] = {1, 1000000},
+        [OPT_SETUP_TIMEOUT] = {1, 3600},
+        [OPT_OFFER_RATE] = {1, 1000000},
+        [OPT_MAX_ROOMS] = {1, 10000000},
     };
     if (parse_long(v, ranges[id].min, ranges[id].max, &n) < 0) {
         err_set(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
@@ -267,6 +286,19 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     case OPT_PEER_QUEUE_BYTES:
         cfg->peer_queue_bytes = n;
         break;
+    /* admission control (issue 9) */
+    case OPT_MAX_PENDING:
+        cfg->max_pending = n;
+        break;
+    case OPT_SETUP_TIMEOUT:
+        cfg->setup_timeout = n;
+        break;
+    case OPT_OFFER_RATE:
+        cfg->offer_rate = n;
+        break;
+    case OPT_MAX_ROOMS:
+        cfg->max_rooms = n;
+        break;
     default:
         cfg->draw_backoff_ms = n;
         break;
@@ -288,6 +320,11 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     cfg->draw_backoff_ms = 500;
     cfg->post_rate = 1;
     cfg->peer_queue_bytes = LIMIT_PEER_QUEUE_BYTES; /* issue 9 */
+    /* admission control (issue 9) */
+    cfg->max_pending = 512;
+    cfg->setup_timeout = 10;
+    cfg->offer_rate = 5;
+    cfg->max_rooms = 10000;
     cfg->log_level = LOGL_INFO;
     cfg->mode = CHATD_MODE_CHAT;
 

@@ -42,6 +42,11 @@ typedef struct {
     long draw_backoff_ms;
     long post_rate;
     long peer_queue_bytes; /* --peer-queue-bytes (issue 9) */
+    /* admission control (issue 9): SPEC.md version 2 */
+    long max_pending;   /* peers whose channel is not open yet */
+    long setup_timeout; /* seconds from the answer to channel open */
+    long offer_rate;    /* offers/s per remote address (burst 4x) */
+    long max_rooms;     /* rooms in memory at once */
     int log_level;
     int help;
 } chatd_config;

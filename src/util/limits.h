@@ -21,6 +21,12 @@
 /* Bytes of one HTTP request body (POST /api/rtc carries the SDP offer). */
 #define LIMIT_HTTP_BODY_BYTES (64 * 1024)
 
+/* Bytes of one HTTP response body built from the log (GET
+ * /api/rooms/NAME/messages): the newest messages that fit, with
+ * "more":true when older ones were left out. A slow reader then holds at
+ * most this much per request, whatever ?limit= asks for. */
+#define LIMIT_HTTP_RESPONSE_BYTES (256 * 1024)
+
 /* Bytes of one SDP description; an offer arrives in an HTTP body, so no
  * more than LIMIT_HTTP_BODY_BYTES would ever be accepted anyway. */
 #define LIMIT_SDP_BYTES (64 * 1024)

@@ -343,6 +343,9 @@ class Chatd:
             cmd += ["--log-level", os.environ["CHATD_LOG_LEVEL"]]
         cmd += list(args)
         e = dict(os.environ)
+        # Every test client comes from 127.0.0.1: the per-address offer rate
+        # (default 5/s) is lifted unless a test sets it (flag or env).
+        e.setdefault("CHATD_OFFER_RATE", "100000")
         e.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=e,
                                      text=True)

@@ -282,6 +282,46 @@ Test(config, peer_queue_bytes)
     config_free(&c);
 }
 
+/* Admission control (issue 9): the contract's defaults, env and flags, and
+ * --help naming each with its variable. */
+Test(config, admission_flags)
+{
+    chatd_config c;
+    char err[256];
+    char *none[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.max_pending, 512);
+    cr_assert_eq(c.setup_timeout, 10);
+    cr_assert_eq(c.offer_rate, 5);
+    cr_assert_eq(c.max_rooms, 10000);
+    config_free(&c);
+    setenv("CHATD_OFFER_RATE", "7", 1);
+    setenv("CHATD_MAX_ROOMS", "3", 1);
+    char *set[] = {"chatd", "--max-pending", "9", "--setup-timeout=2", "--max-rooms", "4"};
+    cr_assert_eq(parse(&c, err, 6, set), 0, "%s", err);
+    cr_assert_eq(c.max_pending, 9);
+    cr_assert_eq(c.setup_timeout, 2);
+    cr_assert_eq(c.offer_rate, 7, "from the environment");
+    cr_assert_eq(c.max_rooms, 4, "the flag wins");
+    config_free(&c);
+    unsetenv("CHATD_OFFER_RATE");
+    unsetenv("CHATD_MAX_ROOMS");
+    char *zero[] = {"chatd", "--setup-timeout", "0"};
+    cr_assert_eq(parse(&c, err, 3, zero), -1);
+    cr_assert(strstr(err, "--setup-timeout") != NULL, "%s", err);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    config_usage("chatd", f);
+    fclose(f);
+    const char *want[] = {"--max-pending",       "CHATD_MAX_PENDING", "--setup-timeout",
+                          "CHATD_SETUP_TIMEOUT", "--offer-rate",      "CHATD_OFFER_RATE",
+                          "--max-rooms",         "CHATD_MAX_ROOMS"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_not_null(strstr(text, want[i]), "no '%s' in --help", want[i]);
+    free(text);
+}
+
 /* --help text: every flag, with its environment variable and default. */
 Test(config, usage_lists_every_flag)
 {

@@ -24,6 +24,7 @@
 #include "scratch.h"
 #include "store/store.h"
 #include "torture.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/rng.h"
@@ -234,6 +235,16 @@ void rtc_peer_close_all(const char *reason)
 
 rtc_stats rtc_get_stats(void) { return (rtc_stats){.peer_objects = g_npeers}; }
 
+/* The offer's own check, before any peer exists: "bad" is the offer's fault. */
+rtc_answer_status rtc_offer_check(const char *offer, size_t len, char *err, size_t errlen)
+{
+    if (len == 3 && memcmp(offer, "bad", 3) == 0) {
+        snprintf(err, errlen, "not an SDP offer");
+        return RTC_ANSWER_BAD_OFFER;
+    }
+    return RTC_ANSWER_OK;
+}
+
 /* ---------- the fake directory ---------- */
 
 #define N_USERS 3
@@ -397,6 +408,7 @@ static rtc_peer *open_session(const char *room, long resume_user)
 {
     http_reply reply = {0};
     cr_assert(offer_slots_take(g_svc->slots, &reply));
+    cr_assert_eq(chat_rooms_hold(g_svc->rooms, room), 0); /* given back in on_close */
     chat_session *s = chat_session_new(g_svc, room, "127.0.0.1:5000", resume_user);
     cr_assert_not_null(s);
     rtc_peer *p = peer_new();
@@ -1293,4 +1305,116 @@ Test(service, a_message_too_large_for_a_remote_is_told_not_dropped)
     cr_assert(strstr(b->reason, "max-message-size"), "%s", b->reason);
     g_string_free(text, TRUE);
     g_free(t);
+}
+/* ---------- rooms come and go (issue 9) ---------- */
+
+Test(service, a_room_is_freed_with_its_last_session_and_its_history_comes_back)
+{
+    char *t = NULL;
+    rtc_peer *a = join("transient", &t);
+    cr_assert_eq(chat_rooms_count(g_svc->rooms), 1);
+    post(a, t, "kept in the log", "r");
+    json_decref(expect(a, "message", 0));
+    close_all_peers();
+    cr_assert_eq(chat_rooms_count(g_svc->rooms), 0, "the last one left: the room is gone");
+    store_flush(g_db, 5000);
+    rtc_peer *b = join("transient", NULL);
+    json_t *h = expect(b, "history", 0);
+    json_t *msgs = json_object_get(h, "messages");
+    cr_assert_eq(json_array_size(msgs), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "text")),
+                     "kept in the log");
+    json_decref(h);
+    g_free(t);
+}
+
+Test(service, max_rooms_refuses_a_new_room_and_a_released_hold_frees_it)
+{
+    g_cfg.max_rooms = 2;
+    close_service();
+    open_service();
+    chat_rooms *rooms = g_svc->rooms;
+    cr_assert_eq(chat_rooms_hold(rooms, "a"), 0);
+    cr_assert_eq(chat_rooms_hold(rooms, "b"), 0);
+    cr_assert_eq(chat_rooms_hold(rooms, "c"), CHAT_ROOMS_FULL);
+    cr_assert_eq(chat_rooms_hold(rooms, "a"), 0, "an existing room takes more sessions");
+    cr_assert_eq(chat_rooms_count(rooms), 2);
+    chat_rooms_release(rooms, "a");
+    cr_assert_eq(chat_rooms_count(rooms), 2, "a is still held once");
+    chat_rooms_release(rooms, "a");
+    chat_rooms_release(rooms, "b");
+    cr_assert_eq(chat_rooms_count(rooms), 0);
+    cr_assert_eq(chat_rooms_hold(rooms, "c"), 0);
+    chat_rooms_release(rooms, "c");
+    chat_rooms_release(rooms, "never-held"); /* harmless */
+    cr_assert_eq(chat_rooms_count(rooms), 0);
+}
+
+Test(service, an_offer_refused_after_admission_leaves_no_room)
+{
+    /* A bad token is refused after the room name and admission: nothing of
+     * the room stays. (A bad SDP is refused by offer_admit, before the
+     * room is touched; test_admission covers it.) */
+    http_request req = {.remote = "192.0.2.1:1",
+                        .remote_addr = "192.0.2.1",
+                        .room = "someroom",
+                        .bearer = "not.a.token",
+                        .body = "v=0",
+                        .body_len = 3};
+    http_reply r = {0};
+    chat_http_app.rtc_offer(g_svc, &req, &r);
+    cr_assert_eq(r.status, 401);
+    mem_free(r.body);
+    cr_assert_eq(chat_rooms_count(g_svc->rooms), 0);
+    cr_assert_eq(offer_slots_used(g_svc->slots), 0, "the slot is back");
+}
+
+Test(service, room_messages_response_is_capped_in_bytes)
+{
+    /* 300 logged messages of 2,000 characters: about 650 KB of JSON for
+     * ?limit=1000. The answer holds the newest that fit in the cap, newest
+     * last, and says "more". */
+    store_user u = {.id = 1, .name = "A", .username = "a", .email = "a@x", .profile = "{}"};
+    cr_assert_eq(store_put_user(g_db, &u, NULL, NULL), 0);
+    char text[2001];
+    memset(text, 'x', 2000);
+    text[2000] = '\0';
+    int64_t last = 0;
+    for (int i = 0; i < 300; i++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "%05d", i);
+        memcpy(text, tag, 5);
+        last = store_next_message_id(g_db);
+        store_message m = {.id = last,
+                           .room = "big",
+                           .user_id = 1,
+                           .source = "manual",
+                           .body = text,
+                           .user_name = "A",
+                           .user_username = "a"};
+        cr_assert_eq(store_put_message(g_db, &m), 0);
+    }
+    cr_assert_eq(store_flush(g_db, 10000), 0);
+    http_request req = {.limit = "1000"};
+    http_reply r = {0};
+    chat_http_app.room_messages(g_svc, "big", &req, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_leq(r.body_len, LIMIT_HTTP_RESPONSE_BYTES);
+    json_t *doc = json_loadb(r.body, r.body_len, 0, NULL);
+    cr_assert_not_null(doc, "valid JSON");
+    cr_assert(json_is_true(json_object_get(doc, "more")));
+    json_t *msgs = json_object_get(doc, "messages");
+    size_t n = json_array_size(msgs);
+    cr_assert(n > 50 && n < 300, "%zu messages", n);
+    const char *newest = json_string_value(json_object_get(json_array_get(msgs, n - 1), "text"));
+    cr_assert(strncmp(newest, "00299", 5) == 0, "newest last: %.5s", newest);
+    json_decref(doc);
+    mem_free(r.body);
+    /* A small page that fits says nothing of "more". */
+    req.limit = "10";
+    r = (http_reply){0};
+    chat_http_app.room_messages(g_svc, "big", &req, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_null(strstr(r.body, "\"more\""), "%.80s", r.body);
+    mem_free(r.body);
 }
