@@ -270,7 +270,8 @@ def main():
         Suite("abuse", [py("tests/abuse/test_abuse.py")], main_env),
         Suite("abuse-asan", [py("tests/abuse/test_abuse.py")],
               dict(asan_env, ABUSE_BAD_OFFERS="5000", ABUSE_HALF_OPEN="1000",
-                   ABUSE_FORGED="3000", ABUSE_SLOW_HTTP="500", ABUSE_DB_DOWN_S="10")),
+                   ABUSE_FORGED="3000", ABUSE_SLOW_HTTP="500", ABUSE_DB_DOWN_S="10",
+                   ABUSE_RSS_BOUNDS="0")),
         # tests/load: 2000 churn cycles on the ASan chatd (release clients:
         # the server is under test), 200 under valgrind (about 60 ms a
         # cycle there), the load tests and the log writer's 5 000 msg/s
