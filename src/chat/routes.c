@@ -90,10 +90,14 @@ static void http_health(void *app, http_reply *reply)
     store_stats st;
     store_get_stats(svc->cfg.store, &st);
     int api = jp_up(svc->cfg.api);
+    /* A full write queue (posts refused until the log catches up) says
+     * "degraded" whether the database is down or only slow. */
+    int db_ok = st.db_up && !st.queue_full;
+    const char *db = st.queue_full ? "degraded" : st.db_up ? "ok" : "down";
     char buf[128];
     snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"database\":\"%s\",\"api\":\"%s\"}",
-             st.db_up && api ? "ok" : "degraded", st.db_up ? "ok" : "down", api ? "ok" : "down");
-    http_reply_json(reply, st.db_up && api ? 200 : 503, mem_strdup(buf));
+             db_ok && api ? "ok" : "degraded", db, api ? "ok" : "down");
+    http_reply_json(reply, db_ok && api ? 200 : 503, mem_strdup(buf));
 }
 
 static void http_jwks(void *app, http_reply *reply)
@@ -189,6 +193,8 @@ static void http_metrics(void *app, http_reply *reply)
     GAUGE("chatd_api_up", "JSONPlaceholder reachable.", "%d", jp_up(svc->cfg.api));
     GAUGE("chatd_db_up", "Database reachable.", "%d", st.db_up);
     GAUGE("chatd_db_queue_depth", "Log rows waiting for the writer.", "%zu", st.queue_depth);
+    GAUGE("chatd_db_queue_bytes", "Bytes of log rows waiting (budget 64 MiB).", "%zu",
+          st.queue_bytes);
     COUNTER("chatd_db_rows_written_total", "Log rows committed.", st.rows_written);
     GAUGE("chatd_db_write_latency_seconds", "Latency of the last committed batch.", "%.6f",
           st.last_batch_us / 1e6);

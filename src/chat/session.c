@@ -19,6 +19,9 @@
 #include <string.h>
 #include <time.h>
 
+/* What a post refused by a full log queue is told to wait. */
+#define POST_RETRY_WHEN_FULL_MS 1000
+
 typedef enum { S_CONNECTING, S_IDENTIFYING, S_JOINED, S_CLOSED } session_state;
 
 struct chat_session {
@@ -336,9 +339,20 @@ static void publish_message(session *s, int manual, const char *text, const char
                          .created_at = ts,
                          .user_name = m.user_name,
                          .user_username = m.user_username};
-    if (store_put_message(svc->cfg.store, &row) < 0) {
+    store_put_result put = store_put_message(svc->cfg.store, &row);
+    if (put == STORE_PUT_FULL) {
+        /* Refused, not dropped: the sender keeps the text and retries. The
+         * store logs the episode once; no line per refused post. */
+        if (manual)
+            send_error(s, "UNAVAILABLE",
+                       "the log is catching up; the message was not sent, try again shortly",
+                       POST_RETRY_WHEN_FULL_MS, 0, ref);
+        return;
+    }
+    if (put < 0) {
         log_error("chat", "session %s: message not queued for the log; not delivered", s->id);
-        send_error(s, "UNAVAILABLE", "the message could not be recorded", -1, 0, ref);
+        send_error(s, "UNAVAILABLE", "the message could not be recorded; it was not sent", -1, 0,
+                   ref);
         return;
     }
     json_t *obj = proto_message_object(&m, NULL);
@@ -360,7 +374,9 @@ static gboolean auto_post_cb(gpointer data)
     if (s->state != S_JOINED)
         return G_SOURCE_REMOVE;
     jp_post post;
-    if (jp_random_post(svc->cfg.api, rng_next(svc->cfg.rng), &post) == 0) {
+    /* Auto posts pause while the log is catching up (store_full). */
+    if (!store_full(svc->cfg.store) &&
+        jp_random_post(svc->cfg.api, rng_next(svc->cfg.rng), &post) == 0) {
         publish_message(s, 0, post.body, post.title, post.id, NULL);
         jp_post_clear(&post);
     }

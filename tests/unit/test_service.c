@@ -898,3 +898,73 @@ Test(service, room_messages_route_reads_the_log)
     mem_free(r.body);
     g_free(t);
 }
+
+/* ---------- a full log queue (issue 9, item 7) ---------- */
+
+/* The log queue is over its budget: a post is REFUSED with UNAVAILABLE
+ * ("the log is catching up", retry_in_ms) and reaches nobody, so nothing
+ * is delivered that the log could lose; /api/health says the database is
+ * degraded. Once the queue has room again, posts go through. */
+Test(service, full_log_queue_refuses_posts_and_says_so)
+{
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    rtc_peer *b = join("lobby", NULL);
+    store_set_queue_limit(g_db, 1); /* nothing fits */
+    size_t before_b = sent_count(b);
+    post(a, t, "held back", "r1");
+    json_t *e = expect(a, "error", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), "UNAVAILABLE");
+    cr_assert(strstr(json_string_value(json_object_get(e, "message")), "catching up"), "%s",
+              json_string_value(json_object_get(e, "message")));
+    cr_assert_gt(json_integer_value(json_object_get(e, "retry_in_ms")), 0);
+    cr_assert(json_is_false(json_object_get(e, "fatal")));
+    cr_assert_str_eq(json_string_value(json_object_get(e, "ref")), "r1");
+    json_decref(e);
+    pump_for(20);
+    cr_assert_eq(find_type(b, "message", before_b), -1, "a refused post reached the room");
+    cr_assert_eq(find_type(a, "message", 0), -1);
+    cr_assert(store_full(g_db));
+
+    int status;
+    char *h = route_text(chat_http_app.health, &status);
+    cr_assert_eq(status, 503, "%s", h);
+    cr_assert(strstr(h, "\"database\":\"degraded\""), "%s", h);
+    g_free(h);
+
+    store_set_queue_limit(g_db, LIMIT_STORE_QUEUE_BYTES);
+    cr_assert(!store_full(g_db));
+    post(a, t, "now it goes", "r2");
+    json_t *m = expect(b, "message", before_b);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "text")), "now it goes");
+    json_decref(m);
+    h = route_text(chat_http_app.health, &status);
+    cr_assert_eq(status, 200, "%s", h);
+    g_free(h);
+    store_flush(g_db, 5000);
+    g_free(t);
+}
+
+/* Auto posts pause while the log is full, and come back after. */
+Test(service, auto_posts_pause_while_the_log_is_full)
+{
+    close_service();
+    g_cfg.auto_post_max_ms = 2;
+    open_service();
+    rtc_peer *a = join("lobby", NULL);
+    json_decref(expect(a, "message", 0)); /* auto posts flow */
+    char *t = NULL;
+    rtc_peer *b = join("lobby", &t);
+    store_set_queue_limit(g_db, 1);
+    post(b, t, "fills it", "r"); /* refused: the queue is now marked full */
+    json_decref(expect(b, "error", 0));
+    cr_assert(store_full(g_db));
+    pump_for(30); /* auto posts already on their way are done */
+    size_t mark = sent_count(a);
+    pump_for(100);
+    cr_assert_eq(find_type(a, "message", mark), -1, "an auto post while the log was full");
+    cr_assert_eq(find_type(a, "error", mark), -1, "auto posts pause silently");
+    store_set_queue_limit(g_db, LIMIT_STORE_QUEUE_BYTES);
+    json_decref(expect(a, "message", mark));
+    g_free(t);
+}
