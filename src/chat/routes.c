@@ -19,17 +19,30 @@
 #include <stdlib.h>
 #include <time.h>
 
-/* A bearer token's user id, or 0 after replying 401. */
-static long resume_user(chat_service *svc, const http_request *req, http_reply *reply)
+/* A bearer token's user id and login time, or 0 after replying 401. A
+ * login older than --jwt-max-age cannot be resumed, however fresh its
+ * token. */
+static long resume_user(chat_service *svc, const http_request *req, http_reply *reply,
+                        time_t *auth_time)
 {
     char err[256];
     auth_claims claims;
-    if (auth_token_verify(svc->cfg.keys, req->bearer, svc->cfg.public_url, time(NULL), &claims, err,
+    time_t now = time(NULL);
+    if (auth_token_verify(svc->cfg.keys, req->bearer, svc->cfg.public_url, now, &claims, err,
                           sizeof err) < 0) {
         log_info("chat", "offer from %s with a bad token: %s", req->remote, err);
         http_reply_error(reply, 401, "INVALID_TOKEN", err);
         return 0;
     }
+    if (auth_claims_check_age(&claims, now, svc->cfg.jwt_max_age, err, sizeof err) < 0) {
+        char q[LOG_SAFE_LEN];
+        log_info("chat", "offer from %s with a token of an expired login (user %s)", req->remote,
+                 log_safe(q, sizeof q, claims.sub));
+        auth_claims_clear(&claims);
+        http_reply_error(reply, 401, "INVALID_TOKEN", err);
+        return 0;
+    }
+    *auth_time = claims.auth_time;
     char *end;
     long user = strtol(claims.sub, &end, 10);
     int bad = *end != '\0' || user <= 0 || user > INT32_MAX;
@@ -48,8 +61,9 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     if (room == NULL)
         return;
     long resume = 0;
+    time_t auth_time = 0;
     if (req->bearer) {
-        resume = resume_user(svc, req, reply);
+        resume = resume_user(svc, req, reply, &auth_time);
         if (resume == 0)
             return;
     } else if (!jp_ready(svc->cfg.api)) {
@@ -66,6 +80,7 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
         http_reply_error(reply, 503, "UNAVAILABLE", "out of memory");
         return;
     }
+    chat_session_resume_login(s, auth_time);
     rtc_peer_config pc = {.loops = svc->cfg.loops,
                           .ice_addresses = (const char *const *)svc->cfg.ice_addresses,
                           .cb = &chat_session_callbacks,

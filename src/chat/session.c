@@ -34,6 +34,7 @@ struct chat_session {
     char started[32];
     session_state state;
     long resume_user; /* from a bearer token; 0 = draw */
+    time_t auth_time; /* the bearer token's login; 0 = this is a new login */
     draw_state draw;
     int drawn_index; /* 1-based id asked for in the current attempt */
     json_t *user;    /* the whole JSONPlaceholder user */
@@ -80,6 +81,8 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
     snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "");
     return s;
 }
+
+void chat_session_resume_login(chat_session *s, time_t auth_time) { s->auth_time = auth_time; }
 
 void chat_session_discard(chat_session *s) { session_unref(s); }
 
@@ -400,7 +403,9 @@ static void joined(session *s, void *unused)
                                  json_string_value(json_object_get(s->user, "username")),
                              .email = json_string_value(json_object_get(s->user, "email")),
                              .ttl_seconds = svc->cfg.jwt_ttl,
-                             .now = time(NULL)};
+                             .now = time(NULL),
+                             .auth_time = s->auth_time,
+                             .max_age_seconds = svc->cfg.jwt_max_age};
     char *token = NULL;
     if (auth_token_issue(svc->cfg.keys, &claims, &token, err, sizeof err) < 0) {
         log_error("chat", "session %s: cannot issue a token: %s", s->id, err);
