@@ -1290,3 +1290,40 @@ Test(sqlite, queued_reads_sorted_by_id_per_room, .init = quiet, .fini = sqlite_f
     store_messages_free(m);
     store_close(s);
 }
+
+/* ---- file modes (issue 9, item 10) ---- */
+
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "stat %s: %s", path, strerror(errno));
+    return st.st_mode & 0777;
+}
+
+/* chat.db and its -wal/-shm hold emails and addresses: 0600 even under a
+ * permissive umask, in a 0700 folder; a file left 0644 by an older chatd is
+ * narrowed. */
+Test(sqlite, database_files_are_private, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup(); /* sqlite://DIR/sub/chat.db */
+    mode_t old = umask(0);
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/sub", g_dir);
+    cr_assert_eq(mode_of(path), 0700, "data folder %o", mode_of(path));
+    cr_assert_eq(mode_of(url + 9), 0600, "chat.db %o", mode_of(url + 9));
+    snprintf(path, sizeof path, "%s-wal", url + 9);
+    cr_assert_eq(mode_of(path), 0600, "-wal %o", mode_of(path));
+    snprintf(path, sizeof path, "%s-shm", url + 9);
+    cr_assert_eq(mode_of(path), 0600, "-shm %o", mode_of(path));
+    store_close(s);
+
+    cr_assert_eq(chmod(url + 9, 0644), 0);
+    s = open_ok(url);
+    cr_assert_eq(mode_of(url + 9), 0600, "an old world-readable chat.db is narrowed");
+    store_close(s);
+    umask(old);
+}
