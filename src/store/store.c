@@ -201,22 +201,31 @@ static store_put_result enqueue(store *s, store_item *it)
     int msg = it->kind == STORE_ITEM_MESSAGE;
     size_t budget = msg ? s->limit : s->limit + s->limit / 8;
     if ((msg && atomic_load(&s->full)) || s->bytes + it->size > budget) {
+        /* The first refusal of an episode is logged, after the unlock: event
+         * loops take this lock, so it is never held across a write(2). */
+        int first = 0;
         if (msg && !atomic_load(&s->full)) {
             atomic_store(&s->full, 1);
+            first = 1;
+        } else if (!msg && !s->reserve_full) {
+            s->reserve_full = 1;
+            first = 2;
+        }
+        s->st.rows_refused++;
+        size_t depth = s->depth, bytes = s->bytes, limit = s->limit;
+        int up = s->st.db_up;
+        pthread_mutex_unlock(&s->lock);
+        mem_free(it);
+        if (first == 1)
             log_warn("store",
                      "write queue full (%zu rows, %zu of %zu bytes; database %s): refusing "
                      "posts until the log catches up",
-                     s->depth, s->bytes, s->limit, s->st.db_up ? "slow" : "down");
-        } else if (!msg && !s->reserve_full) {
-            s->reserve_full = 1;
+                     depth, bytes, limit, up ? "slow" : "down");
+        else if (first == 2)
             log_error("store",
                       "write queue full, reserve included (%zu rows, %zu bytes): refusing user, "
                       "session and api error rows too",
-                      s->depth, s->bytes);
-        }
-        s->st.rows_refused++;
-        pthread_mutex_unlock(&s->lock);
-        mem_free(it);
+                      depth, bytes);
         return STORE_PUT_FULL;
     }
     if (msg && store_index_add(s->ix, it) != 0) {
