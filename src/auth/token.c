@@ -206,10 +206,14 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
     }
     int64_t auth_time = in->auth_time != 0 ? (int64_t)in->auth_time : now;
     int64_t exp = now + in->ttl_seconds;
-    if (auth_time < 0 || auth_time > now) {
+    if (auth_time < 0) {
         err_set(err, errlen, "auth_time out of range");
         return -1;
     }
+    /* A login "in the future" can only come from a clock stepped back
+     * (verify allows 60 s of skew): it started now at the latest. */
+    if (auth_time > now)
+        auth_time = now;
     if (in->max_age_seconds > 0) {
         if (auth_time + in->max_age_seconds <= now) {
             err_set(err, errlen, "the login is over %ld seconds old; sign in again",

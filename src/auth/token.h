@@ -68,7 +68,7 @@ typedef struct {
  * "chat", auth_time, iat, nbf, exp, a random 128-bit hex jti, and the
  * profile claims. Returns 0 with *out set (owner: caller, mem_free), or -1,
  * *out NULL and err set; also when the login is already max_age old (the
- * user must sign in afresh) or auth_time lies in the future. */
+ * user must sign in afresh). An auth_time after now counts as now. */
 int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out, char *err,
                      size_t errlen);
 

@@ -1696,14 +1696,22 @@ Test(token, login_age_check)
     auth_claims_clear(&c);
     mem_free(tok);
 
-    /* Refused at issue: a login already too old, or from the future. */
+    /* Refused at issue: a login already too old, or out of range. A login
+     * from the future (a clock stepped back) counts as starting now. */
     auth_claims_in in = {
         .iss = ISS, .sub = "7", .ttl_seconds = 60, .now = NOW, .auth_time = NOW - WEEK};
     in.max_age_seconds = WEEK;
     cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), -1);
     cr_assert_null(tok);
-    in.auth_time = NOW + 1;
+    in.auth_time = -5;
     cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), -1);
+    in.auth_time = NOW + 30;
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), 0, "%s", err);
+    c = verified(k, tok, NOW);
+    cr_assert_eq(c.auth_time, NOW);
+    auth_claims_clear(&c);
+    mem_free(tok);
+    tok = NULL;
     in.auth_time = NOW;
     in.max_age_seconds = -1;
     cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), -1);
