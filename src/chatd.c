@@ -100,6 +100,7 @@ int main(int argc, char **argv)
                           .max_peers = cfg.max_peers,
                           .public_url = cfg.public_url,
                           .jwt_ttl = cfg.jwt_ttl,
+                          .jwt_max_age = cfg.jwt_max_age,
                           .auto_post_max_ms = cfg.auto_post_max_ms,
                           .draw_attempts = cfg.draw_attempts,
                           .draw_backoff_ms = cfg.draw_backoff_ms,

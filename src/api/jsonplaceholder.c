@@ -221,8 +221,10 @@ static void attempt_failed(jp_client *c, jp_req *r, int status, char *error, int
     char http_status[24] = "";
     if (status != 0)
         snprintf(http_status, sizeof http_status, " (HTTP %d)", status);
+    char why[2 * LOG_SAFE_LEN]; /* the directory's words, not ours */
     log_msg(r->not_found ? LOGL_INFO : LOGL_WARN, "api", "GET %s failed: %s%s (attempt %d, %s)",
-            r->url, error, http_status, r->attempt, again ? "will retry" : "giving up");
+            r->url, log_safe(why, sizeof why, error), http_status, r->attempt,
+            again ? "will retry" : "giving up");
     if (c->on_error != NULL)
         c->on_error(c->error_arg, "GET", r->url, status, error);
 

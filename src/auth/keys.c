@@ -280,9 +280,12 @@ static auth_keys *create_key_file(const char *path, int *exists, char *err, size
     return keys;
 }
 
-/* Reads an existing key file after checking its type and mode. Returns 1
- * when the file does not exist (the caller creates it), 0 with *out set, or
- * -1 with err set. */
+/* Reads an existing key file after checking its type, owner and mode.
+ * Returns 1 when the file does not exist (the caller creates it), 0 with
+ * *out set, or -1 with err set. O_NOFOLLOW: a symbolic link planted in the
+ * data directory must not make chatd sign with a key someone else chose (or
+ * read a file it should not); the owner check refuses a key another user
+ * could have written even with a private mode. */
 static int read_key_file(const char *path, auth_keys **out, char *err, size_t errlen)
 {
     struct stat st;
@@ -291,16 +294,27 @@ static int read_key_file(const char *path, auth_keys **out, char *err, size_t er
     int fd;
 
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT)
             return 1;
-        err_set(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
+        if (errno == ELOOP)
+            err_set(err, errlen, "key file %s is a symbolic link; give the real path", path);
+        else
+            err_set(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
         return -1;
     }
     /* fstat on the open descriptor: the file checked is the file read. */
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         err_set(err, errlen, "key file %s is not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        err_set(err, errlen,
+                "key file %s belongs to uid %u, not to the user chatd runs as (uid %u); "
+                "run chown on it",
+                path, (unsigned)st.st_uid, (unsigned)geteuid());
         close(fd);
         return -1;
     }

@@ -4,7 +4,7 @@
  *
  * The private key lives in a PEM file (PKCS#8) that chatd creates with mode
  * 0600 on first start and refuses to use when group or others may read or
- * write it, or when it holds anything but a P-256 private key. The key id is
+ * write it, when it is a symbolic link or another user's, or when it holds anything but a P-256 private key. The key id is
  * the RFC 7638 JWK thumbprint (base64url of SHA-256 over the canonical
  * {"crv","kty","x","y"} JSON), so any verifier can recompute it from the
  * JWKS.
@@ -28,8 +28,10 @@ typedef struct auth_keys auth_keys;
 
 /* Loads the P-256 private key at path, or, when the file does not exist,
  * generates one and writes it there (mode 0600, parent folders created with
- * 0700). Refuses a file that is not regular, is accessible by group/others,
- * is larger than 64 KiB, is encrypted, or does not hold a P-256 private key.
+ * 0700). Refuses a file that is a symbolic link (O_NOFOLLOW) or not
+ * regular, belongs to another user than the effective one, is accessible by
+ * group/others, is larger than 64 KiB, is encrypted, or does not hold a
+ * P-256 private key.
  * Returns NULL and one line in err on failure. */
 auth_keys *auth_keys_load_or_create(const char *path, char *err, size_t errlen);
 

@@ -64,6 +64,7 @@ int auth_claims_copy(auth_claims *dst, const auth_claims *src)
     dst->preferred_username = mem_strdup(src->preferred_username);
     dst->email = mem_strdup(src->email);
     dst->jti = mem_strdup(src->jti);
+    dst->auth_time = src->auth_time;
     dst->iat = src->iat;
     dst->nbf = src->nbf;
     dst->exp = src->exp;
@@ -94,6 +95,20 @@ int auth_claims_check_time(const auth_claims *c, time_t now, char *err, size_t e
     }
     if (t >= (int64_t)c->exp + AUTH_CLOCK_SKEW) {
         err_set(err, errlen, "token expired");
+        return -1;
+    }
+    return 0;
+}
+
+int auth_claims_check_age(const auth_claims *c, time_t now, long max_age, char *err, size_t errlen)
+{
+    if (max_age <= 0)
+        return 0;
+    if ((int64_t)now >= (int64_t)c->auth_time + max_age) {
+        err_set(err, errlen,
+                "the login this token continues is over %ld seconds old (--jwt-max-age); sign "
+                "in again",
+                max_age);
         return -1;
     }
     return 0;
@@ -184,9 +199,29 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
         return -1;
     }
     now = (int64_t)in->now;
-    if (in->ttl_seconds <= 0 || in->ttl_seconds > TIME_LIMIT || now < 0 || now > TIME_LIMIT) {
-        err_set(err, errlen, "ttl or time out of range");
+    if (in->ttl_seconds <= 0 || in->ttl_seconds > TIME_LIMIT || now < 0 || now > TIME_LIMIT ||
+        in->max_age_seconds < 0 || in->max_age_seconds > TIME_LIMIT) {
+        err_set(err, errlen, "ttl, max age or time out of range");
         return -1;
+    }
+    int64_t auth_time = in->auth_time != 0 ? (int64_t)in->auth_time : now;
+    int64_t exp = now + in->ttl_seconds;
+    if (auth_time < 0) {
+        err_set(err, errlen, "auth_time out of range");
+        return -1;
+    }
+    /* A login "in the future" can only come from a clock stepped back
+     * (verify allows 60 s of skew): it started now at the latest. */
+    if (auth_time > now)
+        auth_time = now;
+    if (in->max_age_seconds > 0) {
+        if (auth_time + in->max_age_seconds <= now) {
+            err_set(err, errlen, "the login is over %ld seconds old; sign in again",
+                    in->max_age_seconds);
+            return -1;
+        }
+        if (exp > auth_time + in->max_age_seconds)
+            exp = auth_time + in->max_age_seconds;
     }
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         err_set(err, errlen, "no randomness for jti");
@@ -207,10 +242,10 @@ int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out
         put_string(header, "kid", auth_keys_kid(keys)) != 0 ||
         put_string(claims, "iss", in->iss) != 0 || put_string(claims, "sub", in->sub) != 0 ||
         put_string(claims, "aud", AUTH_AUDIENCE) != 0 ||
+        json_object_set_new(claims, "auth_time", json_integer((json_int_t)auth_time)) != 0 ||
         json_object_set_new(claims, "iat", json_integer((json_int_t)now)) != 0 ||
         json_object_set_new(claims, "nbf", json_integer((json_int_t)now)) != 0 ||
-        json_object_set_new(claims, "exp", json_integer((json_int_t)(now + in->ttl_seconds))) !=
-            0 ||
+        json_object_set_new(claims, "exp", json_integer((json_int_t)exp)) != 0 ||
         put_string(claims, "jti", jti) != 0 || put_string(claims, "name", in->name) != 0 ||
         put_string(claims, "preferred_username", in->preferred_username) != 0 ||
         put_string(claims, "email", in->email) != 0) {
@@ -409,6 +444,14 @@ static int check_claims(json_t *claims, const char *expected_iss, time_t now, au
     }
     if (r1 != 0 || r2 != 0 || r3 != 0) {
         err_set(err, errlen, "exp, nbf or iat claim is not a number in range");
+        return -1;
+    }
+    /* auth_time rounds down: an older login is the stricter reading. */
+    int r4 = time_claim(claims, "auth_time", 0, &out->auth_time);
+    if (r4 == -1) {
+        out->auth_time = out->iat;
+    } else if (r4 != 0 || out->auth_time > out->iat) {
+        err_set(err, errlen, "auth_time claim is not a number in range, or after iat");
         return -1;
     }
     if (auth_claims_check_time(out, now, err, errlen) != 0)

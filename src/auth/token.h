@@ -9,8 +9,9 @@
  * (constant-time compare); claims part a JSON object; a 64-byte signature;
  * an ECDSA P-256 / SHA-256 check of that signature with our key; then the claims:
  * iss equal to the expected issuer, aud "chat" (or an array holding it),
- * numeric exp/nbf/iat with nbf <= now+60, iat <= now+60, now < exp+60, and a
- * non-empty string sub. Optional string claims must be strings when present.
+ * numeric exp/nbf/iat with nbf <= now+60, iat <= now+60, now < exp+60, a
+ * numeric auth_time <= iat when present (absent in tokens of chatd before
+ * version 2: iat stands in), and a non-empty string sub. Optional string claims must be strings when present.
  * Duplicate JSON members and strings holding NUL are refused.
  * auth/cache.h adds an optional cache of verified tokens on top.
  *
@@ -34,7 +35,9 @@
 
 /* What auth_token_issue signs. iss and sub are required and non-empty; the
  * three profile claims are left out when NULL. The token is valid from now
- * (iat = nbf = now) to now + ttl_seconds (ttl_seconds > 0). */
+ * (iat = nbf = now) to now + ttl_seconds (ttl_seconds > 0), but never past
+ * auth_time + max_age_seconds: a resumed login keeps its first auth_time, so
+ * resuming cannot make a stolen token a permanent identity. */
 typedef struct {
     const char *iss;
     const char *sub; /* the user id, as a string */
@@ -43,6 +46,8 @@ typedef struct {
     const char *email;
     long ttl_seconds;
     time_t now;
+    time_t auth_time;     /* the login this token continues; 0 = a new login (now) */
+    long max_age_seconds; /* a login's total age; 0 = no limit */
 } auth_claims_in;
 
 /* What a verified token says. After a successful verify every string is
@@ -53,15 +58,17 @@ typedef struct {
     char *preferred_username;
     char *email;
     char *jti;
+    time_t auth_time; /* the login's start; iat for a token issued without one */
     time_t iat;
     time_t nbf;
     time_t exp;
 } auth_claims;
 
 /* Signs a token with keys: header alg ES256 + kid, claims iss, sub, aud
- * "chat", iat, nbf, exp, a random 128-bit hex jti, and the profile claims.
- * Returns 0 with *out set (owner: caller, mem_free), or -1, *out NULL and
- * err set. */
+ * "chat", auth_time, iat, nbf, exp, a random 128-bit hex jti, and the
+ * profile claims. Returns 0 with *out set (owner: caller, mem_free), or -1,
+ * *out NULL and err set; also when the login is already max_age old (the
+ * user must sign in afresh). An auth_time after now counts as now. */
 int auth_token_issue(const auth_keys *keys, const auth_claims_in *in, char **out, char *err,
                      size_t errlen);
 
@@ -78,6 +85,11 @@ void auth_claims_clear(auth_claims *c);
 /* Checks only the time claims of c against now with AUTH_CLOCK_SKEW:
  * nbf <= now+skew, iat <= now+skew, now < exp+skew. 0 or -1 with err. */
 int auth_claims_check_time(const auth_claims *c, time_t now, char *err, size_t errlen);
+
+/* Checks the login's age: refused (-1, err says so) once auth_time +
+ * max_age has passed (no skew: the limit is chatd's own, not a clock
+ * difference). max_age 0 = no limit. */
+int auth_claims_check_age(const auth_claims *c, time_t now, long max_age, char *err, size_t errlen);
 
 /* Deep copy of src into dst (dst is overwritten, not freed). 0, or -1 when
  * out of memory with dst zeroed. */

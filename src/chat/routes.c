@@ -21,17 +21,30 @@
 #include <string.h>
 #include <time.h>
 
-/* A bearer token's user id, or 0 after replying 401. */
-static long resume_user(chat_service *svc, const http_request *req, http_reply *reply)
+/* A bearer token's user id and login time, or 0 after replying 401. A
+ * login older than --jwt-max-age cannot be resumed, however fresh its
+ * token. */
+static long resume_user(chat_service *svc, const http_request *req, http_reply *reply,
+                        time_t *auth_time)
 {
     char err[256];
     auth_claims claims;
-    if (auth_token_verify(svc->cfg.keys, req->bearer, svc->cfg.public_url, time(NULL), &claims, err,
+    time_t now = time(NULL);
+    if (auth_token_verify(svc->cfg.keys, req->bearer, svc->cfg.public_url, now, &claims, err,
                           sizeof err) < 0) {
         log_info("chat", "offer from %s with a bad token: %s", req->remote, err);
         http_reply_error(reply, 401, "INVALID_TOKEN", err);
         return 0;
     }
+    if (auth_claims_check_age(&claims, now, svc->cfg.jwt_max_age, err, sizeof err) < 0) {
+        char q[LOG_SAFE_LEN];
+        log_info("chat", "offer from %s with a token of an expired login (user %s)", req->remote,
+                 log_safe(q, sizeof q, claims.sub));
+        auth_claims_clear(&claims);
+        http_reply_error(reply, 401, "INVALID_TOKEN", err);
+        return 0;
+    }
+    *auth_time = claims.auth_time;
     char *end;
     long user = strtol(claims.sub, &end, 10);
     int bad = *end != '\0' || user <= 0 || user > INT32_MAX;
@@ -54,8 +67,9 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     if (!offer_admit(svc->slots, req, reply))
         return;
     long resume = 0;
+    time_t auth_time = 0;
     if (req->bearer) {
-        resume = resume_user(svc, req, reply);
+        resume = resume_user(svc, req, reply, &auth_time);
         if (resume == 0) {
             offer_admit_cancel(svc->slots);
             return;
@@ -86,6 +100,7 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
         http_reply_error(reply, 503, "UNAVAILABLE", "out of memory");
         return;
     }
+    chat_session_resume_login(s, auth_time);
     rtc_peer_config pc = {.loops = svc->cfg.loops,
                           .ice_addresses = (const char *const *)svc->cfg.ice_addresses,
                           .cb = &chat_session_callbacks,
@@ -107,10 +122,14 @@ static void http_health(void *app, http_reply *reply)
     store_stats st;
     store_get_stats(svc->cfg.store, &st);
     int api = jp_up(svc->cfg.api);
+    /* A full write queue (posts refused until the log catches up) says
+     * "degraded" whether the database is down or only slow. */
+    int db_ok = st.db_up && !st.queue_full;
+    const char *db = st.queue_full ? "degraded" : st.db_up ? "ok" : "down";
     char buf[128];
     snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"database\":\"%s\",\"api\":\"%s\"}",
-             st.db_up && api ? "ok" : "degraded", st.db_up ? "ok" : "down", api ? "ok" : "down");
-    http_reply_json(reply, st.db_up && api ? 200 : 503, mem_strdup(buf));
+             db_ok && api ? "ok" : "degraded", db, api ? "ok" : "down");
+    http_reply_json(reply, db_ok && api ? 200 : 503, mem_strdup(buf));
 }
 
 static void http_jwks(void *app, http_reply *reply)
@@ -249,6 +268,8 @@ static void http_metrics(void *app, http_reply *reply)
     GAUGE("chatd_api_up", "JSONPlaceholder reachable.", "%d", jp_up(svc->cfg.api));
     GAUGE("chatd_db_up", "Database reachable.", "%d", st.db_up);
     GAUGE("chatd_db_queue_depth", "Log rows waiting for the writer.", "%zu", st.queue_depth);
+    GAUGE("chatd_db_queue_bytes", "Bytes of log rows waiting (budget 64 MiB).", "%zu",
+          st.queue_bytes);
     COUNTER("chatd_db_rows_written_total", "Log rows committed.", st.rows_written);
     GAUGE("chatd_db_write_latency_seconds", "Latency of the last committed batch.", "%.6f",
           st.last_batch_us / 1e6);

@@ -41,6 +41,7 @@ typedef struct {
     long max_peers;
     const char *public_url; /* also the JWT issuer */
     long jwt_ttl;
+    long jwt_max_age; /* a login's total age across resumes; 0 = no limit */
     long auto_post_max_ms;
     int draw_attempts;
     long draw_backoff_ms;

@@ -20,6 +20,9 @@
 #include <string.h>
 #include <time.h>
 
+/* What a post refused by a full log queue is told to wait. */
+#define POST_RETRY_WHEN_FULL_MS 1000
+
 typedef enum { S_CONNECTING, S_IDENTIFYING, S_JOINED, S_CLOSED } session_state;
 
 struct chat_session {
@@ -32,6 +35,7 @@ struct chat_session {
     char started[32];
     session_state state;
     long resume_user; /* from a bearer token; 0 = draw */
+    time_t auth_time; /* the bearer token's login; 0 = this is a new login */
     draw_state draw;
     int drawn_index; /* 1-based id asked for in the current attempt */
     json_t *user;    /* the whole JSONPlaceholder user */
@@ -85,6 +89,8 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
     snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "");
     return s;
 }
+
+void chat_session_resume_login(chat_session *s, time_t auth_time) { s->auth_time = auth_time; }
 
 void chat_session_discard(chat_session *s) { session_unref(s); }
 
@@ -381,9 +387,20 @@ static void publish_message(session *s, int manual, const char *text, const char
                          .created_at = ts,
                          .user_name = m.user_name,
                          .user_username = m.user_username};
-    if (store_put_message(svc->cfg.store, &row) < 0) {
+    store_put_result put = store_put_message(svc->cfg.store, &row);
+    if (put == STORE_PUT_FULL) {
+        /* Refused, not dropped: the sender keeps the text and retries. The
+         * store logs the episode once; no line per refused post. */
+        if (manual)
+            send_error(s, "UNAVAILABLE",
+                       "the log is catching up; the message was not sent, try again shortly",
+                       POST_RETRY_WHEN_FULL_MS, 0, ref);
+        return;
+    }
+    if (put < 0) {
         log_error("chat", "session %s: message not queued for the log; not delivered", s->id);
-        send_error(s, "UNAVAILABLE", "the message could not be recorded", -1, 0, ref);
+        send_error(s, "UNAVAILABLE", "the message could not be recorded; it was not sent", -1, 0,
+                   ref);
         return;
     }
     json_t *obj = proto_message_object(&m, NULL);
@@ -405,7 +422,9 @@ static gboolean auto_post_cb(gpointer data)
     if (s->state != S_JOINED)
         return G_SOURCE_REMOVE;
     jp_post post;
-    if (jp_random_post(svc->cfg.api, rng_next(svc->cfg.rng), &post) == 0) {
+    /* Auto posts pause while the log is catching up (store_full). */
+    if (!store_full(svc->cfg.store) &&
+        jp_random_post(svc->cfg.api, rng_next(svc->cfg.rng), &post) == 0) {
         publish_message(s, 0, post.body, post.title, post.id, NULL);
         jp_post_clear(&post);
     }
@@ -429,7 +448,9 @@ static void joined(session *s, void *unused)
                                  json_string_value(json_object_get(s->user, "username")),
                              .email = json_string_value(json_object_get(s->user, "email")),
                              .ttl_seconds = svc->cfg.jwt_ttl,
-                             .now = time(NULL)};
+                             .now = time(NULL),
+                             .auth_time = s->auth_time,
+                             .max_age_seconds = svc->cfg.jwt_max_age};
     char *token = NULL;
     if (auth_token_issue(svc->cfg.keys, &claims, &token, err, sizeof err) < 0) {
         log_error("chat", "session %s: cannot issue a token: %s", s->id, err);

@@ -27,6 +27,8 @@
 #include "chat/service.h"
 #include "rtc/peer.h"
 
+#include <time.h>
+
 typedef struct chat_session chat_session;
 
 /* A session for an offer about to be answered in `room`; resume_user is the
@@ -35,6 +37,10 @@ typedef struct chat_session chat_session;
  * on_close gives it back. */
 chat_session *chat_session_new(chat_service *svc, const char *room, const char *remote,
                                long resume_user);
+/* The login a bearer token continues (its auth_time; 0 = a new login): the
+ * welcome's token keeps it, so resuming never extends a login past
+ * --jwt-max-age. Call before the offer is answered. */
+void chat_session_resume_login(chat_session *s, time_t auth_time);
 /* The offer failed: the peer never took the session (a peer that is still
  * being answered calls no callback, see rtc_peer_answer). */
 void chat_session_discard(chat_session *s);

@@ -339,7 +339,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(buf);
     while (n && buf[n - 1] == '\n')
         buf[--n] = '\0';
-    log_debug("http", "%s", buf);
+    char q[2 * LOG_SAFE_LEN]; /* may quote a client's request line or header */
+    log_debug("http", "%s", log_safe(q, sizeof q, buf));
 }
 
 http_server *http_server_start(const char *host, int port, int threads, const http_app *app,

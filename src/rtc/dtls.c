@@ -170,7 +170,9 @@ dtls_identity *dtls_identity_new(char *err, size_t errlen)
         goto ssl_fail;
     SSL_CTX_set_verify(id->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                        accept_any_certificate);
-    SSL_CTX_set_options(id->ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET);
+    /* No renegotiation: a WebRTC peer never needs it, and each one costs a
+     * full handshake a stranger could ask for again and again. */
+    SSL_CTX_set_options(id->ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_read_ahead(id->ctx, 1);
     return id;
 
@@ -195,12 +197,10 @@ const uint8_t *dtls_identity_fingerprint(const dtls_identity *id) { return id->f
 
 /* ---- connections ---- */
 
+/* SHA-256 or stronger only (sdp.c refuses weaker ones first): a SHA-1
+ * fingerprint would let a certificate with a colliding digest pass. */
 static const EVP_MD *digest_for(const char *alg)
 {
-    if (strcasecmp(alg, "sha-1") == 0)
-        return EVP_sha1();
-    if (strcasecmp(alg, "sha-224") == 0)
-        return EVP_sha224();
     if (strcasecmp(alg, "sha-256") == 0)
         return EVP_sha256();
     if (strcasecmp(alg, "sha-384") == 0)
@@ -237,8 +237,8 @@ dtls_conn *dtls_conn_new(dtls_identity *id, int is_client, const char *remote_fp
                          const uint8_t *remote_fp, size_t remote_fp_len, const dtls_callbacks *cb,
                          void *arg)
 {
-    if (remote_fp_len > 64 || strlen(remote_fp_alg) >= 16)
-        return NULL;
+    if (remote_fp_len > 64 || strlen(remote_fp_alg) >= 16 || digest_for(remote_fp_alg) == NULL)
+        return NULL; /* a weak algorithm could never be accepted: fail now */
     dtls_conn *c = mem_calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;

@@ -7,7 +7,9 @@
  * through the `send` callback one record flight per datagram (a custom BIO
  * keeps datagram boundaries, which a memory BIO would lose). The remote
  * certificate is accepted only if its digest matches the fingerprint from
- * the remote SDP; until then no application data is delivered.
+ * the remote SDP, in SHA-256, SHA-384 or SHA-512 (never SHA-1 or SHA-224);
+ * until then no application data is delivered. Renegotiation is refused
+ * (SSL_OP_NO_RENEGOTIATION): a stranger cannot make chatd redo handshakes.
  *
  * Threading: every call is safe from any thread (a mutex per connection
  * guards the SSL object). Callbacks are never invoked with that mutex held
@@ -40,7 +42,8 @@ typedef struct {
 } dtls_callbacks;
 
 /* is_client: 1 = we send the ClientHello (a=setup:active). The remote
- * fingerprint is copied. */
+ * fingerprint is copied. NULL when out of memory or when remote_fp_alg is
+ * not SHA-256 or stronger. */
 dtls_conn *dtls_conn_new(dtls_identity *id, int is_client, const char *remote_fp_alg,
                          const uint8_t *remote_fp, size_t remote_fp_len, const dtls_callbacks *cb,
                          void *arg);
@@ -59,7 +62,8 @@ int dtls_conn_is_connected(dtls_conn *c);
 void dtls_conn_free(dtls_conn *c);
 
 /* Compares an X509 DER digest (by SDP algorithm name) with `expected`.
- * Exposed for tests. Returns 1 on match. */
+ * Exposed for tests. Returns 1 on match; 0 for an algorithm weaker than
+ * SHA-256, whatever the digest. */
 int dtls_fingerprint_matches(const void *x509, const char *alg, const uint8_t *expected,
                              size_t expected_len);
 

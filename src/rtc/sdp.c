@@ -7,6 +7,7 @@
 #include "rtc/sdp.h"
 
 #include "util/err.h"
+#include "util/log.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -87,12 +88,11 @@ void sdp_format_fingerprint(const uint8_t *digest, size_t len, char *out, size_t
     out[len ? o - 1 : 0] = '\0';
 }
 
+/* Digest length of an algorithm chatd accepts: SHA-256 or stronger. SHA-1
+ * (collisions are practical) and SHA-224 are refused, as are MD5 and MD2,
+ * which RFC 8122 still lists. */
 static size_t digest_len_for(const char *alg)
 {
-    if (strcmp(alg, "sha-1") == 0)
-        return 20;
-    if (strcmp(alg, "sha-224") == 0)
-        return 28;
     if (strcmp(alg, "sha-256") == 0)
         return 32;
     if (strcmp(alg, "sha-384") == 0)
@@ -103,8 +103,17 @@ static size_t digest_len_for(const char *alg)
 }
 
 /* "a=fingerprint:sha-256 AB:CD:..." value part. */
-static int parse_fingerprint_attr(const char *v, size_t len, sdp_description *d, char *err,
-                                  size_t errlen)
+static int is_weak_alg(const char *alg)
+{
+    return strcmp(alg, "sha-1") == 0 || strcmp(alg, "sha-224") == 0 || strcmp(alg, "md5") == 0 ||
+           strcmp(alg, "md2") == 0;
+}
+
+/* *weak is set (and nothing else) for a fingerprint in a known but weak
+ * algorithm: an offer may list several (RFC 8122 §5), and a weak one beside
+ * a strong one is no reason to refuse. */
+static int parse_fingerprint_attr(const char *v, size_t len, sdp_description *d, int *weak,
+                                  char *err, size_t errlen)
 {
     char buf[256];
     if (copy_value(buf, sizeof buf, v, len) < 0) {
@@ -119,9 +128,15 @@ static int parse_fingerprint_attr(const char *v, size_t len, sdp_description *d,
     *sp = '\0';
     for (char *c = buf; *c; c++)
         *c = (char)tolower((unsigned char)*c);
+    if (is_weak_alg(buf)) {
+        *weak = 1;
+        return 0;
+    }
     size_t want = digest_len_for(buf);
     if (want == 0) {
-        err_set(err, errlen, "unsupported fingerprint algorithm '%s'", buf);
+        char q[LOG_SAFE_LEN];
+        err_set(err, errlen, "unsupported fingerprint algorithm \"%s\"",
+                log_safe(q, sizeof q, buf));
         return -1;
     }
     char *value = sp + 1;
@@ -189,6 +204,7 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
     int in_media = 0; /* 0: session level, 1: our m-line, 2: another m-line */
     int have_app = 0;
     int have_sctp_attr = 0;
+    int weak_fp = 0; /* a fingerprint in a refused algorithm was seen */
     const char *p = text;
     const char *end = text + len;
     while (p < end) {
@@ -222,7 +238,9 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
             }
             if (strcmp(proto, "UDP/DTLS/SCTP") == 0 || strcmp(proto, "TCP/DTLS/SCTP") == 0) {
                 if (strcmp(fmt, "webrtc-datachannel") != 0) {
-                    err_set(err, errlen, "unsupported application format '%s'", fmt);
+                    char q[LOG_SAFE_LEN];
+                    err_set(err, errlen, "unsupported application format \"%s\"",
+                            log_safe(q, sizeof q, fmt));
                     return -1;
                 }
                 d->dialect = SDP_DIALECT_MODERN;
@@ -236,7 +254,8 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
                 d->dialect = SDP_DIALECT_SCTPMAP;
                 d->sctp_port = (uint16_t)sp;
             } else {
-                err_set(err, errlen, "unsupported transport '%s'", proto);
+                char q[LOG_SAFE_LEN];
+                err_set(err, errlen, "unsupported transport \"%s\"", log_safe(q, sizeof q, proto));
                 return -1;
             }
             d->conn_port = (uint16_t)port;
@@ -266,7 +285,7 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
             }
             copy_value(d->ice_pwd, sizeof d->ice_pwd, v, vl);
         } else if (ATTR("fingerprint")) {
-            if (parse_fingerprint_attr(v, vl, d, err, errlen) < 0)
+            if (parse_fingerprint_attr(v, vl, d, &weak_fp, err, errlen) < 0)
                 return -1;
         } else if (ATTR("setup")) {
             if (vl == 7 && memcmp(v, "actpass", 7) == 0)
@@ -328,7 +347,9 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
         return -1;
     }
     if (d->fingerprint_len == 0) {
-        err_set(err, errlen, "missing a=fingerprint");
+        err_set(err, errlen,
+                weak_fp ? "fingerprint algorithm too weak (sha-256 or stronger required)"
+                        : "missing a=fingerprint");
         return -1;
     }
     if (d->mid[0] == '\0')

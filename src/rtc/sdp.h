@@ -7,7 +7,9 @@
  *   sctpmap (draft, aiortc 1.4):   "DTLS/SCTP 5000"                    + a=sctpmap
  * sdp_parse() extracts exactly what the transport needs from an untrusted
  * offer or answer and rejects anything without an application m-line, ICE
- * credentials or a fingerprint. sdp_write() produces an offer or answer in
+ * credentials or a fingerprint in SHA-256 or stronger (a SHA-1 or SHA-224
+ * fingerprint is ignored, and refused when it is the only one). Text from
+ * the offer quoted in an error goes through log_safe. sdp_write() produces an offer or answer in
  * the requested dialect. Both work on caller-owned fixed-size structs: no
  * allocation, so they are safe to fuzz and cannot leak. Thread-safe.
  */
@@ -40,7 +42,7 @@ typedef struct {
     char mid[64];
     char ice_ufrag[257];
     char ice_pwd[257];
-    char fingerprint_alg[16]; /* lower case: "sha-256" */
+    char fingerprint_alg[16]; /* lower case: "sha-256", "sha-384" or "sha-512" */
     uint8_t fingerprint[SDP_MAX_FINGERPRINT];
     size_t fingerprint_len;
     uint16_t sctp_port;        /* remote SCTP port, 5000 when unspecified */

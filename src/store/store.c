@@ -56,9 +56,14 @@ struct store {
     pthread_cond_t idle_cv; /* flushers wait: queue empty */
     store_item *head, *tail;
     size_t depth;
-    int calling; /* the writer is running callbacks of finished rows */
-    int closing; /* no more puts */
-    int stop;    /* writer must exit */
+    size_t bytes;     /* sum of the queued items' size */
+    size_t limit;     /* the budget for bytes (store.h) */
+    atomic_int full;  /* message rows refused until bytes <= limit * 3/4 */
+    int reserve_full; /* other rows refused too (logged once per episode) */
+    store_index *ix;  /* queued message rows by room */
+    int calling;      /* the writer is running callbacks of finished rows */
+    int closing;      /* no more puts */
+    int stop;         /* writer must exit */
     store_stats st;
     uint64_t total_batch_us;
 
@@ -121,6 +126,8 @@ static store_item *item_new(store_item_kind kind, size_t strings)
         return NULL;
     memset(it, 0, sizeof *it);
     it->kind = kind;
+    /* The index slot of a message counts too: it lives as long as the row. */
+    it->size = sizeof *it + strings + sizeof(store_item *);
     return it;
 }
 
@@ -179,16 +186,55 @@ int store_rows_push(store_rows *r, store_item *it)
 
 /* ---- queue ---- */
 
-/* Appends it, or frees it and fails when the store is closing. */
-static int enqueue(store *s, store_item *it)
+/* Appends it; or frees it and refuses when the queue is over its budget
+ * (store.h: messages at the limit, other rows at the limit plus a reserve of
+ * one eighth), when the store is closing, or when the index cannot grow. */
+static store_put_result enqueue(store *s, store_item *it)
 {
     pthread_mutex_lock(&s->lock);
     if (s->closing) {
         pthread_mutex_unlock(&s->lock);
         mem_free(it);
         log_warn("store", "row offered after close began; not queued");
-        return -1;
+        return STORE_PUT_FAILED;
     }
+    int msg = it->kind == STORE_ITEM_MESSAGE;
+    size_t budget = msg ? s->limit : s->limit + s->limit / 8;
+    if ((msg && atomic_load(&s->full)) || s->bytes + it->size > budget) {
+        /* The first refusal of an episode is logged, after the unlock: event
+         * loops take this lock, so it is never held across a write(2). */
+        int first = 0;
+        if (msg && !atomic_load(&s->full)) {
+            atomic_store(&s->full, 1);
+            first = 1;
+        } else if (!msg && !s->reserve_full) {
+            s->reserve_full = 1;
+            first = 2;
+        }
+        s->st.rows_refused++;
+        size_t depth = s->depth, bytes = s->bytes, limit = s->limit;
+        int up = s->st.db_up;
+        pthread_mutex_unlock(&s->lock);
+        mem_free(it);
+        if (first == 1)
+            log_warn("store",
+                     "write queue full (%zu rows, %zu of %zu bytes; database %s): refusing "
+                     "posts until the log catches up",
+                     depth, bytes, limit, up ? "slow" : "down");
+        else if (first == 2)
+            log_error("store",
+                      "write queue full, reserve included (%zu rows, %zu bytes): refusing user, "
+                      "session and api error rows too",
+                      depth, bytes);
+        return STORE_PUT_FULL;
+    }
+    if (msg && store_index_add(s->ix, it) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        mem_free(it);
+        log_warn("store", "out of memory; message row not queued");
+        return STORE_PUT_FAILED;
+    }
+    s->bytes += it->size;
     if (s->tail)
         s->tail->next = it;
     else
@@ -197,7 +243,28 @@ static int enqueue(store *s, store_item *it)
     s->depth++;
     pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->lock);
-    return 0;
+    return STORE_PUT_OK;
+}
+
+/* Under s->lock: it leaves the queue (written, refused, or abandoned). */
+static void dequeued(store *s, const store_item *it)
+{
+    if (it->kind == STORE_ITEM_MESSAGE)
+        store_index_remove(s->ix, it);
+    s->bytes -= it->size;
+    s->depth--;
+}
+
+/* Under s->lock: posting resumes once the queue has drained to three
+ * quarters, so that it does not flap at the edge of the budget. */
+static void check_low_water(store *s)
+{
+    if ((atomic_load(&s->full) || s->reserve_full) && s->bytes <= s->limit / 4 * 3) {
+        atomic_store(&s->full, 0);
+        s->reserve_full = 0;
+        log_info("store", "write queue down to %zu rows (%zu bytes): accepting posts again",
+                 s->depth, s->bytes);
+    }
 }
 
 static void item_free_unwritten(store_item *it)
@@ -226,16 +293,23 @@ static const char *kind_name(store_item_kind k)
     return "row";
 }
 
-static void log_rejected(const store_item *it, const char *why)
+/* The database's reason may quote the row, and the room is the client's:
+ * both are logged through log_safe. */
+static void log_rejected(const store_item *it, const char *why_raw)
 {
+    char why[2 * LOG_SAFE_LEN];
+    log_safe(why, sizeof why, why_raw);
     switch (it->kind) {
     case STORE_ITEM_USER:
         log_error("store", "user %ld refused by the database, dropped: %s", it->u.user.id, why);
         break;
-    case STORE_ITEM_MESSAGE:
+    case STORE_ITEM_MESSAGE: {
+        char room[LOG_SAFE_LEN];
         log_error("store", "message %lld (user %ld, room %s) refused by the database, dropped: %s",
-                  (long long)it->u.msg.id, it->u.msg.user_id, it->u.msg.room, why);
+                  (long long)it->u.msg.id, it->u.msg.user_id,
+                  log_safe(room, sizeof room, it->u.msg.room), why);
         break;
+    }
     default:
         log_error("store", "%s row refused by the database, dropped: %s", kind_name(it->kind), why);
         break;
@@ -346,6 +420,7 @@ static void *writer_main(void *arg)
         for (size_t i = 0; i < done; i++) {
             last = s->head;
             s->head = s->head->next;
+            dequeued(s, last);
         }
         if (last != NULL)
             last->next = NULL;
@@ -353,7 +428,7 @@ static void *writer_main(void *arg)
             finished = NULL;
         if (s->head == NULL)
             s->tail = NULL;
-        s->depth -= done;
+        check_low_water(s);
         size_t nrej = 0;
         for (size_t i = 0; i < done; i++)
             nrej += rejected[i];
@@ -370,12 +445,14 @@ static void *writer_main(void *arg)
             long backoff_ms = backoff_delay_ms(BACKOFF_MIN_MS, BACKOFF_MAX_MS, ++failures);
             if (n > 0)
                 s->st.write_failures++;
+            char why[2 * LOG_SAFE_LEN]; /* a server's message may quote a row */
+            log_safe(why, sizeof why, err);
             if (s->st.db_up) {
                 s->st.db_up = 0;
                 s->st.down_events++;
-                log_warn("store", "database down (%s); %zu rows queued, retrying", err, s->depth);
+                log_warn("store", "database down (%s); %zu rows queued, retrying", why, s->depth);
             } else {
-                log_debug("store", "database still down (%s); retry in %ld ms", err, backoff_ms);
+                log_debug("store", "database still down (%s); retry in %ld ms", why, backoff_ms);
             }
             retry_at = clock_mono_us() + (int64_t)backoff_ms * 1000;
         } else {
@@ -426,6 +503,7 @@ static void store_free(store *s)
         s->b->disconnect(s->rconn);
     if (s->wconn)
         s->b->disconnect(s->wconn);
+    store_index_free(s->ix);
     mem_free(s->batch);
     mem_free(s->url);
     mem_free(s);
@@ -456,7 +534,10 @@ store *store_open(const char *url, char *err, size_t errlen)
     s->b = b;
     s->url = mem_strdup(url);
     s->batch = mem_calloc(STORE_BATCH_MAX, sizeof *s->batch);
-    if (s->url == NULL || s->batch == NULL) {
+    s->ix = store_index_new();
+    s->limit = LIMIT_STORE_QUEUE_BYTES;
+    atomic_init(&s->full, 0);
+    if (s->url == NULL || s->batch == NULL || s->ix == NULL) {
         err_set(err, errlen, "out of memory");
         store_free(s);
         return NULL;
@@ -568,7 +649,20 @@ void store_get_stats(store *s, store_stats *out)
     pthread_mutex_lock(&s->lock);
     *out = s->st;
     out->queue_depth = s->depth;
+    out->queue_bytes = s->bytes;
+    out->queue_limit = s->limit;
+    out->queue_full = atomic_load(&s->full);
     out->avg_batch_us = s->st.batches ? s->total_batch_us / s->st.batches : 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+int store_full(store *s) { return atomic_load(&s->full); }
+
+void store_set_queue_limit(store *s, size_t bytes)
+{
+    pthread_mutex_lock(&s->lock);
+    s->limit = bytes;
+    check_low_water(s);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -576,13 +670,13 @@ int64_t store_next_message_id(store *s) { return atomic_fetch_add(&s->next_id, 1
 
 /* ---- puts ---- */
 
-int store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg)
+store_put_result store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg)
 {
     if (u == NULL || u->id <= 0 || u->name == NULL || u->username == NULL || u->profile == NULL ||
         !ts_ok(u->seen_at)) {
         log_warn("store", "user row without id, name, username or profile, or a bad "
                           "timestamp; not queued");
-        return -1;
+        return STORE_PUT_FAILED;
     }
     char now[CLOCK_ISO8601_LEN];
     const char *seen = u->seen_at ? u->seen_at : clock_iso8601_now(now, sizeof now);
@@ -590,7 +684,7 @@ int store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg)
                                                    slen(u->profile) + slen(seen));
     if (it == NULL) {
         log_warn("store", "out of memory; user %ld not queued", u->id);
-        return -1;
+        return STORE_PUT_FAILED;
     }
     char *cur = it->data;
     it->u.user.id = u->id;
@@ -604,14 +698,14 @@ int store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg)
     return enqueue(s, it);
 }
 
-int store_put_message(store *s, const store_message *m)
+store_put_result store_put_message(store *s, const store_message *m)
 {
     if (m == NULL || m->id <= 0 || m->user_id <= 0 || m->room == NULL || m->body == NULL ||
         m->source == NULL || (strcmp(m->source, "auto") != 0 && strcmp(m->source, "manual") != 0) ||
         !ts_ok(m->created_at)) {
         log_warn("store", "message row without id, user, room or body, or a bad source or "
                           "timestamp; not queued");
-        return -1;
+        return STORE_PUT_FAILED;
     }
     store_message copy = *m;
     char now[CLOCK_ISO8601_LEN];
@@ -620,17 +714,17 @@ int store_put_message(store *s, const store_message *m)
     store_item *it = store_item_message(&copy);
     if (it == NULL) {
         log_warn("store", "out of memory; message %lld not queued", (long long)m->id);
-        return -1;
+        return STORE_PUT_FAILED;
     }
     return enqueue(s, it);
 }
 
-int store_session_start(store *s, const char *session_id, long user_id, const char *remote,
-                        const char *ts)
+store_put_result store_session_start(store *s, const char *session_id, long user_id,
+                                     const char *remote, const char *ts)
 {
     if (session_id == NULL || !ts_ok(ts)) {
         log_warn("store", "session row without id, or a bad timestamp; not queued");
-        return -1;
+        return STORE_PUT_FAILED;
     }
     char now[CLOCK_ISO8601_LEN];
     if (ts == NULL)
@@ -638,7 +732,7 @@ int store_session_start(store *s, const char *session_id, long user_id, const ch
     store_item *it = item_new(STORE_ITEM_SESSION_START, slen(session_id) + slen(remote) + slen(ts));
     if (it == NULL) {
         log_warn("store", "out of memory; session %s not queued", session_id);
-        return -1;
+        return STORE_PUT_FAILED;
     }
     char *cur = it->data;
     it->u.sess_start.id = pack(&cur, session_id);
@@ -648,11 +742,12 @@ int store_session_start(store *s, const char *session_id, long user_id, const ch
     return enqueue(s, it);
 }
 
-int store_session_end(store *s, const char *session_id, const char *reason, const char *ts)
+store_put_result store_session_end(store *s, const char *session_id, const char *reason,
+                                   const char *ts)
 {
     if (session_id == NULL || !ts_ok(ts)) {
         log_warn("store", "session end without id, or a bad timestamp; not queued");
-        return -1;
+        return STORE_PUT_FAILED;
     }
     char now[CLOCK_ISO8601_LEN];
     if (ts == NULL)
@@ -660,7 +755,7 @@ int store_session_end(store *s, const char *session_id, const char *reason, cons
     store_item *it = item_new(STORE_ITEM_SESSION_END, slen(session_id) + slen(reason) + slen(ts));
     if (it == NULL) {
         log_warn("store", "out of memory; end of session %s not queued", session_id);
-        return -1;
+        return STORE_PUT_FAILED;
     }
     char *cur = it->data;
     it->u.sess_end.id = pack(&cur, session_id);
@@ -669,13 +764,13 @@ int store_session_end(store *s, const char *session_id, const char *reason, cons
     return enqueue(s, it);
 }
 
-int store_api_error(store *s, const char *method, const char *url, int status, const char *error,
-                    const char *ts)
+store_put_result store_api_error(store *s, const char *method, const char *url, int status,
+                                 const char *error, const char *ts)
 {
     if (method == NULL || url == NULL || error == NULL || !ts_ok(ts)) {
         log_warn("store", "api error row without method, url or error, or a bad timestamp; "
                           "not queued");
-        return -1;
+        return STORE_PUT_FAILED;
     }
     char now[CLOCK_ISO8601_LEN];
     if (ts == NULL)
@@ -684,7 +779,7 @@ int store_api_error(store *s, const char *method, const char *url, int status, c
         item_new(STORE_ITEM_API_ERROR, slen(method) + slen(url) + slen(error) + slen(ts));
     if (it == NULL) {
         log_warn("store", "out of memory; api error row not queued");
-        return -1;
+        return STORE_PUT_FAILED;
     }
     char *cur = it->data;
     it->u.api_err.method = pack(&cur, method);
@@ -697,44 +792,27 @@ int store_api_error(store *s, const char *method, const char *url, int status, c
 
 /* ---- reads ---- */
 
-static int by_id_desc(const void *a, const void *b)
-{
-    const store_item *x = *(store_item *const *)a, *y = *(store_item *const *)b;
-    return x->u.msg.id < y->u.msg.id ? 1 : x->u.msg.id > y->u.msg.id ? -1 : 0;
-}
-
 /* Copies the newest `limit` queued messages of room below before_id into
  * out, newest first. Must run BEFORE the database read: a row committed in
- * between is then seen twice (and deduplicated), never missed. */
+ * between is then seen twice (and deduplicated), never missed. Costs
+ * O(log n + limit) under the lock, through the index, not a walk of the
+ * queue (which may hold a hundred thousand rows while the database is
+ * down). */
 static int queued_messages(store *s, const char *room, int limit, int64_t before_id,
                            store_rows *out)
 {
-    store_rows match = {0};
+    store_item *match[STORE_RECENT_MAX];
     int rc = 0;
     pthread_mutex_lock(&s->lock);
-    for (store_item *it = s->head; it != NULL; it = it->next) {
-        if (it->kind != STORE_ITEM_MESSAGE || it->u.msg.id >= before_id ||
-            strcmp(it->u.msg.room, room) != 0)
-            continue;
-        /* Borrowed pointers: match is only an index, freed without its rows. */
-        if (grow(&match.rows, &match.cap, match.count) != 0) {
+    size_t n = store_index_recent(s->ix, room, before_id, (size_t)limit, match);
+    for (size_t i = 0; i < n; i++) {
+        store_item *copy = store_item_message(&match[i]->u.msg);
+        if (copy == NULL || store_rows_push(out, copy) != 0) {
             rc = -1;
             break;
         }
-        match.rows[match.count++] = it;
-    }
-    if (rc == 0 && match.count > 0) {
-        qsort(match.rows, match.count, sizeof *match.rows, by_id_desc);
-        for (size_t i = 0; i < match.count && i < (size_t)limit; i++) {
-            store_item *copy = store_item_message(&match.rows[i]->u.msg);
-            if (copy == NULL || store_rows_push(out, copy) != 0) {
-                rc = -1;
-                break;
-            }
-        }
     }
     pthread_mutex_unlock(&s->lock);
-    mem_free(match.rows);
     return rc;
 }
 

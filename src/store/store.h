@@ -19,11 +19,22 @@
  *     time, until it succeeds and marks the store up again;
  *   - FIFO order means a user's row is always written before the messages
  *     and sessions queued after it;
- *   - the queue has no cap (its depth is in store_stats); rows are never
- *     dropped, with one exception: a row the database refuses for its content
- *     (a constraint or data error, which no retry can fix) is logged with
- *     log_error and counted in store_stats.rows_rejected, so that one bad row
- *     cannot hold up everything queued behind it.
+ *   - the queue is bounded in bytes (LIMIT_STORE_QUEUE_BYTES, 64 MiB by
+ *     default, minutes of traffic even at --max-peers; see
+ *     store_set_queue_limit). A full queue REFUSES, it never drops: from the
+ *     moment a message row does not fit, store_put_message returns
+ *     STORE_PUT_FULL (and store_full says so) until the writer has drained
+ *     the queue to three quarters of its budget. Users, sessions and API
+ *     errors may use a reserve of one eighth more, so that joins and leaves
+ *     are still recorded while posts are refused; past that they get
+ *     STORE_PUT_FULL too. The caller must then not deliver the message: "a
+ *     delivered message is never lost" holds because nothing unlogged is
+ *     delivered;
+ *   - rows are never dropped once queued, with one exception: a row the
+ *     database refuses for its content (a constraint or data error, which no
+ *     retry can fix) is logged with log_error and counted in
+ *     store_stats.rows_rejected, so that one bad row cannot hold up
+ *     everything queued behind it.
  *
  * Message ids are allocated in memory (store_next_message_id, an atomic
  * counter seeded from MAX(messages.id) at open), so a message can be
@@ -51,6 +62,8 @@
 #ifndef CHATD_STORE_H
 #define CHATD_STORE_H
 
+#include "util/limits.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +77,14 @@
 #define STORE_CLOSE_FLUSH_MS 5000
 
 typedef struct store store;
+
+/* What store_put_*, store_session_* and store_api_error return. Both
+ * failures are negative, so `< 0` means "not queued". */
+typedef enum {
+    STORE_PUT_FULL = -2,   /* the queue is over its budget: refused, try later */
+    STORE_PUT_FAILED = -1, /* bad row, out of memory or closing */
+    STORE_PUT_OK = 0       /* queued */
+} store_put_result;
 
 /* A JSONPlaceholder user. Strings are borrowed for the duration of the call
  * only; the store copies what it keeps. */
@@ -104,6 +125,10 @@ typedef struct store_stats {
     int db_up;               /* 1 = last write/ping succeeded, 0 = down */
     uint64_t down_events;    /* times the database went from up to down */
     size_t queue_depth;      /* rows queued and not yet committed */
+    size_t queue_bytes;      /* bytes those rows hold */
+    size_t queue_limit;      /* the budget for queue_bytes */
+    int queue_full;          /* 1 = message rows are being refused */
+    uint64_t rows_refused;   /* puts refused because the queue was full */
     uint64_t rows_written;   /* rows committed */
     uint64_t rows_rejected;  /* rows refused by the database for content */
     uint64_t batches;        /* transactions committed */
@@ -140,23 +165,25 @@ int64_t store_next_message_id(store *s);
  * cb (may be NULL) runs as described at store_done_cb. Returns 0 when
  * queued, -1 when not (allocation failure, missing field, store closing): cb
  * is then never called. */
-int store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg);
+store_put_result store_put_user(store *s, const store_user *u, store_done_cb cb, void *arg);
 
-/* Queue a message row; m is copied. Returns 0 when queued, -1 when not
- * (allocation failure, missing field, bad source or timestamp, store
- * closing). */
-int store_put_message(store *s, const store_message *m);
+/* Queue a message row; m is copied. Returns STORE_PUT_OK when queued,
+ * STORE_PUT_FULL when the queue is full (see above: do not deliver it, tell
+ * the sender to retry), STORE_PUT_FAILED otherwise (allocation failure,
+ * missing field, bad source or timestamp, store closing). */
+store_put_result store_put_message(store *s, const store_message *m);
 
 /* Queue a sessions row (user_id 0 = none) / set its ended_at and end_reason.
  * Returns 0 when queued, -1 when not. */
-int store_session_start(store *s, const char *session_id, long user_id, const char *remote,
-                        const char *ts);
-int store_session_end(store *s, const char *session_id, const char *reason, const char *ts);
+store_put_result store_session_start(store *s, const char *session_id, long user_id,
+                                     const char *remote, const char *ts);
+store_put_result store_session_end(store *s, const char *session_id, const char *reason,
+                                   const char *ts);
 
 /* Queue an api_errors row; status 0 = none (no HTTP answer). Returns 0 when
  * queued, -1 when not. */
-int store_api_error(store *s, const char *method, const char *url, int status, const char *error,
-                    const char *ts);
+store_put_result store_api_error(store *s, const char *method, const char *url, int status,
+                                 const char *error, const char *ts);
 
 /* The newest `limit` messages of `room` with id < before_id (0 = no bound),
  * newest LAST, with the sender's name and username. Includes messages still
@@ -173,6 +200,14 @@ void store_messages_free(store_message *msgs);
  * are waited for too. timeout_ms < 0 waits forever. Returns 0, or -1 when
  * the timeout passed first (e.g. the database is down: rows stay queued). */
 int store_flush(store *s, int timeout_ms);
+
+/* True while message rows are refused (the queue is full): callers pause
+ * what they would post on their own, e.g. auto posts. Lock-free. */
+int store_full(store *s);
+
+/* Sets the queue's budget in bytes (default LIMIT_STORE_QUEUE_BYTES); for
+ * tests and embedders. Any thread. */
+void store_set_queue_limit(store *s, size_t bytes);
 
 /* Fills *out; cheap (one lock), fine for every /metrics scrape. */
 void store_get_stats(store *s, store_stats *out);

@@ -30,6 +30,7 @@ typedef enum {
 typedef struct store_item {
     struct store_item *next;
     store_item_kind kind;
+    size_t size;      /* bytes it holds, counted against the queue's budget */
     store_done_cb cb; /* STORE_ITEM_USER only */
     void *cb_arg;
     union {
@@ -60,6 +61,21 @@ typedef struct store_item {
 /* Copies a message (all strings, the user names included) into one new item
  * of kind STORE_ITEM_MESSAGE. NULL on allocation failure. */
 store_item *store_item_message(const store_message *m);
+
+/* The queued message rows of each room, sorted by id (store_index.c), so
+ * that a history read does not walk the whole queue under the store lock.
+ * Called under that lock only; the index borrows the items. */
+typedef struct store_index store_index;
+store_index *store_index_new(void); /* NULL when out of memory */
+void store_index_free(store_index *ix);
+/* Adds a STORE_ITEM_MESSAGE item. 0, or -1 when out of memory. */
+int store_index_add(store_index *ix, store_item *it);
+/* Removes an item that store_index_add took; anything else is a no-op. */
+void store_index_remove(store_index *ix, const store_item *it);
+/* Puts into out[] the newest `limit` queued rows of room with id <
+ * before_id, newest first; returns how many. */
+size_t store_index_recent(store_index *ix, const char *room, int64_t before_id, size_t limit,
+                          store_item **out);
 
 /* What a batch write came to. */
 typedef enum {

@@ -109,7 +109,8 @@ static void set_result_err(char *err, size_t errlen, PGconn *pg, const PGresult 
 static void notice_processor(void *arg, const char *message)
 {
     (void)arg;
-    log_debug("store", "postgresql: %s", message);
+    char q[2 * LOG_SAFE_LEN];
+    log_debug("store", "postgresql: %s", log_safe(q, sizeof q, message));
 }
 
 static void pg_disconnect(store_conn *c)

@@ -13,6 +13,9 @@
  * `sqlite:///var/lib/chatd/chat.db` an absolute one. A missing parent
  * directory is created private (0700, util/mkdir.h), like the one the
  * signing key creates: the data directory is the same whichever is first.
+ * The file itself is created 0600 before SQLite opens it (it holds emails
+ * and addresses), and SQLite gives its -wal and -shm files the mode of the
+ * database file; a file left wider by an older chatd is narrowed to 0600.
  *
  * Threading: a connection is used by one thread at a time (see
  * store_int.h), so it is opened with SQLITE_OPEN_NOMUTEX.
@@ -22,9 +25,15 @@
 #include "util/mem.h"
 #include "util/mkdir.h"
 
+#include "util/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define WRITER_BUSY_MS 250
 #define READER_BUSY_MS 2000
@@ -95,6 +104,55 @@ static int sqlite_exec(store_conn *c, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
+/* Makes path (or, with create = 0, path if it exists) a file only its
+ * owner may read: created 0600, or narrowed to 0600 when group or others
+ * had access. 0, or -1 with err set. */
+static int private_file(const char *path, int create, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | (create ? O_CREAT : 0), 0600);
+    if (fd < 0) {
+        if (!create && errno == ENOENT)
+            return 0;
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) {
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
+        rc = -1;
+    } else if (S_ISREG(st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        if (fchmod(fd, 0600) != 0) {
+            err_set(err, errlen, "%s is readable by others and cannot be made private: %s", path,
+                    strerror(errno));
+            rc = -1;
+        } else {
+            log_warn("store", "%s was mode %03o; now 0600 (it holds emails and addresses)", path,
+                     (unsigned)(st.st_mode & 0777));
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+/* The database and its WAL files, private before SQLite touches them. */
+static int private_files(const char *path, char *err, size_t errlen)
+{
+    char side[4096];
+    if (private_file(path, 1, err, errlen) != 0)
+        return -1;
+    static const char *const suffix[] = {"-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+        if ((size_t)snprintf(side, sizeof side, "%s%s", path, suffix[i]) >= sizeof side) {
+            err_set(err, errlen, "database path too long");
+            return -1;
+        }
+        if (private_file(side, 0, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static store_conn *sqlite_connect(const char *url, int reader, char *err, size_t errlen)
 {
     const char *path = url + strlen("sqlite://");
@@ -102,7 +160,8 @@ static store_conn *sqlite_connect(const char *url, int reader, char *err, size_t
         err_set(err, errlen, "sqlite:// URL without a file path");
         return NULL;
     }
-    if (!reader && mkdir_parents(path, MKDIR_PRIVATE, err, errlen) != 0)
+    if (!reader && (mkdir_parents(path, MKDIR_PRIVATE, err, errlen) != 0 ||
+                    private_files(path, err, errlen) != 0))
         return NULL;
     store_conn *c = mem_calloc(1, sizeof *c);
     if (c == NULL) {

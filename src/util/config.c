@@ -26,6 +26,7 @@ typedef enum {
     OPT_DATA,
     OPT_KEY,
     OPT_TTL,
+    OPT_JWT_MAX_AGE,
     OPT_AUTO,
     OPT_SEED,
     OPT_MAX_PEERS,
@@ -62,6 +63,8 @@ static const struct {
     [OPT_KEY] = {"--jwt-key", "CHATD_JWT_KEY", "FILE", "DATA_DIR/jwt-es256.pem",
                  "EC P-256 signing key, PEM (created 0600 if absent)"},
     [OPT_TTL] = {"--jwt-ttl", "CHATD_JWT_TTL", "SECONDS", "3600", "token lifetime"},
+    [OPT_JWT_MAX_AGE] = {"--jwt-max-age", "CHATD_JWT_MAX_AGE", "SECONDS", "604800",
+                         "a login's total age: resuming never extends it past this"},
     [OPT_AUTO] = {"--auto-post-max-ms", "CHATD_AUTO_POST_MAX_MS", "N", "10000",
                   "auto-post delay is uniform in [0, N] ms"},
     [OPT_SEED] = {"--seed", "CHATD_SEED", "N", "from the OS", "seed for reproducible draws"},
@@ -245,6 +248,7 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     } ranges[OPT_COUNT] = {
         [OPT_TTL] = {60, 30L * 86400},
         [OPT_AUTO] = {0, 3600L * 1000},
+        [OPT_JWT_MAX_AGE] = {60, 366L * 86400},
         [OPT_MAX_PEERS] = {1, 1000000},
         [OPT_LOOPS] = {1, 256},
         [OPT_DRAWS] = {1, 100},
@@ -266,6 +270,9 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     switch (id) {
     case OPT_TTL:
         cfg->jwt_ttl = n;
+        break;
+    case OPT_JWT_MAX_AGE:
+        cfg->jwt_max_age = n;
         break;
     case OPT_AUTO:
         cfg->auto_post_max_ms = n;
@@ -314,6 +321,7 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     strcpy(cfg->api_url, "https://jsonplaceholder.typicode.com");
     strcpy(cfg->data_dir, "./data");
     cfg->jwt_ttl = 3600;
+    cfg->jwt_max_age = 604800;
     cfg->auto_post_max_ms = 10000;
     cfg->max_peers = 10000;
     cfg->draw_attempts = 5;

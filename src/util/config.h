@@ -33,6 +33,7 @@ typedef struct {
     char data_dir[512];
     char jwt_key[1024];
     long jwt_ttl;
+    long jwt_max_age; /* seconds a login may last across resumes */
     long auto_post_max_ms;
     int has_seed;
     uint64_t seed;

@@ -48,4 +48,12 @@
  * their own limit could hold 10,000 x 1 MiB. */
 #define LIMIT_QUEUE_TOTAL_BYTES (256L * 1024 * 1024)
 
+/* Bytes the database write queue may hold (store.h): what rows waiting for
+ * the database (down, or slower than the traffic) may cost. A message row
+ * takes about 500 bytes, so this holds about 130,000 rows: ten minutes of
+ * auto posts from 1,000 sessions, a minute at 10,000. When it is full, posts
+ * are refused with UNAVAILABLE until the log catches up; nothing queued is
+ * dropped. */
+#define LIMIT_STORE_QUEUE_BYTES ((size_t)64 * 1024 * 1024)
+
 #endif

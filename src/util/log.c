@@ -46,3 +46,54 @@ void log_msg(log_level level, const char *module, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
 }
+
+/* The escaped form of byte c into esc; returns its length (1, 2 or 4). */
+static size_t safe_byte(unsigned char c, char esc[4])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (c == '\\' || c == '"') {
+        esc[0] = '\\';
+        esc[1] = (char)c;
+        return 2;
+    }
+    if (c >= 0x20 && c < 0x7f) {
+        esc[0] = (char)c;
+        return 1;
+    }
+    esc[0] = '\\';
+    esc[1] = 'x';
+    esc[2] = hex[c >> 4];
+    esc[3] = hex[c & 15];
+    return 4;
+}
+
+const char *log_safe_n(char *out, size_t cap, const char *s, size_t len)
+{
+    char esc[4];
+    size_t total = 0;
+    for (size_t i = 0; i < len && total < cap; i++)
+        total += safe_byte((unsigned char)s[i], esc);
+    /* All of it, or as much as leaves room for "...". */
+    size_t limit = total <= cap - 1 ? cap - 1 : cap - 1 - 3;
+    size_t o = 0, i = 0;
+    for (; i < len; i++) {
+        size_t n = safe_byte((unsigned char)s[i], esc);
+        if (o + n > limit)
+            break;
+        memcpy(out + o, esc, n);
+        o += n;
+    }
+    if (i < len) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+const char *log_safe(char *out, size_t cap, const char *s)
+{
+    if (s == NULL)
+        return log_safe_n(out, cap, "(null)", 6);
+    return log_safe_n(out, cap, s, strlen(s));
+}

@@ -1611,3 +1611,163 @@ Test(cache, uncacheable_calls_and_collisions)
     auth_keys_free(k);
     check_leaks();
 }
+
+/* ---- login age: auth_time and --jwt-max-age (issue 9, item 11) -------- */
+
+#define WEEK 604800L
+
+static char *issue_login(const auth_keys *k, time_t now, time_t auth_time, long max_age)
+{
+    auth_claims_in in = {.iss = ISS,
+                         .sub = "7",
+                         .ttl_seconds = 3600,
+                         .now = now,
+                         .auth_time = auth_time,
+                         .max_age_seconds = max_age};
+    char err[200] = "", *tok = NULL;
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof(err)), 0, "issue: %s", err);
+    return tok;
+}
+
+static auth_claims verified(const auth_keys *k, const char *tok, time_t now)
+{
+    auth_claims c;
+    char err[200] = "";
+    cr_assert_eq(auth_token_verify(k, tok, ISS, now, &c, err, sizeof(err)), 0, "%s", err);
+    return c;
+}
+
+/* A fresh login's token says when the login began; a token resumed from it
+ * keeps that auth_time, and its exp never passes auth_time + max age. */
+Test(token, auth_time_is_kept_across_resumes_and_caps_exp)
+{
+    auth_keys *k = new_keys();
+    char *tok = issue_login(k, NOW, 0, WEEK);
+    auth_claims c = verified(k, tok, NOW);
+    cr_assert_eq(c.auth_time, NOW, "a new login starts now");
+    cr_assert_eq(c.exp, NOW + 3600);
+    mem_free(tok);
+
+    /* Resumed every 50 minutes, as a client would: a week later it ends. */
+    time_t t = NOW, first = c.auth_time, last_exp = 0;
+    int resumes = 0;
+    char err[200];
+    for (;;) {
+        t += 3000;
+        auth_claims_in in = {.iss = ISS,
+                             .sub = "7",
+                             .ttl_seconds = 3600,
+                             .now = t,
+                             .auth_time = c.auth_time,
+                             .max_age_seconds = WEEK};
+        auth_claims_clear(&c);
+        tok = NULL;
+        if (auth_token_issue(k, &in, &tok, err, sizeof(err)) != 0)
+            break;
+        c = verified(k, tok, t);
+        mem_free(tok);
+        cr_assert_eq(c.auth_time, first, "resume %d kept the login's start", resumes);
+        cr_assert_leq(c.exp, first + WEEK);
+        last_exp = c.exp;
+        resumes++;
+        cr_assert_lt(resumes, 1000, "the login never ended");
+    }
+    cr_assert(strstr(err, "sign in again") != NULL, "%s", err);
+    cr_assert_geq(t, first + WEEK, "refused only once the week was over");
+    cr_assert_eq(last_exp, first + WEEK, "the last token ends exactly at the limit");
+    auth_claims_clear(&c);
+    auth_keys_free(k);
+    check_leaks();
+}
+
+Test(token, login_age_check)
+{
+    auth_keys *k = new_keys();
+    char *tok = issue_login(k, NOW, NOW - WEEK + 100, WEEK);
+    auth_claims c = verified(k, tok, NOW);
+    char err[200] = "";
+    cr_assert_eq(c.exp, NOW + 100, "exp capped at auth_time + max age");
+    cr_assert_eq(auth_claims_check_age(&c, NOW + 99, WEEK, err, sizeof err), 0);
+    cr_assert_eq(auth_claims_check_age(&c, NOW + 100, WEEK, err, sizeof err), -1);
+    cr_assert(strstr(err, "sign in again") != NULL, "%s", err);
+    cr_assert_eq(auth_claims_check_age(&c, NOW + 100, 0, err, sizeof err), 0, "0 = no limit");
+    /* A smaller --jwt-max-age after a restart applies to tokens already out. */
+    cr_assert_eq(auth_claims_check_age(&c, NOW, 3600, err, sizeof err), -1);
+    auth_claims_clear(&c);
+    mem_free(tok);
+
+    /* Refused at issue: a login already too old, or out of range. A login
+     * from the future (a clock stepped back) counts as starting now. */
+    auth_claims_in in = {
+        .iss = ISS, .sub = "7", .ttl_seconds = 60, .now = NOW, .auth_time = NOW - WEEK};
+    in.max_age_seconds = WEEK;
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), -1);
+    cr_assert_null(tok);
+    in.auth_time = -5;
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), -1);
+    in.auth_time = NOW + 30;
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), 0, "%s", err);
+    c = verified(k, tok, NOW);
+    cr_assert_eq(c.auth_time, NOW);
+    auth_claims_clear(&c);
+    mem_free(tok);
+    tok = NULL;
+    in.auth_time = NOW;
+    in.max_age_seconds = -1;
+    cr_assert_eq(auth_token_issue(k, &in, &tok, err, sizeof err), -1);
+    auth_keys_free(k);
+    check_leaks();
+}
+
+/* Tokens issued before version 2 have no auth_time: iat stands in. One that
+ * claims a login after its own issue, or a non-number, is refused. */
+Test(attack, auth_time_claim_checked, .init = setup, .fini = teardown)
+{
+    auth_keys *k = new_keys();
+    char *h = good_header(k), *claims, *t, err[200] = "";
+    auth_claims c;
+
+    claims = claims_json(ISS, "\"chat\"", NOW - 10, NOW - 10, NOW + 100);
+    t = sign_parts(k, h, claims);
+    cr_assert_eq(auth_token_verify(k, t, ISS, NOW, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(c.auth_time, NOW - 10);
+    auth_claims_clear(&c);
+    free(t);
+    free(claims);
+
+    cr_assert(asprintf(&claims,
+                       "{\"iss\":\"%s\",\"sub\":\"7\",\"aud\":\"chat\",\"iat\":%ld,\"nbf\":%ld,"
+                       "\"exp\":%ld,\"auth_time\":%ld}",
+                       ISS, (long)NOW, (long)NOW, (long)NOW + 100, (long)NOW + 5) > 0);
+    expect_claims_reject(k, claims, "auth_time");
+    free(claims);
+    cr_assert(asprintf(&claims,
+                       "{\"iss\":\"%s\",\"sub\":\"7\",\"aud\":\"chat\",\"iat\":%ld,\"nbf\":%ld,"
+                       "\"exp\":%ld,\"auth_time\":\"yesterday\"}",
+                       ISS, (long)NOW, (long)NOW, (long)NOW + 100) > 0);
+    expect_claims_reject(k, claims, "auth_time");
+    free(claims);
+    free(h);
+    auth_keys_free(k);
+    check_leaks();
+}
+
+/* The cache hands back auth_time on a hit as well. */
+Test(cache, hit_keeps_auth_time)
+{
+    auth_keys *k = new_keys();
+    auth_cache *cache = auth_cache_new(16);
+    char *tok = issue_login(k, NOW, NOW - 500, WEEK);
+    char err[200];
+    auth_claims c;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(auth_cache_verify(cache, k, tok, ISS, NOW, &c, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(c.auth_time, NOW - 500, "round %d", i);
+        auth_claims_clear(&c);
+    }
+    cr_assert_eq(auth_cache_hits(cache), 1);
+    mem_free(tok);
+    auth_cache_free(cache);
+    auth_keys_free(k);
+    check_leaks();
+}

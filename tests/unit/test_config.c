@@ -406,3 +406,40 @@ Test(config, listen_forms_and_flag_edges)
     unsetenv("CHATD_LOOPS");
     check_leaks();
 }
+
+/* --jwt-max-age (issue 9, item 11): default a week, env and flag, range,
+ * and listed by --help with its variable. */
+Test(config, jwt_max_age)
+{
+    chatd_config c;
+    char err[256];
+    char *none[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.jwt_max_age, 604800);
+    config_free(&c);
+    setenv("CHATD_JWT_MAX_AGE", "86400", 1);
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.jwt_max_age, 86400);
+    config_free(&c);
+    char *flag[] = {"chatd", "--jwt-max-age", "3600"};
+    cr_assert_eq(parse(&c, err, 3, flag), 0, "%s", err);
+    cr_assert_eq(c.jwt_max_age, 3600, "the flag wins");
+    config_free(&c);
+    unsetenv("CHATD_JWT_MAX_AGE");
+    char *bad[] = {"chatd", "--jwt-max-age", "0"};
+    cr_assert_eq(parse(&c, err, 3, bad), -1);
+    cr_assert(strstr(err, "--jwt-max-age"), "%s", err);
+    config_free(&c);
+
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    config_usage("chatd", f);
+    rewind(f);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    cr_assert(strstr(text, "--jwt-max-age") && strstr(text, "CHATD_JWT_MAX_AGE") &&
+                  strstr(text, "604800"),
+              "%s", text);
+}

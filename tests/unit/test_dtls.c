@@ -4,6 +4,7 @@
 #include "rtc/dtls.h"
 
 #include <criterion/criterion.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <string.h>
@@ -150,7 +151,7 @@ Test(dtls, fingerprint_matches_by_algorithm)
     X509_digest(x, EVP_sha1(), d1, &l);
     cr_assert(dtls_fingerprint_matches(x, "sha-256", d256, 32));
     cr_assert(dtls_fingerprint_matches(x, "SHA-256", d256, 32));
-    cr_assert(dtls_fingerprint_matches(x, "sha-1", d1, 20));
+    cr_assert_not(dtls_fingerprint_matches(x, "sha-1", d1, 20), "SHA-1 is never accepted");
     cr_assert_not(dtls_fingerprint_matches(x, "sha-1", d256, 32));
     cr_assert_not(dtls_fingerprint_matches(x, "sha-256", d256, 31));
     d256[0] ^= 0x80;
@@ -170,11 +171,7 @@ Test(dtls, fingerprint_matches_every_sdp_algorithm)
     const struct {
         const char *alg;
         const EVP_MD *md;
-    } algs[] = {{"sha-1", EVP_sha1()},
-                {"sha-224", EVP_sha224()},
-                {"SHA-256", EVP_sha256()},
-                {"sha-384", EVP_sha384()},
-                {"Sha-512", EVP_sha512()}};
+    } algs[] = {{"SHA-256", EVP_sha256()}, {"sha-384", EVP_sha384()}, {"Sha-512", EVP_sha512()}};
     for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
         uint8_t d[EVP_MAX_MD_SIZE];
         unsigned int l = 0;
@@ -196,6 +193,8 @@ Test(dtls, conn_refuses_a_fingerprint_it_cannot_hold)
     side s = {0};
     cr_assert_null(dtls_conn_new(id, 1, "sha-256", fp, 65, &cbs, &s), "65 bytes");
     cr_assert_null(dtls_conn_new(id, 1, "sha-256-and-more", fp, 32, &cbs, &s), "a long name");
+    cr_assert_null(dtls_conn_new(id, 1, "sha-1", fp, 20, &cbs, &s), "SHA-1 is too weak");
+    cr_assert_null(dtls_conn_new(id, 1, "sha-224", fp, 28, &cbs, &s), "SHA-224 is too weak");
     dtls_conn *c = dtls_conn_new(id, 1, "sha-512", fp, 64, &cbs, &s);
     cr_assert_not_null(c, "64 bytes (sha-512) fit");
     dtls_conn_free(c);
@@ -324,4 +323,127 @@ Test(dtls, short_forged_record_does_not_end_the_association)
         cr_assert_eq(p.b.got_len, 5, "after a %u-byte record", len);
         pair_free(&p);
     }
+}
+
+/* ---- renegotiation: refused (issue 9, item 10) ---- */
+
+/* A plain OpenSSL DTLS server on memory BIOs, for a peer chatd does not
+ * control: it asks chatd's client to renegotiate. */
+typedef struct {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    BIO *in, *out;
+    EVP_PKEY *key;
+    X509 *cert;
+    int handshakes; /* SSL_CB_HANDSHAKE_DONE seen */
+} raw_server;
+
+static raw_server *g_raw;
+
+static int accept_any(int ok, X509_STORE_CTX *x)
+{
+    (void)ok;
+    (void)x;
+    return 1;
+}
+
+static void raw_info(const SSL *ssl, int where, int ret)
+{
+    (void)ssl;
+    (void)ret;
+    if (where & SSL_CB_HANDSHAKE_DONE)
+        g_raw->handshakes++;
+}
+
+/* chatd's client sends: into the raw server's input. */
+static void raw_send(void *arg, const uint8_t *data, size_t len)
+{
+    (void)arg;
+    BIO_write(g_raw->in, data, (int)len);
+}
+
+/* Runs the raw server and carries its output to chatd's client. */
+static void raw_pump(raw_server *r, dtls_conn *client)
+{
+    for (int round = 0; round < 20; round++) {
+        char buf[256];
+        if (SSL_is_init_finished(r->ssl))
+            SSL_read(r->ssl, buf, sizeof buf); /* processes alerts and handshakes */
+        else
+            SSL_do_handshake(r->ssl);
+        ERR_clear_error();
+        uint8_t out[16384];
+        int n = BIO_read(r->out, out, sizeof out);
+        if (n > 0)
+            dtls_conn_input(client, out, (size_t)n);
+        else if (BIO_ctrl_pending(r->in) == 0)
+            break;
+    }
+}
+
+Test(dtls, renegotiation_requested_by_the_peer_is_refused)
+{
+    char err[256];
+    raw_server r = {0};
+    g_raw = &r;
+    r.key = EVP_EC_gen("P-256");
+    r.cert = X509_new();
+    cr_assert(r.key && r.cert);
+    X509_set_version(r.cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(r.cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(r.cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(r.cert), 3600);
+    X509_set_pubkey(r.cert, r.key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(r.cert), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"raw", -1, -1, 0);
+    X509_set_issuer_name(r.cert, X509_get_subject_name(r.cert));
+    cr_assert(X509_sign(r.cert, r.key, EVP_sha256()) > 0);
+    uint8_t fp[32];
+    unsigned int fplen = 0;
+    X509_digest(r.cert, EVP_sha256(), fp, &fplen);
+
+    r.ctx = SSL_CTX_new(DTLS_server_method());
+    cr_assert(r.ctx && SSL_CTX_use_certificate(r.ctx, r.cert) == 1 &&
+              SSL_CTX_use_PrivateKey(r.ctx, r.key) == 1);
+    SSL_CTX_set_verify(r.ctx, SSL_VERIFY_PEER, accept_any);
+    r.ssl = SSL_new(r.ctx);
+    r.in = BIO_new(BIO_s_mem());
+    r.out = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(r.in, -1);
+    BIO_set_mem_eof_return(r.out, -1);
+    SSL_set_bio(r.ssl, r.in, r.out);
+    SSL_set_options(r.ssl, SSL_OP_NO_QUERY_MTU);
+    SSL_set_mtu(r.ssl, 1400);
+    SSL_set_accept_state(r.ssl);
+    SSL_set_info_callback(r.ssl, raw_info);
+
+    dtls_identity *id = dtls_identity_new(err, sizeof err);
+    cr_assert_not_null(id, "%s", err);
+    side c = {0};
+    const dtls_callbacks rcbs = {raw_send, s_connected, s_data, s_failed, s_closed};
+    c.self = dtls_conn_new(id, 1, "sha-256", fp, 32, &rcbs, &c);
+    cr_assert_not_null(c.self);
+    dtls_conn_start(c.self);
+    raw_pump(&r, c.self);
+    cr_assert(c.connected, "handshake with a plain OpenSSL server: %s", c.why);
+    cr_assert_eq(r.handshakes, 1);
+
+    /* The server asks for a new handshake (HelloRequest). */
+    cr_assert_eq(SSL_renegotiate(r.ssl), 1);
+    SSL_do_handshake(r.ssl);
+    ERR_clear_error();
+    for (int i = 0; i < 5; i++)
+        raw_pump(&r, c.self);
+    /* The server counts writing its HelloRequest as a handshake done (2);
+     * a renegotiation chatd took part in would make 3 and clear pending. */
+    cr_assert(SSL_renegotiate_pending(r.ssl) && r.handshakes == 2,
+              "chatd's side renegotiated (%d handshakes, pending %d)", r.handshakes,
+              (int)SSL_renegotiate_pending(r.ssl));
+
+    dtls_conn_free(c.self);
+    dtls_identity_free(id);
+    SSL_free(r.ssl);
+    SSL_CTX_free(r.ctx);
+    X509_free(r.cert);
+    EVP_PKEY_free(r.key);
 }

@@ -73,13 +73,13 @@ Test(keyfile, parent_is_a_file)
 
 Test(keyfile, dangling_symlink_is_not_overwritten)
 {
-    /* open() finds nothing there, but O_EXCL refuses to create through the
-     * link: both rounds end in "cannot create", never in writing elsewhere */
+    /* open() with O_NOFOLLOW refuses the link itself (and O_EXCL would
+     * refuse to create through it): never writing elsewhere */
     char path[128], target[128];
     snprintf(path, sizeof path, "%s/key.pem", dir);
     snprintf(target, sizeof target, "%s/elsewhere.pem", dir);
     cr_assert_eq(symlink(target, path), 0);
-    refused(path, "cannot create key file");
+    refused(path, "symbolic link");
     cr_assert_neq(access(target, F_OK), 0, "nothing was written through the link");
     check_leaks();
 }
@@ -167,5 +167,50 @@ Test(keyfile, oversized_and_unnamed)
     /* a path that names a folder: nothing to open, nothing can be created */
     snprintf(path, sizeof path, "%s/newdir/", dir);
     refused(path, "cannot create key file");
+    check_leaks();
+}
+
+/* A key file that is a symbolic link is refused (O_NOFOLLOW), even when it
+ * points at a good private key: someone who can write the data directory
+ * must not choose the key chatd signs with. */
+Test(keyfile, symlink_to_a_good_key_refused)
+{
+    char real[128], path[128], err[400] = "";
+    snprintf(real, sizeof real, "%s/real.pem", dir);
+    snprintf(path, sizeof path, "%s/key.pem", dir);
+    auth_keys *k = auth_keys_load_or_create(real, err, sizeof err);
+    cr_assert_not_null(k, "%s", err);
+    auth_keys_free(k);
+    cr_assert_eq(symlink(real, path), 0);
+    refused(path, "symbolic link");
+    check_leaks();
+}
+
+/* A private key file that belongs to another user is refused: only the
+ * user chatd runs as may have written it. As root the test gives the file
+ * away; as anyone else a root-owned file is at hand. */
+Test(keyfile, another_users_file_refused)
+{
+    char path[128], err[400] = "";
+    snprintf(path, sizeof path, "%s/key.pem", dir);
+    auth_keys *k = auth_keys_load_or_create(path, err, sizeof err);
+    cr_assert_not_null(k, "%s", err);
+    auth_keys_free(k);
+    if (geteuid() == 0) {
+        cr_assert_eq(chown(path, 65534, 65534), 0, "chown: %s", strerror(errno));
+        refused(path, "belongs to uid 65534");
+    } else {
+        refused("/etc/passwd", "belongs to uid 0");
+    }
+    check_leaks();
+}
+
+/* A FIFO where the key should be: refused at once, not waited on. */
+Test(keyfile, fifo_refused_without_blocking, .timeout = 10)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/key.pem", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    refused(path, "not a regular file");
     check_leaks();
 }

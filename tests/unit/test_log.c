@@ -94,3 +94,38 @@ Test(log, level_names)
     cr_assert_eq(log_level_parse("verbose"), -1);
     cr_assert_eq(log_level_parse(""), -1);
 }
+
+/* log_safe: what a stranger sends reaches the log escaped and capped. */
+Test(log, safe_escapes_and_caps_untrusted_text)
+{
+    char q[LOG_SAFE_LEN];
+    cr_assert_str_eq(log_safe(q, sizeof q, "sha-256"), "sha-256");
+    cr_assert_str_eq(log_safe(q, sizeof q, NULL), "(null)");
+    cr_assert_str_eq(log_safe(q, sizeof q, ""), "");
+    /* ESC[2K ESC[1A: the line-erasing trick of issue 9 item 9; a newline
+     * would forge a second line. */
+    cr_assert_str_eq(log_safe(q, sizeof q, "\x1b[2K\x1b[1Afake\nERROR x"),
+                     "\\x1b[2K\\x1b[1Afake\\x0aERROR x");
+    cr_assert_str_eq(log_safe(q, sizeof q, "a\"b\\c\x7f"), "a\\\"b\\\\c\\x7f");
+    /* U+202E (right-to-left override) and é: every non-ASCII byte. */
+    cr_assert_str_eq(log_safe(q, sizeof q, "\xe2\x80\xae\xc3\xa9"), "\\xe2\\x80\\xae\\xc3\\xa9");
+    cr_assert_str_eq(log_safe_n(q, sizeof q, "a\0b", 3), "a\\x00b");
+
+    /* Capped: exactly cap - 1 fits whole; one more is cut with "...",
+     * never inside an escape. */
+    char big[LOG_SAFE_LEN + 1];
+    memset(big, 'x', sizeof big);
+    big[LOG_SAFE_LEN - 1] = '\0';
+    cr_assert_str_eq(log_safe(q, sizeof q, big), big);
+    big[LOG_SAFE_LEN - 1] = 'x';
+    big[LOG_SAFE_LEN] = '\0';
+    log_safe(q, sizeof q, big);
+    cr_assert_eq(strlen(q), LOG_SAFE_LEN - 1);
+    cr_assert_str_eq(q + strlen(q) - 3, "...");
+    char ctl[100];
+    memset(ctl, 1, sizeof ctl - 1);
+    ctl[sizeof ctl - 1] = '\0';
+    char small[16];
+    log_safe(small, sizeof small, ctl);
+    cr_assert_str_eq(small, "\\x01\\x01\\x01...", "whole escapes only");
+}

@@ -89,14 +89,15 @@ Test(sdp, session_level_attributes_are_defaults)
 {
     const char *offer =
         "v=0\r\ns=-\r\na=ice-ufrag:sess\r\na=ice-pwd:0123456789012345678901\r\n"
-        "a=fingerprint:sha-1 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33\r\n"
+        "a=fingerprint:sha-384 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:"
+        "66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n"
         "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:data\r\n";
     sdp_description d;
     char err[256];
     cr_assert_eq(sdp_parse(offer, strlen(offer), &d, err, sizeof err), 0, "%s", err);
     cr_assert_str_eq(d.ice_ufrag, "sess");
-    cr_assert_str_eq(d.fingerprint_alg, "sha-1");
-    cr_assert_eq(d.fingerprint_len, 20);
+    cr_assert_str_eq(d.fingerprint_alg, "sha-384");
+    cr_assert_eq(d.fingerprint_len, 48);
     cr_assert_str_eq(d.mid, "data");
     cr_assert_eq(d.setup, SDP_SETUP_NONE);
 }
@@ -170,7 +171,7 @@ Test(sdp, rejects_bad_values)
         {"a=sctp-port:5000", "a=sctp-port:70000", "sctp-port"},
         {"a=sctp-port:5000", "a=sctp-port:", "sctp-port"},
         {"a=max-message-size:262144", "a=max-message-size:big", "max-message-size"},
-        {"sha-256 6B:8B", "md5 6B:8B", "unsupported fingerprint"},
+        {"sha-256 6B:8B", "md5 6B:8B", "too weak"},
         {"sha-256 6B:8B", "sha-256 6B8B", "fingerprint"},
         {"sha-256 6B:8B", "sha-256 ZZ:8B", "fingerprint"},
         {"UDP/DTLS/SCTP webrtc-datachannel", "RTP/SAVPF 111", "unsupported transport"},

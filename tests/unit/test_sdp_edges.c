@@ -72,7 +72,7 @@ Test(sdp_edges, every_fingerprint_algorithm)
     const struct {
         const char *alg;
         int len;
-    } algs[] = {{"sha-1", 20}, {"SHA-224", 28}, {"sha-256", 32}, {"sha-384", 48}, {"sha-512", 64}};
+    } algs[] = {{"sha-256", 32}, {"SHA-384", 48}, {"sha-512", 64}};
     for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
         sdp_description d;
         char err[200] = "";
@@ -81,12 +81,48 @@ Test(sdp_edges, every_fingerprint_algorithm)
         cr_assert_eq(d.fingerprint_len, (size_t)algs[i].len);
         refused(9, fingerprint(algs[i].alg, algs[i].len - 1), "malformed");
     }
-    refused(9, fingerprint("md5", 16), "unsupported fingerprint algorithm");
+    refused(9, fingerprint("sha-3000", 16), "unsupported fingerprint algorithm");
     refused(9, "a=fingerprint:sha-256", "malformed fingerprint");
     refused(9, "a=fingerprint:averyveryverylongalgorithmname AB", "malformed fingerprint");
     static char huge[600];
     snprintf(huge, sizeof huge, "a=fingerprint:sha-256 %0500d", 0);
     refused(9, huge, "fingerprint too long");
+}
+
+/* SHA-1 and SHA-224 (and MD5, MD2) are weaker than SHA-256: alone they are
+ * refused; beside a strong fingerprint they are ignored, not obeyed. */
+Test(sdp_edges, weak_fingerprint_algorithms_refused)
+{
+    const struct {
+        const char *alg;
+        int len;
+    } weak[] = {{"sha-1", 20}, {"SHA-224", 28}, {"md5", 16}, {"md2", 16}};
+    for (size_t i = 0; i < sizeof weak / sizeof weak[0]; i++) {
+        refused(9, fingerprint(weak[i].alg, weak[i].len), "too weak");
+        sdp_description d;
+        char err[200] = "";
+        cr_assert_eq(parse_with(10, fingerprint(weak[i].alg, weak[i].len), &d, err), 0,
+                     "%s beside sha-256: %s", weak[i].alg, err);
+        cr_assert_str_eq(d.fingerprint_alg, "sha-256");
+        cr_assert_eq(d.fingerprint_len, 32);
+    }
+}
+
+/* Text from the offer quoted in an error is escaped: no raw control
+ * character reaches the log (or the HTTP error) through sdp_parse. */
+Test(sdp_edges, quoted_offer_text_is_escaped)
+{
+    sdp_description d;
+    char err[200] = "";
+    cr_assert_eq(parse_with(9, "a=fingerprint:\x1b[2K\x07x AB:CD", &d, err), -1);
+    cr_assert_not_null(strstr(err, "\\x1b[2k\\x07x"), "%s", err); /* lower-cased */
+    cr_assert_null(strchr(err, 0x1b));
+    cr_assert_eq(parse_with(4, "m=application 9 \x1b]0;owned\x07 webrtc-datachannel", &d, err), -1);
+    cr_assert_not_null(strstr(err, "\\x1b]0;owned\\x07"), "%s", err);
+    cr_assert_eq(parse_with(4, "m=application 9 UDP/DTLS/SCTP web\xe2\x80\xaertc", &d, err), -1);
+    cr_assert_not_null(strstr(err, "web\\xe2\\x80\\xaertc"), "%s", err);
+    for (const char *c = err; *c; c++)
+        cr_assert((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f, "raw byte in '%s'", err);
 }
 
 Test(sdp_edges, long_values_and_bad_numbers)

@@ -1418,3 +1418,153 @@ Test(service, room_messages_response_is_capped_in_bytes)
     cr_assert_null(strstr(r.body, "\"more\""), "%.80s", r.body);
     mem_free(r.body);
 }
+
+/* ---------- a full log queue (issue 9, item 7) ---------- */
+
+/* The log queue is over its budget: a post is REFUSED with UNAVAILABLE
+ * ("the log is catching up", retry_in_ms) and reaches nobody, so nothing
+ * is delivered that the log could lose; /api/health says the database is
+ * degraded. Once the queue has room again, posts go through. */
+Test(service, full_log_queue_refuses_posts_and_says_so)
+{
+    char *t = NULL;
+    rtc_peer *a = join("lobby", &t);
+    rtc_peer *b = join("lobby", NULL);
+    store_set_queue_limit(g_db, 1); /* nothing fits */
+    size_t before_b = sent_count(b);
+    post(a, t, "held back", "r1");
+    json_t *e = expect(a, "error", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), "UNAVAILABLE");
+    cr_assert(strstr(json_string_value(json_object_get(e, "message")), "catching up"), "%s",
+              json_string_value(json_object_get(e, "message")));
+    cr_assert_gt(json_integer_value(json_object_get(e, "retry_in_ms")), 0);
+    cr_assert(json_is_false(json_object_get(e, "fatal")));
+    cr_assert_str_eq(json_string_value(json_object_get(e, "ref")), "r1");
+    json_decref(e);
+    pump_for(20);
+    cr_assert_eq(find_type(b, "message", before_b), -1, "a refused post reached the room");
+    cr_assert_eq(find_type(a, "message", 0), -1);
+    cr_assert(store_full(g_db));
+
+    int status;
+    char *h = route_text(chat_http_app.health, &status);
+    cr_assert_eq(status, 503, "%s", h);
+    cr_assert(strstr(h, "\"database\":\"degraded\""), "%s", h);
+    g_free(h);
+
+    store_set_queue_limit(g_db, LIMIT_STORE_QUEUE_BYTES);
+    cr_assert(!store_full(g_db));
+    post(a, t, "now it goes", "r2");
+    json_t *m = expect(b, "message", before_b);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "text")), "now it goes");
+    json_decref(m);
+    h = route_text(chat_http_app.health, &status);
+    cr_assert_eq(status, 200, "%s", h);
+    g_free(h);
+    store_flush(g_db, 5000);
+    g_free(t);
+}
+
+/* Auto posts pause while the log is full, and come back after. */
+Test(service, auto_posts_pause_while_the_log_is_full)
+{
+    close_service();
+    g_cfg.auto_post_max_ms = 2;
+    open_service();
+    rtc_peer *a = join("lobby", NULL);
+    json_decref(expect(a, "message", 0)); /* auto posts flow */
+    char *t = NULL;
+    rtc_peer *b = join("lobby", &t);
+    store_set_queue_limit(g_db, 1);
+    post(b, t, "fills it", "r"); /* refused: the queue is now marked full */
+    json_decref(expect(b, "error", 0));
+    cr_assert(store_full(g_db));
+    pump_for(30); /* auto posts already on their way are done */
+    size_t mark = sent_count(a);
+    pump_for(100);
+    cr_assert_eq(find_type(a, "message", mark), -1, "an auto post while the log was full");
+    cr_assert_eq(find_type(a, "error", mark), -1, "auto posts pause silently");
+    store_set_queue_limit(g_db, LIMIT_STORE_QUEUE_BYTES);
+    json_decref(expect(a, "message", mark));
+    g_free(t);
+}
+
+/* ---------- login age (issue 9, item 11) ---------- */
+
+#define WEEK 604800L
+
+/* A resumed session's token keeps the login's auth_time, and its exp never
+ * passes auth_time + --jwt-max-age. */
+Test(service, resume_keeps_auth_time_and_caps_exp)
+{
+    g_svc->cfg.jwt_max_age = WEEK;
+    time_t login = time(NULL) - WEEK + 600; /* ten minutes of the week left */
+    http_reply reply = {0};
+    cr_assert(offer_slots_take(g_svc->slots, &reply));
+    chat_session *s = chat_session_new(g_svc, "lobby", "127.0.0.1:5000", 2);
+    cr_assert_not_null(s);
+    chat_session_resume_login(s, login);
+    rtc_peer *p = peer_new();
+    p->user = s;
+    g_peers[g_npeers++] = p;
+    p->cb->on_open(p, s);
+    json_t *w = expect(p, "welcome", 0);
+    auth_claims c;
+    char err[256];
+    cr_assert_eq(auth_token_verify(g_keys, json_string_value(json_object_get(w, "token")),
+                                   "http://chatd.test", time(NULL), &c, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(c.auth_time, login, "the login's start is kept");
+    cr_assert_eq(c.exp, login + WEEK, "exp capped at the login's end, not now + ttl");
+    auth_claims_clear(&c);
+    json_decref(w);
+
+    /* A new login starts now and gets the full ttl. */
+    char *t = NULL;
+    rtc_peer *q = join("lobby", &t);
+    (void)q;
+    time_t now = time(NULL);
+    cr_assert_eq(auth_token_verify(g_keys, t, "http://chatd.test", now, &c, err, sizeof err), 0);
+    cr_assert_geq(c.auth_time, now - 5);
+    cr_assert_eq(c.exp, c.iat + 3600);
+    auth_claims_clear(&c);
+    g_free(t);
+}
+
+/* POST /api/rtc with the bearer token of a login older than --jwt-max-age:
+ * 401 INVALID_TOKEN that says why, however fresh the token itself is. */
+Test(service, bearer_of_an_expired_login_is_refused)
+{
+    g_svc->cfg.jwt_max_age = WEEK;
+    time_t now = time(NULL);
+    /* Signed with max age off, as a chatd with a larger --jwt-max-age
+     * would have: only the check at the door stops it. */
+    auth_claims_in in = {.iss = "http://chatd.test",
+                         .sub = "2",
+                         .ttl_seconds = 3600,
+                         .now = now,
+                         .auth_time = now - WEEK - 1};
+    char *tok = NULL, err[256];
+    cr_assert_eq(auth_token_issue(g_keys, &in, &tok, err, sizeof err), 0, "%s", err);
+    http_request req = {.remote = "127.0.0.1:6000",
+                        .bearer = tok,
+                        .content_type = "application/sdp",
+                        .body = "v=0",
+                        .body_len = 3};
+    http_reply r = {0};
+    chat_http_app.rtc_offer(g_svc, &req, &r);
+    cr_assert_eq(r.status, 401);
+    cr_assert(strstr(r.body, "INVALID_TOKEN") && strstr(r.body, "sign in again"), "%s", r.body);
+    mem_free(r.body);
+    mem_free(tok);
+
+    /* The same login a minute younger gets past the token check. */
+    in.auth_time = now - WEEK + 60;
+    cr_assert_eq(auth_token_issue(g_keys, &in, &tok, err, sizeof err), 0, "%s", err);
+    req.bearer = tok;
+    r = (http_reply){0};
+    chat_http_app.rtc_offer(g_svc, &req, &r);
+    cr_assert_neq(r.status, 401, "%.*s", (int)r.body_len, r.body);
+    mem_free(r.body);
+    mem_free(tok);
+}

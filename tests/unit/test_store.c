@@ -1157,3 +1157,173 @@ Test(sqlite, disk_full, .init = quiet, .fini = sqlite_fini)
     store_close(s);
     cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), 1000, "nothing lost");
 }
+
+/* ---- the queue's budget (issue 9, item 7) ---- */
+
+static store_put_result try_msg(store *s, const char *room, int64_t id)
+{
+    store_message m = {.id = id,
+                       .room = room,
+                       .user_id = 1,
+                       .source = "manual",
+                       .body = "a post of some length, like the ones people write",
+                       .user_name = "Leanne Graham",
+                       .user_username = "Bret"};
+    return store_put_message(s, &m);
+}
+
+/* With the database locked, the queue fills to its budget and then REFUSES
+ * (STORE_PUT_FULL, store_full, queue_full) instead of growing; users and
+ * sessions still fit in the reserve, then are refused too; every accepted
+ * row is written once the database is back, and posting resumes. */
+Test(sqlite, full_queue_refuses_and_loses_nothing, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup();
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    store_set_queue_limit(s, 16 * 1024);
+
+    sqlite3 *other;
+    cr_assert_eq(sqlite3_open(url + 9, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+
+    int accepted = 0;
+    store_put_result r = STORE_PUT_OK;
+    for (int i = 0; i < 10000 && r == STORE_PUT_OK; i++) {
+        r = try_msg(s, "lobby", store_next_message_id(s));
+        accepted += r == STORE_PUT_OK;
+    }
+    cr_assert_eq(r, STORE_PUT_FULL, "a full queue refuses with its own result");
+    cr_assert_gt(accepted, 10);
+    cr_assert(store_full(s));
+    store_stats st;
+    store_get_stats(s, &st);
+    cr_assert(st.queue_full);
+    cr_assert_leq(st.queue_bytes, st.queue_limit, "%zu bytes queued over a %zu budget",
+                  st.queue_bytes, st.queue_limit);
+    cr_assert_eq(st.queue_depth, (size_t)accepted);
+    cr_assert_eq(st.rows_refused, 1);
+    cr_assert_eq(try_msg(s, "lobby", store_next_message_id(s)), STORE_PUT_FULL);
+
+    /* Joins and leaves are still recorded, within the reserve, then not. */
+    cr_assert_eq(store_session_start(s, "sess-1", 1, "127.0.0.1", NULL), STORE_PUT_OK);
+    r = STORE_PUT_OK;
+    int sessions = 1;
+    for (int i = 0; i < 10000 && r == STORE_PUT_OK; i++) {
+        r = store_session_end(s, "sess-1", "closed", NULL);
+        sessions += r == STORE_PUT_OK;
+    }
+    cr_assert_eq(r, STORE_PUT_FULL);
+    store_get_stats(s, &st);
+    cr_assert_leq(st.queue_bytes, st.queue_limit + st.queue_limit / 8);
+
+    /* Reads still see every queued row. */
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "lobby", 1000, 0, &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, (size_t)accepted);
+    cr_assert_eq(first_gap(m, n), 0);
+    store_messages_free(m);
+
+    cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    cr_assert_eq(store_flush(s, 30000), 0);
+    cr_assert(!store_full(s), "posting resumes once the log caught up");
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages"), accepted,
+                 "every accepted row was written");
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM sessions"), 1);
+    cr_assert_eq(try_msg(s, "lobby", store_next_message_id(s)), STORE_PUT_OK);
+    store_get_stats(s, &st);
+    cr_assert_eq(st.queue_full, 0);
+    store_close(s);
+}
+
+/* Queued rows arrive slightly out of id order (two event loops) and are
+ * read through the per-room index: newest `limit` below `before`, sorted,
+ * never another room's, and gone from the index once written. */
+Test(sqlite, queued_reads_sorted_by_id_per_room, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup();
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    sqlite3 *other;
+    cr_assert_eq(sqlite3_open(url + 9, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+
+    int64_t id[300];
+    for (int i = 0; i < 300; i++)
+        id[i] = store_next_message_id(s);
+    /* Pairs swapped, and every third row in another room. */
+    for (int i = 0; i < 300; i += 2) {
+        cr_assert_eq(try_msg(s, (i + 1) % 3 ? "lobby" : "b", id[i + 1]), STORE_PUT_OK);
+        cr_assert_eq(try_msg(s, i % 3 ? "lobby" : "b", id[i]), STORE_PUT_OK);
+    }
+    store_message *m;
+    size_t n;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "lobby", 20, id[250], &m, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 20);
+    for (size_t k = 1; k < n; k++)
+        cr_assert_lt(m[k - 1].id, m[k].id, "newest last, sorted");
+    cr_assert_lt(m[n - 1].id, id[250]);
+    for (size_t k = 0; k < n; k++)
+        cr_assert_neq((m[k].id - id[0]) % 3, 0, "row %lld is room b's", (long long)m[k].id);
+    /* id[249] is room b's (249 % 3 == 0): the newest of lobby below id[250]
+     * is id[248]. */
+    cr_assert_eq(m[n - 1].id, id[248]);
+    store_messages_free(m);
+    cr_assert_eq(store_recent_messages(s, "b", 1000, 0, &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 100);
+    store_messages_free(m);
+
+    cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    cr_assert_eq(store_flush(s, 30000), 0);
+    cr_assert_eq(store_recent_messages(s, "b", 1000, 0, &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 100, "written rows once, from the database");
+    store_messages_free(m);
+    store_close(s);
+}
+
+/* ---- file modes (issue 9, item 10) ---- */
+
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "stat %s: %s", path, strerror(errno));
+    return st.st_mode & 0777;
+}
+
+/* chat.db and its -wal/-shm hold emails and addresses: 0600 even under a
+ * permissive umask, in a 0700 folder; a file left 0644 by an older chatd is
+ * narrowed. */
+Test(sqlite, database_files_are_private, .init = quiet, .fini = sqlite_fini)
+{
+    alarm(60);
+    const char *url = sqlite_setup(); /* sqlite://DIR/sub/chat.db */
+    mode_t old = umask(0);
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/sub", g_dir);
+    cr_assert_eq(mode_of(path), 0700, "data folder %o", mode_of(path));
+    cr_assert_eq(mode_of(url + 9), 0600, "chat.db %o", mode_of(url + 9));
+    snprintf(path, sizeof path, "%s-wal", url + 9);
+    cr_assert_eq(mode_of(path), 0600, "-wal %o", mode_of(path));
+    snprintf(path, sizeof path, "%s-shm", url + 9);
+    cr_assert_eq(mode_of(path), 0600, "-shm %o", mode_of(path));
+    store_close(s);
+
+    cr_assert_eq(chmod(url + 9, 0644), 0);
+    s = open_ok(url);
+    cr_assert_eq(mode_of(url + 9), 0600, "an old world-readable chat.db is narrowed");
+    store_close(s);
+    umask(old);
+}
