@@ -259,6 +259,9 @@ static void http_metrics(void *app, http_reply *reply)
                            atomic_load(&svc->messages_auto), atomic_load(&svc->messages_manual));
     COUNTER("chatd_posts_refused_total", "Manual posts refused (token, rate).",
             atomic_load(&svc->posts_refused));
+    COUNTER("chatd_messages_over_budget_total",
+            "Client messages dropped unread over the session budget (20/s, burst 40).",
+            atomic_load(&svc->messages_over_budget));
     COUNTER("chatd_draws_total", "User draws.", atomic_load(&svc->draws));
     COUNTER("chatd_draws_failed_total", "User fetches that failed.",
             atomic_load(&svc->draws_failed));

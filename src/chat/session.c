@@ -580,13 +580,13 @@ static int within_budget(session *s)
     if (ratelimit_bucket_take(&s->budget, (double)rate, burst, now, &retry))
         return 1;
     s->over_budget++;
+    atomic_fetch_add(&s->svc->messages_over_budget, 1);
     if (s->over_budget_ms != 0 && now - s->over_budget_ms < 1000)
         return 0;
     char msg[160];
     snprintf(msg, sizeof msg,
              "over %ld messages a second: %ld message%s ignored since the last notice", rate,
              s->over_budget, s->over_budget == 1 ? "" : "s");
-    atomic_fetch_add(&s->svc->messages_over_budget, (unsigned long)s->over_budget);
     s->over_budget = 0;
     s->over_budget_ms = now;
     send_error(s, "RATE_LIMITED", msg, retry, 0, NULL);

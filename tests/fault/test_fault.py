@@ -773,11 +773,16 @@ def peer_frozen_without_closing():
 @test(timeout=60)
 def flooding_client_is_rate_limited():
     """One client posts 100 lines at once: it gets RATE_LIMITED for most of
-    them, while every post of two other clients reaches everyone."""
+    them, while every post of two other clients reaches everyone. Version
+    2: the session's message budget (20/s, burst 40) takes the first 40,
+    of which the post rate (burst 5, 1/s) lets 5 through and refuses the
+    rest one by one (with their ref); the 60 over the budget are dropped
+    unread, told with one RATE_LIMITED a second (no ref)."""
     d = start_chatd("fault_flood", real_jp(), *QUIET)
     try:
         flooder, b, c = joined_clients(d.url, 3)
         refused_before = metric(d, "chatd_posts_refused_total")
+        over_before = metric(d, "chatd_messages_over_budget_total")
         n_flood = 100
         t0 = time.monotonic()
         writer = flooder.send_many([f"flood {i}" for i in range(n_flood)])
@@ -789,13 +794,24 @@ def flooding_client_is_rate_limited():
                 sent.append(text)
             time.sleep(0.25)
         writer.join(10)
-        wait_until(lambda: len([x for x in flooder.msgs() if x.get("ref") is not None])
-                   >= n_flood, 20, "an answer to every flood post")
+
+        def accounted():
+            answered = len([x for x in flooder.msgs() if x.get("ref") is not None])
+            dropped = metric(d, "chatd_messages_over_budget_total") - over_before
+            return answered + dropped >= n_flood
+        wait_until(accounted, 20, "every flood post answered or counted over the budget")
         took = time.monotonic() - t0
         mine = [x for x in flooder.msgs() if x.get("ref") is not None]
         limited = [x for x in mine if x.get("type") == "error"]
         passed = [x for x in mine if is_msg(x)]
-        check(len(mine) == n_flood, f"{len(mine)} answers to {n_flood} posts")
+        over = metric(d, "chatd_messages_over_budget_total") - over_before
+        notices = [x for x in flooder.msgs() if x.get("type") == "error" and x.get("ref") is None
+                   and x.get("code") == "RATE_LIMITED"]
+        check(len(mine) + over == n_flood, f"{len(mine)} answered + {over} over the budget, "
+                                           f"for {n_flood} posts")
+        check(40 <= len(mine) <= 40 + 20 * (took + 1), f"{len(mine)} answered within the "
+                                                       f"budget of 40 + 20/s in {took:.1f} s")
+        check(1 <= len(notices) <= took + 2, f"{len(notices)} notices for {over} dropped")
         check(all(x.get("code") == "RATE_LIMITED" and x.get("retry_in_ms", 0) > 0
                   and x.get("fatal") is False for x in limited), f"errors {limited[:3]}")
         # burst 5, then 1 post/s
@@ -821,8 +837,9 @@ def flooding_client_is_rate_limited():
         check(d.term() == 0, "chatd exit status after SIGTERM")
         rows = {str(r[0]) for r in db_rows(d, "select id from messages")}
         check(ids <= rows, f"delivered ids missing from messages: {sorted(ids - rows)[:5]}")
-        print(f"    flood: {len(passed)} of {n_flood} passed, {len(limited)} RATE_LIMITED "
-              f"in {took:.1f} s", flush=True)
+        print(f"    flood: {len(passed)} of {n_flood} passed, {len(limited)} RATE_LIMITED, "
+              f"{over} over the session budget ({len(notices)} notices) in {took:.1f} s",
+              flush=True)
     finally:
         stop_chatd(d)
 
