@@ -56,7 +56,6 @@ import asyncio
 import base64
 import json
 import os
-import random
 import signal
 import socket
 import statistics
@@ -67,8 +66,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
-from harness import (PY, ROOT, Chatd, Client, Failure, PrivatePostgres, check,  # noqa: E402
-                     http, run, start_chatd, test, url_port, wait_until)
+from harness import (PY, ROOT, Chatd, Client, Failure, JsonClient, PrivatePostgres,  # noqa: E402
+                     check, distinct_clients, run, start_chatd, test, url_port,
+                     wait_until)
 
 # The harness lifts --offer-rate for the other suites (all their clients
 # come from 127.0.0.1); here every chatd runs with the contract's default.
@@ -106,54 +106,6 @@ def figure(name, text):
 
 def metric(d, name):
     return d.metrics().get(name, 0.0)
-
-
-class JsonClient(Client):
-    """chat-client --json: every message from chatd is one JSON line."""
-
-    def __init__(self, url, *args):
-        super().__init__(url, "--json", *args)
-
-    def msgs(self):
-        with self.cond:
-            lines = list(self.lines)
-        out = []
-        for ln in lines:
-            try:
-                out.append(json.loads(ln))
-            except ValueError:
-                out.append({"unparsed": ln})
-        return out
-
-    def wait_msg(self, pred, timeout=15, what="message"):
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in self.msgs():
-                if pred(m):
-                    return m
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise Failure(f"no {what} within {timeout} s; got {self.msgs()[-4:]}, "
-                              f"stderr {self.err_lines[-4:]}")
-            with self.cond:
-                self.cond.wait(0.2)
-
-    def welcome(self, timeout=20):
-        return self.wait_msg(lambda m: m.get("type") == "welcome", timeout, "welcome")
-
-
-def distinct_clients(url, n, tries=15):
-    got = []
-    for _ in range(tries):
-        c = JsonClient(url)
-        c.wait_connected()
-        uid = c.welcome()["user"]["id"]
-        if all(o.welcome()["user"]["id"] != uid for o in got):
-            got.append(c)
-            if len(got) == n:
-                return got
-        else:
-            c.finish()
-    raise Failure(f"no {n} distinct users in {tries} connections")
 
 
 def request(port, data, source, timeout=10):

@@ -15,7 +15,7 @@
 //
 // Prints "ok NAME" or "FAIL NAME: reason" per test and ends with
 // "N passed, N failed, N skipped". Exits 1 on any failure.
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../lib/chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -85,11 +85,7 @@ function waitManual(page, text, timeout) {
   }, text, { timeout }).then((h) => h.jsonValue());
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 
 let exitCode = 1;
 try {

@@ -45,8 +45,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
-from harness import (PY, ROOT, Client, Failure, PrivatePostgres, Skip, check,  # noqa: E402
-                     free_port, http, run, test, wait_until)
+from harness import (PY, ROOT, Failure, JsonClient, PrivatePostgres, Skip,  # noqa: E402
+                     check, distinct_clients, free_port, http, run, test, wait_until)
 
 FAULTAPI = os.path.join(ROOT, "tests", "fault", "faultapi.py")
 QUIET = ("--auto-post-max-ms", "600000")  # no auto post during a short test
@@ -180,59 +180,9 @@ def check_api_errors_recorded(d, path_re, want_rows, want_status, error_re):
 # clients
 
 
-class JsonClient(Client):
-    """chat-client --json: every message from chatd is one JSON line."""
-
-    def __init__(self, url, *args):
-        super().__init__(url, "--json", *args)
-
-    def msgs(self):
-        with self.cond:
-            lines = list(self.lines)
-        return [json.loads(ln) for ln in lines]
-
-    def wait_msg(self, pred, timeout=15, what="message"):
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in self.msgs():
-                if pred(m):
-                    return m
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None and not any(pred(m)
-                                                                   for m in self.msgs()):
-                raise Failure(f"no {what} within {timeout} s; got {self.msgs()[-5:]}, "
-                              f"stderr {self.err_lines[-5:]}")
-            with self.cond:
-                self.cond.wait(min(left, 0.2))
-
-    def welcome(self, timeout=20):
-        return self.wait_msg(lambda m: m.get("type") == "welcome", timeout, "welcome")
-
-    def session_id(self):
-        return self.welcome()["session"]
-
-    def exit_status(self, timeout=20):
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise Failure(f"chat-client still running after {timeout} s: {self.err_lines[-5:]}")
-
-
 def joined_clients(url, n, tries=12):
-    """N connected chat-clients with N different users (a draw may repeat a
-    user, and the rate limit is per user)."""
-    got = []
-    for _ in range(tries):
-        c = JsonClient(url)
-        c.wait_connected()
-        uid = c.welcome()["user"]["id"]
-        if all(o.welcome()["user"]["id"] != uid for o in got):
-            got.append(c)
-            if len(got) == n:
-                return got
-        else:
-            c.finish()
-    raise Failure(f"no {n} distinct users in {tries} connections")
+    """N connected chat-clients with N different users."""
+    return distinct_clients(url, n, tries)
 
 
 def is_msg(m, text=None):

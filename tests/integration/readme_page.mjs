@@ -2,14 +2,10 @@
 // as a person would after `make run`, and waits for the welcome: the user's
 // name shown and the status online. Exits 0 then, 1 otherwise. Run by
 // tests/integration/readme.sh inside a network namespace.
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../lib/chromium.mjs';
 
 const url = process.env.CHATD_URL || 'http://127.0.0.1:8080/';
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 let status = 1;
 try {
   const page = await browser.newPage();

@@ -24,12 +24,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
+import { launchChromium } from '../lib/chromium.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 process.chdir(ROOT);
-const require = createRequire(path.join(ROOT, 'package.json'));
-const { chromium } = require('playwright-core');
 
 const CHATD_BIN = process.env.CHATD_BIN || 'build/chatd';
 const CHAT_CLIENT_BIN = process.env.CHAT_CLIENT_BIN || 'build/chat-client';
@@ -39,8 +37,6 @@ const LOG_DIR = process.env.TEST_LOG_DIR || 'build/test-logs';
 const ARTIFACTS_DIR = process.env.ARTIFACTS_DIR || 'build/artifacts';
 const MAX_MESSAGE = 65536;
 
-const BASE_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const NO_MDNS = '--disable-features=WebRtcHideLocalIpsWithMdns';
 
 class TestFailure extends Error {}
@@ -219,8 +215,7 @@ function pageHarness() {
 class Browser {
   constructor(label, extraArgs) { this.label = label; this.extraArgs = extraArgs; this.consoleLines = []; }
   async start() {
-    this.browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
-      args: [...BASE_ARGS, ...this.extraArgs] });
+    this.browser = await launchChromium(this.extraArgs);
     this.page = await this.browser.newPage();
     this.page.on('console', (m) => this.consoleLines.push(`[${m.type()}] ${m.text()}`));
     this.page.on('pageerror', (e) => this.consoleLines.push(`[pageerror] ${e.message}`));

@@ -646,3 +646,57 @@ class Client:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise Failure(f"chat-client did not exit after end of input: {self.err_lines}")
+
+class JsonClient(Client):
+    """chat-client --json: every message from chatd is one JSON line."""
+
+    def __init__(self, url, *args):
+        super().__init__(url, "--json", *args)
+
+    def msgs(self):
+        with self.cond:
+            lines = list(self.lines)
+        return [json.loads(ln) for ln in lines]
+
+    def wait_msg(self, pred, timeout=15, what="message"):
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.msgs():
+                if pred(m):
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None and not any(pred(m)
+                                                                   for m in self.msgs()):
+                raise Failure(f"no {what} within {timeout} s; got {self.msgs()[-5:]}, "
+                              f"stderr {self.err_lines[-5:]}")
+            with self.cond:
+                self.cond.wait(min(left, 0.2))
+
+    def welcome(self, timeout=20):
+        return self.wait_msg(lambda m: m.get("type") == "welcome", timeout, "welcome")
+
+    def session_id(self):
+        return self.welcome()["session"]
+
+    def exit_status(self, timeout=20):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise Failure(f"chat-client still running after {timeout} s: {self.err_lines[-5:]}")
+
+
+def distinct_clients(url, n, tries=15):
+    """N connected JsonClients with N different users (a draw may repeat a
+    user, and the post rate limit is per user)."""
+    got = []
+    for _ in range(tries):
+        c = JsonClient(url)
+        c.wait_connected()
+        uid = c.welcome()["user"]["id"]
+        if all(o.welcome()["user"]["id"] != uid for o in got):
+            got.append(c)
+            if len(got) == n:
+                return got
+        else:
+            c.finish()
+    raise Failure(f"no {n} distinct users in {tries} connections")
