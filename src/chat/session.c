@@ -51,7 +51,19 @@ struct chat_session {
     int64_t over_budget_ms;  /* when that RATE_LIMITED went out; 0 = never */
     int64_t token_log_ms;    /* last "post refused" log line; 0 = never */
     long token_logs_skipped; /* lines not written since */
+    /* The join gate: the room's frames that reach the session between its
+     * subscription and its welcome (another loop publishing meanwhile) are
+     * held here and sent right after welcome and history, so the welcome
+     * is always the first message. `gate` is taken by every delivery (on
+     * the publisher's thread); the hold is bounded (JOIN_HOLD_MAX): past
+     * it the session is closed, never silently short of a message. */
+    GMutex gate;
+    int gate_open;
+    int gate_overflow;
+    GPtrArray *held; /* chat_frame*, a reference each */
 };
+
+#define JOIN_HOLD_MAX 1024
 
 typedef chat_session session;
 
@@ -69,6 +81,9 @@ static void session_unref(session *s)
         return;
     json_decref(s->user);
     json_decref(s->summary);
+    if (s->held)
+        g_ptr_array_unref(s->held);
+    g_mutex_clear(&s->gate);
     if (s->peer)
         rtc_peer_unref(s->peer);
     mem_free(s);
@@ -85,6 +100,8 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
     s->resume_user = resume_user;
     s->draw =
         (draw_state){.max_attempts = svc->cfg.draw_attempts, .base_ms = svc->cfg.draw_backoff_ms};
+    g_mutex_init(&s->gate);
+    s->held = g_ptr_array_new_with_free_func((GDestroyNotify)chat_frame_unref);
     snprintf(s->room, sizeof s->room, "%s", room);
     snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "");
     return s;
@@ -164,7 +181,35 @@ static void send_owned(session *s, char *json)
  * stops delivering before on_close lets the session go). */
 static void session_deliver(void *subscriber, chat_frame *f)
 {
-    send_text(subscriber, chat_frame_data(f), chat_frame_len(f));
+    session *s = subscriber;
+    g_mutex_lock(&s->gate);
+    if (s->gate_open) {
+        send_text(s, chat_frame_data(f), chat_frame_len(f));
+    } else if (s->held != NULL && s->held->len < JOIN_HOLD_MAX) {
+        g_ptr_array_add(s->held, chat_frame_ref(f));
+    } else {
+        s->gate_overflow = 1;
+    }
+    g_mutex_unlock(&s->gate);
+}
+
+/* Opens the join gate: welcome, history, then what was held, in order. */
+static void open_gate(session *s, char *welcome, char *history)
+{
+    g_mutex_lock(&s->gate);
+    send_owned(s, welcome);
+    send_owned(s, history);
+    for (guint i = 0; s->held && i < s->held->len; i++) {
+        chat_frame *f = g_ptr_array_index(s->held, i);
+        send_text(s, chat_frame_data(f), chat_frame_len(f));
+    }
+    if (s->held)
+        g_ptr_array_set_size(s->held, 0);
+    int overflow = s->gate_overflow;
+    s->gate_open = 1;
+    g_mutex_unlock(&s->gate);
+    if (overflow)
+        rtc_peer_close(s->peer, "more messages arrived while joining than could be held");
 }
 
 static void send_error(session *s, const char *code, const char *message, long retry_in_ms,
@@ -493,8 +538,7 @@ static void joined(session *s, void *unused)
         rtc_peer_close_gracefully(s->peer);
         return;
     }
-    send_owned(s, welcome);
-    send_owned(s, history);
+    open_gate(s, welcome, history);
     chat_room_presence(svc->rooms, s->room, "join", s->summary, s);
     store_session_start(svc->cfg.store, s->id, s->user_id, s->remote, s->started);
     s->session_logged = 1;
