@@ -1,5 +1,12 @@
 /*
  * session — see session.h.
+ *
+ * Why one file of about 720 lines: everything here runs on the session's
+ * loop and reads the session struct under that one rule (the join gate and
+ * the reference count are the only parts other threads touch); the
+ * message budget, the post rules and the draw each take a screen, and the
+ * pure parts they lean on are already apart (protocol, draw, ratelimit,
+ * room, offer).
  */
 #include "chat/session.h"
 

@@ -22,7 +22,7 @@
  * reach DTLS), then DTLS (nothing writes to ICE after that), then the ICE
  * agent, then on_close, then the registry.
  *
- * Why one file of about 1,100 lines: it is one state machine. The ICE, DTLS
+ * Why one file of about 1,300 lines: it is one state machine. The ICE, DTLS
  * and SCTP callbacks below all read and write the same peer fields under
  * the same rules (loop thread, send_lock, early_lock), and teardown must
  * see every one of them; split across files, those rules would live in a
