@@ -71,6 +71,11 @@ const char *log_safe_n(char *out, size_t cap, const char *s, size_t len)
 {
     char esc[4];
     size_t total = 0;
+    if (cap < 4) { /* no room for even "..." and its NUL */
+        if (cap > 0)
+            out[0] = '\0';
+        return out;
+    }
     for (size_t i = 0; i < len && total < cap; i++)
         total += safe_byte((unsigned char)s[i], esc);
     /* All of it, or as much as leaves room for "...". */

@@ -129,3 +129,18 @@ Test(log, safe_escapes_and_caps_untrusted_text)
     log_safe(small, sizeof small, ctl);
     cr_assert_str_eq(small, "\\x01\\x01\\x01...", "whole escapes only");
 }
+
+/* Buffers too small for "..." and its NUL get an empty string, never a
+ * write past their end (cap - 4 used to wrap around below 4). */
+Test(log, safe_with_tiny_buffers)
+{
+    char buf[8];
+    for (size_t cap = 1; cap < 4; cap++) {
+        memset(buf, 'z', sizeof buf);
+        cr_assert_str_eq(log_safe(buf, cap, "\x1b[2J hello"), "");
+        for (size_t i = 1; i < sizeof buf; i++)
+            cr_assert_eq(buf[i], 'z', "byte %zu written with cap %zu", i, cap);
+    }
+    cr_assert_str_eq(log_safe(buf, 4, "hello"), "...");
+    cr_assert_str_eq(log_safe(buf, 6, "hello"), "hello");
+}
