@@ -324,9 +324,15 @@ void offer_metrics_admission(GString *out, offer_slots *slots)
 
 void offer_metrics_reply(http_reply *reply, GString *text)
 {
+    char *body = mem_strdup(text->str);
+    size_t len = text->len;
+    g_string_free(text, TRUE);
+    if (body == NULL) { /* not a 200 with nothing in it */
+        http_reply_error(reply, 500, "INTERNAL", "out of memory");
+        return;
+    }
     reply->status = 200;
     reply->content_type = "text/plain; version=0.0.4";
-    reply->body = mem_strdup(text->str);
-    reply->body_len = reply->body ? text->len : 0;
-    g_string_free(text, TRUE);
+    reply->body = body;
+    reply->body_len = len;
 }

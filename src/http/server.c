@@ -32,7 +32,10 @@ struct http_server {
     int port;
 };
 
-void http_reply_json(http_reply *r, int status, char *json)
+#define OUT_OF_MEMORY_BODY "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}"
+
+/* Sets a JSON body (may be NULL: then the body is empty). */
+static void set_json(http_reply *r, int status, char *json)
 {
     r->status = status;
     r->content_type = "application/json";
@@ -41,14 +44,22 @@ void http_reply_json(http_reply *r, int status, char *json)
     r->body_len = json ? strlen(json) : 0;
 }
 
+void http_reply_json(http_reply *r, int status, char *json)
+{
+    if (json == NULL) /* the route ran out of memory building it */
+        set_json(r, 500, mem_strdup(OUT_OF_MEMORY_BODY));
+    else
+        set_json(r, status, json);
+}
+
 void http_reply_error(http_reply *r, int status, const char *code, const char *message)
 {
     json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
     char *s = o ? json_text_compact(o) : NULL;
     json_decref(o);
     if (s == NULL) /* out of memory: a fixed body still tells the client */
-        s = mem_strdup("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}");
-    http_reply_json(r, status, s);
+        s = mem_strdup(OUT_OF_MEMORY_BODY);
+    set_json(r, status, s);
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *r)

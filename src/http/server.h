@@ -89,7 +89,8 @@ void http_server_quiesce(http_server *s);
 void http_server_stop(http_server *s);
 
 /* Helpers for route callbacks: set a JSON body (takes ownership of a
- * mem_alloc'd string) or a JSON error {"error":{"code","message"}}. */
+ * mem_alloc'd string; NULL, from a failed allocation, answers 500 INTERNAL)
+ * or a JSON error {"error":{"code","message"}}. */
 void http_reply_json(http_reply *r, int status, char *json);
 void http_reply_error(http_reply *r, int status, const char *code, const char *message);
 
