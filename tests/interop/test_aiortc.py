@@ -389,6 +389,24 @@ async def test_e_dtls_role_offer_passive():
     await role_test("passive")
 
 
+async def test_f_binary_and_empty_messages():
+    # RFC 8831's four payload types from an independent stack: binary (53),
+    # empty string (56) and empty binary (57) besides text. The relay
+    # forwards text only: the chat-client sees the empty string as an empty
+    # line at most, never the binary bytes, and the next text arrives.
+    async def body(aio, client):
+        aio.channel.send(b"\x01\x02binary")
+        aio.channel.send(b"")
+        aio.channel.send("")
+        aio.channel.send("after the odd ones")
+        got = await client.recv(what="the text after binary and empty messages")
+        while got == "":
+            got = await client.recv(what="the text after an empty one")
+        check(got == "after the odd ones", f"chat-client printed {got!r}")
+        await exchange(aio, client, "f")
+    await with_pair("interop_f", body)
+
+
 async def test_chatd_still_running():
     check(CHATD.alive(), f"chatd exited; see {CHATD.d.log_path}")
 
@@ -410,6 +428,7 @@ for _name, _fn, _timeout in [
     ("d_200_assorted_in_order", test_d_200_assorted_in_order, 180),
     ("e_dtls_role_offer_active", test_e_dtls_role_offer_active, 45),
     ("e_dtls_role_offer_passive", test_e_dtls_role_offer_passive, 45),
+    ("f_binary_and_empty_messages", test_f_binary_and_empty_messages, 45),
     ("chatd_still_running", test_chatd_still_running, 5),
 ]:
     aio_test(_name, _fn, _timeout)

@@ -16,6 +16,7 @@
 #include "api/jsonplaceholder.h"
 #include "auth/keys.h"
 #include "auth/token.h"
+#include "chat/relay.h"
 #include "chat/service.h"
 #include "chat/service_int.h"
 #include "chat/session.h"
@@ -1701,4 +1702,75 @@ Test(service, routes_under_allocation_failure)
     g_route = chat_http_app.jwks;
     torture("jwks", op_route, NULL);
     g_free(t);
+}
+
+/* ---------- the relay application, through the same fakes ---------- */
+
+static relay *g_relay;
+
+static int op_relay_offer(void *ctx)
+{
+    (void)ctx;
+    http_request req = {.remote = "127.0.0.1:40001",
+                        .remote_is_loopback = 1,
+                        .room = "r",
+                        .body = "v=0 relay",
+                        .body_len = 9};
+    http_reply r = {0};
+    relay_http_app.rtc_offer(g_relay, &req, &r);
+    mem_fail_at(0);
+    mem_free(r.body);
+    if (r.status == 201) {
+        rtc_peer *p = g_peers[--g_npeers];
+        rtc_peer_close(p, "done");
+        while (!p->ended)
+            g_main_context_iteration(g_ctx, FALSE);
+        rtc_peer_unref(p);
+    } else {
+        cr_assert(r.status == 503, "relay offer answered %d", r.status);
+    }
+    cr_assert_eq(relay_sessions(g_relay), 0, "a relay slot left behind");
+    return r.status == 201 ? TORTURE_OK : TORTURE_ERROR;
+}
+
+/* The relay forwards text to the room's other peers, drops binary, and
+ * answers an oversize message with TOO_LARGE; its offer path gives every
+ * slot back under allocation failure. */
+Test(service, relay_forwards_text_only_and_survives_allocation_failure)
+{
+    offer_limits lim = {.max_peers = 8};
+    g_relay = relay_new(NULL, NULL, &lim);
+    cr_assert_not_null(g_relay);
+    rtc_peer *peers[2];
+    for (int i = 0; i < 2; i++) {
+        http_request req = {.remote = "127.0.0.1:40001",
+                            .remote_is_loopback = 1,
+                            .room = "r",
+                            .body = "v=0 relay",
+                            .body_len = 9};
+        http_reply r = {0};
+        relay_http_app.rtc_offer(g_relay, &req, &r);
+        cr_assert_eq(r.status, 201);
+        mem_free(r.body);
+        peers[i] = g_peers[g_npeers - 1];
+        peers[i]->cb->on_open(peers[i], peers[i]->user);
+    }
+    peers[0]->cb->on_message(peers[0], (const uint8_t *)"\x01\x02", 2, 1, peers[0]->user);
+    peers[0]->cb->on_message(peers[0], (const uint8_t *)"hello", 5, 0, peers[0]->user);
+    cr_assert_eq(sent_count(peers[1]), 1, "binary is not relayed, text is");
+    g_mutex_lock(&peers[1]->lock);
+    cr_assert_str_eq(g_ptr_array_index(peers[1]->sent, 0), "hello");
+    g_mutex_unlock(&peers[1]->lock);
+    cr_assert_eq(sent_count(peers[0]), 0, "the sender does not get its own");
+    peers[1]->cb->on_oversize(peers[1], 70000, peers[1]->user);
+    json_t *e = expect(peers[1], "error", 1);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), "TOO_LARGE");
+    json_decref(e);
+    for (int i = 0; i < 2; i++)
+        rtc_peer_close(peers[i], "done");
+    pump_for(10);
+    cr_assert_eq(relay_sessions(g_relay), 0);
+    torture("relay offer", op_relay_offer, NULL);
+    relay_close_all(g_relay, 1000);
+    relay_free(g_relay);
 }
