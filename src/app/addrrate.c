@@ -3,17 +3,17 @@
  */
 #include "app/addrrate.h"
 
+#include "chat/ratelimit.h"
 #include "util/mem.h"
 
 #include <glib.h>
-#include <math.h>
 #include <openssl/rand.h>
 #include <string.h>
 
 typedef struct {
-    uint64_t key; /* 0: free */
-    double tokens;
-    int64_t last_us;
+    uint64_t key;       /* 0: free */
+    int64_t last_us;    /* last use, for the least-recently-used choice */
+    ratelimit_bucket b; /* the arithmetic is ratelimit's, in milliseconds */
 } bucket;
 
 struct addr_rate {
@@ -78,20 +78,13 @@ int addr_rate_take(addr_rate *t, const char *key, int64_t now_us)
     if (e == NULL) {
         e = victim;
         e->key = h;
-        e->tokens = t->burst;
-        e->last_us = now_us;
-    }
-    if (now_us > e->last_us) {
-        e->tokens += (double)(now_us - e->last_us) / 1e6 * t->rate;
-        if (e->tokens > t->burst)
-            e->tokens = t->burst;
+        e->b = (ratelimit_bucket){0}; /* unused: starts full */
     }
     e->last_us = now_us;
+    long retry_ms = 0;
     int wait = 0;
-    if (e->tokens >= 1) {
-        e->tokens -= 1;
-    } else {
-        double s = ceil((1 - e->tokens) / t->rate);
+    if (!ratelimit_bucket_take(&e->b, t->rate, t->burst, now_us / 1000, &retry_ms)) {
+        long s = (retry_ms + 999) / 1000;
         wait = s < 1 ? 1 : s > 3600 ? 3600 : (int)s;
     }
     g_mutex_unlock(&t->lock);

@@ -13,6 +13,7 @@
 #include "util/json_text.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/netaddr.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -124,15 +125,7 @@ static int remote_of(struct MHD_Connection *c, char *out, size_t cap, char *key,
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
         snprintf(out, cap, "%s:%s", host, serv);
     http_remote_key(ci->client_addr, key, keycap);
-    if (ci->client_addr->sa_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ci->client_addr;
-        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (ci->client_addr->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return 0;
+    return netaddr_is_loopback(ci->client_addr);
 }
 
 /* True when the media type (before any ';') equals `want`, case-insensitively. */

@@ -41,6 +41,7 @@
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/netaddr.h"
 
 #include <agent.h>
 #include <arpa/inet.h>
@@ -970,21 +971,18 @@ static int remote_candidate_allowed(const rtc_peer *p, const NiceCandidate *c)
 {
     struct sockaddr_storage ss;
     nice_address_copy_to_sockaddr(&c->addr, (struct sockaddr *)&ss);
-    int loopback = 0;
     if (ss.ss_family == AF_INET) {
         uint32_t a = ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr);
         if (a == 0 || (a >> 28) == 0xe)
             return 0;
-        loopback = (a >> 24) == 127;
     } else if (ss.ss_family == AF_INET6) {
         const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
         if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_MULTICAST(a))
             return 0;
-        loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
     } else {
         return 0;
     }
-    return !loopback || p->offerer || p->local_client;
+    return !netaddr_is_loopback((const struct sockaddr *)&ss) || p->offerer || p->local_client;
 }
 
 /* Loop thread: remote credentials and candidates, DTLS object. */
