@@ -540,6 +540,28 @@ static void post(rtc_peer *p, const char *token, const char *text, const char *r
     g_free(msg);
 }
 
+/* Posts "PREFIX NN" for NN = 0..n-1 and waits for each to come back. */
+static void post_numbered(rtc_peer *p, const char *token, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char text[48];
+        snprintf(text, sizeof text, "%s%02d", prefix, i);
+        size_t before = sent_count(p);
+        post(p, token, text, "r");
+        json_decref(expect(p, "message", before));
+    }
+}
+
+/* Closes the newest peer of the offer route and waits for its on_close. */
+static void end_last_offer(void)
+{
+    rtc_peer *p = g_peers[--g_npeers];
+    rtc_peer_close(p, "done");
+    while (!p->ended)
+        g_main_context_iteration(g_ctx, FALSE);
+    rtc_peer_unref(p);
+}
+
 static long user_of(rtc_peer *p)
 {
     json_t *w = sent_at(p, (size_t)find_type(p, "welcome", 0));
@@ -880,13 +902,7 @@ Test(service, history_holds_the_last_fifty_and_survives_a_restart)
     open_service();
     char *t = NULL;
     rtc_peer *a = join("lobby", &t);
-    for (int i = 0; i < 55; i++) {
-        char text[16];
-        snprintf(text, sizeof text, "m%02d", i);
-        size_t n = sent_count(a);
-        post(a, t, text, "r");
-        json_decref(expect(a, "message", n));
-    }
+    post_numbered(a, t, "m", 55);
     rtc_peer *b = join("lobby", NULL);
     json_t *h = expect(b, "history", 0);
     json_t *msgs = json_object_get(h, "messages");
@@ -1637,11 +1653,7 @@ static int op_offer(void *ctx)
     mem_fail_at(0);
     mem_free(r.body);
     if (status == 201) {
-        rtc_peer *p = g_peers[--g_npeers];
-        rtc_peer_close(p, "done");
-        while (!p->ended)
-            g_main_context_iteration(g_ctx, FALSE);
-        rtc_peer_unref(p);
+        end_last_offer();
     } else {
         cr_assert(status == 503 || status == 500, "offer answered %d", status);
     }
@@ -1674,7 +1686,7 @@ static int op_messages(void *ctx)
     int status = r.status;
     cr_assert(status == 200 || status >= 500, "messages answered %d", status);
     if (status == 200)
-        cr_assert(strstr(r.body, "\"text\":\"logged 4\""), "%s", r.body);
+        cr_assert(strstr(r.body, "\"text\":\"logged 04\""), "%s", r.body);
     mem_free(r.body);
     return status == 200 ? TORTURE_OK : TORTURE_ERROR;
 }
@@ -1683,13 +1695,7 @@ Test(service, routes_under_allocation_failure)
 {
     char *t = NULL;
     rtc_peer *a = join("lobby", &t);
-    for (int i = 0; i < 5; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "logged %d", i);
-        size_t n = sent_count(a);
-        post(a, t, text, "r");
-        json_decref(expect(a, "message", n));
-    }
+    post_numbered(a, t, "logged ", 5);
     cr_assert_eq(store_flush(g_db, 5000), 0);
     g_slots_before = offer_slots_used(g_svc->slots);
     g_rooms_before = chat_rooms_count(g_svc->rooms);
@@ -1721,11 +1727,7 @@ static int op_relay_offer(void *ctx)
     mem_fail_at(0);
     mem_free(r.body);
     if (r.status == 201) {
-        rtc_peer *p = g_peers[--g_npeers];
-        rtc_peer_close(p, "done");
-        while (!p->ended)
-            g_main_context_iteration(g_ctx, FALSE);
-        rtc_peer_unref(p);
+        end_last_offer();
     } else {
         cr_assert(r.status == 503, "relay offer answered %d", r.status);
     }
