@@ -57,8 +57,19 @@ typedef struct {
     void (*on_close)(rtc_peer *p, const char *reason, void *user);
 } rtc_peer_callbacks;
 
+typedef enum {
+    /* One libnice agent and UDP socket per peer, full ICE (v1; chatd with
+     * --rtc-port 0, and clients of full-ICE servers such as Janus). */
+    RTC_TRANSPORT_NICE = 0,
+    /* Every peer of a loop on one shared UDP socket (mux.h): chatd answers
+     * as ICE-lite on --rtc-port; a client is the controlling agent towards
+     * an ICE-lite server. */
+    RTC_TRANSPORT_MUX,
+} rtc_transport;
+
 typedef struct {
     rtc_loops *loops;                 /* the peer runs on the least loaded one */
+    rtc_transport transport;
     const char *const *ice_addresses; /* NULL-terminated; NULL = every interface */
     /* Answering an offer from this machine (it came over loopback): with no
      * ice_addresses, gather on loopback too; and accept the offer's
