@@ -22,32 +22,27 @@
  * reach DTLS), then DTLS (nothing writes to ICE after that), then the ICE
  * agent, then on_close, then the registry.
  *
- * Why one file of about 1,300 lines: it is one state machine. The ICE, DTLS
+ * Why one file of about 1,100 lines: it is one state machine. The DTLS
  * and SCTP callbacks below all read and write the same peer fields under
  * the same rules (loop thread, send_lock, early_lock), and teardown must
  * see every one of them; split across files, those rules would live in a
- * shared header that every part could break. The ICE half (agent, host
- * candidates, offer/answer) is what transport v2 replaces with one shared
- * UDP port and ICE-lite; it moves out then, when there is a second
- * implementation to put beside it.
+ * shared header that every part could break. The ICE half is behind
+ * rtc/ice.h, with two implementations (libnice per peer, and the shared
+ * one-port socket of rtc/mux.c).
  */
 #include "rtc/peer.h"
 
 #include "rtc/dcep.h"
 #include "rtc/dtls.h"
+#include "rtc/ice.h"
 #include "rtc/sctp.h"
 #include "rtc/sdp.h"
 #include "util/err.h"
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
-#include "util/netaddr.h"
 
-#include <agent.h>
-#include <arpa/inet.h>
 #include <errno.h>
-#include <interfaces.h>
-#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -55,7 +50,6 @@
 #include <string.h>
 
 #define LOCAL_SCTP_PORT 5000
-#define ICE_PACING_MS 5u /* Ta, see ice_setup() */
 
 typedef enum { ST_CONNECTING, ST_OPEN, ST_CLOSED } peer_state;
 
@@ -79,9 +73,9 @@ struct rtc_peer {
     int dtls_client;
     char **ice_addresses;
     char label[64];
+    rtc_transport transport;
 
-    NiceAgent *agent;
-    guint stream_id;
+    rtc_ice *ice;
     dtls_conn *dtls;
     int dtls_started;
     sdp_description *remote;
@@ -98,8 +92,9 @@ struct rtc_peer {
     int channel_stream;     /* -1 until a channel exists */
     int closing_gracefully; /* we reset our stream and sent SCTP SHUTDOWN */
     int reset_confirmed;    /* the remote performed that reset: it has all we sent */
-    GSource *dtls_timer;
-    GSource *setup_timer;
+    int in_input; /* inside rtc_sctp_input: a wake drains right after it */
+    rtc_timer dtls_timer;
+    rtc_timer setup_timer;
     GSource *retry_timer;
 
     atomic_int drain_pending;
@@ -297,8 +292,8 @@ static void teardown(rtc_peer *p)
         return;
     p->state = ST_CLOSED;
     pending_done(p);
-    drop_source(&p->dtls_timer);
-    drop_source(&p->setup_timer);
+    rtc_timer_stop(&p->dtls_timer);
+    rtc_timer_stop(&p->setup_timer);
     drop_source(&p->retry_timer);
 
     pthread_mutex_lock(&p->send_lock);
@@ -314,13 +309,10 @@ static void teardown(rtc_peer *p)
         dtls_conn_free(p->dtls);
         p->dtls = NULL;
     }
-    if (p->agent) {
-        g_signal_handlers_disconnect_by_data(p->agent, p);
-        nice_agent_attach_recv(p->agent, p->stream_id, 1, p->ctx, NULL, NULL);
-        nice_agent_remove_stream(p->agent, p->stream_id);
-        g_object_unref(p->agent);
-        p->agent = NULL;
-    }
+    /* Nothing sends any more (SCTP and DTLS are gone), so the ICE half
+     * goes last. */
+    rtc_ice_free(p->ice);
+    p->ice = NULL;
     log_debug("rtc", "peer %s closed: %s", p->id, p->close_reason);
     if (p->cb.on_close && !p->answering)
         p->cb.on_close(p, p->close_reason, p->user);
@@ -549,6 +541,13 @@ static gboolean drain_cb(gpointer data)
 static void sctp_wake(void *arg)
 {
     rtc_peer *p = arg;
+    if (p->in_input && rtc_loop_current() == p->loop) {
+        /* Woken from inside our own rtc_sctp_input: dtls_data drains right
+         * after it returns (usrsctp locks are still held here). */
+        int none = 0;
+        atomic_compare_exchange_strong(&p->drain_pending, &none, 2);
+        return;
+    }
     if (atomic_exchange(&p->drain_pending, 1))
         return;
     GSource *s = g_idle_source_new();
@@ -564,7 +563,7 @@ static void channel_opened(rtc_peer *p)
     pthread_mutex_unlock(&p->send_lock);
     p->state = ST_OPEN;
     pending_done(p);
-    drop_source(&p->setup_timer);
+    rtc_timer_stop(&p->setup_timer);
     /* The remote description (about 9 KiB, mostly candidate lines) was
      * needed for ICE, DTLS and SCTP setup only; an idle open peer should
      * not carry it. */
@@ -707,8 +706,6 @@ static const rtc_sctp_callbacks sctp_callbacks = {
 static void dtls_send(void *arg, const uint8_t *data, size_t len)
 {
     rtc_peer *p = arg;
-    if (p->agent == NULL)
-        return;
     pthread_mutex_lock(&p->early_lock);
     if (!p->ice_connected) {
         queued *q = p->early_count < 32 ? mem_alloc(sizeof *q + len) : NULL;
@@ -727,8 +724,8 @@ static void dtls_send(void *arg, const uint8_t *data, size_t len)
         return;
     }
     pthread_mutex_unlock(&p->early_lock);
-    if (nice_agent_send(p->agent, p->stream_id, 1, (guint)len, (const gchar *)data) < 0)
-        log_debug("rtc", "peer %s: ICE send of %zu bytes failed", p->id, len);
+    if (p->ice)
+        rtc_ice_send(p->ice, data, len);
 }
 
 /* Loop thread: ICE has a pair now; send what DTLS wrote before. */
@@ -742,8 +739,8 @@ static void flush_early(rtc_peer *p)
     pthread_mutex_unlock(&p->early_lock);
     while (q) {
         queued *next = q->next;
-        if (p->agent)
-            nice_agent_send(p->agent, p->stream_id, 1, (guint)q->len, (const gchar *)q->data);
+        if (p->ice)
+            rtc_ice_send(p->ice, q->data, q->len);
         mem_free(q);
         q = next;
     }
@@ -768,8 +765,17 @@ static void dtls_connected(void *arg)
 static void dtls_data(void *arg, const uint8_t *data, size_t len)
 {
     rtc_peer *p = arg;
-    if (p->sctp)
-        rtc_sctp_input(p->sctp, data, len);
+    if (p->sctp == NULL)
+        return;
+    p->in_input = 1;
+    rtc_sctp_input(p->sctp, data, len);
+    p->in_input = 0;
+    /* usrsctp woke us from inside that input (see sctp_wake): drain now,
+     * without a trip through the loop. */
+    int inline_drain = 2;
+    if (atomic_compare_exchange_strong(&p->drain_pending, &inline_drain, 0) && p->sctp &&
+        p->state != ST_CLOSED)
+        rtc_sctp_drain(p->sctp);
 }
 
 static void dtls_failed(void *arg, const char *why)
@@ -789,83 +795,85 @@ static const dtls_callbacks dtls_cbs = {
     .closed = dtls_closed,
 };
 
-static gboolean dtls_timer_cb(gpointer data);
+#define PEER_OF(t, field) ((rtc_peer *)((char *)(t) - offsetof(rtc_peer, field)))
+
+static void dtls_timer_cb(rtc_timer *t);
 
 /* Re-arms the DTLS retransmission timer from OpenSSL's own deadline. */
 static void arm_dtls_timer(rtc_peer *p)
 {
-    drop_source(&p->dtls_timer);
-    if (p->dtls == NULL || p->state == ST_CLOSED)
+    if (p->dtls == NULL || p->state == ST_CLOSED) {
+        rtc_timer_stop(&p->dtls_timer);
         return;
+    }
     int ms = dtls_conn_timeout_ms(p->dtls);
-    if (ms < 0)
+    if (ms < 0) {
+        rtc_timer_stop(&p->dtls_timer);
         return;
-    p->dtls_timer = g_timeout_source_new((guint)(ms > 0 ? ms : 1));
-    attach(p, p->dtls_timer, dtls_timer_cb);
+    }
+    rtc_timer_start(p->loop, &p->dtls_timer, ms > 0 ? ms : 1, dtls_timer_cb);
 }
 
-static gboolean dtls_timer_cb(gpointer data)
+static void dtls_timer_cb(rtc_timer *t)
 {
-    rtc_peer *p = data;
-    if (p->dtls_timer) {
-        g_source_unref(p->dtls_timer);
-        p->dtls_timer = NULL;
-    }
+    rtc_peer *p = PEER_OF(t, dtls_timer);
     if (p->dtls && p->state != ST_CLOSED) {
         dtls_conn_handle_timeout(p->dtls);
         arm_dtls_timer(p);
     }
-    return G_SOURCE_REMOVE;
 }
 
 /* ---------- ICE ---------- */
 
-static void ice_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len, gchar *buf,
-                     gpointer data)
+static void ice_input(void *arg, const uint8_t *data, size_t len)
 {
-    (void)agent, (void)stream_id, (void)component_id;
-    rtc_peer *p = data;
-    /* RFC 7983: 20..63 is DTLS; STUN never reaches us (libnice takes it). */
+    rtc_peer *p = arg;
+    /* RFC 7983: 20..63 is DTLS. */
     if (len == 0 || p->dtls == NULL || p->state == ST_CLOSED)
         return;
-    uint8_t first = (uint8_t)buf[0];
-    if (first < 20 || first > 63)
+    if (data[0] < 20 || data[0] > 63)
         return;
-    dtls_conn_input(p->dtls, (const uint8_t *)buf, len);
-    if (!dtls_conn_is_connected(p->dtls) || p->dtls_timer)
+    dtls_conn_input(p->dtls, data, len);
+    if (!dtls_conn_is_connected(p->dtls) || rtc_timer_armed(&p->dtls_timer))
         arm_dtls_timer(p);
 }
 
-static void ice_state_changed(NiceAgent *agent, guint stream_id, guint component_id, guint state,
-                              gpointer data)
+static void start_dtls_if_ready(rtc_peer *p)
 {
-    (void)agent, (void)stream_id, (void)component_id;
-    rtc_peer *p = data;
-    if (p->state == ST_CLOSED)
-        return;
-    if (state == NICE_COMPONENT_STATE_CONNECTED || state == NICE_COMPONENT_STATE_READY) {
-        flush_early(p);
-        if (p->dtls_client && !p->dtls_started && p->dtls) {
-            p->dtls_started = 1;
-            dtls_conn_start(p->dtls);
-            arm_dtls_timer(p);
-        }
-    } else if (state == NICE_COMPONENT_STATE_FAILED) {
-        rtc_peer_close(p, p->state == ST_OPEN ? "ICE connection lost (consent expired)"
-                                              : "ICE connectivity checks failed");
+    if (p->dtls_client && !p->dtls_started && p->dtls) {
+        p->dtls_started = 1;
+        dtls_conn_start(p->dtls);
+        arm_dtls_timer(p);
     }
 }
 
-static gboolean setup_timeout_cb(gpointer data)
+static void ice_connected(void *arg)
 {
-    rtc_peer *p = data;
-    if (p->setup_timer) {
-        g_source_unref(p->setup_timer);
-        p->setup_timer = NULL;
-    }
+    rtc_peer *p = arg;
+    if (p->state == ST_CLOSED)
+        return;
+    flush_early(p);
+    start_dtls_if_ready(p);
+}
+
+static void ice_failed(void *arg, const char *why)
+{
+    rtc_peer *p = arg;
+    if (p->state != ST_CLOSED)
+        rtc_peer_close(p, why);
+}
+
+static const rtc_ice_callbacks ice_cbs = {
+    .connected = ice_connected,
+    .failed = ice_failed,
+    .input = ice_input,
+};
+
+static void setup_timeout_cb(rtc_timer *t)
+{
+    rtc_peer *p = PEER_OF(t, setup_timer);
     if (p->state == ST_CONNECTING)
         rtc_peer_close(p, "connection setup timed out");
-    return G_SOURCE_REMOVE;
 }
 
 typedef struct {
@@ -876,113 +884,26 @@ typedef struct {
     char err[256];
 } ice_job;
 
-/* Loop thread: agent, stream, host candidates, local description. */
+/* Loop thread: the ICE half, its credentials and candidates. */
 static void ice_setup(void *arg)
 {
     ice_job *job = arg;
     rtc_peer *p = job->p;
-    /* No REGULAR_NOMINATION: as controlling agent (our offering clients)
-     * libnice then nominates with the first check, as Janus does; chatd
-     * answers and is controlled, where the option changes nothing. */
-    p->agent = nice_agent_new_full(p->ctx, NICE_COMPATIBILITY_RFC5245,
-                                   NICE_AGENT_OPTION_CONSENT_FRESHNESS);
-    if (p->agent == NULL) {
-        err_set(job->err, sizeof job->err, "cannot create the ICE agent");
+    rtc_ice_config icfg = {.loop = p->loop,
+                           .controlling = p->offerer,
+                           .local_client = p->local_client,
+                           .ice_addresses = (const char *const *)p->ice_addresses,
+                           .peer_id = p->id,
+                           .cb = &ice_cbs,
+                           .arg = p};
+    p->ice = rtc_ice_new(p->transport, &icfg, job->local, job->err, sizeof job->err);
+    if (p->ice == NULL)
+        return;
+    if (rtc_timer_start(p->loop, &p->setup_timer, job->timeout_ms, setup_timeout_cb) < 0) {
+        err_set(job->err, sizeof job->err, "out of memory");
         return;
     }
-    /* Ta, the pacing of connectivity checks: with libnice's 20 ms default
-     * the wait for the first tick alone was most of a setup on a quiet link
-     * (with regular nomination, three ticks: about 60 ms). RFC 8445 §14.2
-     * allows 5 ms for a few candidates, and a peer here has one or two. */
-    g_object_set(p->agent, "controlling-mode", p->offerer ? TRUE : FALSE, "upnp", FALSE, "ice-tcp",
-                 FALSE, "ice-udp", TRUE, "stun-pacing-timer", ICE_PACING_MS, NULL);
-    if ((p->ice_addresses == NULL || p->ice_addresses[0] == NULL) && p->local_client) {
-        /* Every interface, loopback included: libnice's own default leaves
-         * loopback out, and then a client on this machine that reaches
-         * chatd at 127.0.0.1 (chat-client with a loopback URL) shares no
-         * usable pair with it. Only for such a client: a remote one would
-         * get a candidate it cannot use. */
-        GList *ips = nice_interfaces_get_local_ips(TRUE);
-        for (GList *i = ips; i; i = i->next) {
-            NiceAddress addr;
-            nice_address_init(&addr);
-            if (nice_address_set_from_string(&addr, i->data))
-                nice_agent_add_local_address(p->agent, &addr);
-        }
-        g_list_free_full(ips, g_free);
-    }
-    for (char **a = p->ice_addresses; a && *a; a++) {
-        NiceAddress addr;
-        nice_address_init(&addr);
-        if (!nice_address_set_from_string(&addr, *a)) {
-            err_set(job->err, sizeof job->err, "bad ICE address '%s'", *a);
-            return;
-        }
-        nice_agent_add_local_address(p->agent, &addr);
-    }
-    p->stream_id = nice_agent_add_stream(p->agent, 1);
-    if (p->stream_id == 0) {
-        err_set(job->err, sizeof job->err, "cannot add an ICE stream");
-        return;
-    }
-    nice_agent_set_stream_name(p->agent, p->stream_id, "application");
-    g_signal_connect(p->agent, "component-state-changed", G_CALLBACK(ice_state_changed), p);
-    nice_agent_attach_recv(p->agent, p->stream_id, 1, p->ctx, ice_recv, p);
-    if (!nice_agent_gather_candidates(p->agent, p->stream_id)) {
-        err_set(job->err, sizeof job->err, "ICE gathering failed (no usable local address)");
-        return;
-    }
-
-    sdp_description *d = job->local;
-    gchar *ufrag = NULL, *pwd = NULL;
-    nice_agent_get_local_credentials(p->agent, p->stream_id, &ufrag, &pwd);
-    snprintf(d->ice_ufrag, sizeof d->ice_ufrag, "%s", ufrag ? ufrag : "");
-    snprintf(d->ice_pwd, sizeof d->ice_pwd, "%s", pwd ? pwd : "");
-    g_free(ufrag);
-    g_free(pwd);
-    GSList *cands = nice_agent_get_local_candidates(p->agent, p->stream_id, 1);
-    for (GSList *i = cands; i; i = i->next) {
-        NiceCandidate *c = i->data;
-        gchar *line = nice_agent_generate_local_candidate_sdp(p->agent, c);
-        const char *v = line && strncmp(line, "a=", 2) == 0 ? line + 2 : line;
-        if (v && d->n_candidates < SDP_MAX_CANDIDATES && strlen(v) < SDP_MAX_CANDIDATE_LEN) {
-            strcpy(d->candidates[d->n_candidates++], v);
-            if (d->conn_address[0] == '\0') {
-                nice_address_to_string(&c->addr, d->conn_address);
-                d->conn_port = (uint16_t)nice_address_get_port(&c->addr);
-            }
-        }
-        g_free(line);
-    }
-    g_slist_free_full(cands, (GDestroyNotify)nice_candidate_free);
-    if (d->n_candidates == 0) {
-        err_set(job->err, sizeof job->err, "no local ICE candidate");
-        return;
-    }
-    p->setup_timer = g_timeout_source_new((guint)job->timeout_ms);
-    attach(p, p->setup_timer, setup_timeout_cb);
     job->ok = 1;
-}
-
-/* Whether checks may go to a remote candidate: never to an unspecified or
- * multicast address; to loopback only for an offer from this machine (or
- * when we are the offering client). */
-static int remote_candidate_allowed(const rtc_peer *p, const NiceCandidate *c)
-{
-    struct sockaddr_storage ss;
-    nice_address_copy_to_sockaddr(&c->addr, (struct sockaddr *)&ss);
-    if (ss.ss_family == AF_INET) {
-        uint32_t a = ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr);
-        if (a == 0 || (a >> 28) == 0xe)
-            return 0;
-    } else if (ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
-        if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_MULTICAST(a))
-            return 0;
-    } else {
-        return 0;
-    }
-    return !netaddr_is_loopback((const struct sockaddr *)&ss) || p->offerer || p->local_client;
 }
 
 /* Loop thread: remote credentials and candidates, DTLS object. */
@@ -990,50 +911,18 @@ static void ice_remote(void *arg)
 {
     ice_job *job = arg;
     rtc_peer *p = job->p;
-    const sdp_description *r = p->remote;
-    if (!nice_agent_set_remote_credentials(p->agent, p->stream_id, r->ice_ufrag, r->ice_pwd)) {
-        err_set(job->err, sizeof job->err, "bad remote ICE credentials");
+    if (rtc_ice_set_remote(p->ice, p->remote, job->err, sizeof job->err) < 0)
         return;
-    }
-    GSList *list = NULL;
-    size_t used = 0;
-    for (size_t i = 0; i < r->n_candidates; i++) {
-        if (used == RTC_MAX_REMOTE_CANDIDATES) {
-            log_debug("rtc", "peer %s: %zu remote candidates past the first %d ignored", p->id,
-                      r->n_candidates - i, RTC_MAX_REMOTE_CANDIDATES);
-            break;
-        }
-        char line[SDP_MAX_CANDIDATE_LEN + 3];
-        snprintf(line, sizeof line, "a=%s", r->candidates[i]);
-        NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(p->agent, p->stream_id, line);
-        if (c && !remote_candidate_allowed(p, c)) {
-            nice_candidate_free(c);
-            c = NULL;
-        }
-        if (c) {
-            list = g_slist_append(list, c);
-            used++;
-        }
-    }
-    if (list) {
-        nice_agent_set_remote_candidates(p->agent, p->stream_id, 1, list);
-        g_slist_free_full(list, (GDestroyNotify)nice_candidate_free);
-    }
-    p->dtls = dtls_conn_new(identity, p->dtls_client, r->fingerprint_alg, r->fingerprint,
-                            r->fingerprint_len, &dtls_cbs, p);
+    p->dtls = dtls_conn_new(identity, p->dtls_client, p->remote->fingerprint_alg,
+                            p->remote->fingerprint, p->remote->fingerprint_len, &dtls_cbs, p);
     if (p->dtls == NULL) {
         err_set(job->err, sizeof job->err, "cannot create the DTLS connection");
         return;
     }
     /* ICE may already be connected (the answer came late): start now. */
-    NiceComponentState st = nice_agent_get_component_state(p->agent, p->stream_id, 1);
-    if (st == NICE_COMPONENT_STATE_CONNECTED || st == NICE_COMPONENT_STATE_READY)
+    if (rtc_ice_is_connected(p->ice)) {
         flush_early(p);
-    if (p->dtls_client &&
-        (st == NICE_COMPONENT_STATE_CONNECTED || st == NICE_COMPONENT_STATE_READY)) {
-        p->dtls_started = 1;
-        dtls_conn_start(p->dtls);
-        arm_dtls_timer(p);
+        start_dtls_if_ready(p);
     }
     job->ok = 1;
 }
@@ -1086,6 +975,7 @@ static rtc_peer *peer_new(const rtc_peer_config *cfg, int offerer, char *err, si
     p->cb = *cfg->cb;
     p->user = cfg->user;
     p->offerer = offerer;
+    p->transport = cfg->transport;
     p->answering = !offerer; /* before the registry makes the peer visible */
     if (!offerer) {
         atomic_init(&p->counts_pending, 1);

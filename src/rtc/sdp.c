@@ -272,7 +272,9 @@ int sdp_parse(const char *text, size_t len, sdp_description *d, char *err, size_
         const char *v = colon ? colon + 1 : a + al;
         size_t vl = colon ? al - nl2 - 1 : 0;
 #define ATTR(name) (nl2 == strlen(name) && memcmp(a, name, nl2) == 0)
-        if (ATTR("ice-ufrag")) {
+        if (ATTR("ice-lite")) {
+            d->ice_lite = 1;
+        } else if (ATTR("ice-ufrag")) {
             if (vl < 4 || vl > 256 || !valid_ice_chars(v, vl)) {
                 err_set(err, errlen, "bad ice-ufrag");
                 return -1;
@@ -388,6 +390,8 @@ int sdp_write(const sdp_description *d, char *buf, size_t cap)
     if (cap == 0)
         return -1;
     PUT("v=0\r\no=- %" PRIu64 " 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", d->session_id);
+    if (d->ice_lite)
+        PUT("a=ice-lite\r\n"); /* session level, RFC 8839 §5.3 */
     PUT("a=group:BUNDLE %s\r\na=msid-semantic: WMS\r\n", d->mid);
     if (d->dialect == SDP_DIALECT_SCTPMAP)
         PUT("m=application %u DTLS/SCTP %u\r\n", port, d->sctp_port);

@@ -48,13 +48,15 @@ typedef struct {
     uint16_t sctp_port;        /* remote SCTP port, 5000 when unspecified */
     uint32_t max_message_size; /* 0 when absent (RFC 8841: then 64 KiB) */
     /* "candidate:..." values without the "a=" prefix; mDNS (.local) and TCP
-     * candidates are dropped while parsing: they cannot be used here. */
+     * candidates are dropped while parsing: they cannot be used here (an
+     * ICE-lite answerer learns the remote's address from its checks). */
     char candidates[SDP_MAX_CANDIDATES][SDP_MAX_CANDIDATE_LEN];
     size_t n_candidates;
     /* for sdp_write: address and port for the c= and m= lines */
     char conn_address[64];
     uint16_t conn_port;
     uint64_t session_id;
+    int ice_lite; /* a=ice-lite: the side that says it only answers checks */
 } sdp_description;
 
 /* Parses an SDP text of `len` bytes (need not be NUL-terminated).
