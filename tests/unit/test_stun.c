@@ -623,6 +623,9 @@ Test(stun, writer_overflow)
     cr_assert(w.overflow);
     size_t len = w.len;
     stun_add_flag(&w, STUN_ATTR_USE_CANDIDATE);
+    struct sockaddr_in lo = v4("127.0.0.1", 9);
+    stun_add_xor_address(&w, (const struct sockaddr *)&lo);
+    stun_add_error(&w, 400, NULL);
     cr_assert_eq(w.len, len);
     cr_assert_eq(stun_finish(&w, KEY, KEYLEN), -1);
     for (size_t j = 64; j < sizeof buf; j++)
