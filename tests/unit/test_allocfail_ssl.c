@@ -6,9 +6,9 @@
  * (CRYPTO_set_mem_functions, before OpenSSL allocates anything in the
  * test's process), so the Nth allocation may be one of OpenSSL's: inside
  * key generation, certificate signing, the DTLS handshake, ECDSA signing
- * and verification (src/auth/token.c calls OpenSSL directly). These are
- * the failure paths of src/rtc/dtls.c, src/auth/keys.c and
- * src/auth/token.c that nothing else can reach.
+ * and verification (src/auth/token.c calls OpenSSL directly), the STUN
+ * HMAC. These are the failure paths of src/rtc/dtls.c, src/auth/keys.c,
+ * src/auth/token.c and src/rtc/stun.c that nothing else can reach.
  *
  * The loop is torture.h's: N = 1, 2, ... until a run meets no injected
  * failure; each run ends in a clean error (a NULL with a reason, a failed
@@ -22,6 +22,7 @@
 #include "auth/keys.h"
 #include "auth/token.h"
 #include "rtc/dtls.h"
+#include "rtc/stun.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -395,4 +396,38 @@ Test(allocfail_ssl, keys_create_load)
     make_key_dir();
     torture_ex("keys create + load + jwks", op_keys, NULL, LEAK_CHECK_EVERY);
     remove_key_dir();
+}
+
+/* ---- STUN: MESSAGE-INTEGRITY written and checked (HMAC-SHA1) -------------- */
+
+static const uint8_t STUN_KEY[] = "VOkJxbRl1RmTxUk/WvJxBt";
+
+/* A failed HMAC fails stun_finish (never a message with a wrong MAC) and
+ * makes stun_check_integrity say 0 (never a pass). */
+static int op_stun(void *ctx)
+{
+    (void)ctx;
+    static const uint8_t txid[STUN_TXID_BYTES] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    uint8_t buf[STUN_MAX_MESSAGE_BYTES];
+    stun_writer w;
+    stun_begin(&w, buf, sizeof buf, STUN_BINDING_REQUEST, txid);
+    stun_add_bytes(&w, STUN_ATTR_USERNAME, "abcd:efgh", 9);
+    int n = stun_finish(&w, STUN_KEY, sizeof STUN_KEY - 1);
+    if (n < 0) {
+        cr_assert(w.overflow, "a failed stun_finish marks the writer");
+        return TORTURE_ERROR;
+    }
+    stun_msg m;
+    char err[128];
+    cr_assert_eq(stun_parse(buf, (size_t)n, &m, err, sizeof err), 0, "%s", err);
+    return stun_check_integrity(buf, (size_t)n, &m, STUN_KEY, sizeof STUN_KEY - 1) == 1
+               ? TORTURE_OK
+               : TORTURE_ERROR;
+}
+
+Test(allocfail_ssl, stun_integrity)
+{
+    /* OpenSSL's providers are loaded once per process, outside the loop. */
+    cr_assert_eq(op_stun(NULL), TORTURE_OK);
+    torture("stun integrity (HMAC-SHA1 through OpenSSL)", op_stun, NULL);
 }
