@@ -14,6 +14,7 @@
 #include "chat/relay.h"
 #include "chat/service.h"
 #include "http/server.h"
+#include "rtc/mux.h"
 #include "rtc/peer.h"
 #include "store/store.h"
 #include "util/config.h"
@@ -22,11 +23,54 @@
 #include "util/mem.h"
 #include "util/rng.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* A free UDP port, for --listen HOST:0 without --rtc-port (tests). */
+static long free_udp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof sa;
+    long port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* Transport v2: every peer on one UDP port (the --listen port unless
+ * --rtc-port says otherwise). */
+static int start_one_port(chatd_config *cfg, rtc_loops *loops, char *err, size_t errlen)
+{
+    long port = cfg->rtc_port > 0 ? cfg->rtc_port : cfg->listen_port;
+    if (port == 0)
+        port = free_udp_port();
+    if (port <= 0) {
+        snprintf(err, errlen, "no free UDP port for --rtc-port");
+        return -1;
+    }
+    if (cfg->ice_tcp_port != 0) {
+        snprintf(err, errlen, "--ice-tcp-port: ICE-TCP is not built yet");
+        return -1;
+    }
+    rtc_mux_config mc = {.port = (uint16_t)port,
+                         .ice_addresses = (const char *const *)cfg->ice_addresses,
+                         .public_addresses = (const char *const *)cfg->ice_public};
+    if (rtc_mux_start(loops, &mc, err, errlen) < 0)
+        return -1;
+    cfg->rtc_port = port;
+    return 0;
+}
 
 static int fail(chatd_config *cfg, int status, const char *what, const char *err)
 {
@@ -88,10 +132,13 @@ int main(int argc, char **argv)
                                       ? per_peer * 4
                                       : (size_t)LIMIT_QUEUE_TOTAL_BYTES);
     rtc_loops *loops = rtc_loops_new(cfg.loops);
+    if (cfg.rtc_port != 0 && start_one_port(&cfg, loops, err, sizeof err) < 0)
+        return fail(&cfg, 2, err, NULL);
     offer_limits limits = {.max_peers = cfg.max_peers,
                            .max_pending = cfg.max_pending,
                            .offer_rate = cfg.offer_rate,
-                           .setup_timeout_ms = (int)(cfg.setup_timeout * 1000)};
+                           .setup_timeout_ms = (int)(cfg.setup_timeout * 1000),
+                           .transport = cfg.rtc_port ? RTC_TRANSPORT_MUX : RTC_TRANSPORT_NICE};
     const http_app *routes = &relay_http_app;
     void *app;
     if (cfg.mode == CHATD_MODE_CHAT) {
@@ -134,6 +181,11 @@ int main(int argc, char **argv)
         snprintf(cfg.public_url, sizeof cfg.public_url, "http://%s%s%s:%d", v6 ? "[" : "",
                  cfg.listen_host, v6 ? "]" : "", http_server_port(http));
     }
+    log_info("chatd", "WebRTC: %s",
+             cfg.rtc_port ? "one UDP port for every peer (ICE-lite)" : "a libnice agent and "
+                                                                        "UDP port per peer");
+    if (cfg.rtc_port)
+        log_info("chatd", "WebRTC on UDP port %ld", cfg.rtc_port);
     log_info("chatd",
              "%s mode, %d event loops, max %ld peers (%ld pending, %ld offers/s per address, "
              "setup within %ld s), max %ld rooms, ICE on %s, API %s, database %s",
@@ -163,6 +215,7 @@ int main(int argc, char **argv)
         }
     }
     jp_free(api);
+    rtc_mux_stop();
     rtc_loops_free(loops);
     chat_service_free(chat);
     relay_free(rel);

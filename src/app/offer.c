@@ -244,6 +244,7 @@ rtc_peer *offer_answer(offer_slots *slots, const rtc_peer_config *pc, const http
     rtc_peer_config cfg = *pc;
     cfg.local_client = req->remote_is_loopback;
     cfg.setup_timeout_ms = slots->limits.setup_timeout_ms;
+    cfg.transport = slots->limits.transport;
     rtc_answer_status st =
         rtc_peer_answer(&cfg, req->body, req->body_len, &p, &answer, err, sizeof err);
     g_mutex_lock(&slots->lock);

@@ -61,6 +61,7 @@ typedef struct {
     long max_pending;     /* 0 = OFFER_DEFAULT_MAX_PENDING (--max-pending) */
     long offer_rate;      /* 0 = OFFER_DEFAULT_RATE (--offer-rate) */
     int setup_timeout_ms; /* 0 = RTC_SETUP_TIMEOUT_MS (--setup-timeout) */
+    rtc_transport transport; /* the one-port transport (--rtc-port) or libnice per peer */
 } offer_limits;
 
 /* Room names: 1-63 of letters, digits, '-', '_', '.'. */

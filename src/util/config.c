@@ -43,6 +43,10 @@ typedef enum {
     OPT_SETUP_TIMEOUT,
     OPT_OFFER_RATE,
     OPT_MAX_ROOMS,
+    /* transport v2 (issue 10) */
+    OPT_RTC_PORT,
+    OPT_ICE_TCP_PORT,
+    OPT_ICE_PUBLIC,
     OPT_COUNT
 } opt_id;
 
@@ -92,6 +96,15 @@ static const struct {
                         "offers per second per remote address, burst 4xN (then 429)"},
     [OPT_MAX_ROOMS] = {"--max-rooms", "CHATD_MAX_ROOMS", "N", "10000",
                        "rooms at once (a room lives while it has sessions)"},
+    /* transport v2 (issue 10) */
+    [OPT_RTC_PORT] = {"--rtc-port", "CHATD_RTC_PORT", "PORT", "the --listen port, on UDP",
+                      "one UDP port for every peer's ICE, DTLS and SCTP (ICE-lite); 0: a "
+                      "libnice agent and port per peer (v1)"},
+    [OPT_ICE_TCP_PORT] = {"--ice-tcp-port", "CHATD_ICE_TCP_PORT", "PORT", "0",
+                          "ICE-TCP passive candidates (RFC 6544) on this TCP port; 0 = off"},
+    [OPT_ICE_PUBLIC] = {"--ice-public-address", "CHATD_ICE_PUBLIC_ADDRESSES", "ADDR", "none",
+                        "advertise ADDR for the local address, 1:1 NAT (PUBLIC or LOCAL=PUBLIC; "
+                        "repeatable; env: comma list)"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -122,10 +135,13 @@ static int parse_long(const char *v, long min, long max, long *out)
     return 0;
 }
 
-static int add_ice(chatd_config *cfg, const char *v, char *err, size_t errlen)
+static int add_ice(chatd_config *cfg, opt_id id, const char *v, char *err, size_t errlen)
 {
-    if (cfg->n_ice_addresses >= CONFIG_MAX_ICE_ADDRESSES) {
-        err_set(err, errlen, "too many ICE addresses (at most %d)", CONFIG_MAX_ICE_ADDRESSES);
+    char **list = id == OPT_ICE_PUBLIC ? cfg->ice_public : cfg->ice_addresses;
+    int *n = id == OPT_ICE_PUBLIC ? &cfg->n_ice_public : &cfg->n_ice_addresses;
+    if (*n >= CONFIG_MAX_ICE_ADDRESSES) {
+        err_set(err, errlen, "too many %s values (at most %d)", options[id].flag,
+                CONFIG_MAX_ICE_ADDRESSES);
         return -1;
     }
     if (*v == '\0') {
@@ -137,7 +153,7 @@ static int add_ice(chatd_config *cfg, const char *v, char *err, size_t errlen)
         err_set(err, errlen, "out of memory");
         return -1;
     }
-    cfg->ice_addresses[cfg->n_ice_addresses++] = copy;
+    list[(*n)++] = copy;
     return 0;
 }
 
@@ -186,6 +202,7 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     case OPT_PUBLIC_URL:
         return copy_str(cfg->public_url, sizeof cfg->public_url, v, flag, err, errlen);
     case OPT_ICE:
+    case OPT_ICE_PUBLIC:
         if (from_env) {
             char *copy = mem_strdup(v), *save = NULL;
             if (copy == NULL) {
@@ -193,14 +210,14 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
                 return -1;
             }
             for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                if (add_ice(cfg, t, err, errlen) < 0) {
+                if (add_ice(cfg, id, t, err, errlen) < 0) {
                     mem_free(copy);
                     return -1;
                 }
             mem_free(copy);
             return 0;
         }
-        return add_ice(cfg, v, err, errlen);
+        return add_ice(cfg, id, v, err, errlen);
     case OPT_API:
         return copy_str(cfg->api_url, sizeof cfg->api_url, v, flag, err, errlen);
     case OPT_DB:
@@ -261,6 +278,8 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         [OPT_SETUP_TIMEOUT] = {1, 3600},
         [OPT_OFFER_RATE] = {1, 1000000},
         [OPT_MAX_ROOMS] = {1, 10000000},
+        [OPT_RTC_PORT] = {0, 65535},
+        [OPT_ICE_TCP_PORT] = {0, 65535},
     };
     if (parse_long(v, ranges[id].min, ranges[id].max, &n) < 0) {
         err_set(err, errlen, "bad %s '%s' (want an integer from %ld to %ld)", flag, v,
@@ -306,6 +325,12 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
     case OPT_MAX_ROOMS:
         cfg->max_rooms = n;
         break;
+    case OPT_RTC_PORT:
+        cfg->rtc_port = n;
+        break;
+    case OPT_ICE_TCP_PORT:
+        cfg->ice_tcp_port = n;
+        break;
     default:
         cfg->draw_backoff_ms = n;
         break;
@@ -333,18 +358,24 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     cfg->setup_timeout = 10;
     cfg->offer_rate = 5;
     cfg->max_rooms = 10000;
+    cfg->rtc_port = -1;
     cfg->log_level = LOGL_INFO;
     cfg->mode = CHATD_MODE_CHAT;
 
     /* Environment first, flags after: flags win. A flag given on the
      * command line replaces the env's ICE list instead of adding to it. */
-    int ice_flag = 0;
-    for (int i = 1; i < argc; i++)
+    int ice_flag = 0, public_flag = 0;
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--ice-address") == 0 || strncmp(argv[i], "--ice-address=", 14) == 0)
             ice_flag = 1;
+        if (strcmp(argv[i], "--ice-public-address") == 0 ||
+            strncmp(argv[i], "--ice-public-address=", 21) == 0)
+            public_flag = 1;
+    }
     for (int id = 0; id < OPT_COUNT; id++) {
         const char *v = getenv(options[id].env);
-        if (v == NULL || *v == '\0' || (id == OPT_ICE && ice_flag))
+        if (v == NULL || *v == '\0' || (id == OPT_ICE && ice_flag) ||
+            (id == OPT_ICE_PUBLIC && public_flag))
             continue;
         if (apply(cfg, (opt_id)id, v, 1, err, errlen) < 0) {
             size_t l = err != NULL ? strnlen(err, errlen) : 0;
@@ -407,4 +438,9 @@ void config_free(chatd_config *cfg)
         cfg->ice_addresses[i] = NULL;
     }
     cfg->n_ice_addresses = 0;
+    for (int i = 0; i < cfg->n_ice_public; i++) {
+        mem_free(cfg->ice_public[i]);
+        cfg->ice_public[i] = NULL;
+    }
+    cfg->n_ice_public = 0;
 }

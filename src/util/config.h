@@ -48,6 +48,11 @@ typedef struct {
     long setup_timeout; /* seconds from the answer to channel open */
     long offer_rate;    /* offers/s per remote address (burst 4x) */
     long max_rooms;     /* rooms in memory at once */
+    /* transport v2 (issue 10) */
+    long rtc_port;     /* one UDP port for every peer; -1: the --listen port; 0: libnice per peer */
+    long ice_tcp_port; /* RFC 6544 passive candidates; 0 = off */
+    char *ice_public[CONFIG_MAX_ICE_ADDRESSES + 1]; /* "PUBLIC" or "LOCAL=PUBLIC", NULL-terminated */
+    int n_ice_public;
     int log_level;
     int help;
 } chatd_config;

@@ -93,13 +93,35 @@ def pending_peers_are_capped_and_time_out():
 
 
 @test
+def ice_lite_sends_no_checks_at_all():
+    """The one-port transport answers checks and sends none: an offer
+    cannot aim chatd's packets at any address it lists."""
+    socks = []
+    for _ in range(14):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        socks.append(u)
+    d = Chatd("candidates-lite", *RELAY)
+    try:
+        s, _, b = post(d, "/api/rtc", good_offer([u.getsockname()[1] for u in socks]))
+        check(s == 201 and b"a=ice-lite" in b, f"offer with 14 candidates is answered: {s} {b}")
+        r, _, _ = select.select(socks, [], [], 2.0)
+        check(not r, f"{len(r)} of 14 candidates got a datagram from an ICE-lite chatd")
+        check(d.stop() == 0, "chatd exits 0")
+    finally:
+        for u in socks:
+            u.close()
+
+
+@test
 def at_most_eight_remote_candidates_get_checks():
     socks = []
     for _ in range(14):
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         u.bind(("127.0.0.1", 0))
         socks.append(u)
-    d = Chatd("candidates", *RELAY)
+    # The v1 transport (a libnice agent per peer) is the one that sends checks.
+    d = Chatd("candidates", *RELAY, "--rtc-port", "0")
     try:
         s, _, b = post(d, "/api/rtc", good_offer([u.getsockname()[1] for u in socks]))
         check(s == 201, f"offer with 14 candidates is answered: {s} {b}")

@@ -14,6 +14,7 @@ every address and no --ice-address.
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -74,17 +75,35 @@ def offer_from(host, port_of_chatd, name):
         trap.close()
 
 
-def chatd_everywhere(name):
-    return Chatd(name, "--mode", "relay", "--listen", "0.0.0.0:0", ice=None)
+def chatd_everywhere(name, *extra):
+    return Chatd(name, "--mode", "relay", "--listen", "0.0.0.0:0", *extra, ice=None)
+
+
+V1 = ("--rtc-port", "0")  # a libnice agent per peer: full ICE, chatd sends checks
 
 
 @test
 def local_offer_pairs_with_loopback():
-    c = chatd_everywhere("candidates-local")
+    c = chatd_everywhere("candidates-local", *V1)
     port = url_port(c.url)
     answer, stun = offer_from("127.0.0.1", port, "local")
     check(" 127.0.0.1 " in answer, f"no loopback candidate for a local client: {answer}")
     check(stun > 0, "chatd sent no check to the local client's loopback candidate")
+    c.stop()
+
+
+@test
+def lite_local_offer_gets_loopback_and_no_checks():
+    # The one-port transport is ICE-lite: it answers checks and sends none,
+    # to any candidate; a client on this machine still gets 127.0.0.1.
+    c = chatd_everywhere("candidates-lite-local")
+    port = url_port(c.url)
+    answer, stun = offer_from("127.0.0.1", port, "local")
+    check("a=ice-lite" in answer, f"the answer does not say a=ice-lite: {answer}")
+    ports = set(re.findall(r"a=candidate:\S+ 1 udp \d+ \S+ (\d+) typ host", answer))
+    check(" 127.0.0.1 " in answer and len(ports) == 1,
+          f"no loopback candidate on the one port for a local client: {answer}")
+    check(stun == 0, f"an ICE-lite chatd sent {stun} STUN requests")
     c.stop()
 
 
@@ -104,7 +123,7 @@ def remote_offer_loopback_candidate_is_dropped_even_with_a_loopback_address():
     # chatd told to use loopback too: a remote offer's 127.0.0.1 candidate
     # would pair with it, so only the filter keeps the checks away.
     c = Chatd("candidates-explicit", "--mode", "relay", "--listen", "0.0.0.0:0",
-              "--ice-address", "127.0.0.1", "--ice-address", VETH, ice=None)
+              "--ice-address", "127.0.0.1", "--ice-address", VETH, *V1, ice=None)
     port = url_port(c.url)
     _, stun = offer_from(VETH, port, "remote")
     check(stun == 0, f"a remote offer made chatd send {stun} STUN requests to 127.0.0.1")
