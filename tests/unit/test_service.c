@@ -12,6 +12,8 @@
  * libchatd.a (if it had to, the duplicate symbols would fail the link).
  * Everything else is real: the store on a SQLite file, ES256 tokens, the
  * bus, the protocol. The "event loop" is a GMainContext this test iterates.
+ * As the real one, a fake peer takes no message before its channel is
+ * open (peer_open): a send before that fails with ENOTCONN and is counted.
  */
 #include "api/jsonplaceholder.h"
 #include "auth/keys.h"
@@ -91,6 +93,13 @@ static int never(void *arg)
 /* Runs the loop for ms, whatever happens. */
 static void pump_for(int ms) { pump_until(never, NULL, ms); }
 
+/* Runs what is ready on the loop now (posted work, due timers). */
+static void drain(void)
+{
+    while (g_main_context_iteration(g_ctx, FALSE))
+        ;
+}
+
 /* ---------- the fake peer ---------- */
 
 struct rtc_peer {
@@ -106,6 +115,8 @@ struct rtc_peer {
     char reason[128];
     int queue_full;  /* sends fail with ENOBUFS */
     size_t max_send; /* the remote's max-message-size; 0 = 64 KiB */
+    int open;        /* peer_open has run: sends are taken */
+    int sent_early;  /* sends tried before that (refused, ENOTCONN) */
 };
 
 static int g_peer_seq;
@@ -166,7 +177,11 @@ int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len)
 {
     g_mutex_lock(&p->lock);
     int r = 0;
-    if (p->close_requested) {
+    if (!p->open) {
+        p->sent_early++;
+        errno = ENOTCONN;
+        r = -1;
+    } else if (p->close_requested) {
         errno = ENOTCONN;
         r = -1;
     } else if (len > rtc_peer_max_send(p)) {
@@ -207,6 +222,15 @@ static void request_close(rtc_peer *p, const char *reason, int graceful)
 
 void rtc_peer_close(rtc_peer *p, const char *reason) { request_close(p, reason, 0); }
 void rtc_peer_close_gracefully(rtc_peer *p) { request_close(p, "closed", 1); }
+
+/* The channel opens: the transport calls on_open on the peer's loop. */
+static void peer_open(rtc_peer *p)
+{
+    g_mutex_lock(&p->lock);
+    p->open = 1;
+    g_mutex_unlock(&p->lock);
+    p->cb->on_open(p, p->user);
+}
 
 /* The offer path: an offer whose body starts "v=0" is answered with a new
  * fake peer (kept in g_peers, so the fixture closes it); "bad" is the
@@ -426,19 +450,36 @@ TestSuite(service, .init = setup, .fini = teardown, .timeout = 30);
 
 /* ---------- driving sessions ---------- */
 
-/* What the offer path does, then the channel opens. */
-static rtc_peer *open_session(const char *room, long resume_user)
+/* What the offer path does: a session for an answered offer (a resumed
+ * login's auth_time, 0 = a new one), started: its identification is under
+ * way on the loop, and the channel is not open yet. */
+static rtc_peer *start_session_login(const char *room, long resume_user, time_t auth_time)
 {
     http_reply reply = {0};
     cr_assert(offer_slots_take(g_svc->slots, &reply));
     cr_assert_eq(chat_rooms_hold(g_svc->rooms, room), 0); /* given back in on_close */
     chat_session *s = chat_session_new(g_svc, room, "127.0.0.1:5000", resume_user);
     cr_assert_not_null(s);
+    chat_session_resume_login(s, auth_time);
     rtc_peer *p = peer_new();
     p->user = s;
     cr_assert_lt(g_npeers, 64);
     g_peers[g_npeers++] = p;
-    p->cb->on_open(p, s);
+    chat_session_start(s, p);
+    drain(); /* the start posted to the loop */
+    return p;
+}
+
+static rtc_peer *start_session(const char *room, long resume_user)
+{
+    return start_session_login(room, resume_user, 0);
+}
+
+/* The same, then the channel opens. */
+static rtc_peer *open_session(const char *room, long resume_user)
+{
+    rtc_peer *p = start_session(room, resume_user);
+    peer_open(p);
     return p;
 }
 
@@ -453,6 +494,13 @@ static void close_all_peers(void)
                 g_usleep(1000);
         }
     }
+    /* Work still on its way to the ended sessions (a draw's answer, a user
+     * row's commit) holds references: let it arrive and find them closed. */
+    do {
+        answer_fetches();
+        store_flush(g_db, 10000);
+        drain();
+    } while (g_dir.pending->len > 0);
     for (int i = 0; i < g_npeers; i++)
         rtc_peer_unref(g_peers[i]);
     g_npeers = 0;
@@ -552,13 +600,17 @@ static void post_numbered(rtc_peer *p, const char *token, const char *prefix, in
     }
 }
 
-/* Closes the newest peer of the offer route and waits for its on_close. */
+/* Closes the newest peer of the offer route and waits for its on_close;
+ * the draw its start began is answered after that, and finds the session
+ * closed. */
 static void end_last_offer(void)
 {
     rtc_peer *p = g_peers[--g_npeers];
     rtc_peer_close(p, "done");
     while (!p->ended)
         g_main_context_iteration(g_ctx, FALSE);
+    answer_fetches();
+    drain();
     rtc_peer_unref(p);
 }
 
@@ -651,22 +703,12 @@ Test(service, draw_asks_for_one_more_user_than_listed)
      * 1..N+1 is asked for, and nothing else. */
     int seen[N_USERS + 2] = {0};
     for (int i = 0; i < 60; i++) {
-        chat_session *s = chat_session_new(g_svc, "lobby", "", 0);
-        rtc_peer *p = peer_new();
-        p->user = s;
-        http_reply reply = {0};
-        cr_assert(offer_slots_take(g_svc->slots, &reply));
-        p->cb->on_open(p, s);
+        start_session("lobby", 0);
         cr_assert_eq(g_dir.pending->len, 1);
         pending_fetch *f = g_ptr_array_index(g_dir.pending, 0);
         cr_assert(f->id >= 1 && f->id <= N_USERS + 1, "asked for %d", f->id);
         seen[f->id]++;
-        rtc_peer_close(p, "done");
-        while (!p->ended) {
-            answer_fetches();
-            g_main_context_iteration(g_ctx, FALSE);
-        }
-        rtc_peer_unref(p);
+        end_last_offer();
     }
     for (int id = 1; id <= N_USERS + 1; id++)
         cr_assert_gt(seen[id], 0, "user %d never asked for", id);
@@ -1015,7 +1057,9 @@ Test(service, offer_answered_then_the_session_runs_on_the_peer)
     mem_free(r.body);
     rtc_peer *p = g_peers[g_npeers - 1];
     cr_assert_str_eq(r.location + 9, p->id);
-    p->cb->on_open(p, p->user);
+    drain(); /* the session's start, posted by the route */
+    cr_assert_eq(g_dir.fetches, 1, "the draw starts with the answer");
+    peer_open(p);
     json_t *w = expect(p, "welcome", 0);
     cr_assert_str_eq(json_string_value(json_object_get(w, "room")), "lobby", "the default room");
     cr_assert_str_eq(json_string_value(json_object_get(w, "session")), p->id);
@@ -1062,7 +1106,8 @@ Test(service, offer_with_a_token_resumes_its_user)
     int fetches = g_dir.fetches;
     cr_assert_eq(offer_status("lobby", t, "v=0"), 201);
     rtc_peer *p = g_peers[g_npeers - 1];
-    p->cb->on_open(p, p->user);
+    drain();
+    peer_open(p);
     json_decref(expect(p, "welcome", 0));
     cr_assert_eq(user_of(p), id);
     cr_assert_eq(g_dir.fetches, fetches);
@@ -1541,15 +1586,8 @@ Test(service, resume_keeps_auth_time_and_caps_exp)
 {
     g_svc->cfg.jwt_max_age = WEEK;
     time_t login = time(NULL) - WEEK + 600; /* ten minutes of the week left */
-    http_reply reply = {0};
-    cr_assert(offer_slots_take(g_svc->slots, &reply));
-    chat_session *s = chat_session_new(g_svc, "lobby", "127.0.0.1:5000", 2);
-    cr_assert_not_null(s);
-    chat_session_resume_login(s, login);
-    rtc_peer *p = peer_new();
-    p->user = s;
-    g_peers[g_npeers++] = p;
-    p->cb->on_open(p, s);
+    rtc_peer *p = start_session_login("lobby", 2, login);
+    peer_open(p);
     json_t *w = expect(p, "welcome", 0);
     auth_claims c;
     char err[256];
@@ -1755,7 +1793,7 @@ Test(service, relay_forwards_text_only_and_survives_allocation_failure)
         cr_assert_eq(r.status, 201);
         mem_free(r.body);
         peers[i] = g_peers[g_npeers - 1];
-        peers[i]->cb->on_open(peers[i], peers[i]->user);
+        peer_open(peers[i]);
     }
     peers[0]->cb->on_message(peers[0], (const uint8_t *)"\x01\x02", 2, 1, peers[0]->user);
     peers[0]->cb->on_message(peers[0], (const uint8_t *)"hello", 5, 0, peers[0]->user);
