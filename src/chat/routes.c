@@ -113,6 +113,9 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     }
     log_info("chat", "session %s created for %s in %s%s", rtc_peer_id(p), req->remote, room,
              resume ? " (resuming a token)" : "");
+    /* The user is identified while ICE, DTLS and SCTP are set up; the
+     * session may have ended already (it holds its own reference here). */
+    chat_session_start(s, p);
     rtc_peer_unref(p);
 }
 

@@ -6,12 +6,14 @@
  * service_int.h.
  *
  * A session is one peer connection. Its life:
- *   POST /api/rtc (optional bearer token) -> channel open -> draw a user
- *   from JSONPlaceholder (or resume the token's user) -> user row committed
- *   -> welcome + history -> presence join -> messages -> presence leave.
- * A failed draw is told to the client (USER_FETCH_FAILED with retry_in_ms),
- * logged (api_errors) and retried with backoff; after the last attempt the
- * client gets fatal:true and the channel closes.
+ *   POST /api/rtc (optional bearer token) -> answered: draw a user from
+ *   JSONPlaceholder (or resume the token's user) -> user row committed,
+ *   while the channel is set up -> channel open and user ready: welcome +
+ *   history -> presence join -> messages -> presence leave.
+ * A failed draw is told to the client (USER_FETCH_FAILED with retry_in_ms;
+ * held until the channel opens if it failed before that), logged
+ * (api_errors) and retried with backoff; after the last attempt the client
+ * gets fatal:true and the channel closes.
  *
  * Threading: HTTP callbacks run on libmicrohttpd's threads; everything of a
  * session runs on its peer's event loop. Work finished on the API client's

@@ -1,12 +1,39 @@
 /*
  * session — see session.h.
  *
- * Why one file of about 720 lines: everything here runs on the session's
+ * Why one file of about 850 lines: everything here runs on the session's
  * loop and reads the session struct under that one rule (the join gate and
  * the reference count are the only parts other threads touch); the
  * message budget, the post rules and the draw each take a screen, and the
  * pure parts they lean on are already apart (protocol, draw, ratelimit,
  * room, offer).
+ *
+ * Ready sooner (issue 10): identifying the user starts when the offer is
+ * answered (chat_session_start), not when the channel opens, so the draw,
+ * the directory's answer and the user row's commit overlap ICE, DTLS and
+ * SCTP. Two things must then both have happened before the welcome: the
+ * channel is open (`open`, set by on_open) and the user row is committed
+ * (state S_READY); whichever comes second sends it. States:
+ *
+ *   S_CONNECTING   created; nothing started yet
+ *   S_IDENTIFYING  a draw, its retry timer or the user row is under way
+ *   S_READY        the user row is committed; waiting for the channel
+ *   S_JOINED       welcome sent, in the room
+ *   S_CLOSED       on_close has run; late work only drops its reference
+ *
+ * What identification tells the client before the channel is open (a
+ * failed draw's USER_FETCH_FAILED, and the fatal USER_FETCH_FAILED or
+ * UNAVAILABLE that ends it) cannot be sent yet, so it is kept, in order,
+ * in `early`, and on_open sends it first thing; the draw does not wait
+ * for that: it goes on retrying on its backoff meanwhile (each error's
+ * retry_in_ms is the wait the server scheduled when the draw failed, so
+ * by the time the client reads it the retry may already be done). A
+ * fatal error before open marks the session to close gracefully right
+ * after those frames are sent at open, so the client is always told why.
+ * `early` holds at most --draw-attempts frames plus one (1..100, about
+ * 250 bytes each); a peer that never opens is closed by the setup timeout
+ * and its frames freed with it. The welcome is still the first frame
+ * other than those errors, as before.
  */
 #include "chat/session.h"
 
@@ -30,12 +57,18 @@
 /* What a post refused by a full log queue is told to wait. */
 #define POST_RETRY_WHEN_FULL_MS 1000
 
-typedef enum { S_CONNECTING, S_IDENTIFYING, S_JOINED, S_CLOSED } session_state;
+typedef enum { S_CONNECTING, S_IDENTIFYING, S_READY, S_JOINED, S_CLOSED } session_state;
 
 struct chat_session {
     atomic_int refs;
     chat_service *svc;
-    rtc_peer *peer; /* set in on_open (loop thread), reference held */
+    /* Set on the loop when identification starts (the offer path's
+     * chat_session_start, or on_open if that comes first), reference held;
+     * fixed from then on. */
+    rtc_peer *peer;
+    int open;            /* on_open has run (loop thread) */
+    GPtrArray *early;    /* char*: frames said before open, sent by on_open */
+    int close_when_open; /* a fatal error is among them: close after sending */
     char id[40];
     char room[64];
     char remote[96];
@@ -90,6 +123,8 @@ static void session_unref(session *s)
     json_decref(s->summary);
     if (s->held)
         g_ptr_array_unref(s->held);
+    if (s->early)
+        g_ptr_array_unref(s->early);
     g_mutex_clear(&s->gate);
     if (s->peer)
         rtc_peer_unref(s->peer);
@@ -102,13 +137,16 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
     session *s = mem_calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    atomic_init(&s->refs, 1); /* the peer callbacks' reference, dropped in on_close */
+    /* The peer callbacks' reference, dropped in on_close, and the offer
+     * path's, handed to chat_session_start (or both to _discard). */
+    atomic_init(&s->refs, 2);
     s->svc = svc;
     s->resume_user = resume_user;
     s->draw =
         (draw_state){.max_attempts = svc->cfg.draw_attempts, .base_ms = svc->cfg.draw_backoff_ms};
     g_mutex_init(&s->gate);
     s->held = g_ptr_array_new_with_free_func((GDestroyNotify)chat_frame_unref);
+    s->early = g_ptr_array_new_with_free_func(mem_free);
     snprintf(s->room, sizeof s->room, "%s", room);
     snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "");
     return s;
@@ -116,7 +154,11 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
 
 void chat_session_resume_login(chat_session *s, time_t auth_time) { s->auth_time = auth_time; }
 
-void chat_session_discard(chat_session *s) { session_unref(s); }
+void chat_session_discard(chat_session *s)
+{
+    session_unref(s); /* the offer path's */
+    session_unref(s); /* the peer's, which it never took */
+}
 
 static void drop_timer(session *s)
 {
@@ -156,7 +198,7 @@ static size_t max_frame(const session *s)
  * dropped silently (SPEC, version 2): the transport logs it and the client
  * gets a TOO_LARGE error saying so; a remote that cannot take even that
  * is closed. A slow reader is closed by offer_send. Any thread: it reads
- * only s->peer, fixed once the channel is open. */
+ * only s->peer, fixed once identification has started. */
 static int send_text(session *s, const char *text, size_t len)
 {
     if (offer_send(s->peer, text, len) == 0)
@@ -174,14 +216,31 @@ static int send_text(session *s, const char *text, size_t len)
     return -1;
 }
 
-/* Sends a mem_alloc'd JSON text and frees it. */
+/* Sends a mem_alloc'd JSON text and frees it. Before the channel is open
+ * (identification runs during setup) the text is kept for on_open to send,
+ * in order: the client is told, only later. */
 static void send_owned(session *s, char *json)
 {
     if (json == NULL)
         return;
+    if (s->peer && s->state != S_CLOSED && !s->open) {
+        g_ptr_array_add(s->early, json);
+        return;
+    }
     if (s->peer && s->state != S_CLOSED)
         send_text(s, json, strlen(json));
     mem_free(json);
+}
+
+/* Ends the session after what it was told is delivered: a graceful close
+ * now when the channel is open, else right after on_open has sent the
+ * frames kept for it (a close before open would lose them). */
+static void close_when_told(session *s)
+{
+    if (s->open)
+        rtc_peer_close_gracefully(s->peer);
+    else
+        s->close_when_open = 1;
 }
 
 /* chat_deliver_fn for the room: the subscriber is the session (the bus
@@ -263,7 +322,8 @@ static void post_to_loop(session *s, void (*fn)(session *, void *), void *data)
 /* ---------- identity: the draw ---------- */
 
 static void start_identify(session *s);
-static void joined(session *s, void *unused);
+static void user_ready(session *s, void *unused);
+static void joined(session *s);
 
 static gboolean retry_draw_cb(gpointer data)
 {
@@ -284,7 +344,7 @@ static void user_stored(void *arg, int ok)
         session_unref(s);
         return;
     }
-    post_to_loop(s, joined, NULL);
+    post_to_loop(s, user_ready, NULL);
 }
 
 /* A failed fetch: tell the client, then retry after the backoff or give up. */
@@ -306,9 +366,10 @@ static void draw_failed(session *s)
         log_warn("chat", "session %s: %s; giving up after %d attempts", s->id, msg,
                  s->draw.attempt);
         send_error(s, "USER_FETCH_FAILED", msg, -1, 1, NULL);
-        /* The channel closes once the error is delivered; on_close ends the
-         * session. No timer is armed, so no further draw happens. */
-        rtc_peer_close_gracefully(s->peer);
+        /* The channel closes once the error is delivered (after open, if
+         * it is not open yet); on_close ends the session. No timer is
+         * armed, so no further draw happens. */
+        close_when_told(s);
         return;
     }
     log_info("chat", "session %s: %s; retrying in %ld ms", s->id, msg, retry);
@@ -358,7 +419,7 @@ static void identify_done(session *s, void *data)
         if (profile != NULL)
             session_unref(s); /* the reference the refused put was given */
         send_error(s, "UNAVAILABLE", "the server cannot record users right now", -1, 1, NULL);
-        rtc_peer_close_gracefully(s->peer);
+        close_when_told(s);
     }
     mem_free(profile);
 }
@@ -395,7 +456,7 @@ static void start_identify(session *s)
         if (n < 1) {
             send_error(s, "UNAVAILABLE", "the user directory is not reachable; try again later", -1,
                        1, NULL);
-            rtc_peer_close_gracefully(s->peer);
+            close_when_told(s);
             return;
         }
         /* k uniform in 0..N: k = N asks for a user that does not exist. */
@@ -484,12 +545,12 @@ static gboolean auto_post_cb(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* Loop thread: the user row exists; welcome, history, presence. */
-static void joined(session *s, void *unused)
+/* Loop thread: the user row exists and the channel is open; welcome,
+ * history, presence. */
+static void joined(session *s)
 {
-    (void)unused;
     chat_service *svc = s->svc;
-    if (s->state != S_IDENTIFYING)
+    if (s->state != S_READY || !s->open)
         return;
     char sub[32], err[256];
     snprintf(sub, sizeof sub, "%ld", s->user_id);
@@ -507,7 +568,7 @@ static void joined(session *s, void *unused)
     if (auth_token_issue(svc->cfg.keys, &claims, &token, err, sizeof err) < 0) {
         log_error("chat", "session %s: cannot issue a token: %s", s->id, err);
         send_error(s, "UNAVAILABLE", "the server cannot issue a token right now", -1, 1, NULL);
-        rtc_peer_close_gracefully(s->peer);
+        close_when_told(s);
         return;
     }
     json_t *online = NULL;
@@ -541,8 +602,8 @@ static void joined(session *s, void *unused)
         /* Never welcomed: out of the room again, with no presence either way. */
         chat_room_leave(svc->rooms, s->room, s->summary, s->sub);
         s->sub = NULL;
-        s->state = S_IDENTIFYING;
-        rtc_peer_close_gracefully(s->peer);
+        s->state = S_READY;
+        close_when_told(s);
         return;
     }
     open_gate(s, welcome, history);
@@ -553,6 +614,17 @@ static void joined(session *s, void *unused)
              json_string_value(json_object_get(s->summary, "name")), s->user_id, s->room);
     if (svc->cfg.auto_post_max_ms >= 0)
         arm_timer(s, (long)rng_range(svc->cfg.rng, 0, svc->cfg.auto_post_max_ms), auto_post_cb);
+}
+
+/* Loop thread: the user row is committed. The welcome goes now if the
+ * channel is open, else on_open sends it. */
+static void user_ready(session *s, void *unused)
+{
+    (void)unused;
+    if (s->state != S_IDENTIFYING)
+        return;
+    s->state = S_READY;
+    joined(s);
 }
 
 /* A refused post: counted, told to the client with the request's ref. */
@@ -644,16 +716,66 @@ static int within_budget(session *s)
     return 0;
 }
 
+/* ---------- the start: at the offer, or at the latest at open ---------- */
+
+/* Loop thread: identification starts with this peer, once. */
+static void begin_identify(session *s, rtc_peer *p)
+{
+    if (s->state != S_CONNECTING)
+        return; /* started already, or closed */
+    if (s->peer == NULL) {
+        s->peer = rtc_peer_ref(p);
+        snprintf(s->id, sizeof s->id, "%s", rtc_peer_id(p));
+    }
+    s->state = S_IDENTIFYING;
+    start_identify(s);
+}
+
+typedef struct {
+    session *s;
+    rtc_peer *p;
+} start_call;
+
+static void run_start(void *arg)
+{
+    start_call *c = arg;
+    begin_identify(c->s, c->p); /* a no-op once on_close has run (S_CLOSED) */
+    rtc_peer_unref(c->p);
+    session_unref(c->s);
+    mem_free(c);
+}
+
+void chat_session_start(chat_session *s, rtc_peer *p)
+{
+    start_call *c = mem_alloc(sizeof *c);
+    if (c == NULL) { /* on_open starts it instead, only later */
+        session_unref(s);
+        return;
+    }
+    c->s = s; /* the offer path's reference moves here */
+    c->p = rtc_peer_ref(p);
+    rtc_loop_post(rtc_peer_loop(p), run_start, c);
+}
+
 /* ---------- peer callbacks ---------- */
 
 static void on_open(rtc_peer *p, void *user)
 {
     session *s = user;
-    snprintf(s->id, sizeof s->id, "%s", rtc_peer_id(p));
-    s->peer = rtc_peer_ref(p);
-    s->state = S_IDENTIFYING;
+    begin_identify(s, p); /* when the offer path's start has not run (yet) */
+    s->open = 1;
     clock_iso8601_now(s->started, sizeof s->started);
-    start_identify(s);
+    /* What identification said while the channel was being set up. */
+    for (guint i = 0; i < s->early->len; i++) {
+        const char *text = g_ptr_array_index(s->early, i);
+        send_text(s, text, strlen(text));
+    }
+    g_ptr_array_set_size(s->early, 0);
+    if (s->close_when_open) {
+        rtc_peer_close_gracefully(p);
+        return;
+    }
+    joined(s); /* when the user row is already committed (S_READY) */
 }
 
 static void on_message(rtc_peer *p, const uint8_t *data, size_t len, int binary, void *user)

@@ -12,6 +12,8 @@
  * libchatd.a (if it had to, the duplicate symbols would fail the link).
  * Everything else is real: the store on a SQLite file, ES256 tokens, the
  * bus, the protocol. The "event loop" is a GMainContext this test iterates.
+ * As the real one, a fake peer takes no message before its channel is
+ * open (peer_open): a send before that fails with ENOTCONN and is counted.
  */
 #include "api/jsonplaceholder.h"
 #include "auth/keys.h"
@@ -34,6 +36,7 @@
 #include <errno.h>
 #include <glib.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +94,13 @@ static int never(void *arg)
 /* Runs the loop for ms, whatever happens. */
 static void pump_for(int ms) { pump_until(never, NULL, ms); }
 
+/* Runs what is ready on the loop now (posted work, due timers). */
+static void drain(void)
+{
+    while (g_main_context_iteration(g_ctx, FALSE))
+        ;
+}
+
 /* ---------- the fake peer ---------- */
 
 struct rtc_peer {
@@ -106,6 +116,8 @@ struct rtc_peer {
     char reason[128];
     int queue_full;  /* sends fail with ENOBUFS */
     size_t max_send; /* the remote's max-message-size; 0 = 64 KiB */
+    int open;        /* peer_open has run: sends are taken */
+    int sent_early;  /* sends tried before that (refused, ENOTCONN) */
 };
 
 static int g_peer_seq;
@@ -166,7 +178,11 @@ int rtc_peer_send_text(rtc_peer *p, const char *text, size_t len)
 {
     g_mutex_lock(&p->lock);
     int r = 0;
-    if (p->close_requested) {
+    if (!p->open) {
+        p->sent_early++;
+        errno = ENOTCONN;
+        r = -1;
+    } else if (p->close_requested) {
         errno = ENOTCONN;
         r = -1;
     } else if (len > rtc_peer_max_send(p)) {
@@ -207,6 +223,15 @@ static void request_close(rtc_peer *p, const char *reason, int graceful)
 
 void rtc_peer_close(rtc_peer *p, const char *reason) { request_close(p, reason, 0); }
 void rtc_peer_close_gracefully(rtc_peer *p) { request_close(p, "closed", 1); }
+
+/* The channel opens: the transport calls on_open on the peer's loop. */
+static void peer_open(rtc_peer *p)
+{
+    g_mutex_lock(&p->lock);
+    p->open = 1;
+    g_mutex_unlock(&p->lock);
+    p->cb->on_open(p, p->user);
+}
 
 /* The offer path: an offer whose body starts "v=0" is answered with a new
  * fake peer (kept in g_peers, so the fixture closes it); "bad" is the
@@ -426,19 +451,36 @@ TestSuite(service, .init = setup, .fini = teardown, .timeout = 30);
 
 /* ---------- driving sessions ---------- */
 
-/* What the offer path does, then the channel opens. */
-static rtc_peer *open_session(const char *room, long resume_user)
+/* What the offer path does: a session for an answered offer (a resumed
+ * login's auth_time, 0 = a new one), started: its identification is under
+ * way on the loop, and the channel is not open yet. */
+static rtc_peer *start_session_login(const char *room, long resume_user, time_t auth_time)
 {
     http_reply reply = {0};
     cr_assert(offer_slots_take(g_svc->slots, &reply));
     cr_assert_eq(chat_rooms_hold(g_svc->rooms, room), 0); /* given back in on_close */
     chat_session *s = chat_session_new(g_svc, room, "127.0.0.1:5000", resume_user);
     cr_assert_not_null(s);
+    chat_session_resume_login(s, auth_time);
     rtc_peer *p = peer_new();
     p->user = s;
     cr_assert_lt(g_npeers, 64);
     g_peers[g_npeers++] = p;
-    p->cb->on_open(p, s);
+    chat_session_start(s, p);
+    drain(); /* the start posted to the loop */
+    return p;
+}
+
+static rtc_peer *start_session(const char *room, long resume_user)
+{
+    return start_session_login(room, resume_user, 0);
+}
+
+/* The same, then the channel opens. */
+static rtc_peer *open_session(const char *room, long resume_user)
+{
+    rtc_peer *p = start_session(room, resume_user);
+    peer_open(p);
     return p;
 }
 
@@ -453,6 +495,13 @@ static void close_all_peers(void)
                 g_usleep(1000);
         }
     }
+    /* Work still on its way to the ended sessions (a draw's answer, a user
+     * row's commit) holds references: let it arrive and find them closed. */
+    do {
+        answer_fetches();
+        store_flush(g_db, 10000);
+        drain();
+    } while (g_dir.pending->len > 0);
     for (int i = 0; i < g_npeers; i++)
         rtc_peer_unref(g_peers[i]);
     g_npeers = 0;
@@ -552,13 +601,17 @@ static void post_numbered(rtc_peer *p, const char *token, const char *prefix, in
     }
 }
 
-/* Closes the newest peer of the offer route and waits for its on_close. */
+/* Closes the newest peer of the offer route and waits for its on_close;
+ * the draw its start began is answered after that, and finds the session
+ * closed. */
 static void end_last_offer(void)
 {
     rtc_peer *p = g_peers[--g_npeers];
     rtc_peer_close(p, "done");
     while (!p->ended)
         g_main_context_iteration(g_ctx, FALSE);
+    answer_fetches();
+    drain();
     rtc_peer_unref(p);
 }
 
@@ -651,22 +704,12 @@ Test(service, draw_asks_for_one_more_user_than_listed)
      * 1..N+1 is asked for, and nothing else. */
     int seen[N_USERS + 2] = {0};
     for (int i = 0; i < 60; i++) {
-        chat_session *s = chat_session_new(g_svc, "lobby", "", 0);
-        rtc_peer *p = peer_new();
-        p->user = s;
-        http_reply reply = {0};
-        cr_assert(offer_slots_take(g_svc->slots, &reply));
-        p->cb->on_open(p, s);
+        start_session("lobby", 0);
         cr_assert_eq(g_dir.pending->len, 1);
         pending_fetch *f = g_ptr_array_index(g_dir.pending, 0);
         cr_assert(f->id >= 1 && f->id <= N_USERS + 1, "asked for %d", f->id);
         seen[f->id]++;
-        rtc_peer_close(p, "done");
-        while (!p->ended) {
-            answer_fetches();
-            g_main_context_iteration(g_ctx, FALSE);
-        }
-        rtc_peer_unref(p);
+        end_last_offer();
     }
     for (int id = 1; id <= N_USERS + 1; id++)
         cr_assert_gt(seen[id], 0, "user %d never asked for", id);
@@ -1015,7 +1058,9 @@ Test(service, offer_answered_then_the_session_runs_on_the_peer)
     mem_free(r.body);
     rtc_peer *p = g_peers[g_npeers - 1];
     cr_assert_str_eq(r.location + 9, p->id);
-    p->cb->on_open(p, p->user);
+    drain(); /* the session's start, posted by the route */
+    cr_assert_eq(g_dir.fetches, 1, "the draw starts with the answer");
+    peer_open(p);
     json_t *w = expect(p, "welcome", 0);
     cr_assert_str_eq(json_string_value(json_object_get(w, "room")), "lobby", "the default room");
     cr_assert_str_eq(json_string_value(json_object_get(w, "session")), p->id);
@@ -1062,7 +1107,8 @@ Test(service, offer_with_a_token_resumes_its_user)
     int fetches = g_dir.fetches;
     cr_assert_eq(offer_status("lobby", t, "v=0"), 201);
     rtc_peer *p = g_peers[g_npeers - 1];
-    p->cb->on_open(p, p->user);
+    drain();
+    peer_open(p);
     json_decref(expect(p, "welcome", 0));
     cr_assert_eq(user_of(p), id);
     cr_assert_eq(g_dir.fetches, fetches);
@@ -1104,6 +1150,265 @@ Test(service, jwks_and_message_paging_routes)
     cr_assert_eq(r.status, 400);
     mem_free(r.body);
     g_free(t);
+}
+
+/* ---------- ready sooner (issue 10): identified while the channel opens ---------- */
+
+/* The count a query of the log answers (the test's own read-only
+ * connection, after every queued row is committed). */
+static long count_rows(const char *sql)
+{
+    cr_assert_eq(store_flush(g_db, 5000), 0);
+    char path[320];
+    snprintf(path, sizeof path, "%s/chat.db", g_tmp);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    long n = (long)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Answers the draws in flight until none is left, then lets the user
+ * row's commit reach the session (store_flush returns once its callback
+ * has posted to the loop). Retries are not waited for. */
+static void settle(void)
+{
+    do {
+        answer_fetches();
+        drain();
+        cr_assert_eq(store_flush(g_db, 5000), 0);
+        drain();
+    } while (g_dir.pending->len > 0);
+}
+
+static int fetches_reach(void *n)
+{
+    drain();
+    return g_dir.fetches >= *(int *)n;
+}
+
+/* Runs the loop until the draw's retry timer has started draw n. */
+static void wait_for_fetch(int n)
+{
+    cr_assert(pump_until(fetches_reach, &n, 5000), "draw %d never started", n);
+}
+
+static void assert_type_at(rtc_peer *p, size_t i, const char *type)
+{
+    json_t *m = sent_at(p, i);
+    cr_assert_str_eq(type_of(m), type, "message %zu", i);
+    json_decref(m);
+}
+
+/* The draw answered and the user row committed before the channel opens:
+ * welcome and history go in the on_open callback itself, and nothing was
+ * sent before. */
+Test(service, draw_done_before_open_welcomes_at_open)
+{
+    g_dir.user_count = N_USERS - 1; /* every draw lands on a user the fake has */
+    rtc_peer *p = start_session("lobby", 0);
+    cr_assert_eq(g_dir.fetches, 1, "the draw starts before the channel opens");
+    settle();
+    cr_assert_eq(count_rows("SELECT COUNT(*) FROM users"), 1, "the user row is committed");
+    cr_assert_eq(sent_count(p), 0);
+    cr_assert_eq(p->sent_early, 0, "nothing is sent before the channel is open");
+    cr_assert_eq(count_rows("SELECT COUNT(*) FROM sessions"), 0, "no session row before open");
+    peer_open(p);
+    cr_assert_eq(sent_count(p), 2, "welcome and history at open, not later");
+    assert_type_at(p, 0, "welcome");
+    assert_type_at(p, 1, "history");
+    cr_assert_eq(g_dir.fetches, 1);
+    /* The session is an ordinary one from here: a post goes through. */
+    json_t *w = sent_at(p, 0);
+    post(p, json_string_value(json_object_get(w, "token")), "ready early", "r");
+    json_decref(w);
+    json_decref(expect(p, "message", 2));
+}
+
+/* The channel opens first: the welcome waits for the draw, then comes
+ * first. */
+Test(service, open_before_the_draw_welcomes_when_it_is_done)
+{
+    g_dir.user_count = N_USERS - 1;
+    rtc_peer *p = start_session("lobby", 0);
+    peer_open(p);
+    drain();
+    cr_assert_eq(g_dir.pending->len, 1, "the draw is still in flight");
+    cr_assert_eq(sent_count(p), 0, "no welcome without a user");
+    json_decref(expect(p, "welcome", 0));
+    assert_type_at(p, 0, "welcome");
+    assert_type_at(p, 1, "history");
+    cr_assert_eq(g_dir.fetches, 1, "one draw, started before open");
+}
+
+/* Open between the draw's answer and its user row's commit: the welcome
+ * follows the commit. */
+Test(service, open_while_the_user_row_is_written_welcomes_after_it)
+{
+    g_dir.user_count = N_USERS - 1;
+    rtc_peer *p = start_session("lobby", 0);
+    answer_fetches();
+    drain(); /* the user is queued for the log, maybe committed already */
+    peer_open(p);
+    json_decref(expect(p, "welcome", 0));
+    assert_type_at(p, 0, "welcome");
+    cr_assert_eq(count_rows("SELECT COUNT(*) FROM users"), 1);
+}
+
+/* A draw fails and its retry succeeds, all before the channel opens: the
+ * client is told at open, first the error (as scheduled: retry_in_ms of
+ * the first backoff), then the welcome, in the same callback. */
+Test(service, draw_failed_before_open_is_told_at_open_then_welcome)
+{
+    g_dir.user_count = N_USERS - 1;
+    g_dir.fail_next = 1;
+    rtc_peer *p = start_session("lobby", 0);
+    answer_fetches();
+    drain();
+    cr_assert_eq(atomic_load(&g_svc->draws_failed), 1);
+    wait_for_fetch(2); /* the retry does not wait for the channel */
+    settle();
+    cr_assert_eq(sent_count(p), 0);
+    cr_assert_eq(p->sent_early, 0, "the error was kept, not sent into a closed channel");
+    peer_open(p);
+    cr_assert_eq(sent_count(p), 3, "error, welcome, history at open");
+    json_t *e = sent_at(p, 0);
+    cr_assert_str_eq(type_of(e), "error");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), "USER_FETCH_FAILED");
+    cr_assert_eq(json_integer_value(json_object_get(e, "retry_in_ms")), 5);
+    cr_assert(json_is_false(json_object_get(e, "fatal")));
+    json_decref(e);
+    assert_type_at(p, 1, "welcome");
+    assert_type_at(p, 2, "history");
+    cr_assert_eq(g_dir.fetches, 2);
+    cr_assert(!p->close_requested);
+}
+
+/* A draw fails before open and its retry is still under way at open: the
+ * error goes at open, the welcome when the retry is done. */
+Test(service, draw_failed_before_open_and_retrying_at_open)
+{
+    g_dir.user_count = N_USERS - 1;
+    g_dir.fail_next = 1;
+    rtc_peer *p = start_session("lobby", 0);
+    answer_fetches();
+    drain();
+    peer_open(p);
+    cr_assert_eq(sent_count(p), 1, "the kept error, at once");
+    json_t *e = sent_at(p, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), "USER_FETCH_FAILED");
+    json_decref(e);
+    json_decref(expect(p, "welcome", 1));
+    assert_type_at(p, 1, "welcome");
+    assert_type_at(p, 2, "history");
+}
+
+/* Every draw fails before the channel opens: nothing is closed before the
+ * client could be told; at open it gets every error, the last fatal, and
+ * then the channel closes gracefully. No welcome. */
+Test(service, last_draw_failed_before_open_is_told_then_closes)
+{
+    g_dir.fail_next = 3;
+    rtc_peer *p = start_session("lobby", 0);
+    for (int n = 1; n <= 3; n++) {
+        wait_for_fetch(n);
+        answer_fetches();
+        drain();
+    }
+    pump_for(30);
+    cr_assert_eq(g_dir.fetches, 3, "no draw after the last attempt");
+    cr_assert_eq(atomic_load(&g_svc->draws_failed), 3);
+    cr_assert(!p->close_requested, "not closed before the client is told");
+    cr_assert_eq(sent_count(p), 0);
+    peer_open(p);
+    cr_assert_eq(sent_count(p), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *e = sent_at(p, i);
+        cr_assert_str_eq(json_string_value(json_object_get(e, "code")), "USER_FETCH_FAILED");
+        cr_assert_eq(json_is_true(json_object_get(e, "fatal")), i == 2, "error %zu", i);
+        json_decref(e);
+    }
+    cr_assert(p->close_requested && p->graceful, "closed gracefully, after the errors");
+    pump_for(20);
+    cr_assert(p->ended);
+    cr_assert_eq(find_type(p, "welcome", 0), -1);
+    cr_assert_eq(count_rows("SELECT COUNT(*) FROM users"), 0);
+}
+
+/* An empty directory before open: UNAVAILABLE (fatal) is kept for open too. */
+Test(service, directory_down_before_open_is_told_at_open)
+{
+    g_dir.user_count = 0;
+    rtc_peer *p = start_session("lobby", 0);
+    cr_assert(!p->close_requested);
+    peer_open(p);
+    cr_assert_eq(sent_count(p), 1);
+    json_t *e = sent_at(p, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), "UNAVAILABLE");
+    cr_assert(json_is_true(json_object_get(e, "fatal")));
+    json_decref(e);
+    cr_assert(p->close_requested && p->graceful);
+}
+
+/* DELETE before the channel opens, the draw in flight: its answer arrives
+ * after on_close and only drops its reference (ASan: no use after free,
+ * no leak); no user row, no session row; slot and room are back. */
+Test(service, closed_before_open_with_the_draw_in_flight)
+{
+    http_reply r;
+    cr_assert_eq(offer("early", NULL, "v=0", &r), 201);
+    mem_free(r.body);
+    rtc_peer *p = g_peers[g_npeers - 1];
+    drain();
+    cr_assert_eq(g_dir.pending->len, 1, "the draw is in flight");
+    http_reply d = {0};
+    chat_http_app.rtc_delete(g_svc, p->id, &d);
+    cr_assert_eq(d.status, 204);
+    while (!p->ended)
+        g_main_context_iteration(g_ctx, FALSE);
+    cr_assert_eq(offer_slots_used(g_svc->slots), 0, "the slot is back");
+    cr_assert_eq(chat_rooms_count(g_svc->rooms), 0, "the room is gone");
+    answer_fetches(); /* the directory answers a closed session */
+    drain();
+    pump_for(20);
+    cr_assert_eq(p->sent_early, 0);
+    cr_assert_eq(sent_count(p), 0);
+    cr_assert_eq(count_rows("SELECT COUNT(*) FROM users"), 0, "no user row for it");
+    cr_assert_eq(count_rows("SELECT COUNT(*) FROM sessions"), 0, "no session row either");
+    /* The same with a retry timer armed when it closes (setup timeout). */
+    g_dir.fail_next = 1;
+    rtc_peer *q = start_session("early", 0);
+    answer_fetches();
+    drain(); /* failed: the error is kept, the retry armed */
+    rtc_peer_close(q, "setup timeout");
+    while (!q->ended)
+        g_main_context_iteration(g_ctx, FALSE);
+    pump_for(30); /* past the retry's time: the timer went with on_close */
+    cr_assert_eq(g_dir.fetches, 2, "no draw after the close");
+    cr_assert_eq(q->sent_early, 0);
+    cr_assert_eq(count_rows("SELECT COUNT(*) FROM users"), 0);
+}
+
+/* The peer closes before the start the offer path posted has even run:
+ * the start finds the session closed and draws nothing. */
+Test(service, closed_before_the_start_runs_draws_nothing)
+{
+    http_reply r;
+    cr_assert_eq(offer("early", NULL, "v=0", &r), 201);
+    mem_free(r.body);
+    rtc_peer *p = g_peers[g_npeers - 1];
+    /* As if the loop ran the close before the posted start. */
+    p->close_requested = 1;
+    snprintf(p->reason, sizeof p->reason, "server shutting down");
+    p->cb->on_close(p, p->reason, p->user);
+    p->ended = 1;
+    drain();
+    cr_assert_eq(g_dir.fetches, 0);
+    cr_assert_eq(offer_slots_used(g_svc->slots), 0);
 }
 
 /* ---------- issue 9: budgets and frames that fit ---------- */
@@ -1541,15 +1846,8 @@ Test(service, resume_keeps_auth_time_and_caps_exp)
 {
     g_svc->cfg.jwt_max_age = WEEK;
     time_t login = time(NULL) - WEEK + 600; /* ten minutes of the week left */
-    http_reply reply = {0};
-    cr_assert(offer_slots_take(g_svc->slots, &reply));
-    chat_session *s = chat_session_new(g_svc, "lobby", "127.0.0.1:5000", 2);
-    cr_assert_not_null(s);
-    chat_session_resume_login(s, login);
-    rtc_peer *p = peer_new();
-    p->user = s;
-    g_peers[g_npeers++] = p;
-    p->cb->on_open(p, s);
+    rtc_peer *p = start_session_login("lobby", 2, login);
+    peer_open(p);
     json_t *w = expect(p, "welcome", 0);
     auth_claims c;
     char err[256];
@@ -1755,7 +2053,7 @@ Test(service, relay_forwards_text_only_and_survives_allocation_failure)
         cr_assert_eq(r.status, 201);
         mem_free(r.body);
         peers[i] = g_peers[g_npeers - 1];
-        peers[i]->cb->on_open(peers[i], peers[i]->user);
+        peer_open(peers[i]);
     }
     peers[0]->cb->on_message(peers[0], (const uint8_t *)"\x01\x02", 2, 1, peers[0]->user);
     peers[0]->cb->on_message(peers[0], (const uint8_t *)"hello", 5, 0, peers[0]->user);
