@@ -182,8 +182,9 @@ int main(int argc, char **argv)
                  cfg.listen_host, v6 ? "]" : "", http_server_port(http));
     }
     log_info("chatd", "WebRTC: %s",
-             cfg.rtc_port ? "one UDP port for every peer (ICE-lite)" : "a libnice agent and "
-                                                                        "UDP port per peer");
+             cfg.rtc_port ? "one UDP port for every peer (ICE-lite)"
+                          : "a libnice agent and "
+                            "UDP port per peer");
     if (cfg.rtc_port)
         log_info("chatd", "WebRTC on UDP port %ld", cfg.rtc_port);
     log_info("chatd",
@@ -215,7 +216,7 @@ int main(int argc, char **argv)
         }
     }
     jp_free(api);
-    rtc_mux_stop();
+    rtc_transport_stop();
     rtc_loops_free(loops);
     chat_service_free(chat);
     relay_free(rel);

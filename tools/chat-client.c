@@ -466,7 +466,10 @@ int main(int argc, char **argv)
         return 1;
     }
     rtc_loops *loops = rtc_loops_new(1);
+    /* One shared-socket client (the controlling side towards chatd's
+     * ICE-lite port); it also answers a full-ICE chatd (--rtc-port 0). */
     rtc_peer_config cfg = {.loops = loops,
+                           .transport = RTC_TRANSPORT_MUX,
                            .ice_addresses = n_ice ? ice : NULL,
                            .setup = setup,
                            .setup_timeout_ms = timeout_s * 1000,
@@ -580,6 +583,7 @@ out:
         rtc_peer_unref(peer);
     }
     rtc_free(offer);
+    rtc_transport_stop();
     rtc_loops_free(loops);
     rtc_shutdown();
     curl_global_cleanup();

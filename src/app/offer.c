@@ -308,6 +308,30 @@ void offer_metrics_gauges(GString *out, long sessions)
                            "# HELP chatd_sctp_associations SCTP associations alive (leak check).\n"
                            "# TYPE chatd_sctp_associations gauge\nchatd_sctp_associations %ld\n",
                            sessions, st.peer_objects, st.sctp_associations);
+    g_string_append_printf(
+        out,
+        "# HELP chatd_udp_datagrams_total UDP datagrams on the one RTC port, by direction.\n"
+        "# TYPE chatd_udp_datagrams_total counter\n"
+        "chatd_udp_datagrams_total{direction=\"in\"} %lu\n"
+        "chatd_udp_datagrams_total{direction=\"out\"} %lu\n"
+        "# HELP chatd_udp_syscalls_total recvmmsg and sendmmsg/sendmsg calls on the RTC port.\n"
+        "# TYPE chatd_udp_syscalls_total counter\n"
+        "chatd_udp_syscalls_total{direction=\"in\"} %lu\n"
+        "chatd_udp_syscalls_total{direction=\"out\"} %lu\n"
+        "# HELP chatd_udp_forwarded_total Datagrams read by one event loop for a peer of "
+        "another.\n# TYPE chatd_udp_forwarded_total counter\nchatd_udp_forwarded_total %lu\n"
+        "# HELP chatd_ice_consent_expired_total Peers closed because their ICE checks stopped.\n"
+        "# TYPE chatd_ice_consent_expired_total counter\nchatd_ice_consent_expired_total %lu\n"
+        "# HELP chatd_udp_dropped_total Datagrams dropped on the RTC port, by reason.\n"
+        "# TYPE chatd_udp_dropped_total counter\n"
+        "chatd_udp_dropped_total{reason=\"unknown_source\"} %lu\n"
+        "chatd_udp_dropped_total{reason=\"bad_stun\"} %lu\n"
+        "chatd_udp_dropped_total{reason=\"unknown_username\"} %lu\n"
+        "chatd_udp_dropped_total{reason=\"bad_integrity\"} %lu\n"
+        "chatd_udp_dropped_total{reason=\"inbox_full\"} %lu\n",
+        st.udp_rx, st.udp_tx, st.udp_rx_calls, st.udp_tx_calls, st.udp_forwarded,
+        st.consent_expired, st.dropped_unknown_source, st.dropped_bad_stun,
+        st.dropped_unknown_username, st.dropped_bad_integrity, st.dropped_inbox_full);
 }
 
 void offer_metrics_admission(GString *out, offer_slots *slots)

@@ -57,10 +57,10 @@ typedef struct offer_slots offer_slots;
 #define OFFER_RATE_BURST 4   /* times the rate */
 
 typedef struct {
-    long max_peers;       /* sessions at once (--max-peers) */
-    long max_pending;     /* 0 = OFFER_DEFAULT_MAX_PENDING (--max-pending) */
-    long offer_rate;      /* 0 = OFFER_DEFAULT_RATE (--offer-rate) */
-    int setup_timeout_ms; /* 0 = RTC_SETUP_TIMEOUT_MS (--setup-timeout) */
+    long max_peers;          /* sessions at once (--max-peers) */
+    long max_pending;        /* 0 = OFFER_DEFAULT_MAX_PENDING (--max-pending) */
+    long offer_rate;         /* 0 = OFFER_DEFAULT_RATE (--offer-rate) */
+    int setup_timeout_ms;    /* 0 = RTC_SETUP_TIMEOUT_MS (--setup-timeout) */
     rtc_transport transport; /* the one-port transport (--rtc-port) or libnice per peer */
 } offer_limits;
 

@@ -50,8 +50,7 @@ typedef struct {
 } rtc_ice_config;
 
 typedef struct rtc_ice_ops {
-    rtc_ice *(*create)(const rtc_ice_config *cfg, sdp_description *local, char *err,
-                       size_t errlen);
+    rtc_ice *(*create)(const rtc_ice_config *cfg, sdp_description *local, char *err, size_t errlen);
     int (*set_remote)(rtc_ice *ice, const sdp_description *remote, char *err, size_t errlen);
     void (*send)(rtc_ice *ice, const uint8_t *data, size_t len);
     int (*is_connected)(rtc_ice *ice);

@@ -71,8 +71,7 @@ static void nice_free(rtc_ice *ice)
     mem_free(n);
 }
 
-static rtc_ice *nice_create(const rtc_ice_config *cfg, sdp_description *d, char *err,
-                            size_t errlen)
+static rtc_ice *nice_create(const rtc_ice_config *cfg, sdp_description *d, char *err, size_t errlen)
 {
     nice_ice *n = mem_calloc(1, sizeof *n);
     if (n == NULL) {

@@ -98,7 +98,7 @@ struct mux_loop {
     int evfd;
     mux_source *src;
     pthread_mutex_t table_lock;
-    GHashTable *by_tuple; /* tuple_key -> tuple_entry (owned) */
+    GHashTable *by_tuple;     /* tuple_key -> tuple_entry (owned) */
     uint8_t (*rx)[DGRAM_MAX]; /* RX_BATCH receive buffers */
     pthread_mutex_t inbox_lock;
     inbox_item *inbox_head, *inbox_tail;
@@ -323,17 +323,14 @@ static void shared_send(mux_loop *owner, const struct sockaddr_in *to, uint32_t 
         struct cmsghdr align;
     } ctl;
     struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-    struct msghdr mh = {.msg_name = (void *)to,
-                        .msg_namelen = sizeof *to,
-                        .msg_iov = &iov,
-                        .msg_iovlen = 1};
+    struct msghdr mh = {
+        .msg_name = (void *)to, .msg_namelen = sizeof *to, .msg_iov = &iov, .msg_iovlen = 1};
     fill_pktinfo(&mh, ctl.buf, sizeof ctl.buf, local_ip);
     if (sendmsg(owner->sock, &mh, 0) >= 0)
         count_tx(1);
 }
 
-static void client_send(mux_ice *ice, const struct sockaddr_in *to, const uint8_t *data,
-                        size_t len)
+static void client_send(mux_ice *ice, const struct sockaddr_in *to, const uint8_t *data, size_t len)
 {
     if (sendto(ice->fd, data, len, 0, (const struct sockaddr *)to, sizeof *to) >= 0)
         count_tx(1);
@@ -393,9 +390,8 @@ static void answer_check(mux_ice *ice, int recv, const tuple_key *key, const uin
         atomic_fetch_add(&S.drop_bad_integrity, 1);
         return;
     }
-    struct sockaddr_in from = {.sin_family = AF_INET,
-                               .sin_addr.s_addr = key->remote_ip,
-                               .sin_port = key->remote_port};
+    struct sockaddr_in from = {
+        .sin_family = AF_INET, .sin_addr.s_addr = key->remote_ip, .sin_port = key->remote_port};
     uint8_t out[STUN_MAX_MESSAGE_BYTES];
     stun_writer w;
     stun_begin(&w, out, sizeof out, STUN_BINDING_SUCCESS, m->txid);
@@ -540,7 +536,7 @@ static void route(mux_loop *here, int recv, const tuple_key *key, const uint8_t 
 
 static void read_shared(mux_loop *ml)
 {
-    uint8_t (*bufs)[DGRAM_MAX] = ml->rx;
+    uint8_t(*bufs)[DGRAM_MAX] = ml->rx;
     struct mmsghdr msgs[RX_BATCH];
     struct iovec iov[RX_BATCH];
     struct sockaddr_in from[RX_BATCH];
@@ -569,8 +565,7 @@ static void read_shared(mux_loop *ml)
                 atomic_fetch_add(&S.drop_bad_stun, 1);
                 continue;
             }
-            tuple_key key = {.remote_ip = from[i].sin_addr.s_addr,
-                             .remote_port = from[i].sin_port};
+            tuple_key key = {.remote_ip = from[i].sin_addr.s_addr, .remote_port = from[i].sin_port};
             for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c))
                 if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
                     struct in_pktinfo pi;
@@ -661,6 +656,29 @@ static void client_timer_cb(rtc_timer *t)
                     client_timer_cb);
 }
 
+/* A full-ICE server (chatd --rtc-port 0) checks the path back too, and
+ * only takes our nomination once its own check succeeds (RFC 8445
+ * §7.3.1.5): answer it. */
+static void answer_server_check(mux_ice *ice, const struct sockaddr_in *from, const uint8_t *data,
+                                size_t len, const stun_msg *m)
+{
+    size_t ul = strlen(ice->ufrag);
+    if (!m->has_fingerprint || m->integrity_at == 0 || m->username == NULL ||
+        m->username_len <= ul || memcmp(m->username, ice->ufrag, ul) != 0 ||
+        m->username[ul] != ':' ||
+        !stun_check_integrity(data, len, m, (const uint8_t *)ice->pwd, strlen(ice->pwd))) {
+        atomic_fetch_add(&S.drop_bad_integrity, 1);
+        return;
+    }
+    uint8_t out[STUN_MAX_MESSAGE_BYTES];
+    stun_writer w;
+    stun_begin(&w, out, sizeof out, STUN_BINDING_SUCCESS, m->txid);
+    stun_add_xor_address(&w, (const struct sockaddr *)from);
+    int n = stun_finish(&w, (const uint8_t *)ice->pwd, strlen(ice->pwd));
+    if (n > 0)
+        client_send(ice, from, out, (size_t)n);
+}
+
 static void client_input(mux_ice *ice, const struct sockaddr_in *from, const uint8_t *data,
                          size_t len)
 {
@@ -677,6 +695,10 @@ static void client_input(mux_ice *ice, const struct sockaddr_in *from, const uin
     }
     stun_msg m;
     char err[128];
+    if (stun_parse(data, len, &m, err, sizeof err) == 0 && m.type == STUN_BINDING_REQUEST) {
+        answer_server_check(ice, from, data, len, &m);
+        return;
+    }
     if (stun_parse(data, len, &m, err, sizeof err) < 0 || m.type != STUN_BINDING_SUCCESS ||
         memcmp(m.txid, ice->txid, sizeof m.txid) != 0 || m.integrity_at == 0) {
         atomic_fetch_add(&S.drop_bad_stun, 1);
@@ -818,8 +840,7 @@ static int gather_addresses(const rtc_mux_config *cfg, char *err, size_t errlen)
             memcpy(local, *p, (size_t)(eq - *p));
         if (inet_pton(AF_INET, eq ? eq + 1 : *p, &in) != 1 ||
             (eq && inet_pton(AF_INET, local, &in) != 1)) {
-            err_set(err, errlen, "ICE public address '%s': want PUBLIC or LOCAL=PUBLIC (IPv4)",
-                    *p);
+            err_set(err, errlen, "ICE public address '%s': want PUBLIC or LOCAL=PUBLIC (IPv4)", *p);
             return -1;
         }
     }
@@ -999,8 +1020,7 @@ static int add_candidate(sdp_description *d, int i, const char *addr, uint16_t p
     return 0;
 }
 
-static rtc_ice *mux_create(const rtc_ice_config *cfg, sdp_description *d, char *err,
-                           size_t errlen)
+static rtc_ice *mux_create(const rtc_ice_config *cfg, sdp_description *d, char *err, size_t errlen)
 {
     if (!M.running) {
         err_set(err, errlen, "the one-port transport is not started");
@@ -1053,8 +1073,8 @@ static rtc_ice *mux_create(const rtc_ice_config *cfg, sdp_description *d, char *
     int k = 0;
     for (int i = 0; i < M.n_addrs; i++)
         add_candidate(d, k++, M.addrs[i], M.port);
-    if (ice->local_client && (M.n_addrs == 0 || cfg->ice_addresses == NULL ||
-                              cfg->ice_addresses[0] == NULL)) {
+    if (ice->local_client &&
+        (M.n_addrs == 0 || cfg->ice_addresses == NULL || cfg->ice_addresses[0] == NULL)) {
         /* A client on this machine that reached chatd over loopback. */
         add_candidate(d, k++, "127.0.0.1", M.port);
     }

@@ -35,6 +35,7 @@
 #include "rtc/dcep.h"
 #include "rtc/dtls.h"
 #include "rtc/ice.h"
+#include "rtc/mux.h"
 #include "rtc/sctp.h"
 #include "rtc/sdp.h"
 #include "util/err.h"
@@ -92,7 +93,7 @@ struct rtc_peer {
     int channel_stream;     /* -1 until a channel exists */
     int closing_gracefully; /* we reset our stream and sent SCTP SHUTDOWN */
     int reset_confirmed;    /* the remote performed that reset: it has all we sent */
-    int in_input; /* inside rtc_sctp_input: a wake drains right after it */
+    int in_input;           /* inside rtc_sctp_input: a wake drains right after it */
     rtc_timer dtls_timer;
     rtc_timer setup_timer;
     GSource *retry_timer;
@@ -166,11 +167,39 @@ void rtc_shutdown(void)
 
 void rtc_free(void *p) { mem_free(p); }
 
+void rtc_transport_stop(void) { rtc_mux_stop(); }
+
+/* A client's first MUX offer starts the shared sockets (no server port). */
+static int client_transport_ready(rtc_loops *loops, char *err, size_t errlen)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
+    int r = 0;
+    if (!rtc_mux_running()) {
+        rtc_mux_config mc = {.port = 0};
+        r = rtc_mux_start(loops, &mc, err, errlen);
+    }
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
 rtc_stats rtc_get_stats(void)
 {
+    rtc_mux_stats m = rtc_mux_get_stats();
     return (rtc_stats){.peer_objects = atomic_load(&live_peers),
                        .sctp_associations = rtc_sctp_live_count(),
-                       .pending_answers = atomic_load(&pending_answers)};
+                       .pending_answers = atomic_load(&pending_answers),
+                       .udp_rx = m.rx_datagrams,
+                       .udp_tx = m.tx_datagrams,
+                       .udp_rx_calls = m.rx_calls,
+                       .udp_tx_calls = m.tx_calls,
+                       .udp_forwarded = m.forwarded,
+                       .consent_expired = m.consent_expired,
+                       .dropped_unknown_source = m.drop_unknown_source,
+                       .dropped_bad_stun = m.drop_bad_stun,
+                       .dropped_unknown_username = m.drop_unknown_username,
+                       .dropped_bad_integrity = m.drop_bad_integrity,
+                       .dropped_inbox_full = m.drop_inbox_full};
 }
 
 /* ---------- references ---------- */
@@ -795,7 +824,7 @@ static const dtls_callbacks dtls_cbs = {
     .closed = dtls_closed,
 };
 
-#define PEER_OF(t, field) ((rtc_peer *)((char *)(t) - offsetof(rtc_peer, field)))
+#define PEER_OF(t, field) ((rtc_peer *)((char *)(t)-offsetof(rtc_peer, field)))
 
 static void dtls_timer_cb(rtc_timer *t);
 
@@ -1122,6 +1151,8 @@ int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, cha
 {
     *out = NULL;
     *offer = NULL;
+    if (cfg->transport == RTC_TRANSPORT_MUX && client_transport_ready(cfg->loops, err, errlen) < 0)
+        return -1;
     sdp_description *local = mem_calloc(1, sizeof *local);
     if (local == NULL) {
         err_set(err, errlen, "out of memory");

@@ -68,7 +68,7 @@ typedef enum {
 } rtc_transport;
 
 typedef struct {
-    rtc_loops *loops;                 /* the peer runs on the least loaded one */
+    rtc_loops *loops; /* the peer runs on the least loaded one */
     rtc_transport transport;
     const char *const *ice_addresses; /* NULL-terminated; NULL = every interface */
     /* Answering an offer from this machine (it came over loopback): with no
@@ -106,11 +106,17 @@ rtc_answer_status rtc_peer_answer(const rtc_peer_config *cfg, const char *offer,
  * RTC_ANSWER_BAD_OFFER with err saying why (RTC_ANSWER_FAILED: no memory).
  * Admission control calls it so that a bad offer costs nothing more. */
 rtc_answer_status rtc_offer_check(const char *offer, size_t len, char *err, size_t errlen);
-/* Makes an offer (the offerer opens the channel once connected). */
+/* Makes an offer (the offerer opens the channel once connected). With
+ * RTC_TRANSPORT_MUX the first such offer starts the shared-socket client
+ * transport on cfg->loops (see rtc_transport_stop). */
 int rtc_peer_offer(const rtc_peer_config *cfg, rtc_peer **out, char **offer, char *err,
                    size_t errlen);
 int rtc_peer_set_answer(rtc_peer *p, const char *answer, size_t len, char *err, size_t errlen);
 void rtc_free(void *p);
+/* Stops the shared-socket transport (chatd's --rtc-port, or a client's);
+ * no peer may be alive. Call before rtc_loops_free; harmless when it never
+ * started. */
+void rtc_transport_stop(void);
 
 /* Queue a message. Returns 0, or -1 with errno: EMSGSIZE over the remote's
  * limit (not sent; the first per peer is logged), ENOTCONN when the channel
@@ -155,6 +161,15 @@ typedef struct {
     long peer_objects;      /* peers created and not yet freed */
     long sctp_associations; /* SCTP associations alive */
     long pending_answers;   /* answered peers whose channel is not open yet (--max-pending) */
+    /* The one-port transport (all zero under --rtc-port 0): datagrams and
+     * the system calls that moved them, datagrams handed between loops,
+     * peers closed for silence, and datagrams dropped, by reason. */
+    unsigned long udp_rx, udp_tx, udp_rx_calls, udp_tx_calls, udp_forwarded, consent_expired;
+    unsigned long dropped_unknown_source;   /* not STUN, from no known address */
+    unsigned long dropped_bad_stun;         /* malformed STUN, or a check without integrity */
+    unsigned long dropped_unknown_username; /* a check for no peer */
+    unsigned long dropped_bad_integrity;    /* a check with the wrong password or username */
+    unsigned long dropped_inbox_full;       /* another loop's inbox was full */
 } rtc_stats;
 /* Live transport objects: the /metrics gauges and the leak checks. */
 rtc_stats rtc_get_stats(void);

@@ -51,7 +51,8 @@ typedef struct {
     /* transport v2 (issue 10) */
     long rtc_port;     /* one UDP port for every peer; -1: the --listen port; 0: libnice per peer */
     long ice_tcp_port; /* RFC 6544 passive candidates; 0 = off */
-    char *ice_public[CONFIG_MAX_ICE_ADDRESSES + 1]; /* "PUBLIC" or "LOCAL=PUBLIC", NULL-terminated */
+    char
+        *ice_public[CONFIG_MAX_ICE_ADDRESSES + 1]; /* "PUBLIC" or "LOCAL=PUBLIC", NULL-terminated */
     int n_ice_public;
     int log_level;
     int help;
