@@ -169,6 +169,12 @@ static struct {
 
 /* The batch the calling thread is filling, while its loop handles input. */
 static _Thread_local tx_batch *current_tx;
+static void (*batch_end)(void);
+static void tx_flush(tx_batch *b);
+
+int rtc_mux_batching(void) { return current_tx != NULL; }
+
+void rtc_mux_set_batch_end(void (*fn)(void)) { batch_end = fn; }
 
 rtc_mux_stats rtc_mux_get_stats(void)
 {
@@ -228,9 +234,19 @@ static void tuple_learn(mux_ice *ice, int recv, const tuple_key *key)
     for (int i = 0; i < MAX_TUPLES && slot < 0; i++)
         if (!ice->tuples[i].used)
             slot = i;
-    if (slot < 0) { /* the oldest gives way */
-        slot = ice->next_tuple;
-        ice->next_tuple = (ice->next_tuple + 1) % MAX_TUPLES;
+    if (slot < 0) { /* the oldest gives way, never the path in use */
+        pthread_mutex_lock(&ice->path_lock);
+        for (int tries = 0; tries < MAX_TUPLES && slot < 0; tries++) {
+            int i = ice->next_tuple;
+            ice->next_tuple = (ice->next_tuple + 1) % MAX_TUPLES;
+            int is_path = ice->has_path &&
+                          ice->path_remote.sin_addr.s_addr == ice->tuples[i].key.remote_ip &&
+                          ice->path_remote.sin_port == ice->tuples[i].key.remote_port &&
+                          ice->path_local_ip == ice->tuples[i].key.local_ip;
+            if (!is_path)
+                slot = i;
+        }
+        pthread_mutex_unlock(&ice->path_lock);
         tuple_forget(ice, slot);
     }
     tuple_entry *e = mem_alloc(sizeof *e);
@@ -434,8 +450,10 @@ static int username_ufrag(const stun_msg *m, char *out, size_t cap)
     if (colon == NULL)
         return -1;
     size_t n = (size_t)(colon - m->username);
-    if (n == 0 || n >= cap)
+    if (n == 0)
         return -1;
+    if (n >= cap)
+        return -2; /* well formed, but longer than any ufrag chatd hands out */
     memcpy(out, m->username, n);
     out[n] = '\0';
     return 0;
@@ -446,9 +464,10 @@ static int username_ufrag(const stun_msg *m, char *out, size_t cap)
 static int parse_check(const uint8_t *data, size_t len, stun_msg *m, char *ufrag, size_t cap)
 {
     char err[128];
+    int r = -1;
     if (stun_parse(data, len, m, err, sizeof err) < 0 || m->type != STUN_BINDING_REQUEST ||
-        !m->has_fingerprint || m->integrity_at == 0 || username_ufrag(m, ufrag, cap) < 0) {
-        atomic_fetch_add(&S.drop_bad_stun, 1);
+        !m->has_fingerprint || m->integrity_at == 0 || (r = username_ufrag(m, ufrag, cap)) < 0) {
+        atomic_fetch_add(r == -2 ? &S.drop_unknown_username : &S.drop_bad_stun, 1);
         return -1;
     }
     return 0;
@@ -762,6 +781,8 @@ static gboolean source_dispatch(GSource *src, GSourceFunc cb, gpointer data)
         else
             read_client(tag);
     }
+    if (current_tx && batch_end)
+        batch_end();
     if (current_tx && current_tx->n)
         tx_flush(current_tx);
     current_tx = NULL;

@@ -79,4 +79,12 @@ typedef struct {
 
 rtc_mux_stats rtc_mux_get_stats(void);
 
+/* Whether the calling thread is a loop handling a batch of input (its sends
+ * then leave together at the end of the batch). */
+int rtc_mux_batching(void);
+/* fn runs at the end of each batch, on that loop, before the queued
+ * datagrams leave: the peer layer flushes what it held back to bundle.
+ * Set once at start. */
+void rtc_mux_set_batch_end(void (*fn)(void));
+
 #endif

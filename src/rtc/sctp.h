@@ -61,6 +61,10 @@ void rtc_sctp_drain(rtc_sctp *s);
 /* Sends one message. Returns 0, or -1 with errno (EWOULDBLOCK when the send
  * buffer is full: retry after `writable`; ENOTCONN when closed). */
 int rtc_sctp_send(rtc_sctp *s, uint16_t stream, uint32_t ppid, const uint8_t *data, size_t len);
+/* Nagle off (on = 1, the default) or on (0): with it on, usrsctp holds
+ * small messages while data is in flight, so the next send with it off
+ * again leaves them bundled into as few packets as fit. */
+int rtc_sctp_set_nodelay(rtc_sctp *s, int on);
 /* Resets our outgoing stream (how a data channel is closed, RFC 8831 §6.7). */
 int rtc_sctp_reset_stream(rtc_sctp *s, uint16_t stream);
 /* Graceful SCTP shutdown: everything sent is delivered first. */
