@@ -365,6 +365,29 @@ def strangers_are_dropped_and_counted():
 
 
 @test
+def unknown_long_ufrag_counts_as_unknown_username():
+    # chatd's ufrags are 8 characters, but a client's USERNAME may name any
+    # ufrag (RFC 8445: 4 to 256 characters). A well-formed check for a
+    # longer one that no peer has is an unknown username, like a short one.
+    d = Chatd("mux-long-ufrag", *RELAY)
+
+    async def body():
+        a, b = await pair(d, "long")
+        base = drops(await ametrics(d))
+        s = Stranger(rtc_port(a.answer_sdp))
+        n = s.send(check_request("Zq9xY7wvQ", a.ufrag, a.chatd_pwd)[0],
+                   check_request("x" * 32, a.ufrag, a.chatd_pwd)[0])
+        await wait_drops(d, base, {"unknown_username": n}, "checks for a 9- and 32-character ufrag")
+        await s.expect_silence("long unknown ufrag")
+        s.close()
+        await a.close()
+        await b.close()
+
+    asyncio.run(body())
+    check(d.stop() == 0, "chatd exits 0")
+
+
+@test
 def valid_check_from_a_new_socket_is_answered_with_its_address():
     d = Chatd("mux-valid-check", *RELAY)
 
