@@ -441,6 +441,45 @@ def valid_check_from_a_new_socket_is_answered_with_its_address():
     check(d.stop() == 0, "chatd exits 0")
 
 
+@test
+def a_client_checking_from_five_addresses_keeps_its_path():
+    # A client with several interfaces (or chatd with several host
+    # candidates) checks every pair: one 5-tuple per pair, all with the
+    # client's own credentials. chatd remembers a few 5-tuples per peer;
+    # the pair the client nominated and uses must stay reachable however
+    # many others check in: its next datagrams are delivered, none dropped.
+    d = Chatd("mux-five-tuples", *RELAY)
+
+    async def body():
+        a, b = await pair(d, "five")
+        await still_talking(a, b, "before")
+        base = drops(await ametrics(d))
+        others = [Stranger(rtc_port(a.answer_sdp)) for _ in range(4)]
+        for s in others:  # no USE-CANDIDATE: aiortc's pair stays nominated
+            s.send(check_request(a.chatd_ufrag, a.ufrag, a.chatd_pwd)[0])
+            got = await s.replies(0.3)
+            check(len(got) == 1 and parse_stun(got[0][0])[0] == BINDING_SUCCESS,
+                  f"a check from another of the client's 5-tuples: {len(got)} replies")
+        start = time.monotonic()
+        a.channel.send("from the nominated pair")
+        got = await b.recv(timeout=15, what="the message on the nominated pair")
+        took = time.monotonic() - start
+        check(got == "from the nominated pair", f"b got {got!r}")
+        now = drops(await ametrics(d))
+        check(now == base,
+              f"after 4 more of its 5-tuples checked in, the client's datagrams from the pair it "
+              f"nominated were dropped: {base} -> {now}; the message took {took:.1f} s "
+              f"(until its next consent check)")
+        check(took < 1.0, f"the message took {took:.1f} s")
+        for s in others:
+            s.close()
+        await a.close()
+        await b.close()
+
+    asyncio.run(body())
+    check(d.stop() == 0, "chatd exits 0")
+
+
 # --------------------------------------------------------------------------
 # 2. a client behind NAT
 
