@@ -116,7 +116,16 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 $(BUILD)/obj/tests/unit/test_auth.o: CFLAGS += $(shell pkg-config --cflags libjwt 2>/dev/null)
 $(BUILD)/tests/test_auth: LDLIBS += $(shell pkg-config --libs libjwt 2>/dev/null)
 
-unit: $(UNIT_BIN)
+# tests/load/crosstalk.c: thousands of shared-socket peers in one process,
+# in pairs, for tests/integration/test_mux.py (not a Criterion binary).
+TEST_TOOLS := $(BUILD)/tests/crosstalk
+$(BUILD)/obj/tests/load/crosstalk.o: CFLAGS += -Itools
+$(BUILD)/tests/crosstalk: $(BUILD)/obj/tests/load/crosstalk.o $(TOOLS_COMMON_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,printf '  LD      %s\n' $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BIN) $(TEST_TOOLS)
 
 # The benchmark against Janus TextRoom; writes docs/BENCHMARKS.md. Not
 # part of make test (it measures wall-clock figures).
@@ -182,7 +191,7 @@ coverage: deps
 	/usr/bin/python3 scripts/coverage.py
 
 # The C style (.clang-format, clang-format 14): make format rewrites in place.
-FORMAT_SRC = $(wildcard src/*.c src/*/*.[ch] tools/*.c tools/*/*.[ch] tests/unit/*.[ch] tests/fuzz/*.c)
+FORMAT_SRC = $(wildcard src/*.c src/*/*.[ch] tools/*.c tools/*/*.[ch] tests/unit/*.[ch] tests/fuzz/*.c tests/load/*.c)
 .PHONY: format
 format:
 	clang-format -i $(FORMAT_SRC)
@@ -191,4 +200,4 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/chatd.d $(BUILD)/obj/tools/chat-client.d $(BENCH_OBJ:.o=.d) \
-    $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)
+    $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d) $(BUILD)/obj/tests/load/crosstalk.d

@@ -9,7 +9,7 @@ libnice-dev libusrsctp-dev libssl-dev libmicrohttpd-dev libjansson-dev
 libjwt-dev libcurl4-openssl-dev libpq-dev libsqlite3-dev libglib2.0-dev
 libcriterion-dev gcovr valgrind
 postgresql sqlite3 chromium python3 python3-aiortc python3-jwt
-python3-cryptography iproute2 util-linux curl janus gnuplot-nox"
+python3-cryptography iproute2 util-linux nftables curl janus gnuplot-nox"
 
 missing=""
 for p in $DEBS; do
