@@ -598,6 +598,42 @@ static void read_shared(mux_loop *ml)
     }
 }
 
+typedef struct {
+    mux_loop *ml;
+    tuple_key key;
+    const uint8_t *data;
+    size_t len;
+} inject_job;
+
+static void inject_on_loop(void *arg)
+{
+    inject_job *j = arg;
+    j->ml->tx->fd = j->ml->sock;
+    current_tx = j->ml->sock >= 0 ? j->ml->tx : NULL;
+    route(j->ml, j->ml->index, &j->key, j->data, j->len);
+    if (current_tx && batch_end)
+        batch_end();
+    if (current_tx && current_tx->n)
+        tx_flush(current_tx);
+    current_tx = NULL;
+}
+
+void rtc_mux_inject(rtc_loop *l, const void *from_sockaddr_in, uint32_t local_ip,
+                    const uint8_t *data, size_t len)
+{
+    const struct sockaddr_in *from = from_sockaddr_in;
+    if (!M.running)
+        return;
+    inject_job j = {.ml = &M.ml[rtc_loop_index(l)],
+                    .key = {.local_ip = local_ip,
+                            .remote_ip = from->sin_addr.s_addr,
+                            .remote_port = from->sin_port},
+                    .data = data,
+                    .len = len};
+    atomic_fetch_add(&S.rx_datagrams, 1);
+    rtc_loop_run_sync(l, inject_on_loop, &j);
+}
+
 static void read_inbox(mux_loop *ml)
 {
     uint64_t v;

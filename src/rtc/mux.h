@@ -79,6 +79,12 @@ typedef struct {
 
 rtc_mux_stats rtc_mux_get_stats(void);
 
+/* Handles one datagram on l's thread, as if l's socket had read it from
+ * `from` (AF_INET) sent to local_ip (network order): the fuzz target's and
+ * the tests' way in. Waits for it; never call it from l's own thread. */
+void rtc_mux_inject(rtc_loop *l, const void *from_sockaddr_in, uint32_t local_ip,
+                    const uint8_t *data, size_t len);
+
 /* Whether the calling thread is a loop handling a batch of input (its sends
  * then leave together at the end of the batch). */
 int rtc_mux_batching(void);

@@ -111,7 +111,7 @@ struct rtc_peer {
     queued *q_head, *q_tail;
     size_t q_bytes;
     int retry_pending;
-    int corked; /* in its sending loop's corked list (see cork()) */
+    int corked;                   /* in its sending loop's corked list (see cork()) */
     unsigned long oversize_sends; /* frames refused with EMSGSIZE (logged once) */
 
     /* DTLS datagrams produced before ICE has a selected pair (the server's
