@@ -85,6 +85,9 @@ rtc_mux_stats rtc_mux_get_stats(void);
 void rtc_mux_inject(rtc_loop *l, const void *from_sockaddr_in, uint32_t local_ip,
                     const uint8_t *data, size_t len);
 
+/* Loop thread: runs fn() as if in a batch (its sends leave together). */
+void rtc_mux_run_batched(rtc_loop *l, void (*fn)(void));
+
 /* Whether the calling thread is a loop handling a batch of input (its sends
  * then leave together at the end of the batch). */
 int rtc_mux_batching(void);
