@@ -38,7 +38,6 @@
 #define TX_BATCH 64
 #define DGRAM_MAX 2048
 #define INBOX_MAX 4096
-#define COALESCE_MAX 1200
 #define MAX_TUPLES 4 /* 5-tuples one peer may use at once */
 #define MAX_LOCAL_ADDRS 16
 #define CHECK_RTO_MS 50
@@ -163,7 +162,7 @@ static struct {
 } M = {.ufrag_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static struct {
-    atomic_ulong rx_datagrams, tx_datagrams, rx_calls, tx_calls, forwarded, coalesced;
+    atomic_ulong rx_datagrams, tx_datagrams, rx_calls, tx_calls, forwarded;
     atomic_ulong drop_unknown_source, drop_bad_stun, drop_unknown_username, drop_bad_integrity,
         drop_inbox_full, consent_expired;
 } S;
@@ -319,28 +318,6 @@ static void shared_send(mux_loop *owner, const struct sockaddr_in *to, uint32_t 
                         const uint8_t *data, size_t len)
 {
     tx_batch *b = current_tx;
-    /* Only DTLS application data (content type 23): handshake flights
-     * keep one record per datagram, as some stacks expect while they
-     * reassemble. */
-    if (b && b->n > 0 && len > 0 && data[0] == 23 && b->data[b->n - 1][0] == 23) {
-        /* RFC 6347 §4.1.1: several DTLS records may share a datagram. The
-         * records a flush produces for one peer leave as one datagram, up
-         * to COALESCE_MAX (below any path MTU WebRTC assumes). */
-        int i = b->n - 1;
-        size_t have = b->iov[i].iov_len;
-        struct in_pktinfo *pi =
-            b->msgs[i].msg_hdr.msg_control
-                ? (struct in_pktinfo *)CMSG_DATA(CMSG_FIRSTHDR(&b->msgs[i].msg_hdr))
-                : NULL;
-        uint32_t last_local = pi ? pi->ipi_spec_dst.s_addr : 0;
-        if (have + len <= COALESCE_MAX && b->to[i].sin_addr.s_addr == to->sin_addr.s_addr &&
-            b->to[i].sin_port == to->sin_port && last_local == local_ip) {
-            memcpy(b->data[i] + have, data, len);
-            b->iov[i].iov_len = have + len;
-            atomic_fetch_add(&S.coalesced, 1);
-            return;
-        }
-    }
     if (b && len <= DGRAM_MAX) {
         int i = b->n;
         memcpy(b->data[i], data, len);
