@@ -49,6 +49,7 @@
 #include <errno.h>
 #include <glib.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,11 @@ struct chat_session {
     json_t *user;    /* the whole JSONPlaceholder user */
     json_t *summary; /* USER; also this session's member entry in its room */
     long user_id;
-    GSource *timer; /* draw retry or auto post */
+    /* draw retry or auto post: on the loop's timer heap (rtc_timer), not a
+     * GLib source per session, which every iteration of the loop would
+     * walk; while armed it holds a session reference */
+    rtc_timer timer;
+    void (*timer_fn)(struct chat_session *s);
     chat_sub *sub;
     int session_logged;
     /* The message budget (loop thread only): every client message takes
@@ -162,27 +167,29 @@ void chat_session_discard(chat_session *s)
 
 static void drop_timer(session *s)
 {
-    if (s->timer) {
-        g_source_destroy(s->timer);
-        g_source_unref(s->timer);
-        s->timer = NULL;
+    if (rtc_timer_armed(&s->timer)) {
+        rtc_timer_stop(&s->timer);
+        session_unref(s);
     }
 }
 
-static void arm_timer(session *s, long ms, GSourceFunc fn)
+static void timer_expired(rtc_timer *t)
 {
-    drop_timer(s);
-    s->timer = g_timeout_source_new((guint)(ms < 0 ? 0 : ms));
-    g_source_set_callback(s->timer, fn, session_ref(s), (GDestroyNotify)session_unref);
-    g_source_attach(s->timer, rtc_loop_context(rtc_peer_loop(s->peer)));
+    session *s = (session *)((char *)t - offsetof(session, timer));
+    s->timer_fn(s); /* may arm it again, with a reference of its own */
+    session_unref(s);
 }
 
-/* A timer callback's first step: the timer fired, forget it. */
-static void timer_fired(session *s)
+/* Loop thread: fn(s) in ms milliseconds, replacing any armed timer. */
+static void arm_timer(session *s, long ms, void (*fn)(session *s))
 {
-    if (s->timer) {
-        g_source_unref(s->timer);
-        s->timer = NULL;
+    drop_timer(s);
+    s->timer_fn = fn;
+    session_ref(s);
+    if (rtc_timer_start(rtc_peer_loop(s->peer), &s->timer, ms < 0 ? 0 : ms, timer_expired) < 0) {
+        log_error("chat", "session %s: no memory for a timer; closing", s->id);
+        session_unref(s);
+        rtc_peer_close(s->peer, "out of memory");
     }
 }
 
@@ -325,13 +332,10 @@ static void start_identify(session *s);
 static void user_ready(session *s, void *unused);
 static void joined(session *s);
 
-static gboolean retry_draw_cb(gpointer data)
+static void retry_draw_cb(session *s)
 {
-    session *s = data;
-    timer_fired(s);
     if (s->state == S_IDENTIFYING)
         start_identify(s);
-    return G_SOURCE_REMOVE;
 }
 
 static void user_stored(void *arg, int ok)
@@ -527,13 +531,11 @@ static void publish_message(session *s, int manual, const char *text, const char
     json_decref(obj);
 }
 
-static gboolean auto_post_cb(gpointer data)
+static void auto_post_cb(session *s)
 {
-    session *s = data;
     chat_service *svc = s->svc;
-    timer_fired(s);
     if (s->state != S_JOINED)
-        return G_SOURCE_REMOVE;
+        return;
     jp_post post;
     /* Auto posts pause while the log is catching up (store_full). */
     if (!store_full(svc->cfg.store) &&
@@ -542,7 +544,6 @@ static gboolean auto_post_cb(gpointer data)
         jp_post_clear(&post);
     }
     arm_timer(s, (long)rng_range(svc->cfg.rng, 0, svc->cfg.auto_post_max_ms), auto_post_cb);
-    return G_SOURCE_REMOVE;
 }
 
 /* Loop thread: the user row exists and the channel is open; welcome,

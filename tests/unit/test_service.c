@@ -72,6 +72,44 @@ void rtc_loop_post(rtc_loop *l, void (*fn)(void *), void *arg)
     g_source_unref(src);
 }
 
+/* The loop's timer heap, as GLib timeouts on the fake loop: the timer's
+ * GSource is kept in a table by timer. */
+static GHashTable *g_timers;
+
+static gboolean fire_timer(gpointer data)
+{
+    rtc_timer *t = data;
+    g_hash_table_remove(g_timers, t);
+    t->armed = 0;
+    t->fn(t);
+    return G_SOURCE_REMOVE;
+}
+
+void rtc_timer_stop(rtc_timer *t)
+{
+    GSource *src = g_timers ? g_hash_table_lookup(g_timers, t) : NULL;
+    if (src) {
+        g_source_destroy(src);
+        g_hash_table_remove(g_timers, t);
+    }
+    t->armed = 0;
+}
+
+int rtc_timer_start(rtc_loop *l, rtc_timer *t, int64_t ms, void (*fn)(rtc_timer *t))
+{
+    if (g_timers == NULL)
+        g_timers = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)g_source_unref);
+    rtc_timer_stop(t);
+    t->fn = fn;
+    t->loop = l;
+    t->armed = 1;
+    GSource *src = g_timeout_source_new((guint)ms);
+    g_source_set_callback(src, fire_timer, t, NULL);
+    g_source_attach(src, (GMainContext *)l);
+    g_hash_table_insert(g_timers, t, src);
+    return 0;
+}
+
 /* Runs the loop until cond(arg) holds or ms pass; returns cond's value. */
 static int pump_until(int (*cond)(void *), void *arg, int ms)
 {
