@@ -140,8 +140,8 @@ static int add_ice(chatd_config *cfg, opt_id id, const char *v, char *err, size_
     char **list = id == OPT_ICE_PUBLIC ? cfg->ice_public : cfg->ice_addresses;
     int *n = id == OPT_ICE_PUBLIC ? &cfg->n_ice_public : &cfg->n_ice_addresses;
     if (*n >= CONFIG_MAX_ICE_ADDRESSES) {
-        err_set(err, errlen, "too many %s values (at most %d)", options[id].flag,
-                CONFIG_MAX_ICE_ADDRESSES);
+        err_set(err, errlen, "too many ICE %saddresses (at most %d)",
+                id == OPT_ICE_PUBLIC ? "public " : "", CONFIG_MAX_ICE_ADDRESSES);
         return -1;
     }
     if (*v == '\0') {

@@ -443,3 +443,49 @@ Test(config, jwt_max_age)
                   strstr(text, "604800"),
               "%s", text);
 }
+
+/* Transport v2: --rtc-port (unset: -1, the --listen port; 0: libnice per
+ * peer), --ice-tcp-port, --ice-public-address (repeatable, env list, a
+ * flag replaces the env's list). */
+Test(config, transport_v2_flags)
+{
+    chatd_config c;
+    char err[256];
+    char *defaults[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, defaults), 0, "%s", err);
+    cr_assert_eq(c.rtc_port, -1);
+    cr_assert_eq(c.ice_tcp_port, 0);
+    cr_assert_eq(c.n_ice_public, 0);
+    config_free(&c);
+
+    char *argv[] = {"chatd",       "--rtc-port",
+                    "9000",        "--ice-tcp-port",
+                    "443",         "--ice-public-address",
+                    "203.0.113.5", "--ice-public-address=10.0.0.2=198.51.100.7"};
+    cr_assert_eq(parse(&c, err, 8, argv), 0, "%s", err);
+    cr_assert_eq(c.rtc_port, 9000);
+    cr_assert_eq(c.ice_tcp_port, 443);
+    cr_assert_eq(c.n_ice_public, 2);
+    cr_assert_str_eq(c.ice_public[0], "203.0.113.5");
+    cr_assert_str_eq(c.ice_public[1], "10.0.0.2=198.51.100.7");
+    cr_assert_null(c.ice_public[2]);
+    config_free(&c);
+
+    setenv("CHATD_ICE_PUBLIC_ADDRESSES", "192.0.2.1,192.0.2.2", 1);
+    setenv("CHATD_RTC_PORT", "0", 1);
+    cr_assert_eq(parse(&c, err, 1, defaults), 0, "%s", err);
+    cr_assert_eq(c.n_ice_public, 2);
+    cr_assert_eq(c.rtc_port, 0);
+    config_free(&c);
+    char *flag[] = {"chatd", "--ice-public-address", "192.0.2.9"};
+    cr_assert_eq(parse(&c, err, 3, flag), 0, "%s", err);
+    cr_assert_eq(c.n_ice_public, 1, "the flag replaces the environment's list");
+    config_free(&c);
+    unsetenv("CHATD_ICE_PUBLIC_ADDRESSES");
+    unsetenv("CHATD_RTC_PORT");
+
+    char *bad[] = {"chatd", "--rtc-port", "65536"};
+    cr_assert_eq(parse(&c, err, 3, bad), -1);
+    cr_assert(strstr(err, "--rtc-port") != NULL, "%s", err);
+    config_free(&c);
+}
