@@ -512,6 +512,7 @@ static void accept_some(tcp_loop *tl)
             close(fd);
             continue;
         }
+        atomic_fetch_add(&S.strangers, 1);
         icetcp_conn *c = mem_calloc(1, sizeof *c);
         if (c == NULL) {
             icetcp_conn tmp = {.stranger = 1, .remote = from};
@@ -519,7 +520,6 @@ static void accept_some(tcp_loop *tl)
             close(fd);
             continue;
         }
-        atomic_fetch_add(&S.strangers, 1);
         atomic_fetch_add(&S.open, 1);
         c->fd = fd;
         c->loop = tl->index;
