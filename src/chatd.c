@@ -87,6 +87,9 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 0;
     }
+    if (cfg.rtc_port == 0 && cfg.ice_tcp_port != 0)
+        return fail(&cfg, 2, "--ice-tcp-port needs the one-port transport (not --rtc-port 0)",
+                    NULL);
     log_set_level((log_level)cfg.log_level);
     mem_install();
     /* Before any socket: every peer costs descriptors, and HTTP must keep
@@ -128,9 +131,6 @@ int main(int argc, char **argv)
     rtc_set_send_limits(per_peer, per_peer * 4 > LIMIT_QUEUE_TOTAL_BYTES
                                       ? per_peer * 4
                                       : (size_t)LIMIT_QUEUE_TOTAL_BYTES);
-    if (cfg.rtc_port == 0 && cfg.ice_tcp_port != 0)
-        return fail(&cfg, 2, "--ice-tcp-port needs the one-port transport (not --rtc-port 0)",
-                    NULL);
     rtc_loops *loops = rtc_loops_new(cfg.loops);
     if (cfg.rtc_port != 0 && start_one_port(&cfg, loops, err, sizeof err) < 0)
         return fail(&cfg, 2, err, NULL);
