@@ -170,8 +170,16 @@ async def checked(conn, peer, use_candidate=False):
 
 
 def chatd_tcp(name, *args):
-    port = free_port()
-    return Chatd(name, *RELAY, "--ice-tcp-port", str(port), *args), port
+    """chatd with --ice-tcp-port on a free port. Another process on this
+    machine may take the port between free_port() and chatd's bind (an
+    outgoing connection's ephemeral port): then another port."""
+    for attempt in range(5):
+        port = free_port()
+        try:
+            return Chatd(name, *RELAY, "--ice-tcp-port", str(port), *args), port
+        except Failure as e:
+            if "Address already in use" not in str(e) or attempt == 4:
+                raise
 
 
 # --------------------------------------------------------------------------
