@@ -59,13 +59,10 @@ static int start_one_port(chatd_config *cfg, rtc_loops *loops, char *err, size_t
         snprintf(err, errlen, "no free UDP port for --rtc-port");
         return -1;
     }
-    if (cfg->ice_tcp_port != 0) {
-        snprintf(err, errlen, "--ice-tcp-port: ICE-TCP is not built yet");
-        return -1;
-    }
     rtc_mux_config mc = {.port = (uint16_t)port,
                          .ice_addresses = (const char *const *)cfg->ice_addresses,
-                         .public_addresses = (const char *const *)cfg->ice_public};
+                         .public_addresses = (const char *const *)cfg->ice_public,
+                         .tcp_port = (uint16_t)cfg->ice_tcp_port};
     if (rtc_mux_start(loops, &mc, err, errlen) < 0)
         return -1;
     cfg->rtc_port = port;
@@ -90,6 +87,9 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 0;
     }
+    if (cfg.rtc_port == 0 && cfg.ice_tcp_port != 0)
+        return fail(&cfg, 2, "--ice-tcp-port needs the one-port transport (not --rtc-port 0)",
+                    NULL);
     log_set_level((log_level)cfg.log_level);
     mem_install();
     /* Before any socket: every peer costs descriptors, and HTTP must keep
@@ -187,6 +187,8 @@ int main(int argc, char **argv)
                             "UDP port per peer");
     if (cfg.rtc_port)
         log_info("chatd", "WebRTC on UDP port %ld", cfg.rtc_port);
+    if (cfg.rtc_port && cfg.ice_tcp_port)
+        log_info("chatd", "ICE-TCP (passive candidates) on TCP port %ld", cfg.ice_tcp_port);
     log_info("chatd",
              "%s mode, %d event loops, max %ld peers (%ld pending, %ld offers/s per address, "
              "setup within %ld s), max %ld rooms, ICE on %s, API %s, database %s",

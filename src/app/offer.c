@@ -332,6 +332,38 @@ void offer_metrics_gauges(GString *out, long sessions)
         st.udp_rx, st.udp_tx, st.udp_rx_calls, st.udp_tx_calls, st.udp_forwarded,
         st.consent_expired, st.dropped_unknown_source, st.dropped_bad_stun,
         st.dropped_unknown_username, st.dropped_bad_integrity, st.dropped_inbox_full);
+    g_string_append_printf(
+        out,
+        "# HELP chatd_tcp_connections ICE-TCP connections open, and those without a valid "
+        "check yet.\n# TYPE chatd_tcp_connections gauge\n"
+        "chatd_tcp_connections{state=\"open\"} %lu\n"
+        "chatd_tcp_connections{state=\"stranger\"} %lu\n"
+        "# HELP chatd_tcp_accepted_total ICE-TCP connections accepted.\n"
+        "# TYPE chatd_tcp_accepted_total counter\nchatd_tcp_accepted_total %lu\n"
+        "# HELP chatd_tcp_handed_off_total ICE-TCP connections moved to their peer's loop.\n"
+        "# TYPE chatd_tcp_handed_off_total counter\nchatd_tcp_handed_off_total %lu\n"
+        "# HELP chatd_tcp_frames_total RFC 4571 frames on ICE-TCP connections, by direction.\n"
+        "# TYPE chatd_tcp_frames_total counter\n"
+        "chatd_tcp_frames_total{direction=\"in\"} %lu\n"
+        "chatd_tcp_frames_total{direction=\"out\"} %lu\n"
+        "# HELP chatd_tcp_refused_total ICE-TCP connections closed at accept, by the cap "
+        "they were over.\n# TYPE chatd_tcp_refused_total counter\n"
+        "chatd_tcp_refused_total{reason=\"strangers\"} %lu\n"
+        "chatd_tcp_refused_total{reason=\"address\"} %lu\n"
+        "# HELP chatd_tcp_closed_total ICE-TCP connections closed by chatd, by reason.\n"
+        "# TYPE chatd_tcp_closed_total counter\n"
+        "chatd_tcp_closed_total{reason=\"bad_stun\"} %lu\n"
+        "chatd_tcp_closed_total{reason=\"unknown_username\"} %lu\n"
+        "chatd_tcp_closed_total{reason=\"bad_integrity\"} %lu\n"
+        "chatd_tcp_closed_total{reason=\"oversize\"} %lu\n"
+        "chatd_tcp_closed_total{reason=\"timeout\"} %lu\n"
+        "chatd_tcp_closed_total{reason=\"write_full\"} %lu\n"
+        "# HELP chatd_tcp_dropped_frames_total Bad checks on accepted ICE-TCP connections.\n"
+        "# TYPE chatd_tcp_dropped_frames_total counter\nchatd_tcp_dropped_frames_total %lu\n",
+        st.tcp_open, st.tcp_strangers, st.tcp_accepted, st.tcp_handed_off, st.tcp_rx_frames,
+        st.tcp_tx_frames, st.tcp_refused_total, st.tcp_refused_address, st.tcp_closed_bad_stun,
+        st.tcp_closed_unknown_username, st.tcp_closed_bad_integrity, st.tcp_closed_oversize,
+        st.tcp_closed_timeout, st.tcp_closed_write_full, st.tcp_dropped_frames);
 }
 
 void offer_metrics_admission(GString *out, offer_slots *slots)

@@ -12,6 +12,7 @@
 #include "rtc/mux.h"
 
 #include "rtc/ice.h"
+#include "rtc/icetcp.h"
 #include "rtc/stun.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -137,6 +138,10 @@ struct mux_ice {
     int has_path;
     struct sockaddr_in path_remote;
     uint32_t path_local_ip;
+    icetcp_conn *path_tcp; /* the path is this ICE-TCP connection (icetcp.h) */
+
+    /* server: its ICE-TCP connections */
+    icetcp_peer tcp;
 
     /* client */
     int fd;
@@ -190,6 +195,7 @@ rtc_mux_stats rtc_mux_get_stats(void)
         .drop_bad_integrity = atomic_load(&S.drop_bad_integrity),
         .drop_inbox_full = atomic_load(&S.drop_inbox_full),
         .consent_expired = atomic_load(&S.consent_expired),
+        .tcp = icetcp_get_stats(),
     };
 }
 
@@ -356,6 +362,11 @@ static void mux_send(rtc_ice *base, const uint8_t *data, size_t len)
 {
     mux_ice *ice = (mux_ice *)base;
     pthread_mutex_lock(&ice->path_lock);
+    if (ice->path_tcp) { /* under the lock: it keeps the connection alive */
+        icetcp_send(ice->path_tcp, data, len);
+        pthread_mutex_unlock(&ice->path_lock);
+        return;
+    }
     int ok = ice->has_path;
     struct sockaddr_in to = ice->path_remote;
     uint32_t local_ip = ice->path_local_ip;
@@ -374,6 +385,7 @@ static void set_path(mux_ice *ice, const struct sockaddr_in *remote, uint32_t lo
     ice->has_path = 1;
     ice->path_remote = *remote;
     ice->path_local_ip = local_ip;
+    ice->path_tcp = NULL;
     pthread_mutex_unlock(&ice->path_lock);
 }
 
@@ -440,6 +452,91 @@ static void consent_cb(rtc_timer *t)
     }
     atomic_fetch_add(&S.consent_expired, 1);
     ice->cb.failed(ice->arg, "ICE consent expired (no check for the consent timeout)");
+}
+
+/* ---------- server: ICE-TCP (icetcp.h) ---------- */
+
+static int username_ufrag(const stun_msg *m, char *out, size_t cap);
+
+mux_tcp_result mux_tcp_check(int loop, icetcp_conn *c, void *known,
+                             const struct sockaddr_in *remote, const uint8_t *data, size_t len,
+                             int *owner)
+{
+    stun_msg m;
+    char err[128], ufrag[UFRAG_LEN + 1];
+    int r = -1;
+    if (stun_parse(data, len, &m, err, sizeof err) < 0 || m.type != STUN_BINDING_REQUEST ||
+        !m.has_fingerprint || m.integrity_at == 0 ||
+        (r = username_ufrag(&m, ufrag, sizeof ufrag)) < 0)
+        return r == -2 ? MUX_TCP_UNKNOWN_USERNAME : MUX_TCP_BAD_STUN;
+    pthread_mutex_lock(&M.ufrag_lock);
+    mux_ice *ice = M.by_ufrag ? g_hash_table_lookup(M.by_ufrag, ufrag) : NULL;
+    *owner = ice ? ice->owner->index : -1;
+    pthread_mutex_unlock(&M.ufrag_lock);
+    if (ice == NULL)
+        return MUX_TCP_UNKNOWN_USERNAME;
+    if (*owner != loop)
+        return known ? MUX_TCP_BAD_INTEGRITY : MUX_TCP_OTHER_LOOP;
+    if (known && known != ice)
+        return MUX_TCP_BAD_INTEGRITY; /* a connection of one peer checking for another */
+    size_t ul = strlen(ice->ufrag);
+    const char *theirs = (const char *)m.username + ul + 1;
+    size_t tl = m.username_len - ul - 1;
+    if ((ice->have_remote &&
+         (tl != strlen(ice->remote_ufrag) || memcmp(theirs, ice->remote_ufrag, tl) != 0)) ||
+        !stun_check_integrity(data, len, &m, (const uint8_t *)ice->pwd, strlen(ice->pwd)))
+        return MUX_TCP_BAD_INTEGRITY;
+    uint8_t out[STUN_MAX_MESSAGE_BYTES];
+    stun_writer w;
+    stun_begin(&w, out, sizeof out, STUN_BINDING_SUCCESS, m.txid);
+    stun_add_xor_address(&w, (const struct sockaddr *)remote);
+    int n = stun_finish(&w, (const uint8_t *)ice->pwd, strlen(ice->pwd));
+    if (n > 0)
+        icetcp_send(c, out, (size_t)n);
+    ice->last_seen_us = g_get_monotonic_time();
+    pthread_mutex_lock(&ice->path_lock);
+    const icetcp_conn *path = ice->path_tcp;
+    int nominate = m.use_candidate || !ice->has_path;
+    pthread_mutex_unlock(&ice->path_lock);
+    if (!known)
+        icetcp_attach(&ice->tcp, c, ice, path);
+    if (nominate && path != c) {
+        pthread_mutex_lock(&ice->path_lock);
+        ice->has_path = 1;
+        ice->path_tcp = c;
+        memset(&ice->path_remote, 0, sizeof ice->path_remote);
+        ice->path_local_ip = 0;
+        pthread_mutex_unlock(&ice->path_lock);
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &remote->sin_addr, a, sizeof a);
+        log_debug("mux", "peer %s: path is ICE-TCP from %s:%u", ice->peer_id, a,
+                  ntohs(remote->sin_port));
+    }
+    if (!ice->connected) {
+        rtc_timer_start(ice->owner->loop, &ice->timer, M.consent_ms, consent_cb);
+        mark_connected(ice);
+    }
+    return MUX_TCP_OK;
+}
+
+void mux_tcp_input(void *arg, const uint8_t *data, size_t len)
+{
+    mux_ice *ice = arg;
+    ice->cb.input(ice->arg, data, len);
+}
+
+void mux_tcp_unpath(void *arg, const icetcp_conn *c)
+{
+    mux_ice *ice = arg;
+    pthread_mutex_lock(&ice->path_lock);
+    if (ice->path_tcp == c) {
+        /* no path until the next check (the remote reconnects) or consent
+         * runs out */
+        ice->path_tcp = NULL;
+        ice->has_path = 0;
+        log_info("mux", "peer %s: its ICE-TCP path closed", ice->peer_id);
+    }
+    pthread_mutex_unlock(&ice->path_lock);
 }
 
 /* ---------- server: the receive path ---------- */
@@ -813,7 +910,7 @@ static void read_client(mux_ice *ice)
 
 /* epoll data: the shared socket and the inbox are told apart by these
  * tags; anything else is a client peer. */
-static char tag_shared, tag_inbox;
+static char tag_shared, tag_inbox, tag_tcp;
 
 static gboolean source_dispatch(GSource *src, GSourceFunc cb, gpointer data)
 {
@@ -829,6 +926,8 @@ static gboolean source_dispatch(GSource *src, GSourceFunc cb, gpointer data)
             read_shared(ml);
         else if (tag == &tag_inbox)
             read_inbox(ml);
+        else if (tag == &tag_tcp)
+            icetcp_dispatch(ml->index);
         else
             read_client(tag);
     }
@@ -1007,13 +1106,29 @@ int rtc_mux_start(rtc_loops *loops, const rtc_mux_config *cfg, char *err, size_t
         g_source_add_unix_fd(&ml->src->base, ml->epfd, G_IO_IN);
         g_source_attach(&ml->src->base, rtc_loop_context(ml->loop));
     }
+    if (cfg->port && cfg->tcp_port) {
+        if (icetcp_start(loops, cfg->tcp_port, err, errlen) < 0) {
+            rtc_mux_stop();
+            return -1;
+        }
+        for (int i = 0; i < M.n; i++)
+            if (epoll_add(&M.ml[i], icetcp_loop_fd(i), &tag_tcp) < 0) {
+                err_set(err, errlen, "cannot watch loop %d's TCP poller: %s", i, strerror(errno));
+                rtc_mux_stop();
+                return -1;
+            }
+    }
     return 0;
 }
+
+/* On loop `loop`'s thread (icetcp_stop): its TCP poller leaves the loop's. */
+static void unwatch_tcp(int loop, int fd) { epoll_ctl(M.ml[loop].epfd, EPOLL_CTL_DEL, fd, NULL); }
 
 void rtc_mux_stop(void)
 {
     if (!M.running)
         return;
+    icetcp_stop(unwatch_tcp);
     for (int i = 0; i < M.n; i++) {
         mux_loop *ml = &M.ml[i];
         if (ml->src) {
@@ -1068,6 +1183,11 @@ static void mux_free(rtc_ice *base)
     }
     for (int i = 0; i < MAX_TUPLES; i++)
         tuple_forget(ice, i);
+    pthread_mutex_lock(&ice->path_lock);
+    ice->has_path = 0;
+    ice->path_tcp = NULL;
+    pthread_mutex_unlock(&ice->path_lock);
+    icetcp_peer_close(&ice->tcp);
     if (ice->fd >= 0) {
         epoll_ctl(ice->owner->epfd, EPOLL_CTL_DEL, ice->fd, NULL);
         close(ice->fd);
@@ -1149,6 +1269,21 @@ static rtc_ice *mux_create(const rtc_ice_config *cfg, sdp_description *d, char *
         (M.n_addrs == 0 || cfg->ice_addresses == NULL || cfg->ice_addresses[0] == NULL)) {
         /* A client on this machine that reached chatd over loopback. */
         add_candidate(d, k++, "127.0.0.1", M.port);
+    }
+    /* ICE-TCP passive candidates (RFC 6544 §4.5) next to the UDP ones, on
+     * the same addresses, preferred less (type preference 90, as libwebrtc
+     * gives host TCP; local preference: direction passive) */
+    uint16_t tcp_port = icetcp_port();
+    for (int i = 0, n_udp = d->n_candidates; tcp_port && i < n_udp; i++) {
+        char addr[64];
+        if (d->n_candidates >= SDP_MAX_CANDIDATES ||
+            sscanf(d->candidates[i], "candidate:%*s %*u %*s %*u %63s", addr) != 1)
+            break;
+        uint32_t local_pref = (4u << 13) | (8191u - (uint32_t)i);
+        uint32_t prio = (90u << 24) | (local_pref << 8) | 255u;
+        snprintf(d->candidates[d->n_candidates++], SDP_MAX_CANDIDATE_LEN,
+                 "candidate:%d 1 tcp %u %s %u typ host tcptype passive", 100 + i + 1, prio, addr,
+                 tcp_port);
     }
     if (d->n_candidates == 0) {
         err_set(err, errlen, "no local ICE candidate (no IPv4 interface is up)");

@@ -37,6 +37,7 @@
 #ifndef CHATD_MUX_H
 #define CHATD_MUX_H
 
+#include "rtc/icetcp.h"
 #include "rtc/loop.h"
 
 #include <stddef.h>
@@ -54,6 +55,9 @@ typedef struct {
      * address) or "LOCAL=PUBLIC"; NULL-terminated, NULL = none. */
     const char *const *public_addresses;
     int consent_timeout_ms; /* 0 = MUX_CONSENT_TIMEOUT_MS */
+    /* ICE-TCP (RFC 6544, icetcp.h): passive candidates on this TCP port
+     * next to the UDP ones; 0 = off. Needs port. */
+    uint16_t tcp_port;
 } rtc_mux_config;
 
 /* Binds the sockets (one per loop) and attaches them. -1 with err (port in
@@ -75,6 +79,7 @@ typedef struct {
     unsigned long drop_bad_integrity;    /* wrong MESSAGE-INTEGRITY or remote ufrag */
     unsigned long drop_inbox_full;       /* the owner loop's inbox was full */
     unsigned long consent_expired;       /* peers closed for silence */
+    icetcp_stats tcp;                    /* ICE-TCP connections, refusals and closes */
 } rtc_mux_stats;
 
 rtc_mux_stats rtc_mux_get_stats(void);

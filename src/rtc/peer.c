@@ -203,7 +203,22 @@ rtc_stats rtc_get_stats(void)
                        .dropped_bad_stun = m.drop_bad_stun,
                        .dropped_unknown_username = m.drop_unknown_username,
                        .dropped_bad_integrity = m.drop_bad_integrity,
-                       .dropped_inbox_full = m.drop_inbox_full};
+                       .dropped_inbox_full = m.drop_inbox_full,
+                       .tcp_accepted = m.tcp.accepted,
+                       .tcp_open = m.tcp.open,
+                       .tcp_strangers = m.tcp.strangers,
+                       .tcp_handed_off = m.tcp.handed_off,
+                       .tcp_rx_frames = m.tcp.rx_frames,
+                       .tcp_tx_frames = m.tcp.tx_frames,
+                       .tcp_refused_total = m.tcp.refused_total,
+                       .tcp_refused_address = m.tcp.refused_address,
+                       .tcp_closed_bad_stun = m.tcp.closed_bad_stun,
+                       .tcp_closed_unknown_username = m.tcp.closed_unknown_username,
+                       .tcp_closed_bad_integrity = m.tcp.closed_bad_integrity,
+                       .tcp_closed_oversize = m.tcp.closed_oversize,
+                       .tcp_closed_timeout = m.tcp.closed_timeout,
+                       .tcp_closed_write_full = m.tcp.closed_write_full,
+                       .tcp_dropped_frames = m.tcp.dropped_frames};
 }
 
 /* ---------- references ---------- */

@@ -170,6 +170,19 @@ typedef struct {
     unsigned long dropped_unknown_username; /* a check for no peer */
     unsigned long dropped_bad_integrity;    /* a check with the wrong password or username */
     unsigned long dropped_inbox_full;       /* another loop's inbox was full */
+    /* ICE-TCP (--ice-tcp-port; all zero when off): connections accepted and
+     * open now (gauge), strangers (no valid check yet, gauge), frames, and
+     * the connections refused at accept or closed, by reason. */
+    unsigned long tcp_accepted, tcp_open, tcp_strangers, tcp_handed_off, tcp_rx_frames,
+        tcp_tx_frames;
+    unsigned long tcp_refused_total;   /* ICETCP_MAX_STRANGERS strangers already */
+    unsigned long tcp_refused_address; /* ICETCP_MAX_PER_ADDRESS from that address already */
+    unsigned long tcp_closed_bad_stun; /* first frame not an ICE check */
+    unsigned long tcp_closed_unknown_username, tcp_closed_bad_integrity;
+    unsigned long tcp_closed_oversize;   /* a frame over 2 KiB */
+    unsigned long tcp_closed_timeout;    /* no valid check in time */
+    unsigned long tcp_closed_write_full; /* the remote did not read */
+    unsigned long tcp_dropped_frames;    /* a bad check on an accepted connection */
 } rtc_stats;
 /* Live transport objects: the /metrics gauges and the leak checks. */
 rtc_stats rtc_get_stats(void);

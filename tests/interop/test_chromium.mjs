@@ -13,12 +13,17 @@
 //   TEST_LOG_DIR     logs                       (default build/test-logs)
 //   ARTIFACTS_DIR    screenshots                (default build/artifacts)
 //
+// ice_tcp_with_udp_dropped starts a second chatd with --ice-tcp-port and
+// drops UDP to and from its RTC port with nftables (nft; the namespace's
+// rules only), so Chromium can reach it over ICE-TCP alone (skipped without
+// nft).
+//
 // The page is served by chatd (GET /); the tests drive their own inline
 // RTCPeerConnection through page.evaluate rather than the web client's UI.
 // Each test prints "ok NAME", "FAIL NAME: reason" or "skip NAME: reason"; the
 // last line is "N passed, N failed, N skipped"; exit status 1 on any failure.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -89,6 +94,65 @@ async function startChatd() {
     });
     chatd.proc.on('exit', (code) => reject(new Error(`chatd exited (${code}) before printing its URL: ${out}`)));
   }), 15000, 'chatd start');
+}
+
+// Another chatd (relay) with extra flags; returns { url, logPath, stop() }.
+async function startExtraChatd(label, args) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-interop-'));
+  const logPath = path.join(LOG_DIR, `interop-chromium-chatd-${label}.log`);
+  const proc = spawn(CHATD_BIN, ['--mode', 'relay', '--listen', '127.0.0.1:0', '--ice-address', ICE_ADDRESS,
+    '--data-dir', dataDir, '--log-level', LOG_LEVEL, ...args], { stdio: ['ignore', 'pipe', fs.openSync(logPath, 'w')] });
+  let exit = null;
+  proc.on('exit', (code, sig) => { exit = { code, sig }; });
+  let out = '';
+  const url = await withTimeout(new Promise((resolve, reject) => {
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1].replace(/\/$/, ''));
+    });
+    proc.on('exit', (code) => reject(new TestFailure(`chatd ${label} exited (${code}): ${out}; see ${logPath}`)));
+  }), 15000, `chatd ${label} start`);
+  return {
+    url, logPath,
+    async stop() {
+      if (!exit) {
+        const done = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await Promise.race([done, sleep(10000)]);
+        if (!exit) { proc.kill('SIGKILL'); await done; }
+      }
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      return exit;
+    },
+  };
+}
+
+function hasNft() {
+  return spawnSync('nft', ['--version'], { encoding: 'utf8' }).status === 0;
+}
+
+function nft(args) {
+  const r = spawnSync('nft', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new TestFailure(`nft ${args.join(' ')}: ${r.stderr || r.error}`);
+  return r.stdout;
+}
+
+// Packets the chatd_icetcp table's counters dropped.
+function nftDropped() {
+  const text = nft(['list', 'table', 'inet', 'chatd_icetcp']);
+  return [...text.matchAll(/counter packets (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+async function metricsOf(url) {
+  const text = await (await fetch(url + '/metrics')).text();
+  const out = {};
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out[line.slice(0, i)] = Number(line.slice(i + 1));
+  }
+  return out;
 }
 
 async function stopChatd() {
@@ -185,6 +249,7 @@ function pageHarness() {
         if (pair) {
           const l = stats.get(pair.localCandidateId), rc = stats.get(pair.remoteCandidateId);
           res.pair = `${l.candidateType} ${l.address}:${l.port} -> ${rc.candidateType} ${rc.address}:${rc.port}`;
+          res.pairProtocol = l.protocol;
         }
         stats.forEach((s) => { if (s.type === 'transport') res.dtlsRole = s.dtlsRole; });
       } catch (e) { res.statsError = String(e); }
@@ -213,13 +278,15 @@ function pageHarness() {
 }
 
 class Browser {
-  constructor(label, extraArgs) { this.label = label; this.extraArgs = extraArgs; this.consoleLines = []; }
+  constructor(label, extraArgs, url) {
+    this.label = label; this.extraArgs = extraArgs; this.url = url; this.consoleLines = [];
+  }
   async start() {
     this.browser = await launchChromium(this.extraArgs);
     this.page = await this.browser.newPage();
     this.page.on('console', (m) => this.consoleLines.push(`[${m.type()}] ${m.text()}`));
     this.page.on('pageerror', (e) => this.consoleLines.push(`[pageerror] ${e.message}`));
-    const r = await this.page.goto(chatd.url + '/');
+    const r = await this.page.goto((this.url || chatd.url) + '/');
     if (!r || r.status() !== 200) throw new Error(`GET / answered ${r && r.status()}`);
     await this.page.evaluate(`(${pageHarness.toString()})()`);
   }
@@ -418,6 +485,71 @@ const tests = [
       await M.screenshot('interop-chromium-mdns.png');
     } finally {
       await M.stop();
+    }
+  }],
+  ['ice_tcp_with_udp_dropped', 90000, async () => {
+    // A second chatd with --ice-tcp-port; nftables drops every UDP packet
+    // to or from its RTC port in this namespace, so only its passive TCP
+    // candidates can work. Two Chromium peers connect to it and a message
+    // goes each way; the selected pair must be TCP, the drop counter must
+    // have counted Chromium's UDP checks, and chatd must have read no UDP.
+    if (!hasNft()) throw new Skip('nft not installed');
+    const rtcPort = 41234, tcpPort = 41235;
+    const tcp = await startExtraChatd('icetcp', ['--rtc-port', String(rtcPort), '--ice-tcp-port', String(tcpPort)]);
+    const T2 = new Browser('icetcp', [NO_MDNS], tcp.url);
+    try {
+      nft(['add', 'table', 'inet', 'chatd_icetcp']);
+      nft(['add', 'chain', 'inet', 'chatd_icetcp', 'out', '{ type filter hook output priority 0 ; }']);
+      nft(['add', 'rule', 'inet', 'chatd_icetcp', 'out', 'udp', 'dport', String(rtcPort), 'counter', 'drop']);
+      nft(['add', 'rule', 'inet', 'chatd_icetcp', 'out', 'udp', 'sport', String(rtcPort), 'counter', 'drop']);
+      await T2.start();
+      const x = await T2.connect('x', 'interop_icetcp');
+      recordSdp('icetcp-x', x);
+      check(x.status === 201, `POST /api/rtc answered ${x.status}: ${x.answer.slice(0, 300)}`);
+      check(/ tcp \d+ \S+ \d+ typ host tcptype passive/.test(x.answer), `no passive TCP candidate in the answer:\n${x.answer}`);
+      check(x.open, `data channel did not open over ICE-TCP: ${x.openError}`);
+      const y = await T2.connect('y', 'interop_icetcp');
+      recordSdp('icetcp-y', y);
+      check(y.open, `second data channel did not open over ICE-TCP: ${y.openError}`);
+      check(x.pairProtocol === 'tcp' && y.pairProtocol === 'tcp',
+        `selected candidate pairs are ${x.pairProtocol} (${x.pair}) and ${y.pairProtocol} (${y.pair}), want tcp`);
+      for (const [from, to] of [['x', 'y'], ['y', 'x']]) {
+        const msg = `over ICE-TCP from ${from}`;
+        const s = await T2.send(from, msg);
+        check(s.ok, `send threw ${s.name}: ${s.message}`);
+        const got = await T2.recv(to, 10000);
+        check(got === msg, `${to} received ${JSON.stringify(got)}, want ${JSON.stringify(msg)}`);
+      }
+      const dropped = nftDropped();
+      check(dropped > 0, 'nftables dropped no UDP packet: Chromium never tried UDP?');
+      const m = await metricsOf(tcp.url);
+      check(m['chatd_udp_datagrams_total{direction="in"}'] === 0,
+        `chatd read ${m['chatd_udp_datagrams_total{direction="in"}']} UDP datagrams with UDP dropped`);
+      check(m['chatd_tcp_frames_total{direction="in"}'] > 0 && m['chatd_tcp_connections{state="open"}'] >= 2,
+        `chatd's TCP counters: frames in ${m['chatd_tcp_frames_total{direction="in"}']}, open ${m['chatd_tcp_connections{state="open"}']}`);
+      notes.push(`ICE-TCP: pairs ${x.pair} / ${y.pair} (${x.pairProtocol}), open ${x.openMs} and ${y.openMs} ms after the answer; ` +
+        `${dropped} UDP packets dropped by nftables; chatd TCP frames in/out ${m['chatd_tcp_frames_total{direction="in"}']}/` +
+        `${m['chatd_tcp_frames_total{direction="out"}']}, handed to another loop ${m.chatd_tcp_handed_off_total}`);
+      await T2.close('x');
+      await T2.close('y');
+      // Left: the page's own web client (it joins the lobby on load, over
+      // TCP too): one connection per remaining session.
+      const t0 = Date.now();
+      let open = -1, peers = -1;
+      while (Date.now() - t0 < 10000) {
+        const mm = await metricsOf(tcp.url);
+        open = mm['chatd_tcp_connections{state="open"}'];
+        peers = mm.chatd_peers;
+        if (open === peers && peers <= 1) break;
+        await sleep(200);
+      }
+      check(open === peers && peers <= 1,
+        `${open} TCP connections for ${peers} sessions 10 s after the test closed its two peers`);
+    } finally {
+      await T2.stop();
+      try { nft(['delete', 'table', 'inet', 'chatd_icetcp']); } catch (e) { /* never made */ }
+      const exit = await tcp.stop();
+      check(exit && exit.code === 0, `ICE-TCP chatd exit ${JSON.stringify(exit)}, want 0; see ${tcp.logPath}`);
     }
   }],
   ['chatd_still_running', 5000, async () => {
