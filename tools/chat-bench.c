@@ -51,6 +51,7 @@
 #include <getopt.h>
 #include <glib.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -91,6 +92,7 @@ static struct {
     rtc_loops *loops;
     rtc_transport transport; /* towards chatd; Janus always gets RTC_TRANSPORT_NICE */
     int client_cpus;         /* CPUs we may run on */
+    cpu_set_t bench_cpus;    /* ours and the server's */
     int timeout_s;
     int server_pid;
     const char *tag; /* free text copied into every result line */
@@ -468,6 +470,20 @@ static void *keepalive_thread(void *arg)
 
 static proc_sample server_sample(void) { return proc_server_sample(B.server_pid); }
 
+/* What other processes (a build, another test run) took of the bench's
+ * CPUs between a and b, beside the server (server_s) and us (client_s):
+ * on a shared machine a run with much of it measured a disturbed server
+ * or client. Printed as % of one CPU, with the hypervisor's steal. */
+static void print_others(proc_cpu_time a, proc_cpu_time b, double server_s, double client_s,
+                         double wall)
+{
+    if (a.busy_s < 0 || b.busy_s < 0 || wall <= 0)
+        return;
+    double others = b.busy_s - a.busy_s - (server_s > 0 ? server_s : 0) - client_s;
+    printf(" others_cpu_pct=%.1f steal_pct=%.1f", others > 0 ? 100 * others / wall : 0,
+           100 * (b.steal_s - a.steal_s) / wall);
+}
+
 /* ---------- results ---------- */
 
 static const char *target_name(void) { return B.target == TARGET_CHATD ? "chatd" : "janus"; }
@@ -566,14 +582,21 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
     gint64 random_max = (gint64)(interval_max_s * 1e6);
     proc_sample p0 = server_sample();
     double c0 = proc_self_cpu_s();
+    proc_cpu_time o0 = proc_cpus_time(&B.bench_cpus);
     long long u0 = proc_udp_datagrams_sent();
     gint64 t0 = g_get_monotonic_time();
     atomic_store(&B.last_rx_us, t0);
-    for (int i = 0; i < ns; i++) /* spread the senders over one interval */
-        due[i] = t0 + (random_max > 0 ? (gint64)g_rand_double_range(rng, 0, (double)random_max)
-                                      : interval * i / (ns ? ns : 1));
+    /* Fixed rate: the senders spread over one interval. Random waits: the
+     * first is drawn from the waits' residual life (density falling
+     * linearly from 2/max at 0 to 0 at max), so that the run starts as if
+     * the members had been posting for long: the mean rate is 2/max from
+     * the first second, not only after the first few posts. */
+    for (int i = 0; i < ns; i++)
+        due[i] =
+            t0 + (random_max > 0 ? (gint64)((double)random_max * (1 - sqrt(1 - g_rand_double(rng))))
+                                 : interval * i / (ns ? ns : 1));
     gint64 t_end = t0 + (gint64)(duration * 1e6);
-    long sent = 0, send_failed = 0, seq = 0;
+    long sent = 0, send_failed = 0, seq = 0, late = 0;
     for (;;) {
         gint64 now = g_get_monotonic_time();
         if (now >= t_end)
@@ -581,6 +604,8 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
         gint64 next = t_end;
         for (int i = 0; i < ns; i++) {
             while (due[i] <= now) {
+                if (now - due[i] > 20 * 1000) /* the sending thread fell behind */
+                    late++;
                 if (send_post(snd[i], phase, ++seq) < 0)
                     send_failed++;
                 else
@@ -618,6 +643,7 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
     }
     proc_sample p1 = server_sample();
     double c1 = proc_self_cpu_s();
+    proc_cpu_time o1 = proc_cpus_time(&B.bench_cpus);
     long long u1 = proc_udp_datagrams_sent();
     gint64 t_last = atomic_load(&B.last_rx_us);
     long got = atomic_load(&B.received);
@@ -635,20 +661,27 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
     printf(" peers=%d senders=%d rate=%g", ready_peers, ns, mean_rate);
     if (random_max > 0)
         printf(" interval_max_ms=%.0f", interval_max_s * 1000);
-    /* planned: what the pacing should have sent; sent below it means the
-     * sending thread fell behind (the client, not the server). */
-    printf(" duration=%g offered_per_s=%.1f planned=%.0f sent=%ld send_failed=%ld"
-           " refused=%ld server_errors=%ld expected=%ld delivered=%ld lost=%ld stale=%ld"
-           " delivered_per_s=%.1f",
-           duration, (double)ns * mean_rate * (ready_peers - 1), ns * mean_rate * duration, sent,
-           send_failed, atomic_load(&B.refused), atomic_load(&B.server_errors), expected, got,
-           r.lost, atomic_load(&B.stale), r.delivered_per_s);
+    printf(" duration=%g offered_per_s=%.1f", duration, (double)ns * mean_rate * (ready_peers - 1));
+    /* planned (fixed rates): what the pacing should have sent; late: posts
+     * sent over 20 ms after their time. Sent below planned, or many late,
+     * means the sending thread fell behind (the client, not the server). */
+    if (random_max <= 0)
+        printf(" planned=%.0f", ns * rate * duration);
+    printf(" late_sends=%ld sent=%ld send_failed=%ld refused=%ld server_errors=%ld expected=%ld"
+           " delivered=%ld lost=%ld stale=%ld delivered_per_s=%.1f",
+           late, sent, send_failed, atomic_load(&B.refused), atomic_load(&B.server_errors),
+           expected, got, r.lost, atomic_load(&B.stale), r.delivered_per_s);
     printf(" lat_n=%zu lat_p50_ms=%.3f lat_p99_ms=%.3f lat_max_ms=%.3f lat_mean_ms=%.3f", r.lat.n,
            r.lat.p50, r.lat.p99, r.lat.max, r.lat.mean);
-    if (p0.cpu_s >= 0 && p1.cpu_s >= 0)
-        printf(" server_cpu_pct=%.1f server_rss_kb=%ld", 100.0 * (p1.cpu_s - p0.cpu_s) / wall,
-               p1.rss_kb);
+    /* wall_s: from the first send to the end of the drain, the span of
+     * every CPU figure; server_cpu_s over it is what a delivery cost. */
+    printf(" wall_s=%.3f", wall);
+    double server_s = p0.cpu_s >= 0 && p1.cpu_s >= 0 ? p1.cpu_s - p0.cpu_s : -1;
+    if (server_s >= 0)
+        printf(" server_cpu_s=%.2f server_cpu_pct=%.1f server_rss_kb=%ld", server_s,
+               100.0 * server_s / wall, p1.rss_kb);
     printf(" client_cpu_pct=%.1f", 100.0 * (c1 - c0) / wall);
+    print_others(o0, o1, server_s, c1 - c0, wall);
     if (u0 >= 0 && u1 >= u0 && got > 0)
         printf(" udp_datagrams=%lld datagrams_per_delivery=%.2f", u1 - u0,
                (double)(u1 - u0) / (double)got);
@@ -755,9 +788,11 @@ static void run_capacity(const int *at, int n_at, int concurrency, double budget
         g_usleep(2 * G_USEC_PER_SEC); /* let the server settle */
         proc_sample a = server_sample();
         double ca = proc_self_cpu_s();
+        proc_cpu_time oa = proc_cpus_time(&B.bench_cpus);
         g_usleep(3 * G_USEC_PER_SEC);
         proc_sample b = server_sample();
         double cb = proc_self_cpu_s();
+        proc_cpu_time ob = proc_cpus_time(&B.bench_cpus);
         int ready = count_state(PS_READY, have);
         result_begin("capacity");
         printf(" peers=%d ready=%d failures=%d not_started=%d step_seconds=%.3f", have, ready,
@@ -767,7 +802,9 @@ static void run_capacity(const int *at, int n_at, int concurrency, double budget
             printf(" server_rss_kb=%ld base_rss_kb=%ld rss_per_peer_kb=%.1f idle_cpu_pct=%.1f",
                    b.rss_kb, base.rss_kb, ready ? (double)(b.rss_kb - base.rss_kb) / ready : 0,
                    100.0 * (b.cpu_s - a.cpu_s) / 3.0);
-        printf(" client_idle_cpu_pct=%.1f\n", 100.0 * (cb - ca) / 3.0);
+        printf(" client_idle_cpu_pct=%.1f", 100.0 * (cb - ca) / 3.0);
+        print_others(oa, ob, a.cpu_s >= 0 && b.cpu_s >= 0 ? b.cpu_s - a.cpu_s : -1, cb - ca, 3.0);
+        printf("\n");
         fflush(stdout);
         if (ready < have) {
             stop = atomic_load(&B.failures) > failed_before ? "setup_failed"
@@ -937,19 +974,26 @@ static void close_all(void)
     }
     if (curl)
         curl_easy_cleanup(curl);
-    gint64 deadline = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
-    for (int i = 0; i < B.n_peers; i++) {
-        bench_peer *bp = &B.peers[i];
-        if (bp->rtc == NULL)
-            continue;
-        g_mutex_lock(&B.lock);
-        int s;
-        while ((s = atomic_load(&bp->state)) != PS_CLOSED && s != PS_FAILED)
-            if (!g_cond_wait_until(&B.cond, &B.lock, deadline))
-                break;
-        g_mutex_unlock(&B.lock);
-        if (s != PS_CLOSED && s != PS_FAILED)
-            rtc_peer_close(bp->rtc, "bench over");
+    /* Graceful closes get 5 s and 1 s per 200 peers (thousands of them
+     * close slowly on a busy CPU); then whatever is left is aborted, and
+     * every peer must have closed before the loops and the SCTP stack go
+     * away (a live association's timer would fire into freed memory). */
+    gint64 deadline = g_get_monotonic_time() + (5 + B.n_peers / 200) * G_TIME_SPAN_SECOND;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < B.n_peers; i++) {
+            bench_peer *bp = &B.peers[i];
+            if (bp->rtc == NULL)
+                continue;
+            g_mutex_lock(&B.lock);
+            int s;
+            while ((s = atomic_load(&bp->state)) != PS_CLOSED && s != PS_FAILED)
+                if (!g_cond_wait_until(&B.cond, &B.lock, deadline))
+                    break;
+            g_mutex_unlock(&B.lock);
+            if (s != PS_CLOSED && s != PS_FAILED)
+                rtc_peer_close(bp->rtc, "bench over");
+        }
+        deadline = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
     }
 }
 
@@ -1220,6 +1264,7 @@ int main(int argc, char **argv)
         return 1;
     }
     B.client_cpus = proc_self_cpus();
+    proc_bench_cpus(B.server_pid, &B.bench_cpus);
     /* Each peer may hold a socket or more (one libnice agent per peer). */
     long nofile = proc_raise_nofile();
     B.loops = rtc_loops_new(n_loops);
@@ -1268,6 +1313,8 @@ int main(int argc, char **argv)
         free(B.peers[i].token);
     }
     free(B.peers);
+    for (int i = 0; i < 500 && rtc_get_stats().peer_objects > 0; i++)
+        g_usleep(20 * 1000); /* the last references go on the loops */
     rtc_loops_free(B.loops);
     rtc_shutdown();
     curl_global_cleanup();

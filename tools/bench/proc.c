@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -85,6 +86,72 @@ long long proc_udp_datagrams_sent(void)
     }
     fclose(f);
     return out;
+}
+
+/* "0-3,6" into set; returns how many CPUs were added. */
+static int parse_cpu_list(const char *s, cpu_set_t *set)
+{
+    int n = 0;
+    while (*s >= '0' && *s <= '9') {
+        char *end;
+        long a = strtol(s, &end, 10), b = a;
+        if (*end == '-')
+            b = strtol(end + 1, &end, 10);
+        for (long c = a; c <= b && c < CPU_SETSIZE; c++, n++)
+            CPU_SET((int)c, set);
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+void proc_bench_cpus(int pid, cpu_set_t *out)
+{
+    CPU_ZERO(out);
+    if (sched_getaffinity(0, sizeof *out, out) != 0)
+        for (long c = 0; c < sysconf(_SC_NPROCESSORS_ONLN) && c < CPU_SETSIZE; c++)
+            CPU_SET((int)c, out);
+    if (pid <= 0)
+        return;
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "Cpus_allowed_list:", 18) == 0) {
+            const char *v = line + 18;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            parse_cpu_list(v, out);
+            break;
+        }
+    fclose(f);
+}
+
+proc_cpu_time proc_cpus_time(const cpu_set_t *set)
+{
+    proc_cpu_time t = {-1, -1};
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return t;
+    unsigned long long busy = 0, steal = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        int cpu;
+        unsigned long long user, nice, sys, idle, iowait, irq, softirq, st;
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &user, &nice, &sys,
+                   &idle, &iowait, &irq, &softirq, &st) != 9)
+            continue;
+        if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, set))
+            continue;
+        busy += user + nice + sys;
+        steal += st;
+    }
+    fclose(f);
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    t.busy_s = (double)busy / hz;
+    t.steal_s = (double)steal / hz;
+    return t;
 }
 
 long proc_raise_nofile(void)
