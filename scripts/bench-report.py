@@ -196,12 +196,13 @@ def main():
         (the half-load run left out), and whether any of them had the client
         saturated."""
         d = cpu = 0.0
-        sat = False
-        for r in fan.get((s, peers), []):
+        rs = fan.get((s, peers), [])
+        for r in rs:
             d += num(r, "delivered", 0)
             cpu += cpu_s(r) or 0
-            sat = sat or client_saturated(r) or disturbed(r)
-        return (d / cpu if cpu > 0 else None), sat
+        marks = (f" {CLIENT_MARK}" if any(client_saturated(r) for r in rs) else "") + \
+            (f" {OTHERS_MARK}" if any(disturbed(r) for r in rs) else "")
+        return (d / cpu if cpu > 0 else None), marks
 
     def fan_at_rate(s, peers, rate):
         for r in fan.get((s, peers), []):
@@ -233,11 +234,13 @@ def main():
         r = cap_at(s, peers)
         if r is None:
             m = capmax.get(s)
-            held = m["peers_max"] if m else "?"
             tried = [int(x["peers"]) for x in cap.get(s, [])]
-            if tried and max(tried) >= peers:
-                return f"not reached (held {held})", False
-            return f"not measured (steps stop at {max(tried) if tried else 0}; held {held})", False
+            if m is None or not tried:
+                return "not measured", False
+            held = int(m["peers_max"])
+            if m["stop"] == "all_steps" and max(tried) < peers:
+                return f"not measured (steps stop at {max(tried):,}; held {held:,})", False
+            return f"not reached (held {held:,}; stopped: {m['stop'].replace('_', ' ')})", False
         return f"{fmt(num(r, key), digits)}{unit}{mark(r)}", client_saturated(r)
 
     def seed_largest(s):
@@ -308,10 +311,9 @@ def main():
         if peers is None:
             continue
         c, csat = per_cpu("chatd", peers)
-        j, jsat = per_cpu(janus_ref, peers) if janus_ref else (None, False)
+        j, jsat = per_cpu(janus_ref, peers) if janus_ref else (None, "")
         r = ratio_value(c, j)
-        cell = (f"chatd {fmt(c)}{' ' + CLIENT_MARK if csat else ''} ÷ {jref} "
-                f"{fmt(j)}{' ' + CLIENT_MARK if jsat else ''} = **{ratio(c, j)}**")
+        cell = f"chatd {fmt(c)}{csat} ÷ {jref} {fmt(j)}{jsat} = **{ratio(c, j)}**"
         n, _ = per_cpu("chatd-nice", peers)
         cell += nice_note(ratio(n, j))
         w(f"| deliveries per server CPU-second, {peers} peers, vs {jref} | {now} | ≥ {T['PER_CPU']:g}× | "
@@ -345,7 +347,7 @@ def main():
         tried_max = max((int(x["peers"]) for x in cap.get("chatd", [])), default=0)
         last = cap.get("chatd", [])[-1] if cap.get("chatd") else None
         text = (f"{held:,} (steps up to {tried_max:,}; stopped: {m['stop'].replace('_', ' ')}; "
-                f"{m['still_ready']} still ready after {fmt(num(m, 'hold_s'), 0)} s more)"
+                f"{int(m['still_ready']):,} still ready after {fmt(num(m, 'hold_s'), 0)} s more)"
                 f"{mark(last)}")
         if "chatd-nice" in servers and capmax.get("chatd-nice"):
             text += nice_note(f"{int(capmax['chatd-nice']['peers_max']):,}")
@@ -421,8 +423,8 @@ def main():
     w("Delivered messages ÷ the server's own CPU-seconds (from the first send to the "
       "end of the drain), over every fan-out rate of a room size (the half-load run "
       "left out). It depends little on whether the client or the server ran out of "
-      f"CPU first; {CLIENT_MARK} after a figure: one of its runs had the client "
-      "saturated or was disturbed.")
+      f"CPU first; {CLIENT_MARK} or {OTHERS_MARK} after a figure: one of its runs had "
+      "the client saturated, or was disturbed.")
     w("")
     hdr = "| server | " + " | ".join(f"{p} peers" for p in sizes)
     hdr += " | " + " | ".join(f"highest delivered/s, {p} peers" for p in sizes) + " |"
@@ -431,8 +433,8 @@ def main():
     for s in servers:
         cells = []
         for p in sizes:
-            v, sat = per_cpu(s, p)
-            cells.append(f"{fmt(v)}{' ' + CLIENT_MARK if sat else ''}")
+            v, marks = per_cpu(s, p)
+            cells.append(f"{fmt(v)}{marks}")
         for p in sizes:
             b = best_run(s, p)
             cells.append(f"{fmt(best_rate(s, p))}{mark(b)}")
