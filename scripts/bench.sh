@@ -93,8 +93,11 @@ JP_PORT=3990
 PG_PORT=5499
 CHATD_PORT=18700
 JANUS_PORT=18788
-# Thousands of peers on each side: one socket (or more) each.
+# Thousands of peers on each side: one socket (or more) each. No core files
+# in the checkout (Janus 1.1.2 can crash while it shuts down with thousands
+# of peers: a 2 GB core); a server that dies during a scenario is noted.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ulimit -c 0 2>/dev/null || true
 
 log() { echo "bench: $*" >&2; }
 note() { # a line the report prints above its tables
@@ -224,7 +227,7 @@ start_chatd() { # NAME EXTRA-FLAGS...
 }
 
 stop_chatd() {
-    kill "$CHATD_PID"
+    kill "$CHATD_PID" 2>/dev/null || true
     wait "$CHATD_PID" || true
     CHATD_PID=""
 }
@@ -256,7 +259,8 @@ start_server() { # TAG
     esac
 }
 
-stop_server() { # TAG
+stop_server() { # TAG SCENARIO
+    kill -0 "$SERVER_PID" 2>/dev/null || note "$1 exited during $2 (see its log in build/bench)"
     case "$1" in
     chatd*) stop_chatd ;;
     janus*)
@@ -288,7 +292,7 @@ scenario() { # TAG SCENARIO: one scenario on a fresh server process
             --duration "$SEED_DURATION" --budget "$SEED_BUDGET" --interval-ms 10000 --p99-ms 100
         ;;
     esac
-    stop_server "$tag"
+    stop_server "$tag" "$what"
 }
 
 T0=$(date +%s)
