@@ -3,6 +3,7 @@
 #   make deps        install Debian and npm packages (no-op when present)
 #   make             build/chatd, build/chat-client, build/chat-bench
 #   make bench       chatd against Janus TextRoom: docs/BENCHMARKS.md (scripts/bench.sh)
+#   make bench-smoke the bench-smoke suite alone: chat-bench counts right (under a minute)
 #   make run         deps + build + start chatd (prints its URL); ARGS=... to chatd
 #   make test        deps + every suite (unit, integration, interop, browser,
 #                    fuzz, sanitizer build, load, coverage); ends with "N passed,
@@ -61,7 +62,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client $(BUILD)/chat-bench
 
-.PHONY: all deps run test test-asan unit fuzz coverage bench clean
+.PHONY: all deps run test test-asan unit fuzz coverage bench bench-smoke clean
 # Keep object files of test binaries (they are intermediates to make).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -132,6 +133,12 @@ unit: $(UNIT_BIN) $(TEST_TOOLS)
 bench: deps
 	@$(MAKE) --no-print-directory all
 	./scripts/bench.sh
+
+# The quick check of the bench's tools: chat-bench's scenarios against
+# chatd and Janus with a few peers, counts only (tests/integration/test_bench.py).
+bench-smoke: deps
+	@$(MAKE) --no-print-directory all
+	./scripts/test.sh --only bench-smoke
 
 # ARGS go to chatd, e.g. make run ARGS='--listen 0.0.0.0:8080'.
 run: deps

@@ -8,7 +8,12 @@
  *             to ready: chatd's welcome, TextRoom's join success)
  *   fanout    N peers in one room, M of them posting R messages/s each:
  *             delivered messages/s, send-to-receive latency, losses
- *   capacity  idle peers added in steps: server RSS per peer, server CPU
+ *   capacity  idle peers added in steps: server RSS per peer, server CPU,
+ *             and the most peers held (within a time budget)
+ *   seed      the largest room in which every member posts at random
+ *             intervals (uniform in [0, 10 s], as chatd's automatic posts)
+ *             with p99 under a bound and nothing lost: grown in steps,
+ *             then bisected
  *   jwt       ES256 tokens signed and verified per second (chatd's code)
  *
  * Every result is one line of KEY=VALUE pairs on standard output (the
@@ -17,8 +22,20 @@
  * Threads: connection workers do the HTTP signalling (one blocking curl
  * handle each); the event loops run the peers and count what arrives; the
  * main thread paces the senders.
+ *
+ * Every result line says which transport our peers used (--transport:
+ * towards chatd one shared socket per loop by default, towards Janus, a
+ * full-ICE server, always one libnice agent per peer) and on how many CPUs
+ * chat-bench ran (client_cpus, its affinity), so that a run whose client
+ * CPU is near client_cpus x 100 % can be marked as saturated by the
+ * client rather than by the server.
+ *
+ * Over 600 lines: the scenarios share one state (the peers, the counters
+ * the loops update) and one send/drain/report cycle; the helpers that do
+ * not touch that state live in tools/bench/.
  */
 #include "bench/janus.h"
+#include "bench/proc.h"
 #include "bench/stats.h"
 #include "common/http_client.h"
 
@@ -34,19 +51,28 @@
 #include <getopt.h>
 #include <glib.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 typedef enum { TARGET_CHATD, TARGET_JANUS } bench_target;
 
-typedef enum { PS_IDLE, PS_CONNECTING, PS_OPEN, PS_READY, PS_FAILED, PS_CLOSED } peer_state;
+/* PS_CLOSING: we asked a ready peer to leave (a room shrinking). */
+typedef enum {
+    PS_IDLE,
+    PS_CONNECTING,
+    PS_OPEN,
+    PS_READY,
+    PS_CLOSING,
+    PS_FAILED,
+    PS_CLOSED
+} peer_state;
 
 typedef struct {
     int idx;
@@ -55,7 +81,7 @@ typedef struct {
     atomic_int state;
     char *token; /* chatd: the welcome's JWT, sent with every post */
     janus_ids jids;
-    int has_janus;
+    atomic_int has_janus; /* a Janus session to destroy */
 } bench_peer;
 
 static struct {
@@ -64,6 +90,9 @@ static struct {
     const char *room; /* chatd room name, or TextRoom room id */
     const char *ice[17];
     rtc_loops *loops;
+    rtc_transport transport; /* towards chatd; Janus always gets RTC_TRANSPORT_NICE */
+    int client_cpus;         /* CPUs we may run on */
+    cpu_set_t bench_cpus;    /* ours and the server's */
     int timeout_s;
     int server_pid;
     const char *tag; /* free text copied into every result line */
@@ -72,6 +101,12 @@ static struct {
     int n_peers;
     atomic_int next_connect;
     int connect_end;
+    /* Connect workers start no further setup past connect_deadline (0:
+     * none), nor, with connect_stop_on_failure, once failures has grown
+     * past connect_fail_base: a step that is failing is not pushed on. */
+    gint64 connect_deadline;
+    int connect_stop_on_failure;
+    int connect_fail_base;
 
     GMutex lock; /* with cond: peer state changes */
     GCond cond;
@@ -278,6 +313,7 @@ static const rtc_peer_callbacks callbacks = {
 static rtc_peer_config peer_config(bench_peer *bp)
 {
     rtc_peer_config cfg = {.loops = B.loops,
+                           .transport = B.target == TARGET_JANUS ? RTC_TRANSPORT_NICE : B.transport,
                            .ice_addresses = B.ice[0] ? B.ice : NULL,
                            .setup_timeout_ms = B.timeout_s * 1000,
                            .cb = &callbacks,
@@ -322,7 +358,7 @@ static int connect_janus(CURL *curl, bench_peer *bp, char *err, size_t errlen)
     char *offer = NULL;
     if (janus_start(curl, B.url, &bp->jids, &offer, B.timeout_s, err, errlen) < 0)
         return -1;
-    bp->has_janus = 1;
+    atomic_store(&bp->has_janus, 1);
     rtc_peer_config cfg = peer_config(bp);
     char *answer = NULL;
     int rc = rtc_peer_answer(&cfg, offer, strlen(offer), &bp->rtc, &answer, err, errlen);
@@ -369,6 +405,10 @@ static void *connect_worker(void *arg)
     (void)arg;
     CURL *curl = curl_easy_init();
     for (;;) {
+        if (B.connect_deadline && g_get_monotonic_time() >= B.connect_deadline)
+            break;
+        if (B.connect_stop_on_failure && atomic_load(&B.failures) > B.connect_fail_base)
+            break;
         int i = atomic_fetch_add(&B.next_connect, 1);
         if (i >= B.connect_end)
             break;
@@ -419,7 +459,7 @@ static void *keepalive_thread(void *arg)
             continue;
         waited = 0;
         for (int i = 0; i < B.n_peers && !atomic_load(&B.stop_keepalive); i++)
-            if (B.peers[i].has_janus && atomic_load(&B.peers[i].state) == PS_READY)
+            if (atomic_load(&B.peers[i].has_janus) && atomic_load(&B.peers[i].state) == PS_READY)
                 janus_keepalive(curl, B.url, &B.peers[i].jids);
     }
     curl_easy_cleanup(curl);
@@ -428,89 +468,37 @@ static void *keepalive_thread(void *arg)
 
 /* ---------- the server process ---------- */
 
-typedef struct {
-    long rss_kb;
-    double cpu_s; /* user + system */
-} proc_sample;
+static proc_sample server_sample(void) { return proc_server_sample(B.server_pid); }
 
-static proc_sample server_sample(void)
+/* What other processes (a build, another test run) took of the bench's
+ * CPUs between a and b, beside the server (server_s) and us (client_s):
+ * on a shared machine a run with much of it measured a disturbed server
+ * or client. Printed as % of one CPU, with the hypervisor's steal. */
+static void print_others(proc_cpu_time a, proc_cpu_time b, double server_s, double client_s,
+                         double wall)
 {
-    proc_sample ps = {-1, -1};
-    if (B.server_pid <= 0)
-        return ps;
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/status", B.server_pid);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        while (fgets(buf, sizeof buf, f))
-            if (sscanf(buf, "VmRSS: %ld", &ps.rss_kb) == 1)
-                break;
-        fclose(f);
-    }
-    snprintf(path, sizeof path, "/proc/%d/stat", B.server_pid);
-    f = fopen(path, "r");
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-        /* Fields after the command name (which may hold spaces): 14 and 15
-         * of the line are utime and stime, in clock ticks. */
-        const char *rp = strrchr(buf, ')');
-        unsigned long ut, st;
-        if (rp &&
-            sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-            ps.cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-    }
-    return ps;
-}
-
-/* CPU seconds (user + system) this process has used: the load generator
- * shares the cores with the server, so its own use is reported too. */
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
-
-/* UDP datagrams sent in this network namespace so far (every packet of
- * the client and of the server, when both run in it as in make bench):
- * the packets each delivery costs tell how much SCTP bundles. -1 when
- * /proc/net/snmp cannot be read. */
-static long long udp_datagrams_sent(void)
-{
-    FILE *f = fopen("/proc/net/snmp", "r");
-    if (f == NULL)
-        return -1;
-    char line[1024];
-    long long out = -1;
-    int seen_header = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "Udp: ", 5) != 0)
-            continue;
-        if (!seen_header) { /* "Udp: InDatagrams NoPorts InErrors OutDatagrams ..." */
-            seen_header = 1;
-            continue;
-        }
-        long long in, noports, inerr;
-        if (sscanf(line + 5, "%lld %lld %lld %lld", &in, &noports, &inerr, &out) != 4)
-            out = -1;
-        break;
-    }
-    fclose(f);
-    return out;
+    if (a.busy_s < 0 || b.busy_s < 0 || wall <= 0)
+        return;
+    double others = b.busy_s - a.busy_s - (server_s > 0 ? server_s : 0) - client_s;
+    printf(" others_cpu_pct=%.1f steal_pct=%.1f", others > 0 ? 100 * others / wall : 0,
+           100 * (b.steal_s - a.steal_s) / wall);
 }
 
 /* ---------- results ---------- */
 
 static const char *target_name(void) { return B.target == TARGET_CHATD ? "chatd" : "janus"; }
 
+static const char *transport_name(void)
+{
+    return B.target == TARGET_JANUS || B.transport == RTC_TRANSPORT_NICE ? "nice" : "mux";
+}
+
 static void result_begin(const char *scenario)
 {
     printf("scenario=%s target=%s", scenario, target_name());
     if (B.tag)
         printf(" tag=%s", B.tag);
+    printf(" transport=%s client_cpus=%d", transport_name(), B.client_cpus);
 }
 
 static void result_summary(const char *prefix, bench_samples *s)
@@ -561,9 +549,20 @@ static int send_post(bench_peer *bp, int phase, long seq)
     return rtc_peer_send_text(bp->rtc, msg, (size_t)n);
 }
 
-/* M senders post `rate` messages/s each for `duration` s; then waits for
- * the deliveries to drain and prints one result line. */
-static void run_fanout(int ready_peers, int senders, double rate, double duration, int phase)
+/* What one load phase measured. */
+typedef struct {
+    long sent, lost, problems; /* problems: send failures, refusals, error replies */
+    double delivered_per_s;
+    bench_summary lat;
+} load_result;
+
+/* One load phase: `senders` of the ready peers post for `duration` s,
+ * each `rate` messages/s evenly spaced, or, with interval_max_s > 0, each
+ * after waits drawn uniformly from [0, interval_max_s] (mean rate
+ * 2 / interval_max_s); then the deliveries drain. Prints the result line
+ * without its end: the caller adds its own fields and the newline. */
+static load_result run_load(const char *scenario, int ready_peers, int senders, double rate,
+                            double interval_max_s, double duration, int phase)
 {
     atomic_store(&B.phase, phase);
     atomic_store(&B.received, 0);
@@ -578,16 +577,26 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
     for (int i = 0; i < B.n_peers && ns < senders; i++)
         if (atomic_load(&B.peers[i].state) == PS_READY)
             snd[ns++] = &B.peers[i];
+    GRand *rng = g_rand_new_with_seed((guint32)phase); /* the same draws on every server */
     gint64 interval = (gint64)(1e6 / rate);
+    gint64 random_max = (gint64)(interval_max_s * 1e6);
     proc_sample p0 = server_sample();
-    double c0 = self_cpu_s();
-    long long u0 = udp_datagrams_sent();
+    double c0 = proc_self_cpu_s();
+    proc_cpu_time o0 = proc_cpus_time(&B.bench_cpus);
+    long long u0 = proc_udp_datagrams_sent();
     gint64 t0 = g_get_monotonic_time();
     atomic_store(&B.last_rx_us, t0);
-    for (int i = 0; i < ns; i++) /* spread the senders over one interval */
-        due[i] = t0 + interval * i / (ns ? ns : 1);
+    /* Fixed rate: the senders spread over one interval. Random waits: the
+     * first is drawn from the waits' residual life (density falling
+     * linearly from 2/max at 0 to 0 at max), so that the run starts as if
+     * the members had been posting for long: the mean rate is 2/max from
+     * the first second, not only after the first few posts. */
+    for (int i = 0; i < ns; i++)
+        due[i] =
+            t0 + (random_max > 0 ? (gint64)((double)random_max * (1 - sqrt(1 - g_rand_double(rng))))
+                                 : interval * i / (ns ? ns : 1));
     gint64 t_end = t0 + (gint64)(duration * 1e6);
-    long sent = 0, send_failed = 0, seq = 0;
+    long sent = 0, send_failed = 0, seq = 0, late = 0;
     for (;;) {
         gint64 now = g_get_monotonic_time();
         if (now >= t_end)
@@ -595,11 +604,15 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
         gint64 next = t_end;
         for (int i = 0; i < ns; i++) {
             while (due[i] <= now) {
+                if (now - due[i] > 20 * 1000) /* the sending thread fell behind */
+                    late++;
                 if (send_post(snd[i], phase, ++seq) < 0)
                     send_failed++;
                 else
                     sent++;
-                due[i] += interval;
+                due[i] += random_max > 0
+                              ? (gint64)g_rand_double_range(rng, 0, (double)random_max) + 1
+                              : interval;
             }
             if (due[i] < next)
                 next = due[i];
@@ -629,67 +642,272 @@ static void run_fanout(int ready_peers, int senders, double rate, double duratio
         g_usleep(20 * 1000);
     }
     proc_sample p1 = server_sample();
-    double c1 = self_cpu_s();
-    long long u1 = udp_datagrams_sent();
+    double c1 = proc_self_cpu_s();
+    proc_cpu_time o1 = proc_cpus_time(&B.bench_cpus);
+    long long u1 = proc_udp_datagrams_sent();
     gint64 t_last = atomic_load(&B.last_rx_us);
     long got = atomic_load(&B.received);
     double span = (double)((t_last > t_sent ? t_last : t_sent) - t0) / 1e6;
     double wall = (double)(g_get_monotonic_time() - t0) / 1e6;
 
-    result_begin("fanout");
-    printf(" peers=%d senders=%d rate=%g duration=%g offered_per_s=%.1f sent=%ld send_failed=%ld"
-           " refused=%ld server_errors=%ld expected=%ld delivered=%ld lost=%ld stale=%ld"
-           " delivered_per_s=%.1f",
-           ready_peers, ns, rate, duration, (double)ns * rate * (ready_peers - 1), sent,
-           send_failed, atomic_load(&B.refused), atomic_load(&B.server_errors), expected, got,
-           expected > got ? expected - got : 0, atomic_load(&B.stale), span > 0 ? got / span : 0);
-    result_summary("lat", &B.latency);
-    if (p0.cpu_s >= 0 && p1.cpu_s >= 0)
-        printf(" server_cpu_pct=%.1f server_rss_kb=%ld", 100.0 * (p1.cpu_s - p0.cpu_s) / wall,
-               p1.rss_kb);
+    load_result r = {.sent = sent,
+                     .lost = expected > got ? expected - got : 0,
+                     .problems =
+                         send_failed + atomic_load(&B.refused) + atomic_load(&B.server_errors),
+                     .delivered_per_s = span > 0 ? got / span : 0,
+                     .lat = samples_summary(&B.latency)};
+    double mean_rate = random_max > 0 ? 2.0 / interval_max_s : rate;
+    result_begin(scenario);
+    printf(" peers=%d senders=%d rate=%g", ready_peers, ns, mean_rate);
+    if (random_max > 0)
+        printf(" interval_max_ms=%.0f", interval_max_s * 1000);
+    printf(" duration=%g offered_per_s=%.1f", duration, (double)ns * mean_rate * (ready_peers - 1));
+    /* planned (fixed rates): what the pacing should have sent; late: posts
+     * sent over 20 ms after their time. Sent below planned, or many late,
+     * means the sending thread fell behind (the client, not the server). */
+    if (random_max <= 0)
+        printf(" planned=%.0f", ns * rate * duration);
+    printf(" late_sends=%ld sent=%ld send_failed=%ld refused=%ld server_errors=%ld expected=%ld"
+           " delivered=%ld lost=%ld stale=%ld delivered_per_s=%.1f",
+           late, sent, send_failed, atomic_load(&B.refused), atomic_load(&B.server_errors),
+           expected, got, r.lost, atomic_load(&B.stale), r.delivered_per_s);
+    printf(" lat_n=%zu lat_p50_ms=%.3f lat_p99_ms=%.3f lat_max_ms=%.3f lat_mean_ms=%.3f", r.lat.n,
+           r.lat.p50, r.lat.p99, r.lat.max, r.lat.mean);
+    /* wall_s: from the first send to the end of the drain, the span of
+     * every CPU figure; server_cpu_s over it is what a delivery cost. */
+    printf(" wall_s=%.3f", wall);
+    double server_s = p0.cpu_s >= 0 && p1.cpu_s >= 0 ? p1.cpu_s - p0.cpu_s : -1;
+    if (server_s >= 0)
+        printf(" server_cpu_s=%.2f server_cpu_pct=%.1f server_rss_kb=%ld", server_s,
+               100.0 * server_s / wall, p1.rss_kb);
     printf(" client_cpu_pct=%.1f", 100.0 * (c1 - c0) / wall);
+    print_others(o0, o1, server_s, c1 - c0, wall);
     if (u0 >= 0 && u1 >= u0 && got > 0)
         printf(" udp_datagrams=%lld datagrams_per_delivery=%.2f", u1 - u0,
                (double)(u1 - u0) / (double)got);
-    printf("\n");
-    fflush(stdout);
+    g_rand_free(rng);
     free(snd);
     free(due);
+    return r;
 }
 
-static void run_capacity(int max_peers, int step, int concurrency)
+/* M senders post each rate of the list in turn; with half, one more run
+ * at half of the highest delivered rate (the latency a server keeps with
+ * room to spare). */
+static void run_fanout(int ready, int senders, const char *rates, double duration, int half)
+{
+    int phase = 0;
+    double best = 0;
+    char *list = strdup(rates), *save = NULL;
+    for (char *r = strtok_r(list, ",", &save); r; r = strtok_r(NULL, ",", &save)) {
+        double rate = atof(r);
+        if (rate <= 0)
+            continue;
+        load_result lr = run_load("fanout", ready, senders, rate, 0, duration, ++phase);
+        printf("\n");
+        fflush(stdout);
+        if (lr.delivered_per_s > best)
+            best = lr.delivered_per_s;
+    }
+    free(list);
+    if (half && best > 0) {
+        int m = senders < ready ? senders : ready;
+        double rate = best / 2 / ((double)m * (ready - 1));
+        run_load("fanout", ready, senders, rate, 0, duration, ++phase);
+        printf(" half_of_per_s=%.1f\n", best);
+        fflush(stdout);
+    }
+}
+
+/* Closes ready peers, the highest index first, until `target` of the
+ * first `upto` remain (Janus: the session is destroyed first, as a
+ * leaving janus.js client does), and waits up to 10 s for them to close. */
+static void shrink_to(int target, int upto)
+{
+    int have = count_state(PS_READY, upto);
+    CURL *curl = B.target == TARGET_JANUS ? curl_easy_init() : NULL;
+    int low = upto;
+    for (int i = upto - 1; i >= 0 && have > target; i--) {
+        bench_peer *bp = &B.peers[i];
+        if (atomic_load(&bp->state) != PS_READY)
+            continue;
+        set_state(bp, PS_CLOSING);
+        if (atomic_exchange(&bp->has_janus, 0))
+            janus_destroy(curl, B.url, &bp->jids);
+        rtc_peer_close_gracefully(bp->rtc);
+        have--;
+        low = i;
+    }
+    if (curl)
+        curl_easy_cleanup(curl);
+    gint64 deadline = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
+    for (int i = low; i < upto; i++) {
+        bench_peer *bp = &B.peers[i];
+        g_mutex_lock(&B.lock);
+        while (atomic_load(&bp->state) == PS_CLOSING)
+            if (!g_cond_wait_until(&B.cond, &B.lock, deadline))
+                break;
+        g_mutex_unlock(&B.lock);
+        if (atomic_load(&bp->state) == PS_CLOSING)
+            rtc_peer_close(bp->rtc, "shrinking the room");
+    }
+}
+
+/* Idle peers added up to each count of `at` in turn (8 setups at a time).
+ * After each step: 2 s to settle, then the server's RSS and its CPU over 3
+ * idle seconds. Stops at the first step where a setup failed or a peer
+ * was lost, or when budget_s (> 0) is spent. The most peers held is the
+ * last step that ended with every peer ready; after hold_s more seconds
+ * with exactly those peers (a failed step's extra peers are closed first)
+ * the count still ready says whether they stay held. */
+static void run_capacity(const int *at, int n_at, int concurrency, double budget_s, double hold_s)
 {
     proc_sample base = server_sample();
-    int have = 0;
-    while (have < max_peers) {
-        int to = have + step > max_peers ? max_peers : have + step;
+    gint64 t_begin = g_get_monotonic_time();
+    int have = 0, held = 0;
+    const char *stop = "all_steps";
+    for (int k = 0; k < n_at; k++) {
+        int to = at[k];
+        if (to <= have)
+            continue;
+        if (budget_s > 0 && g_get_monotonic_time() - t_begin >= (gint64)(budget_s * 1e6)) {
+            stop = "budget";
+            break;
+        }
         int failed_before = atomic_load(&B.failures);
         samples_reset(&B.setup_open);
         samples_reset(&B.setup_ready);
+        B.connect_fail_base = failed_before;
+        B.connect_stop_on_failure = 1;
+        B.connect_deadline = budget_s > 0 ? t_begin + (gint64)(budget_s * 1e6) : 0;
         double secs = connect_range(have, to, concurrency);
+        B.connect_deadline = 0;
+        B.connect_stop_on_failure = 0;
+        int not_started = count_state(PS_IDLE, to) - count_state(PS_IDLE, have);
         have = to;
         g_usleep(2 * G_USEC_PER_SEC); /* let the server settle */
         proc_sample a = server_sample();
-        double ca = self_cpu_s();
+        double ca = proc_self_cpu_s();
+        proc_cpu_time oa = proc_cpus_time(&B.bench_cpus);
         g_usleep(3 * G_USEC_PER_SEC);
         proc_sample b = server_sample();
-        double cb = self_cpu_s();
+        double cb = proc_self_cpu_s();
+        proc_cpu_time ob = proc_cpus_time(&B.bench_cpus);
         int ready = count_state(PS_READY, have);
         result_begin("capacity");
-        printf(" peers=%d ready=%d failures=%d step_seconds=%.3f", have, ready, have - ready, secs);
+        printf(" peers=%d ready=%d failures=%d not_started=%d step_seconds=%.3f", have, ready,
+               atomic_load(&B.failures) - failed_before, not_started, secs);
         result_summary("ready", &B.setup_ready);
         if (base.rss_kb >= 0 && b.rss_kb >= 0)
             printf(" server_rss_kb=%ld base_rss_kb=%ld rss_per_peer_kb=%.1f idle_cpu_pct=%.1f",
                    b.rss_kb, base.rss_kb, ready ? (double)(b.rss_kb - base.rss_kb) / ready : 0,
                    100.0 * (b.cpu_s - a.cpu_s) / 3.0);
-        printf(" client_idle_cpu_pct=%.1f\n", 100.0 * (cb - ca) / 3.0);
+        printf(" client_idle_cpu_pct=%.1f", 100.0 * (cb - ca) / 3.0);
+        print_others(oa, ob, a.cpu_s >= 0 && b.cpu_s >= 0 ? b.cpu_s - a.cpu_s : -1, cb - ca, 3.0);
+        printf("\n");
         fflush(stdout);
-        if (atomic_load(&B.failures) > failed_before) {
-            fprintf(stderr, "chat-bench: capacity: failures at %d peers (first: %s)\n", have,
-                    B.first_failure);
+        if (ready < have) {
+            stop = atomic_load(&B.failures) > failed_before ? "setup_failed"
+                   : not_started > 0                        ? "budget"
+                                                            : "peers_lost";
+            fprintf(stderr, "chat-bench: capacity: %d of %d peers ready (%s; first failure: %s)\n",
+                    ready, have, stop, B.first_failure[0] ? B.first_failure : "none");
             break;
         }
+        held = have;
     }
+    int still = held;
+    if (hold_s > 0 && held > 0) {
+        if (have > held)
+            shrink_to(held, have);
+        g_usleep((gulong)(hold_s * G_USEC_PER_SEC));
+        still = count_state(PS_READY, held);
+    }
+    result_begin("capacity_max");
+    printf(" peers_max=%d tried=%d hold_s=%g still_ready=%d stop=%s elapsed_s=%.1f\n", held, have,
+           hold_s, still, stop, (double)(g_get_monotonic_time() - t_begin) / 1e6);
+    fflush(stdout);
+}
+
+/* Makes the room exactly `target` ready peers: connects fresh slots from
+ * *next_slot on, or closes the newest members. Returns the room's size. */
+static int set_room_size(int target, int *next_slot, int concurrency)
+{
+    int have = count_state(PS_READY, *next_slot);
+    if (target > have) {
+        int need = target - have;
+        if (*next_slot + need > B.n_peers)
+            need = B.n_peers - *next_slot;
+        B.connect_fail_base = atomic_load(&B.failures);
+        B.connect_stop_on_failure = 1;
+        connect_range(*next_slot, *next_slot + need, concurrency);
+        B.connect_stop_on_failure = 0;
+        *next_slot += need;
+    } else if (target < have) {
+        shrink_to(target, *next_slot);
+    }
+    g_usleep(2 * G_USEC_PER_SEC); /* joins and leaves settle on the server */
+    return count_state(PS_READY, *next_slot);
+}
+
+/* The seed workload: every member of one room posts after waits uniform in
+ * [0, interval_s]. A room size passes when p99 < p99_ms, nothing is lost
+ * and nothing refused. The sizes of the list are tried in turn until one
+ * fails; then the gap between the largest passing and the smallest failing
+ * size is halved until it is at most `resolution`. */
+static void run_seed(const int *sizes, int n_sizes, int resolution, double duration,
+                     double interval_s, double p99_ms, double budget_s, int concurrency)
+{
+    gint64 t_begin = g_get_monotonic_time();
+    int next_slot = 0, pass = 0, fail = 0, phase = 1000, k = 0;
+    const char *stop = "all_sizes_passed";
+    for (;;) {
+        int size;
+        if (fail == 0) {
+            if (k >= n_sizes)
+                break;
+            size = sizes[k++];
+        } else {
+            if (fail - pass <= resolution || (pass + fail) / 2 < 2) {
+                stop = "resolved";
+                break;
+            }
+            size = (pass + fail) / 2;
+        }
+        if (budget_s > 0 && g_get_monotonic_time() - t_begin >= (gint64)(budget_s * 1e6)) {
+            stop = "budget";
+            break;
+        }
+        int got = set_room_size(size, &next_slot, concurrency);
+        if (got < size) {
+            result_begin("seed");
+            printf(" peers=%d wanted=%d setup_failed=1 pass=0\n", got, size);
+            fflush(stdout);
+            fprintf(stderr,
+                    "chat-bench: seed: room of %d not built (%d ready; first failure: %s)\n", size,
+                    got, B.first_failure);
+            fail = size;
+            if (got < 2 || next_slot >= B.n_peers) {
+                stop = "setup_failed";
+                break;
+            }
+            continue;
+        }
+        load_result r = run_load("seed", size, size, 0, interval_s, duration, ++phase);
+        int ok = r.sent > 0 && r.lost == 0 && r.problems == 0 && r.lat.p99 < p99_ms;
+        printf(" p99_limit_ms=%g pass=%d\n", p99_ms, ok);
+        fflush(stdout);
+        if (ok)
+            pass = size;
+        else
+            fail = size;
+    }
+    result_begin("seed_result");
+    printf(" largest=%d smallest_failed=%d resolution=%d interval_max_ms=%.0f duration=%g"
+           " p99_limit_ms=%g stop=%s elapsed_s=%.1f\n",
+           pass, fail, resolution, interval_s * 1000, duration, p99_ms, stop,
+           (double)(g_get_monotonic_time() - t_begin) / 1e6);
+    fflush(stdout);
 }
 
 static int run_jwt(double duration)
@@ -747,7 +965,7 @@ static void close_all(void)
     CURL *curl = B.target == TARGET_JANUS ? curl_easy_init() : NULL;
     for (int i = 0; i < B.n_peers; i++) {
         bench_peer *bp = &B.peers[i];
-        if (bp->has_janus)
+        if (atomic_exchange(&bp->has_janus, 0))
             janus_destroy(curl, B.url, &bp->jids);
         if (bp->rtc && atomic_load(&bp->state) == PS_READY)
             rtc_peer_close_gracefully(bp->rtc);
@@ -756,20 +974,64 @@ static void close_all(void)
     }
     if (curl)
         curl_easy_cleanup(curl);
-    gint64 deadline = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
-    for (int i = 0; i < B.n_peers; i++) {
-        bench_peer *bp = &B.peers[i];
-        if (bp->rtc == NULL)
-            continue;
-        g_mutex_lock(&B.lock);
-        int s;
-        while ((s = atomic_load(&bp->state)) != PS_CLOSED && s != PS_FAILED)
-            if (!g_cond_wait_until(&B.cond, &B.lock, deadline))
-                break;
-        g_mutex_unlock(&B.lock);
-        if (s != PS_CLOSED && s != PS_FAILED)
-            rtc_peer_close(bp->rtc, "bench over");
+    /* Graceful closes get 5 s and 1 s per 200 peers (thousands of them
+     * close slowly on a busy CPU); then whatever is left is aborted, and
+     * every peer must have closed before the loops and the SCTP stack go
+     * away (a live association's timer would fire into freed memory). */
+    gint64 deadline = g_get_monotonic_time() + (5 + B.n_peers / 200) * G_TIME_SPAN_SECOND;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < B.n_peers; i++) {
+            bench_peer *bp = &B.peers[i];
+            if (bp->rtc == NULL)
+                continue;
+            g_mutex_lock(&B.lock);
+            int s;
+            while ((s = atomic_load(&bp->state)) != PS_CLOSED && s != PS_FAILED)
+                if (!g_cond_wait_until(&B.cond, &B.lock, deadline))
+                    break;
+            g_mutex_unlock(&B.lock);
+            if (s != PS_CLOSED && s != PS_FAILED)
+                rtc_peer_close(bp->rtc, "bench over");
+        }
+        deadline = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
     }
+}
+
+/* "N,N,..." of positive counts; returns how many (into a new array), or
+ * -1 when a part is not a positive number. */
+static int parse_counts(const char *text, int **out)
+{
+    int n = 0, cap = 8;
+    int *v = malloc((size_t)cap * sizeof *v);
+    const char *c = text;
+    while (v && *c) {
+        char *end;
+        long x = strtol(c, &end, 10);
+        if (end == c || x < 1 || x > 1000000 || (*end != ',' && *end != '\0'))
+            break;
+        if (n == cap) {
+            int *nv = realloc(v, (size_t)(cap *= 2) * sizeof *v);
+            if (nv == NULL)
+                break;
+            v = nv;
+        }
+        v[n++] = (int)x;
+        c = *end == ',' ? end + 1 : end;
+    }
+    if (v == NULL || *c || n == 0) {
+        free(v);
+        return -1;
+    }
+    *out = v;
+    return n;
+}
+
+static int max_of(const int *v, int n)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        m = v[i] > m ? v[i] : m;
+    return m;
 }
 
 static void usage(FILE *f)
@@ -780,15 +1042,32 @@ static void usage(FILE *f)
                "  --target T          chatd (default) or janus\n"
                "  --url URL           chatd: base URL (http://HOST:PORT/);\n"
                "                      janus: the API root (http://HOST:PORT/janus)\n"
-               "  --scenario S        connect, fanout, capacity or jwt (default connect)\n"
+               "  --scenario S        connect, fanout, capacity, seed or jwt (default connect)\n"
+               "  --transport T       towards chatd: mux (default: one UDP socket per loop,\n"
+               "                      for chatd's one-port ICE-lite transport) or nice (a\n"
+               "                      libnice agent per peer, for chatd --rtc-port 0);\n"
+               "                      towards Janus (full ICE) always nice\n"
                "  --room R            chatd room name / TextRoom room id (default bench / 1234)\n"
                "  --peers N           peers (default 10); capacity: the most to try\n"
                "  --concurrency C     setups in flight (default 8)\n"
                "  --senders M         fanout: peers that post (default: all)\n"
                "  --rates R,R,...     fanout: messages/s per sender, one run each (default 1)\n"
+               "  --half              fanout: one more run at half the highest delivered rate\n"
                "  --duration S        fanout: seconds of sending per rate (default 10);\n"
+               "                      seed: seconds per room size (default 20);\n"
                "                      jwt: seconds per operation (default 3)\n"
                "  --step K            capacity: peers added per step (default 100)\n"
+               "  --at N,N,...        capacity: the peer counts to reach, in order (instead\n"
+               "                      of --peers and --step)\n"
+               "  --budget S          capacity, seed: start no step after S seconds (0: none)\n"
+               "  --hold S            capacity: then hold the most peers reached S seconds\n"
+               "                      more and count those still ready (default 0)\n"
+               "  --sizes N,N,...     seed: room sizes tried in turn until one fails\n"
+               "                      (default 50,100,200,300,400,500,600,800,1000)\n"
+               "  --resolution N      seed: bisect until the gap is at most N (default 25)\n"
+               "  --interval-ms MS    seed: each post follows a wait uniform in [0, MS]\n"
+               "                      (default 10000, as chatd's automatic posts)\n"
+               "  --p99-ms MS         seed: a size passes with p99 under MS (default 100)\n"
                "  --loops L           event-loop threads for the peers (default 2)\n"
                "  --ice-address ADDR  local ICE address (repeatable)\n"
                "  --server-pid PID    report the server's CPU and RSS from /proc\n"
@@ -802,8 +1081,11 @@ int main(int argc, char **argv)
 {
     const char *scenario = "connect";
     const char *rates = "1";
+    const char *at = NULL, *sizes = "50,100,200,300,400,500,600,800,1000";
     int peers = 10, concurrency = 8, senders = -1, step = 100, n_loops = 2, n_ice = 0;
-    double duration = -1;
+    int half = 0, resolution = 25, transport_set = 0;
+    double duration = -1, budget = 0, hold = 0, interval_ms = 10000, p99_ms = 100;
+    B.transport = RTC_TRANSPORT_MUX;
     B.timeout_s = 20;
     static const struct option opts[] = {{"target", required_argument, 0, 'T'},
                                          {"url", required_argument, 0, 'u'},
@@ -816,6 +1098,15 @@ int main(int argc, char **argv)
                                          {"duration", required_argument, 0, 'd'},
                                          {"step", required_argument, 0, 'k'},
                                          {"loops", required_argument, 0, 'l'},
+                                         {"transport", required_argument, 0, 'X'},
+                                         {"half", no_argument, 0, 'H'},
+                                         {"at", required_argument, 0, 'A'},
+                                         {"budget", required_argument, 0, 'B'},
+                                         {"hold", required_argument, 0, 'o'},
+                                         {"sizes", required_argument, 0, 'S'},
+                                         {"resolution", required_argument, 0, 'z'},
+                                         {"interval-ms", required_argument, 0, 'I'},
+                                         {"p99-ms", required_argument, 0, 'P'},
                                          {"ice-address", required_argument, 0, 'i'},
                                          {"server-pid", required_argument, 0, 'p'},
                                          {"timeout", required_argument, 0, 't'},
@@ -865,6 +1156,41 @@ int main(int argc, char **argv)
         case 'l':
             n_loops = atoi(optarg);
             break;
+        case 'X':
+            if (strcmp(optarg, "mux") == 0)
+                B.transport = RTC_TRANSPORT_MUX;
+            else if (strcmp(optarg, "nice") == 0)
+                B.transport = RTC_TRANSPORT_NICE;
+            else {
+                fprintf(stderr, "chat-bench: --transport is nice or mux\n");
+                return 2;
+            }
+            transport_set = 1;
+            break;
+        case 'H':
+            half = 1;
+            break;
+        case 'A':
+            at = optarg;
+            break;
+        case 'B':
+            budget = atof(optarg);
+            break;
+        case 'o':
+            hold = atof(optarg);
+            break;
+        case 'S':
+            sizes = optarg;
+            break;
+        case 'z':
+            resolution = atoi(optarg);
+            break;
+        case 'I':
+            interval_ms = atof(optarg);
+            break;
+        case 'P':
+            p99_ms = atof(optarg);
+            break;
         case 'i':
             if (n_ice >= 16) {
                 fprintf(stderr, "chat-bench: too many --ice-address\n");
@@ -890,12 +1216,33 @@ int main(int argc, char **argv)
         }
     }
     int is_jwt = strcmp(scenario, "jwt") == 0;
+    int is_capacity = strcmp(scenario, "capacity") == 0, is_seed = strcmp(scenario, "seed") == 0;
+    int *counts = NULL, n_counts = 0;
+    if (is_capacity && at != NULL)
+        n_counts = parse_counts(at, &counts);
+    else if (is_seed)
+        n_counts = parse_counts(sizes, &counts);
     if (optind != argc || (!is_jwt && B.url == NULL) || peers < 1 || concurrency < 1 || step < 1 ||
-        n_loops < 1 || B.timeout_s < 1 ||
-        (strcmp(scenario, "connect") && strcmp(scenario, "fanout") &&
-         strcmp(scenario, "capacity") && !is_jwt)) {
+        n_loops < 1 || B.timeout_s < 1 || n_counts < 0 || resolution < 1 || interval_ms <= 0 ||
+        p99_ms <= 0 || budget < 0 || hold < 0 ||
+        (strcmp(scenario, "connect") && strcmp(scenario, "fanout") && !is_capacity && !is_seed &&
+         !is_jwt)) {
         fprintf(stderr, "chat-bench: bad arguments (see --help)\n");
+        free(counts);
         return 2;
+    }
+    if (B.target == TARGET_JANUS && transport_set && B.transport != RTC_TRANSPORT_NICE) {
+        fprintf(stderr, "chat-bench: Janus is a full-ICE server: --transport nice only\n");
+        free(counts);
+        return 2;
+    }
+    if (is_capacity && counts == NULL) { /* --peers and --step: step, 2 step, ..., peers */
+        n_counts = (peers + step - 1) / step;
+        counts = malloc((size_t)n_counts * sizeof *counts);
+        for (int i = 0; counts && i < n_counts; i++)
+            counts[i] = (i + 1) * step < peers ? (i + 1) * step : peers;
+        if (counts == NULL)
+            return 1;
     }
     if (B.room == NULL)
         B.room = B.target == TARGET_JANUS ? "1234" : "bench";
@@ -916,7 +1263,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "chat-bench: %s\n", err);
         return 1;
     }
+    B.client_cpus = proc_self_cpus();
+    proc_bench_cpus(B.server_pid, &B.bench_cpus);
+    /* Each peer may hold a socket or more (one libnice agent per peer). */
+    long nofile = proc_raise_nofile();
     B.loops = rtc_loops_new(n_loops);
+    if (is_capacity)
+        peers = max_of(counts, n_counts);
+    else if (is_seed) /* growing, then bisecting: every size gets fresh peers */
+        peers = 3 * max_of(counts, n_counts);
+    if (nofile >= 0 && nofile < (long)peers + 64)
+        fprintf(stderr, "chat-bench: %d peers and only %ld descriptors (hard limit)\n", peers,
+                nofile);
     B.n_peers = peers;
     B.peers = calloc((size_t)peers, sizeof *B.peers);
     for (int i = 0; i < peers; i++)
@@ -927,8 +1285,11 @@ int main(int argc, char **argv)
         have_keepalive = pthread_create(&keepalive, NULL, keepalive_thread, NULL) == 0;
 
     int status = 0;
-    if (strcmp(scenario, "capacity") == 0) {
-        run_capacity(peers, step, concurrency);
+    if (is_capacity) {
+        run_capacity(counts, n_counts, concurrency, budget, hold);
+    } else if (is_seed) {
+        run_seed(counts, n_counts, resolution, duration > 0 ? duration : 20, interval_ms / 1000,
+                 p99_ms, budget, concurrency);
     } else {
         double secs = connect_range(0, peers, concurrency);
         report_connect("connect", peers, concurrency, secs);
@@ -936,17 +1297,10 @@ int main(int argc, char **argv)
         status = ready == peers ? 0 : 1;
         if (strcmp(scenario, "fanout") == 0 && ready >= 2) {
             int m = senders < 0 || senders > ready ? ready : senders;
-            int phase = 0;
             /* Let the server finish the joins (presence to every peer, log
              * rows) before the first measurement. */
             g_usleep(2 * G_USEC_PER_SEC);
-            char *list = strdup(rates), *save = NULL;
-            for (char *r = strtok_r(list, ",", &save); r; r = strtok_r(NULL, ",", &save)) {
-                double rate = atof(r);
-                if (rate > 0)
-                    run_fanout(ready, m, rate, duration > 0 ? duration : 10, ++phase);
-            }
-            free(list);
+            run_fanout(ready, m, rates, duration > 0 ? duration : 10, half);
         }
     }
 
@@ -959,11 +1313,15 @@ int main(int argc, char **argv)
         free(B.peers[i].token);
     }
     free(B.peers);
+    for (int i = 0; i < 500 && rtc_get_stats().peer_objects > 0; i++)
+        g_usleep(20 * 1000); /* the last references go on the loops */
+    rtc_transport_stop(); /* the shared sockets of --transport mux, if started */
     rtc_loops_free(B.loops);
     rtc_shutdown();
     curl_global_cleanup();
     samples_free(&B.setup_open);
     samples_free(&B.setup_ready);
     samples_free(&B.latency);
+    free(counts);
     return status;
 }

@@ -91,6 +91,70 @@ def refused_posts_are_not_counted_as_lost():
         d.stop()
 
 
+@test(timeout=120)
+def transport_flag_and_half_load_run():
+    # --transport nice is accepted towards chatd and named in every line;
+    # --half adds one run at half the highest delivered rate.
+    d = chatd("--post-rate", "100")
+    try:
+        rc, res, err = bench("--url", d.url, "--scenario", "fanout", "--peers", "4",
+                             "--rates", "4", "--duration", "1", "--half", "--transport", "nice",
+                             "--ice-address", "127.0.0.1", "--server-pid", str(d.proc.pid))
+        check(rc == 0, f"chat-bench exit {rc}: {err[-300:]}")
+        check(len(res) == 3, f"want connect, fanout and the half-load run: {res}")
+        check(all(r["transport"] == "nice" and int(r["client_cpus"]) >= 1 for r in res), f"{res}")
+        full, half = res[1], res[2]
+        check("half_of_per_s" not in full and float(half["half_of_per_s"]) ==
+              float(full["delivered_per_s"]), f"half of the best run: {half}")
+        check(abs(float(half["offered_per_s"]) - float(full["delivered_per_s"]) / 2) < 1, f"{half}")
+        for f in (full, half):
+            check_fanout(f, 4)
+            check(float(f["planned"]) > 0, f"{f}")
+    finally:
+        d.stop()
+
+
+@test(timeout=120)
+def capacity_steps_and_hold():
+    d = chatd()
+    try:
+        rc, res, err = bench("--url", d.url, "--scenario", "capacity", "--at", "2,4",
+                             "--hold", "1", "--budget", "60", "--ice-address", "127.0.0.1",
+                             "--server-pid", str(d.proc.pid))
+        check(rc == 0, f"chat-bench exit {rc}: {err[-300:]}")
+        check([r["scenario"] for r in res] == ["capacity", "capacity", "capacity_max"], f"{res}")
+        check([r["peers"] for r in res[:2]] == ["2", "4"] and
+              all(r["ready"] == r["peers"] for r in res[:2]), f"{res}")
+        check(res[0]["transport"] == "mux", f"mux is the default towards chatd: {res[0]}")
+        m = res[2]
+        check(m["peers_max"] == "4" and m["still_ready"] == "4" and m["stop"] == "all_steps",
+              f"{m}")
+    finally:
+        d.stop()
+
+
+@test(timeout=120)
+def seed_search_grows_then_bisects():
+    # A p99 bound no run can meet: every size fails, so the search tries 4,
+    # then shrinks the room to 2 (closing two members) and stops. Each run
+    # must still count every delivery once, in a room of the new size.
+    d = chatd("--post-rate", "100")
+    try:
+        rc, res, err = bench("--url", d.url, "--scenario", "seed", "--sizes", "4",
+                             "--resolution", "1", "--duration", "1", "--interval-ms", "200",
+                             "--p99-ms", "0.001", "--ice-address", "127.0.0.1")
+        check(rc == 0, f"chat-bench exit {rc}: {err[-300:]}")
+        check([r["scenario"] for r in res] == ["seed", "seed", "seed_result"], f"{res}")
+        for r, size in zip(res[:2], (4, 2)):
+            check(int(r["peers"]) == size and r["pass"] == "0", f"{r}")
+            check_fanout(r, size)
+        m = res[2]
+        check(m["largest"] == "0" and m["smallest_failed"] == "2" and m["stop"] == "resolved",
+              f"{m}")
+    finally:
+        d.stop()
+
+
 @test(timeout=60)
 def setup_failure_is_reported():
     # Nothing listens on this port: every peer fails, the exit status says so.
@@ -104,7 +168,11 @@ def setup_failure_is_reported():
 @test(timeout=30)
 def bad_flags_exit_2():
     for args in (["--scenario", "nope", "--url", "http://127.0.0.1:1/"], ["--target", "x"],
-                 ["--peers", "0", "--url", "http://127.0.0.1:1/"], []):
+                 ["--peers", "0", "--url", "http://127.0.0.1:1/"], [],
+                 ["--transport", "udp", "--url", "http://127.0.0.1:1/"],
+                 ["--target", "janus", "--transport", "mux", "--url", "http://127.0.0.1:1/"],
+                 ["--scenario", "capacity", "--at", "10,x", "--url", "http://127.0.0.1:1/"],
+                 ["--scenario", "seed", "--sizes", "0", "--url", "http://127.0.0.1:1/"]):
         rc, _, _ = bench(*args)
         check(rc == 2, f"{args}: exit {rc}, want 2")
     p = subprocess.run([BENCH, "--help"], capture_output=True, text=True)
@@ -140,6 +208,7 @@ exit $rc
               f"exit {p.returncode}: {p.stderr[-400:]} {res}")
         c, f = res
         check(c["target"] == "janus" and c["ready"] == "5", f"{c}")
+        check(c["transport"] == "nice", f"Janus is full ICE: {c}")
         check_fanout(f, 5)
         check(int(f["sent"]) >= 40, f"{f}")
     finally:
