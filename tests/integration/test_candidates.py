@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -28,7 +29,7 @@ if not os.environ.get("CHATD_CANDIDATES_IN_NETNS"):
                               os.path.abspath(__file__), *sys.argv[1:]], env=env))
 
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from harness import Chatd, check, http, run, test, url_port  # noqa: E402
+from harness import CHATD_BIN, Chatd, check, http, run, test, url_port  # noqa: E402
 
 VETH = os.environ.get("NETNS_ADDR", "10.77.0.1")
 
@@ -130,6 +131,48 @@ def remote_offer_loopback_candidate_is_dropped_even_with_a_loopback_address():
     _, stun = offer_from("127.0.0.1", port, "local")
     check(stun > 0, "a local offer's loopback candidate was not checked")
     c.stop()
+
+
+@test
+def public_address_is_advertised_for_the_local_one():
+    # 1:1 NAT (a cloud machine): the candidate names the public address,
+    # on the same one port, and the local one is not advertised.
+    for flag, public in (("203.0.113.5", "203.0.113.5"),
+                         (f"{VETH}=198.51.100.7", "198.51.100.7")):
+        c = chatd_everywhere("candidates-public", "--ice-address", VETH,
+                             "--ice-public-address", flag)
+        port = url_port(c.url)
+        answer, stun = offer_from(VETH, port, "remote")
+        check(f" {public} " in answer and f" {VETH} " not in answer,
+              f"--ice-public-address {flag}: {answer}")
+        check(stun == 0, f"{stun} STUN requests")
+        c.stop()
+    with tempfile.TemporaryDirectory() as data:
+        r = subprocess.run([CHATD_BIN, "--mode", "relay", "--listen", "127.0.0.1:0",
+                            "--data-dir", data, "--ice-public-address", "not-an-address"],
+                           capture_output=True, text=True, timeout=20)
+    check(r.returncode == 2 and "ICE public address 'not-an-address'" in r.stderr,
+          f"a bad --ice-public-address: exit {r.returncode}, {r.stderr!r}")
+
+
+
+@test
+def rtc_port_in_use_is_one_clear_line():
+    # No SO_REUSEPORT on this socket: chatd's bind must fail.
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("0.0.0.0", 0))
+    port = taken.getsockname()[1]
+    try:
+        with tempfile.TemporaryDirectory() as data:
+            r = subprocess.run([CHATD_BIN, "--mode", "relay", "--listen", "127.0.0.1:0",
+                                "--data-dir", data, "--rtc-port", str(port)],
+                               capture_output=True, text=True, timeout=20)
+        last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+        check(r.returncode == 2 and last.startswith(
+                  f"chatd: cannot bind UDP port {port} (--rtc-port): "),
+              f"--rtc-port {port} taken: exit {r.returncode}, {r.stderr!r}")
+    finally:
+        taken.close()
 
 
 if __name__ == "__main__":
