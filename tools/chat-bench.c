@@ -1315,7 +1315,7 @@ int main(int argc, char **argv)
     free(B.peers);
     for (int i = 0; i < 500 && rtc_get_stats().peer_objects > 0; i++)
         g_usleep(20 * 1000); /* the last references go on the loops */
-    rtc_transport_stop(); /* the shared sockets of --transport mux, if started */
+    rtc_transport_stop();    /* the shared sockets of --transport mux, if started */
     rtc_loops_free(B.loops);
     rtc_shutdown();
     curl_global_cleanup();

@@ -18,6 +18,7 @@
  * the length set to end at MESSAGE-INTEGRITY.
  */
 #include "rtc/stun.h"
+#include "util/bytes.h"
 
 #include "util/err.h"
 
@@ -36,27 +37,6 @@
 /* ERROR-CODE's reason phrase: fewer than 128 characters, 763 bytes at most
  * (RFC 8489 §14.8). */
 #define REASON_MAX 763
-
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 static size_t padded(size_t n) { return (n + 3) & ~(size_t)3; }
 
