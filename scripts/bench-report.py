@@ -451,7 +451,7 @@ def main():
     w("")
     for k in ("cpu", "cores", "memory", "os", "kernel", "openssl", "janus", "chatd_commit",
               "server_cpus", "client_cpus", "chatd_loops", "client_loops", "janus_loops",
-              "chatd_rtc_port", "loadavg", "loadavg_end", "bench_seconds"):
+              "chatd_rtc_port", "loadavg", "loadavg_end", "quiet_waited_s", "bench_seconds"):
         if k in machine:
             label = {"janus": "Janus package", "chatd_commit": "chatd commit",
                      "server_cpus": "server pinned to CPU", "client_cpus": "chat-bench pinned to CPU",
@@ -459,6 +459,7 @@ def main():
                      "janus_loops": "Janus event_loops (the event_loops configuration)",
                      "chatd_rtc_port": "chatd has --rtc-port",
                      "loadavg": "load average at start", "loadavg_end": "load average at the end",
+                     "quiet_waited_s": "waited for other processes to leave the CPUs (s)",
                      "bench_seconds": "bench run time (s)"}.get(k, k)
             w(f"- {label}: {machine[k]}")
     secs = [f"{k[len('seconds_'):]} {v} s" for k, v in machine.items() if k.startswith("seconds_")]

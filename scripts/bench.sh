@@ -46,7 +46,9 @@
 # of its CPUs, or could not send at the planned rate, is printed here and
 # marked in the report as saturated by the client; one where other
 # processes (this machine is shared) took 20 % of a CPU or more on the
-# bench's CPUs is printed and marked as disturbed.
+# bench's CPUs is printed and marked as disturbed. Before each scenario the
+# script waits (up to 2 minutes, 15 over the run; BENCH_QUIET_MAX,
+# BENCH_QUIET_BUDGET) for other processes to leave the CPUs alone.
 #
 # Everything runs inside a private network namespace (scripts/netns.sh):
 # Janus gathers no loopback candidates, so both servers and the client use
@@ -126,6 +128,12 @@ for v in SMALL SMALL_RATES LARGE LARGE_SENDERS LARGE_RATES DURATION CAP_AT CAP_B
         OVERRIDDEN="$OVERRIDDEN $v=$o"
     fi
 done
+# Before each scenario, wait up to QUIET_MAX s (QUIET_BUDGET s over the
+# whole run) for other processes to leave the CPUs alone.
+if [ -n "${BENCH_QUICK:-}" ]; then QUIET_MAX=10 QUIET_LEFT=60; else QUIET_MAX=120 QUIET_LEFT=900; fi
+QUIET_MAX=${BENCH_QUIET_MAX:-$QUIET_MAX}
+QUIET_LEFT=${BENCH_QUIET_BUDGET:-$QUIET_LEFT}
+QUIET_WAITED=0
 SERVERS=${BENCH_SERVERS:-chatd chatd-nice janus-loops janus}
 [ "$SERVERS" = "chatd chatd-nice janus-loops janus" ] || OVERRIDDEN="$OVERRIDDEN SERVERS=$SERVERS"
 JANUS_LOOPS=${BENCH_JANUS_LOOPS:-2}
@@ -270,8 +278,37 @@ stop_server() { # TAG SCENARIO
     esac
 }
 
+# CPU busy time of the whole machine (user, nice, system, steal), in ticks.
+cpu_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $9 }' /proc/stat; }
+
+# Waits until the machine is quiet: between scenarios nothing of the bench
+# runs (JSONPlaceholder and PostgreSQL idle), so CPU use over 20 % of one
+# CPU is another process (a build, a test run) that would disturb the
+# measurement. Gives up after QUIET_MAX s, or when QUIET_LEFT is spent.
+wait_quiet() { # WHAT
+    waited=0
+    hz=$(getconf CLK_TCK)
+    while :; do
+        a=$(cpu_busy_ticks)
+        sleep 2
+        b=$(cpu_busy_ticks)
+        busy=$(((b - a) * 100 / (2 * hz)))
+        [ "$busy" -lt 20 ] && break
+        if [ $waited -ge "$QUIET_MAX" ] || [ "$QUIET_LEFT" -le 0 ]; then
+            log "other processes use $busy% of a CPU before $1; measuring anyway (rows marked)"
+            break
+        fi
+        [ $waited -eq 0 ] && log "other processes use $busy% of a CPU before $1: waiting (up to $QUIET_MAX s)"
+        sleep 3
+        waited=$((waited + 5))
+        QUIET_LEFT=$((QUIET_LEFT - 5))
+    done
+    QUIET_WAITED=$((QUIET_WAITED + waited))
+}
+
 scenario() { # TAG SCENARIO: one scenario on a fresh server process
     tag=$1 what=$2
+    wait_quiet "$tag $what"
     start_server "$tag"
     set -- --target "$TARGET" --url "$URL" --server-pid "$SERVER_PID" --tag "$tag" \
         --ice-address "$ICE" --transport "$TRANSPORT"
@@ -353,6 +390,7 @@ done
 case " $SERVERS " in *" chatd "*)
     t=$(date +%s)
     for db in sqlite postgres; do
+        wait_quiet "db $db"
         if [ "$db" = sqlite ]; then start_chatd db-sqlite; else start_chatd db-pg --database-url "$PG_URL"; fi
         rows0=$(metric chatd_db_rows_written_total)
         s0=$(date +%s.%N)
@@ -380,6 +418,7 @@ $ON_SERVER openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa
     printf "scenario=openssl target=openssl sign_per_s=%s verify_per_s=%s\n", $(NF-1), $NF }' |
     tee -a "$RESULTS"
 
+echo "quiet_waited_s=$QUIET_WAITED" >>"$MACHINE"
 echo "bench_seconds=$(($(date +%s) - T0))" >>"$MACHINE"
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$MACHINE"
 log "done in $(($(date +%s) - T0)) s; writing the report"
