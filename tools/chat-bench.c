@@ -88,6 +88,7 @@ static struct {
     bench_target target;
     const char *url;  /* chatd: base URL; janus: http://HOST:PORT/janus */
     const char *room; /* chatd room name, or TextRoom room id */
+    int room_size;    /* chatd: peer i joins ROOM-(i / room_size); 0 = all in ROOM */
     const char *ice[17];
     rtc_loops *loops;
     rtc_transport transport; /* towards chatd; Janus always gets RTC_TRANSPORT_NICE */
@@ -335,8 +336,13 @@ static int connect_chatd(CURL *curl, bench_peer *bp, char *err, size_t errlen)
     char url[1024];
     const char *q = strchr(B.url, '?');
     size_t base = q ? (size_t)(q - B.url) : strlen(B.url);
+    char room[128];
+    if (B.room_size > 0)
+        snprintf(room, sizeof room, "%s-%d", B.room, bp->idx / B.room_size);
+    else
+        snprintf(room, sizeof room, "%s", B.room);
     snprintf(url, sizeof url, "%.*s%sapi/rtc?room=%s", (int)base, B.url,
-             base && B.url[base - 1] == '/' ? "" : "/", B.room);
+             base && B.url[base - 1] == '/' ? "" : "/", room);
     http_reply r;
     int rc = http_request(curl, "POST", url, "application/sdp", offer, NULL, B.timeout_s, &r, err,
                           errlen);
@@ -1048,6 +1054,7 @@ static void usage(FILE *f)
                "                      libnice agent per peer, for chatd --rtc-port 0);\n"
                "                      towards Janus (full ICE) always nice\n"
                "  --room R            chatd room name / TextRoom room id (default bench / 1234)\n"
+               "  --room-size N       chatd: peers in rooms of N (R-0, R-1, ...) instead of one\n"
                "  --peers N           peers (default 10); capacity: the most to try\n"
                "  --concurrency C     setups in flight (default 8)\n"
                "  --senders M         fanout: peers that post (default: all)\n"
@@ -1091,6 +1098,7 @@ int main(int argc, char **argv)
                                          {"url", required_argument, 0, 'u'},
                                          {"scenario", required_argument, 0, 's'},
                                          {"room", required_argument, 0, 'r'},
+                                         {"room-size", required_argument, 0, 'Z'},
                                          {"peers", required_argument, 0, 'n'},
                                          {"concurrency", required_argument, 0, 'c'},
                                          {"senders", required_argument, 0, 'm'},
@@ -1134,6 +1142,13 @@ int main(int argc, char **argv)
             break;
         case 'r':
             B.room = optarg;
+            break;
+        case 'Z':
+            B.room_size = atoi(optarg);
+            if (B.room_size < 1) {
+                fprintf(stderr, "chat-bench: bad --room-size '%s'\n", optarg);
+                return 2;
+            }
             break;
         case 'n':
             peers = atoi(optarg);

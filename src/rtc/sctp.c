@@ -124,12 +124,48 @@ static void upcall(struct socket *sock, void *arg, int flags)
 
 static void debug_printf(const char *format, ...) { (void)format; }
 
+/* usrsctp's timers. Its own timer thread ticks every 10 ms and walks every
+ * pending callout on each tick (every endpoint has at least one, its
+ * cookie-secret timer): with 5,000 idle peers that walk was three quarters
+ * of chatd's idle CPU. chatd starts usrsctp without threads and drives the
+ * timers itself every TIMER_TICK_MS, a fifth as often; SCTP's own timers
+ * (RTO at least 1 s, delayed SACK) need nothing finer. */
+#define TIMER_TICK_MS 50
+static pthread_t timer_thread;
+static atomic_int timer_running;
+static int timer_started;
+/* Held around each tick and each usrsctp_finish attempt: a finish that
+ * succeeds frees what a tick walks. */
+static pthread_mutex_t timer_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *timer_main(void *arg)
+{
+    (void)arg;
+    int64_t last = g_get_monotonic_time();
+    while (atomic_load(&timer_running)) {
+        g_usleep(TIMER_TICK_MS * 1000);
+        int64_t now = g_get_monotonic_time();
+        pthread_mutex_lock(&timer_lock);
+        if (atomic_load(&timer_running))
+            usrsctp_handle_timers((uint32_t)((now - last) / 1000));
+        pthread_mutex_unlock(&timer_lock);
+        last += (now - last) / 1000 * 1000;
+    }
+    return NULL;
+}
+
 int rtc_sctp_global_init(void)
 {
     pthread_mutex_lock(&registry_lock);
     registry = g_hash_table_new(g_direct_hash, g_direct_equal);
     pthread_mutex_unlock(&registry_lock);
-    usrsctp_init(0, conn_output, debug_printf);
+    usrsctp_init_nothreads(0, conn_output, debug_printf);
+    atomic_store(&timer_running, 1);
+    if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0) {
+        atomic_store(&timer_running, 0);
+        return -1;
+    }
+    timer_started = 1;
     usrsctp_sysctl_set_sctp_ecn_enable(0);
     /* Fewer retransmissions before giving up than the kernel default: ICE
      * consent and DTLS already watch the path. */
@@ -142,8 +178,20 @@ void rtc_sctp_global_finish(void)
 {
     /* usrsctp_finish fails while associations linger in TIME_WAIT-like
      * states; give it a moment, as its documentation suggests. */
-    for (int i = 0; i < 100 && usrsctp_finish() != 0; i++)
+    for (int i = 0; i < 300; i++) {
+        pthread_mutex_lock(&timer_lock);
+        int done = usrsctp_finish() == 0;
+        if (done)
+            atomic_store(&timer_running, 0);
+        pthread_mutex_unlock(&timer_lock);
+        if (done)
+            break;
         g_usleep(10000);
+    }
+    atomic_store(&timer_running, 0);
+    if (timer_started)
+        pthread_join(timer_thread, NULL);
+    timer_started = 0;
     pthread_mutex_lock(&registry_lock);
     if (registry)
         g_hash_table_destroy(registry);
