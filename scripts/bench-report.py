@@ -29,10 +29,11 @@ OTHERS_LIMIT = 20  # % of one CPU taken by other processes on the bench's CPUs
 # msg/s per sender); idle server CPU (% of one core) at most IDLE_CPU[n]
 # with n idle peers; at least HELD idle peers held; RSS per idle peer at
 # most RSS_KIB; setup p50 to channel open at most OPEN_P50_MS; p99 at half
-# the highest load of the large room under HALF_P99_MS. Setup to welcome
-# and the seed workload are judged against Janus in the same run.
-TARGETS = {"PER_CPU": 2.0, "DATAGRAMS": 1.0, "IDLE_CPU": {1000: 10, 5000: 50}, "HELD": 10000,
-           "RSS_KIB": 50, "OPEN_P50_MS": 10, "HALF_P99_MS": 10}
+# the highest load of the large room under HALF_P99_MS; the seed workload's
+# largest room at least SEED_X times Janus's. Setup to welcome is judged
+# against Janus in the same run. (These are the issue's own figures.)
+TARGETS = {"PER_CPU": 2.0, "DATAGRAMS": 0.5, "IDLE_CPU": {1000: 3, 5000: 10}, "HELD": 10000,
+           "RSS_KIB": 48, "OPEN_P50_MS": 10, "HALF_P99_MS": 10, "SEED_X": 2.0}
 # The figures before issue 10 (its "now" column).
 NOW = {"per_cpu_small": "1.05×", "per_cpu_large": "1.12×", "datagrams": "1.52",
        "idle_cpu": {1000: "72% (Janus 53%)", 5000: "not reachable"}, "held": "1,000",
@@ -400,8 +401,8 @@ def main():
         nv, nx = seed_largest("chatd-nice")
         text += nice_note(f"{fmt(nv, 0) if nv is not None else '–'}{nx}")
     w("| seed workload: largest room where every user posts at uniform 0–10 s intervals with "
-      f"p99 < 100 ms and nothing lost | {NOW['seed']} | ≥ Janus's | {text} | "
-      f"{yn(None if c is None or j is None else c >= j)} |")
+      f"p99 < 100 ms and nothing lost | {NOW['seed']} | ≥ {TARGETS['SEED_X']:g}× Janus's, and the number stated | {text} | "
+      f"{yn(None if c is None or j is None else c >= TARGETS['SEED_X'] * j)} |")
 
     h = half.get(("chatd", large)) if large else None
     v = num(h, "lat_p99_ms") if h else None
@@ -550,7 +551,11 @@ def main():
       "settles for 2 s, then its RSS is read from `/proc` and its CPU use over 3 "
       "idle seconds (ICE consent checks, keepalives). RSS per peer = (RSS − RSS "
       "before the first peer) ÷ peers. *held*: the last step with every peer "
-      "ready; those peers are then kept for a few more seconds and counted again.")
+      "ready; those peers are then kept for a few more seconds and counted again. "
+      "chatd's peers join rooms of 100 (`--room-size 100`): a join's presence goes to "
+      "everyone in its room, so 10,000 peers in one room would be 50 million presence "
+      "frames for any server. TextRoom's rooms must be created beforehand, so Janus's "
+      "peers share one room (it stops near 1,000 peers either way).")
     w("")
     w("| server | peers | ready | server RSS MiB | RSS per peer KiB | idle CPU % | client idle CPU % | others CPU % | step s | step setup p99 ms |")
     w("|---|---|---|---|---|---|---|---|---|---|")
