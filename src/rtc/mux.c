@@ -785,9 +785,13 @@ static void send_check(mux_ice *ice, const struct sockaddr_in *to)
         client_send(ice, to, out, (size_t)n);
 }
 
-static void send_checks(mux_ice *ice)
+/* fresh: a new transaction (a consent check); a retransmission keeps its
+ * transaction id (RFC 8489 §6.2.1), or an answer that arrives after the
+ * next retransmission would never match. */
+static void send_checks(mux_ice *ice, int fresh)
 {
-    RAND_bytes(ice->txid, sizeof ice->txid);
+    if (fresh)
+        RAND_bytes(ice->txid, sizeof ice->txid);
     pthread_mutex_lock(&ice->path_lock);
     int has = ice->has_path;
     struct sockaddr_in path = ice->path_remote;
@@ -805,7 +809,7 @@ static void client_timer_cb(rtc_timer *t)
 {
     mux_ice *ice = (mux_ice *)((char *)t - offsetof(mux_ice, timer));
     if (!ice->connected) {
-        send_checks(ice);
+        send_checks(ice, 0);
         ice->rto_ms = ice->rto_ms * 2 > CHECK_RTO_MAX_MS ? CHECK_RTO_MAX_MS : ice->rto_ms * 2;
         rtc_timer_start(ice->owner->loop, &ice->timer, ice->rto_ms, client_timer_cb);
         return;
@@ -816,7 +820,7 @@ static void client_timer_cb(rtc_timer *t)
         ice->cb.failed(ice->arg, "ICE consent expired (the server stopped answering)");
         return;
     }
-    send_checks(ice);
+    send_checks(ice, 1);
     uint32_t r;
     RAND_bytes((unsigned char *)&r, sizeof r);
     rtc_timer_start(ice->owner->loop, &ice->timer, CONSENT_MIN_MS + r % CONSENT_SPREAD_MS,
@@ -1323,7 +1327,7 @@ static int mux_set_remote(rtc_ice *base, const sdp_description *r, char *err, si
         return -1;
     }
     ice->rto_ms = CHECK_RTO_MS;
-    send_checks(ice);
+    send_checks(ice, 1);
     rtc_timer_start(ice->owner->loop, &ice->timer, ice->rto_ms, client_timer_cb);
     return 0;
 }

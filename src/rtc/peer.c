@@ -421,9 +421,16 @@ static void arm_retry(rtc_peer *p)
  * Called with send_lock held. bundle: Nagle on for all but the last
  * message, so usrsctp packs them into as few packets as fit and the last
  * send (Nagle off again) pushes them out together. */
+#define BUNDLE_MAX_MESSAGE 1000 /* bytes; below one SCTP packet (1200) */
+
 static void flush_locked(rtc_peer *p, int bundle)
 {
     bundle = bundle && p->q_head && p->q_head->next && p->sctp;
+    /* Only small messages gain from bundling; a large one fills packets by
+     * itself, and Nagle must not hold its tail. */
+    for (queued *q = p->q_head; bundle && q; q = q->next)
+        if (q->len > BUNDLE_MAX_MESSAGE)
+            bundle = 0;
     if (bundle)
         rtc_sctp_set_nodelay(p->sctp, 0);
     while (p->q_head && p->sctp) {
