@@ -618,9 +618,14 @@ static void route(mux_loop *here, int recv, const tuple_key *key, const uint8_t 
 
     int stun = stun_is_stun(data, len);
     if (ice && owner != here->index) {
-        if (recv == here->index)
+        if (recv == here->index) {
             forward(owner, recv, key, data, len);
-        return; /* a forwarded datagram whose peer moved on: gone */
+            return;
+        }
+        /* Forwarded here, but the 5-tuple now names a peer of another
+         * loop: a check is routed by its ufrag below (the ufrag's owner is
+         * final, so this ends in one more hop at most); the rest is gone. */
+        ice = NULL;
     }
     if (ice && !stun) {
         ice->cb.input(ice->arg, data, len);
@@ -643,8 +648,10 @@ static void route(mux_loop *here, int recv, const tuple_key *key, const uint8_t 
         return;
     }
     if (target_owner != here->index) {
-        if (recv == here->index)
-            forward(target_owner, recv, key, data, len);
+        /* Also for a datagram forwarded here by the loop that read it: a
+         * client that reuses a dead peer's 5-tuple (a killed client's port,
+         * taken again) reaches the dead peer's loop first. */
+        forward(target_owner, recv, key, data, len);
         return;
     }
     answer_check(target, recv, key, data, len, &m);
