@@ -150,7 +150,6 @@ struct mux_ice {
     uint64_t tiebreaker;
     uint8_t txid[STUN_TXID_BYTES];
     int rto_ms;
-    int checks_unanswered;
 };
 
 static struct {
@@ -702,6 +701,24 @@ static void read_shared(mux_loop *ml)
     }
 }
 
+/* A batch: what the loop's thread sends meanwhile is queued in its tx
+ * batch (a client-only loop has no shared socket, so it sends at once). */
+static void batch_open(mux_loop *ml)
+{
+    ml->tx->fd = ml->sock;
+    current_tx = ml->sock >= 0 ? ml->tx : NULL;
+}
+
+/* Ends the batch: run_hook lets the peer layer flush what it corked. */
+static void batch_close(int run_hook)
+{
+    if (current_tx && run_hook && batch_end)
+        batch_end();
+    if (current_tx && current_tx->n)
+        tx_flush(current_tx);
+    current_tx = NULL;
+}
+
 void rtc_mux_run_batched(rtc_loop *l, void (*fn)(void))
 {
     mux_loop *ml = M.running ? &M.ml[rtc_loop_index(l)] : NULL;
@@ -709,12 +726,9 @@ void rtc_mux_run_batched(rtc_loop *l, void (*fn)(void))
         fn();
         return;
     }
-    ml->tx->fd = ml->sock;
-    current_tx = ml->tx;
+    batch_open(ml);
     fn();
-    if (current_tx->n)
-        tx_flush(current_tx);
-    current_tx = NULL;
+    batch_close(0); /* fn is the peer layer's own flush */
 }
 
 typedef struct {
@@ -727,14 +741,9 @@ typedef struct {
 static void inject_on_loop(void *arg)
 {
     inject_job *j = arg;
-    j->ml->tx->fd = j->ml->sock;
-    current_tx = j->ml->sock >= 0 ? j->ml->tx : NULL;
+    batch_open(j->ml);
     route(j->ml, j->ml->index, &j->key, j->data, j->len);
-    if (current_tx && batch_end)
-        batch_end();
-    if (current_tx && current_tx->n)
-        tx_flush(current_tx);
-    current_tx = NULL;
+    batch_close(1);
 }
 
 void rtc_mux_inject(rtc_loop *l, const void *from_sockaddr_in, uint32_t local_ip,
@@ -809,7 +818,6 @@ static void send_checks(mux_ice *ice, int fresh)
         for (int i = 0; i < ice->n_cands; i++)
             send_check(ice, &ice->cands[i]);
     }
-    ice->checks_unanswered++;
 }
 
 static void client_timer_cb(rtc_timer *t)
@@ -888,7 +896,6 @@ static void client_input(mux_ice *ice, const struct sockaddr_in *from, const uin
         return;
     }
     ice->last_seen_us = g_get_monotonic_time();
-    ice->checks_unanswered = 0;
     if (!ice->connected) {
         set_path(ice, from, 0);
         uint32_t r;
@@ -929,8 +936,7 @@ static gboolean source_dispatch(GSource *src, GSourceFunc cb, gpointer data)
     mux_loop *ml = ((mux_source *)src)->ml;
     struct epoll_event ev[64];
     int n = epoll_wait(ml->epfd, ev, 64, 0);
-    ml->tx->fd = ml->sock;
-    current_tx = ml->sock >= 0 ? ml->tx : NULL;
+    batch_open(ml);
     for (int i = 0; i < n; i++) {
         void *tag = ev[i].data.ptr;
         if (tag == &tag_shared)
@@ -942,11 +948,7 @@ static gboolean source_dispatch(GSource *src, GSourceFunc cb, gpointer data)
         else
             read_client(tag);
     }
-    if (current_tx && batch_end)
-        batch_end();
-    if (current_tx && current_tx->n)
-        tx_flush(current_tx);
-    current_tx = NULL;
+    batch_close(1);
     return G_SOURCE_CONTINUE;
 }
 
