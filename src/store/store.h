@@ -68,11 +68,15 @@
 #include <stdint.h>
 
 /* The schema version this chatd migrates databases to. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 /* Most rows the writer puts into one transaction. */
 #define STORE_BATCH_MAX 1000
 /* Most rows store_recent_messages returns (larger limits are clamped). */
 #define STORE_RECENT_MAX 1000
+/* Most rows store_messages_since returns (SPEC: catch-up, then "more"). */
+#define STORE_SINCE_MAX 500
+/* The room of an announcement to every room (not a valid room name). */
+#define STORE_ROOM_EVERY "*"
 /* How long store_close waits for the queue to drain. */
 #define STORE_CLOSE_FLUSH_MS 5000
 
@@ -101,10 +105,15 @@ typedef struct store_user {
  * copies them). In the results of store_recent_messages every string lives
  * in the one block the caller frees with store_messages_free. */
 typedef struct store_message {
-    int64_t id;             /* from store_next_message_id */
-    const char *room;       /* required */
-    long user_id;           /* the users.id of the sender; its row comes first */
-    const char *source;     /* "auto" or "manual" */
+    int64_t id;       /* from store_next_message_id */
+    const char *room; /* required; STORE_ROOM_EVERY for an announcement to every room */
+    long user_id;     /* the users.id of the sender; its row comes first. 0 (NULL in
+                       * the database) only for an announcement */
+    const char *source; /* "auto", "manual", "whisper" or "announcement" */
+    /* A private message's recipients: their user ids in ascending order,
+     * comma-separated, no spaces ("2,5"); NULL for a public message. Only
+     * "whisper" messages have them, and every whisper does. */
+    const char *recipients;
     long post_id;           /* 0 = none (NULL in the database) */
     const char *title;      /* NULL = none */
     const char *body;       /* required */
@@ -185,15 +194,68 @@ store_put_result store_session_end(store *s, const char *session_id, const char 
 store_put_result store_api_error(store *s, const char *method, const char *url, int status,
                                  const char *error, const char *ts);
 
-/* The newest `limit` messages of `room` with id < before_id (0 = no bound),
+/* The newest `limit` PUBLIC messages of `room` (recipients NULL; the
+ * room's announcements and those to every room, STORE_ROOM_EVERY,
+ * included) with id < before_id (0 = no bound),
  * newest LAST, with the sender's name and username. Includes messages still
  * waiting in the queue, so a delivered message is always visible. limit must
  * be >= 1 and is clamped to STORE_RECENT_MAX. On success returns 0 and sets
  * *out (one block; free it with store_messages_free; NULL when *count is 0)
- * and *count. Returns -1 with err set when the database cannot be read. */
+ * and *count. Returns -1 with err set when the database cannot be read.
+ * An announcement's user_name and user_username are "". */
 int store_recent_messages(store *s, const char *room, int limit, int64_t before_id,
                           store_message **out, size_t *count, char *err, size_t errlen);
 void store_messages_free(store_message *msgs);
+
+/* Catch-up (SPEC: POST /api/rtc?since=ID): the messages of `room` with
+ * id > since_id that user `user_id` may see: the public ones (as
+ * store_recent_messages, announcements to every room included) and the
+ * private ones it sent or is among the recipients of. The NEWEST `limit`
+ * of them (limit >= 1, clamped to STORE_SINCE_MAX), oldest first;
+ * *more = 1 when older ones after since_id were left out. Includes
+ * messages still queued. Same ownership and errors as
+ * store_recent_messages. */
+int store_messages_since(store *s, const char *room, long user_id, int64_t since_id, int limit,
+                         store_message **out, size_t *count, int *more, char *err,
+                         size_t errlen);
+
+/* Full-text search (SPEC: GET /api/rooms/NAME/messages?q=WORDS) of the
+ * room's public "auto" and "manual" messages (their body and title): a
+ * message matches when it holds every word of `words` as a whole word,
+ * case-insensitively, with no stemming (SQLite FTS5, unicode61 tokenizer
+ * without diacritics folding; PostgreSQL to_tsvector('simple')). Words
+ * are runs of letters and digits; anything else in `words` separates them
+ * and is never query syntax. The newest `limit` matches (clamped to
+ * STORE_RECENT_MAX) with id < before_id (0 = no bound), newest LAST.
+ * Only committed rows are searched. No word at all: 0 rows. Same
+ * ownership and errors as store_recent_messages. */
+int store_search_messages(store *s, const char *room, const char *words, int limit,
+                          int64_t before_id, store_message **out, size_t *count, char *err,
+                          size_t errlen);
+
+/* A room of the rooms table (version 2). On put the strings are borrowed
+ * (copied); from store_rooms_load they live in the block freed by
+ * store_rooms_free. */
+typedef struct store_room {
+    const char *name;        /* required */
+    const char *description; /* "" when none */
+    const char *secret_hash; /* NULL = no owner secret */
+    const char *pin_hash;    /* NULL = no pin */
+    int is_private;          /* left out of GET /api/rooms */
+    long created_by;         /* users.id of the creator; 0 = chatd itself (lobby) */
+    const char *created_at;  /* NULL = now (on put) */
+} store_room;
+
+/* Queue an insert-or-replace of the room's row / its deletion (FIFO with
+ * every other row; same results as store_put_user). Rooms are read once,
+ * at start, with store_rooms_load. */
+store_put_result store_room_put(store *s, const store_room *r);
+store_put_result store_room_delete(store *s, const char *name);
+/* Every row of the rooms table (lobby included: the migration creates
+ * it), by name. Reads the database (and the rows still queued). 0, or -1
+ * with err set. */
+int store_rooms_load(store *s, store_room **out, size_t *count, char *err, size_t errlen);
+void store_rooms_free(store_room *rooms);
 
 /* Waits until the queue is empty: every row committed (or refused) and the
  * callbacks of those rows returned. Rows put by other threads while it waits
