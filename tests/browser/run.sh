@@ -1,7 +1,10 @@
 #!/bin/sh
 # run.sh — the browser suite end to end, inside a private network namespace
 # (scripts/netns.sh): a local JSONPlaceholder (scripts/jsonplaceholder.sh),
-# the real chatd, and headless Chromium running tests/browser/web.test.mjs.
+# the real chatd, and headless Chromium running each of BROWSER_TESTS in
+# turn against that one chatd: tests/browser/web.test.mjs (the client's
+# basics) and tests/browser/rooms.test.mjs (rooms, whispers, owners,
+# announcements, search, reconnecting: PROTOCOL.md section 10).
 #
 #   tests/browser/run.sh                              # against build/chatd
 #   CHATD_BIN=build/asan/chatd tests/browser/run.sh   # the ASan+UBSan build
@@ -10,13 +13,15 @@
 #   CHATD_BIN        chatd binary (build/chatd)
 #   ARTIFACTS_DIR    screenshots and chatd's log go here (build/artifacts)
 #   CHATD_LOG_LEVEL  passed to chatd (info)
-#   CHATD_AUTO_POST_TIMEOUT_MS, CHATD_STEP_TIMEOUT_MS  passed to the test
+#   CHATD_AUTO_POST_TIMEOUT_MS, CHATD_STEP_TIMEOUT_MS  passed to the tests
+#   BROWSER_TESTS    test files to run (both of the above)
 #
 # chatd listens on 127.0.0.1:0 (a free port; its URL is read from its
 # "chatd: listening on URL" line) and offers ICE host candidates on the
 # namespace's veth address (NETNS_ADDR, 10.77.0.1), where Chromium gathers
-# its own. Auto posts come every 0–2 s. Ends with the test's
-# "N passed, N failed, N skipped" line; exits non-zero on any failure.
+# its own. Auto posts come every 0–2 s. Ends with one
+# "N passed, N failed, N skipped" line, the sum of the files' own; exits
+# non-zero on any failure.
 # Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN) for the namespace.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -87,19 +92,23 @@ cat <&3 >>"$CHATD_LOG" &
 exec 3<&-
 echo "browser: chatd $CHATD_BIN on $URL, JSONPlaceholder on $API_URL" >&2
 
-status=0
-CHATD_URL="$URL" node tests/browser/web.test.mjs >"$WORK/test.out" || status=$?
-# Everything but the count line goes through now; the count line last.
-grep -Ev '^[0-9]+ passed, [0-9]+ failed' "$WORK/test.out" || true
-counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$WORK/test.out" | tail -n 1)
-p=$(echo "$counts" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-f=$(echo "$counts" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-s=$(echo "$counts" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
-p=${p:-0} f=${f:-0} s=${s:-0}
-if [ -z "$counts" ]; then
-    echo "browser: the test printed no count line (status $status)" >&2
-    f=$((f + 1))
-fi
+status=0 p=0 f=0 s=0
+for t in ${BROWSER_TESTS:-tests/browser/web.test.mjs tests/browser/rooms.test.mjs}; do
+    rc=0
+    CHATD_URL="$URL" node "$t" >"$WORK/test.out" || rc=$?
+    [ "$rc" -eq 0 ] || status=$rc
+    # Everything but the count line goes through now; the summed count last.
+    grep -Ev '^[0-9]+ passed, [0-9]+ failed' "$WORK/test.out" || true
+    counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$WORK/test.out" | tail -n 1)
+    tp=$(echo "$counts" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+    tf=$(echo "$counts" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+    ts=$(echo "$counts" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
+    p=$((p + ${tp:-0})) f=$((f + ${tf:-0})) s=$((s + ${ts:-0}))
+    if [ -z "$counts" ]; then
+        echo "browser: $t printed no count line (status $rc)" >&2
+        f=$((f + 1))
+    fi
+done
 
 # A chatd that died during the run (a crash, an ASan report) or that does
 # not exit 0 on SIGTERM fails the suite.
