@@ -545,6 +545,7 @@
     ui.banner.dataset.code = code || '';
     ui.banner.classList.toggle('fatal', !!opts.fatal);
     ui.banner.classList.toggle('info', !!opts.info);
+    ui.banner.classList.toggle('titled', !!opts.title);
     ui.errCode.textContent = opts.title || code || 'Error';
     ui.errMessage.textContent = message || '';
     ui.errCountdown.textContent = '';
@@ -577,7 +578,7 @@
     clearTimer('countdown');
     clearTimer('bannerHide');
     ui.banner.hidden = true;
-    ui.banner.classList.remove('fatal', 'info');
+    ui.banner.classList.remove('fatal', 'info', 'titled');
     ui.banner.dataset.code = '';
   }
 
@@ -1481,6 +1482,7 @@
     if (d.open) return;
     setDrawer(false);
     d.querySelectorAll('.dialog-error').forEach(function (e) { e.hidden = true; e.textContent = ''; });
+    d.returnValue = ''; // Escape keeps the last value: start each opening afresh
     d.showModal();
   }
   function dialogError(node, text) {
