@@ -164,7 +164,8 @@ static const store_migration migrations[] = {
       " ADD CONSTRAINT messages_source_check"
       "  CHECK (source IN ('auto', 'manual', 'whisper', 'announcement'));"
       "CREATE INDEX messages_fts ON messages"
-      " USING GIN (to_tsvector('simple', coalesce(title, '') || ' ' || body))"
+      " USING GIN (to_tsvector('simple',"
+      " regexp_replace(coalesce(title, '') || ' ' || body, '[^[:alnum:]]+', ' ', 'g')))"
       " WHERE recipients IS NULL;"}},
 };
 

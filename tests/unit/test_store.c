@@ -1800,6 +1800,9 @@ BOTH(search_words, 60)
     int64_t g = put_row(s, "s", 1, "manual", NULL, NULL, "un café crème, s'il vous plaît");
     int64_t h = put_row(s, "s", 1, "manual", NULL, NULL, "a OR b near(x) \"quoted\" NOT c");
     int64_t k = put_row(s, "s", 1, "manual", NULL, NULL, "v2 build_42 ok-then x*y");
+    /* what PostgreSQL's parser alone would keep whole */
+    int64_t e = put_row(s, "s", 1, "manual", NULL, NULL,
+                        "mail bob@example.com, see http://example.org/path/file.txt pi=3.14");
     cr_assert_eq(store_flush(s, 10000), 0);
 
     char got[1024], want[1024];
@@ -1853,6 +1856,16 @@ BOTH(search_words, 60)
     cr_assert_str_eq(got, IDS(k), "an underscore separates words");
     search_ids(s, "s", "then ok v2", 10, 0, got, sizeof got);
     cr_assert_str_eq(got, IDS(k), "a hyphen separates words");
+    /* e-mail addresses, URLs, file names and decimals are cut into words on
+     * both backends (PostgreSQL's text goes through regexp_replace) */
+    search_ids(s, "s", "example", 10, 0, got, sizeof got);
+    cr_assert_str_eq(got, IDS(e));
+    search_ids(s, "s", "bob@example.com", 10, 0, got, sizeof got);
+    cr_assert_str_eq(got, IDS(e));
+    search_ids(s, "s", "file txt path", 10, 0, got, sizeof got);
+    cr_assert_str_eq(got, IDS(e));
+    search_ids(s, "s", "14", 10, 0, got, sizeof got);
+    cr_assert_str_eq(got, IDS(e));
 
     /* Limit and before_id, newest last. */
     search_ids(s, "s", "report", 1, 0, got, sizeof got);
@@ -1888,7 +1901,7 @@ BOTH(search_words, 60)
         cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH"
                                 " 'secret OR announcement OR all'"),
                      0, "whispers and announcements are not indexed at all");
-        cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages_fts_docsize"), 7,
+        cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages_fts_docsize"), 8,
                      "the public posts alone are indexed");
         q_exec(url, "DELETE FROM messages WHERE source = 'auto'");
         cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH"
