@@ -1401,8 +1401,9 @@
     var cur = currentRoom();
     var info = state.rooms.get(cur);
     var desc = info && info.description ? String(info.description) : '';
+    // A listed room shows its description in the list (whole, for the current one).
     ui.roomDesc.textContent = desc;
-    ui.roomDesc.hidden = !desc;
+    ui.roomDesc.hidden = !desc || state.rooms.has(cur);
     var owner = !!ownerCred(cur);
     ui.claimOwner.hidden = owner;
     ui.announceBtn.hidden = !owner;
