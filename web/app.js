@@ -1374,6 +1374,7 @@
       state.roomsOk = false;
     }
     renderRooms();
+    updateRoomTools();
   }
 
   function renderRooms() {
