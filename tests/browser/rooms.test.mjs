@@ -7,7 +7,10 @@
 // Run it inside scripts/netns.sh, as tests/browser/run.sh does (Chromium
 // gathers no ICE candidate on loopback). The same environment as
 // web.test.mjs: CHATD_URL, CHATD_STEP_TIMEOUT_MS (20000), ARTIFACTS_DIR
-// (build/artifacts), CHROMIUM.
+// (build/artifacts), CHROMIUM; and CHATD_ADMIN_KEY, chatd's --admin-key
+// (run.sh sets one): with it, creating a room without the key must fail
+// with 403 and an announcement to every room is tested; without it (empty)
+// those two checks are left out.
 //
 // Four browser contexts are four users: the owner (creates a room with a
 // secret and a pin), a guest and a third user (join it with the pin), and a
@@ -36,6 +39,7 @@ const tag = Date.now().toString(36);
 const ROOM = `club-${tag}`;
 const SECRET = `owner-pass-${tag}`;
 const PIN = '4321';
+const ADMIN_KEY = process.env.CHATD_ADMIN_KEY || '';
 
 /* Runs fn unless a test it needs failed (needs: names of earlier tests). */
 const results = new Map();
@@ -162,6 +166,7 @@ try {
   let owner = null; // { page, id, name }
   let guest = null;
   let third = null;
+  let phonePage = null;
 
   await test('room list shows the lobby with its online count', async () => {
     owner = await newUser(ctxOwner, 'owner', []);
@@ -175,15 +180,28 @@ try {
     assert(lobby.online >= 1, `the lobby shows ${lobby.online} online`);
   });
 
-  await test('create dialog shows the server\'s 409 for an existing room', async () => {
+  /* Submits the create dialog and returns the error it then shows. */
+  async function createError(p) {
+    await p.evaluate(() => { document.querySelector('#create-error').hidden = true; });
+    await p.click('[data-testid="create-submit"]');
+    await p.waitForSelector('#create-error:not([hidden])', { timeout: STEP_MS });
+    return p.textContent('#create-error');
+  }
+
+  await test('create dialog shows the server\'s errors (403 without the admin key, 409 for an existing room)', async () => {
     const p = owner.page;
     await p.click('#new-room');
     await p.waitForSelector('#create-dialog[open]', { timeout: 5000 });
+    await p.fill('[data-testid="create-name"]', ROOM);
+    if (ADMIN_KEY) {
+      const err = await createError(p);
+      assert(/Not allowed: .*admin key/.test(err), `403 shown as "${err}"`);
+      await p.click('#create-dialog summary');
+      await p.fill('[data-testid="create-admin-key"]', ADMIN_KEY);
+    }
     await p.fill('[data-testid="create-name"]', 'lobby');
-    await p.click('[data-testid="create-submit"]');
-    await p.waitForSelector('#create-error:not([hidden])', { timeout: STEP_MS });
-    const err = await p.textContent('#create-error');
-    assert(/already exists/.test(err), `error shown: "${err}"`);
+    const err = await createError(p);
+    assert(/already exists/.test(err), `409 shown as "${err}"`);
     await shot(p, 'web-create-room-error.png');
   }, ['room list shows the lobby with its online count']);
 
@@ -318,6 +336,8 @@ try {
     await o.click('#announce-btn');
     await o.waitForSelector('#announce-dialog[open]', { timeout: 5000 });
     const text = `The club meets at 8 ${tag}`;
+    assert(await o.isHidden('[data-testid="announce-global"]') === !ADMIN_KEY,
+      'the "to every room" choice does not follow the admin key');
     await o.fill('[data-testid="announce-text"]', text);
     await o.click('[data-testid="announce-submit"]');
     await o.waitForSelector('#announce-dialog', { state: 'hidden', timeout: STEP_MS });
@@ -451,8 +471,27 @@ try {
     await p.keyboard.press('Escape');
     await p.waitForSelector('#pin-dialog', { state: 'hidden', timeout: 5000 });
     assert((await p.textContent('#room-name')) === '#lobby', 'cancelling the pin left the lobby');
-    await p.close();
+    phonePage = p;
   }, ['create a room with a secret and a pin']);
+
+  await test('an announcement to every room reaches the lobby too', async () => {
+    if (!ADMIN_KEY) {
+      console.log('  (no CHATD_ADMIN_KEY: only the room announcement was tested)');
+      return;
+    }
+    const o = owner.page;
+    await o.click('#announce-btn');
+    await o.waitForSelector('#announce-dialog[open]', { timeout: 5000 });
+    await o.check('[data-testid="announce-global"]');
+    const text = `chatd restarts at 22:00 UTC ${tag}`;
+    await o.fill('[data-testid="announce-text"]', text);
+    await o.click('[data-testid="announce-submit"]');
+    for (const page of [o, phonePage]) {
+      const m = await waitMessage(page, text);
+      assert(m.source === 'announcement' && m.scope === 'global', `not a global announcement: ${JSON.stringify(m)}`);
+    }
+    await shot(phonePage, 'web-announcement-global.png');
+  }, ['phone: the room list is in the drawer', 'owner announces; members see a banner line']);
 
   await test('deleting the room sends its members to the lobby', async () => {
     const o = owner.page;

@@ -15,6 +15,8 @@
 #   CHATD_LOG_LEVEL  passed to chatd (info)
 #   CHATD_AUTO_POST_TIMEOUT_MS, CHATD_STEP_TIMEOUT_MS  passed to the tests
 #   BROWSER_TESTS    test files to run (both of the above)
+#   CHATD_ADMIN_KEY  chatd's --admin-key, also given to the tests (a fixed
+#                    test key; set it empty to run chatd without one)
 #
 # chatd listens on 127.0.0.1:0 (a free port; its URL is read from its
 # "chatd: listening on URL" line) and offers ICE host candidates on the
@@ -67,6 +69,10 @@ trap 'exit 143' TERM
 API_URL=$(JP_PARENT_PID=$$ scripts/jsonplaceholder.sh start "$API_PORT" "$API_PID") ||
     fail_setup "JSONPlaceholder did not start"
 
+# With an admin key, creating a room takes it, and announcements to every
+# room are possible: rooms.test.mjs tests both.
+CHATD_ADMIN_KEY="${CHATD_ADMIN_KEY-browser-admin-$$}"
+export CHATD_ADMIN_KEY
 mkfifo "$WORK/chatd.out"
 "$CHATD_BIN" --listen 127.0.0.1:0 --ice-address "${NETNS_ADDR:-10.77.0.1}" \
     --api-url "$API_URL" --data-dir "$WORK/data" --auto-post-max-ms 2000 \
