@@ -455,6 +455,28 @@ try {
     assert(unnamed.length === 0, `buttons without a name: ${unnamed.join(' | ')}`);
   }, ['create a room with a secret and a pin']);
 
+  await test('"I own this room": a wrong secret is refused, the right one turns the owner tools on', async () => {
+    const p = third.page;
+    assert(await p.isHidden('#announce-btn'), 'a member who is not the owner sees Announce');
+    await p.click('#claim-owner');
+    await p.waitForSelector('#owner-dialog[open]', { timeout: 5000 });
+    await p.fill('[data-testid="owner-secret"]', 'not-the-secret');
+    await p.click('[data-testid="owner-submit"]');
+    await p.waitForSelector('#owner-error:not([hidden])', { timeout: STEP_MS });
+    const err = await p.textContent('#owner-error');
+    assert(/not right/.test(err), `wrong secret shown as "${err}"`);
+    await p.fill('[data-testid="owner-secret"]', SECRET);
+    await p.click('[data-testid="owner-submit"]');
+    await p.waitForSelector('#owner-dialog', { state: 'hidden', timeout: STEP_MS });
+    assert(await p.isVisible('#announce-btn'), 'no Announce after the right secret');
+    await p.waitForSelector(`#online-list .person[data-user-id="${guest.id}"] .kick-btn`, { timeout: 5000 });
+    // Forget it again: the tools go away.
+    await p.click('#manage-btn');
+    await p.click('[data-testid="owner-forget"]');
+    await p.waitForSelector('#announce-btn', { state: 'hidden', timeout: 5000 });
+    assert(!(await p.isVisible('.kick-btn')), 'kick buttons left after forgetting the secret');
+  }, ['the kicked user rejoins with the button']);
+
   await test('phone: the room list is in the drawer', async () => {
     const phone = await newUser(ctxPhone, 'phone', [owner.id, guest.id, third.id]);
     const p = phone.page;
