@@ -77,6 +77,9 @@
 #define STORE_RECENT_MAX 1000
 /* Most rows store_messages_since returns (SPEC: catch-up, then "more"). */
 #define STORE_SINCE_MAX 500
+/* Most words one search may hold (store_search_messages): a word is a run
+ * of ASCII letters and digits and bytes of 0x80 and up. */
+#define STORE_SEARCH_WORDS_MAX 32
 /* The room of an announcement to every room (not a valid room name). */
 #define STORE_ROOM_EVERY "*"
 /* How long store_close waits for the queue to drain. */

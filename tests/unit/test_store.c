@@ -1912,6 +1912,31 @@ BOTH(search_words, 60)
 
 /* Rooms: put, replace, delete, read back with queued changes applied,
  * written, and kept across a reopen. */
+/* Deleting a room's row retires its messages: they stay in the log, under
+ * "NAME~deleted-N", and the name's history starts empty. */
+BOTH(deleting_a_room_retires_its_messages, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_room_put(s, &(store_room){.name = "gone"}), STORE_PUT_OK);
+    put_row(s, "gone", 1, "manual", NULL, NULL, "said in the deleted room");
+    put_row(s, "kept", 1, "manual", NULL, NULL, "said elsewhere");
+    cr_assert_eq(store_room_delete(s, "gone"), STORE_PUT_OK);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    store_message *m = NULL;
+    size_t n = 9;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "gone", 10, 0, &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 0, "the deleted room's messages are not its name's history");
+    store_messages_free(m);
+    cr_assert_eq(store_recent_messages(s, "kept", 10, 0, &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 1);
+    store_messages_free(m);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages WHERE room LIKE 'gone~deleted-%'"), 1,
+                 "still in the log");
+    store_close(s);
+}
+
 BOTH(rooms_roundtrip, 60)
 {
     store *s = open_ok(url);
