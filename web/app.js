@@ -1162,7 +1162,8 @@
     });
     var room = currentRoom();
     for (var page = 0; oldest != null && page < CATCHUP_PAGES; page++) {
-      var r = await api('GET', roomPath(room) + '/messages?limit=1000&before=' + encodeURIComponent(oldest));
+      var r = await api('GET', roomPath(room) + '/messages?limit=1000&before=' + encodeURIComponent(oldest),
+        undefined, { pin: state.pin });
       if (gen !== state.gen || r.status !== 200 || !r.data || !Array.isArray(r.data.messages)) return;
       var list = r.data.messages.filter(function (m) { return m && m.id != null && idAfter(m.id, since); });
       if (list.length) addHistory(list);
@@ -1319,6 +1320,7 @@
     var headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (opts.auth && state.token) headers.Authorization = 'Bearer ' + state.token;
+    if (opts.pin) headers['X-Room-Pin'] = opts.pin; // a pin guards a room's messages and search too
     var res, text;
     try {
       res = await fetch(path, {
@@ -1759,7 +1761,8 @@
     var seq = ++searchSeq;
     ui.searchStatus.textContent = 'Searching #' + room + '…';
     ui.searchPanel.setAttribute('aria-busy', 'true');
-    var r = await api('GET', roomPath(room) + '/messages?limit=50&q=' + encodeURIComponent(q));
+    var r = await api('GET', roomPath(room) + '/messages?limit=50&q=' + encodeURIComponent(q), undefined,
+      { pin: state.pin });
     if (seq !== searchSeq) return;
     ui.searchPanel.setAttribute('aria-busy', 'false');
     if (r.status !== 200 || !r.data || !Array.isArray(r.data.messages)) {
