@@ -248,13 +248,15 @@ static int unchanged(chat_service *svc, const chat_room_def *checked, http_reply
 
 /* ---------- answers ---------- */
 
-/* ROOM: name, description, online, pin; `full` adds private, created_by,
- * created_at. */
+/* ROOM: name, description, online, pin, created (a created room, not an
+ * open one), owner (it has an owner secret); `full` adds private,
+ * created_by, created_at. */
 static json_t *room_json(chat_service *svc, const chat_room_def *d, int full)
 {
     json_t *o =
-        json_pack("{s:s,s:s,s:I,s:b}", "name", d->name, "description", d->description, "online",
-                  (json_int_t)chat_room_online(svc->rooms, d->name), "pin", d->pin_hash[0] != '\0');
+        json_pack("{s:s,s:s,s:I,s:b,s:b,s:b}", "name", d->name, "description", d->description,
+                  "online", (json_int_t)chat_room_online(svc->rooms, d->name), "pin",
+                  d->pin_hash[0] != '\0', "created", 1, "owner", d->secret_hash[0] != '\0');
     if (o && full) {
         json_object_set_new(o, "private", json_boolean(d->is_private));
         json_object_set_new(o, "created_by",
@@ -303,6 +305,13 @@ typedef struct {
     json_t *list;
 } open_rooms;
 
+/* ROOM of an open room (not created: no owner, no pin). */
+static json_t *open_room_json(const char *name, long online)
+{
+    return json_pack("{s:s,s:s,s:I,s:b,s:b,s:b}", "name", name, "description", "", "online",
+                     (json_int_t)online, "pin", 0, "created", 0, "owner", 0);
+}
+
 /* chat_rooms_each: an open room (not created) with someone in it. */
 static void add_open_room(void *arg, const char *name, long online)
 {
@@ -310,8 +319,7 @@ static void add_open_room(void *arg, const char *name, long online)
     chat_room_def def;
     if (online <= 0 || chat_registry_get(o->svc->registry, name, &def))
         return;
-    json_array_append_new(o->list, json_pack("{s:s,s:s,s:I,s:b}", "name", name, "description", "",
-                                             "online", (json_int_t)online, "pin", 0));
+    json_array_append_new(o->list, open_room_json(name, online));
 }
 
 static int by_room_name(const void *a, const void *b)
@@ -469,6 +477,10 @@ static void patch_room(chat_service *svc, const char *name, const http_request *
         goto done;
     if (given_private)
         next.is_private = is_private;
+    if (json_object_size(body) == 1) { /* the secret or key alone: a check, nothing to change */
+        reply_object(r, 200, "room", room_json(svc, &def, 1));
+        goto done;
+    }
     int rc = chat_registry_update(svc->registry, &next);
     if (rc != 0) {
         registry_error(rc, r);
@@ -649,12 +661,34 @@ void chat_http_announce(void *app, const http_request *req, http_reply *r)
     json_decref(body);
 }
 
+/* GET /api/rooms/NAME: a created room (a private one too: its name is
+ * known), or an open one while someone is in it. */
+static void get_room(chat_service *svc, const char *name, http_reply *r)
+{
+    chat_room_def def;
+    if (!offer_room_name_valid(name)) {
+        http_reply_error(r, 400, "BAD_REQUEST", "bad room name");
+        return;
+    }
+    long online = chat_room_online(svc->rooms, name);
+    if (chat_registry_get(svc->registry, name, &def))
+        reply_object(r, 200, "room", room_json(svc, &def, 0));
+    else if (online > 0)
+        reply_object(r, 200, "room", open_room_json(name, online));
+    else
+        http_reply_error(r, 404, "NOT_FOUND",
+                         "no such room (an open room exists while someone is in it)");
+}
+
 void chat_http_rooms(void *app, const char *method, const char *room, const char *action,
                      const http_request *req, http_reply *r)
 {
     chat_service *svc = app;
-    if (room == NULL && strcmp(method, "GET") == 0) {
-        list_rooms(svc, r);
+    if (strcmp(method, "GET") == 0) {
+        if (room)
+            get_room(svc, room, r);
+        else
+            list_rooms(svc, r);
         return;
     }
     /* Everything else may cost a slow hash: the address's budget first. */

@@ -217,8 +217,12 @@ static int route_rooms(const http_app *app, void *arg, const char *method, const
     room[nl] = '\0';
     const char *action = NULL;
     if (slash == NULL) {
+        if (is_get) {
+            app->rooms(arg, "GET", room, NULL, req, r);
+            return 1;
+        }
         if (strcmp(method, "PATCH") != 0 && strcmp(method, "DELETE") != 0) {
-            http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use PATCH or DELETE");
+            http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use GET, PATCH or DELETE");
             return 1;
         }
     } else if (strcmp(slash, "/messages") == 0) {

@@ -11,7 +11,7 @@
  *   GET    /.well-known/jwks.json       -> jwks
  *   GET    /api/rooms/NAME/messages     -> room_messages (?limit, ?before, ?q)
  *   GET    /api/rooms, POST /api/rooms  -> rooms (room NULL)
- *   PATCH, DELETE /api/rooms/NAME       -> rooms (room NAME, action NULL)
+ *   GET, PATCH, DELETE /api/rooms/NAME  -> rooms (room NAME, action NULL)
  *   POST   /api/rooms/NAME/kick|announce -> rooms (room NAME, action "kick"|"announce")
  *   POST   /api/announce                -> announce
  * (version 2: JSON bodies, Content-Type application/json when given)

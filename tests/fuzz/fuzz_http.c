@@ -133,7 +133,8 @@ static void app_rooms(void *app, const char *method, const char *room, const cha
             CHECK(strcmp(method, "POST") == 0);
             CHECK(strcmp(action, "kick") == 0 || strcmp(action, "announce") == 0);
         } else {
-            CHECK(strcmp(method, "PATCH") == 0 || strcmp(method, "DELETE") == 0);
+            CHECK(strcmp(method, "GET") == 0 || strcmp(method, "PATCH") == 0 ||
+                  strcmp(method, "DELETE") == 0);
         }
     }
     http_reply_json(r, 200, mem_strdup("{}"));

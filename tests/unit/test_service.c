@@ -2286,6 +2286,22 @@ Test(service, rooms_are_created_listed_changed_and_deleted_by_their_owner)
     json_decref(o);
     cr_assert_eq(rooms_call("DELETE", "den", NULL, NULL, "{\"secret\":\"s\"}", NULL), 403,
                  "the old secret is gone");
+    /* the secret alone checks it and changes nothing (the generation stays) */
+    chat_room_def before, after;
+    cr_assert(chat_registry_get(g_svc->registry, "den", &before));
+    cr_assert_eq(rooms_call("PATCH", "den", NULL, NULL, "{\"secret\":\"t\"}", NULL), 200);
+    cr_assert(chat_registry_get(g_svc->registry, "den", &after));
+    cr_assert_eq(before.generation, after.generation);
+    /* one room by name: created (private ones too), open while in use, else 404 */
+    cr_assert_eq(rooms_call("GET", "den", NULL, NULL, NULL, &o), 200);
+    room = json_object_get(o, "room");
+    cr_assert(json_is_true(json_object_get(room, "created")));
+    cr_assert(json_is_true(json_object_get(room, "owner")));
+    json_decref(o);
+    cr_assert_eq(rooms_call("GET", "hid", NULL, NULL, NULL, &o), 200);
+    cr_assert(json_is_false(json_object_get(json_object_get(o, "room"), "owner")));
+    json_decref(o);
+    cr_assert_eq(rooms_call("GET", "nobody-here", NULL, NULL, NULL, NULL), 404);
     cr_assert_eq(rooms_call("DELETE", "lobby", NULL, NULL, "{\"secret\":\"t\"}", NULL), 403);
     rtc_peer *m = join_as("den", 2, NULL);
     cr_assert_eq(rooms_call("DELETE", "den", NULL, NULL, "{\"secret\":\"t\"}", NULL), 204);
