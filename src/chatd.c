@@ -154,6 +154,7 @@ int main(int argc, char **argv)
                           .post_rate = cfg.post_rate,
                           .admission = limits,
                           .max_rooms = cfg.max_rooms,
+                          .admin_key = cfg.admin_key,
                           .store = db,
                           .keys = keys,
                           .rng = random};

@@ -8,10 +8,13 @@
 
 #include <glib.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 struct chat_frame {
     atomic_int refs;
+    int final;
+    int64_t id;
     size_t len;
     char *data;
 };
@@ -35,6 +38,8 @@ chat_frame *chat_frame_take(char *data, size_t len)
         return NULL;
     }
     atomic_init(&f->refs, 1);
+    f->final = 0;
+    f->id = 0;
     f->data = data;
     f->len = len;
     return f;
@@ -56,6 +61,15 @@ void chat_frame_unref(chat_frame *f)
 
 const char *chat_frame_data(const chat_frame *f) { return f->data; }
 size_t chat_frame_len(const chat_frame *f) { return f->len; }
+void chat_frame_set_id(chat_frame *f, int64_t id) { f->id = id; }
+int64_t chat_frame_id(const chat_frame *f) { return f->id; }
+void chat_frame_set_final(chat_frame *f) { f->final = 1; }
+int chat_frame_final(const chat_frame *f) { return f->final; }
+
+void chat_bus_user_topic(char *out, size_t cap, const char *room, long user_id)
+{
+    snprintf(out, cap, "%s@%ld", room, user_id);
+}
 
 chat_bus *chat_bus_new(void)
 {

@@ -271,14 +271,88 @@ static int get_string(json_t *root, const char *key, size_t max, const char **s,
     return 1;
 }
 
+proto_status proto_check_text(const char *s, size_t n, size_t max_chars, char **out, char *err,
+                              size_t errlen)
+{
+    size_t start, end, chars;
+    long bad;
+
+    *out = NULL;
+    /* jansson already guarantees this for parsed JSON; it is cheap to be
+     * sure, and HTTP bodies come through here too. */
+    if (!proto_utf8_valid(s, n)) {
+        err_set(err, errlen, "\"text\" is not valid UTF-8");
+        return PROTO_BAD_REQUEST;
+    }
+    if (memchr(s, '\0', n) != NULL) {
+        err_set(err, errlen, "\"text\" must not contain a NUL character");
+        return PROTO_BAD_REQUEST;
+    }
+    utf8_trim(s, n, &start, &end, &chars);
+    if (chars == 0) {
+        err_set(err, errlen, "\"text\" is empty");
+        return PROTO_BAD_REQUEST;
+    }
+    if (chars > max_chars) {
+        err_set(err, errlen, "\"text\" is longer than %zu characters (%zu)", max_chars, chars);
+        return PROTO_BAD_REQUEST;
+    }
+    /* Only what is delivered is judged: blanks trimmed away (a trailing
+     * CR of a pasted CRLF line) never reach anyone's screen. */
+    bad = text_forbidden(s + start, end - start);
+    if (bad >= 0) {
+        err_set(err, errlen, "\"text\" holds U+%04lX (%s), which posts may not carry", bad,
+                bad >= 0x2000 ? "a bidirectional override or isolate" : "a control character");
+        return PROTO_BAD_REQUEST;
+    }
+    *out = mem_strndup(s + start, end - start);
+    if (*out == NULL) {
+        err_set(err, errlen, "out of memory");
+        return PROTO_NO_MEMORY;
+    }
+    return PROTO_OK;
+}
+
+/* A whisper's "to": 1..PROTO_MAX_RECIPIENTS distinct user ids (positive
+ * integers below 2^31), kept in the order given. 0, or -1 with err set. */
+static int parse_recipients(json_t *root, proto_request *out, char *err, size_t errlen)
+{
+    json_t *to = json_object_get(root, "to");
+    size_t i, j;
+
+    if (!json_is_array(to) || json_array_size(to) == 0) {
+        err_set(err, errlen, "whisper needs \"to\": an array of 1 to %d user ids",
+                PROTO_MAX_RECIPIENTS);
+        return -1;
+    }
+    if (json_array_size(to) > PROTO_MAX_RECIPIENTS) {
+        err_set(err, errlen, "\"to\" names more than %d users", PROTO_MAX_RECIPIENTS);
+        return -1;
+    }
+    for (i = 0; i < json_array_size(to); i++) {
+        json_t *v = json_array_get(to, i);
+        json_int_t id = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (id <= 0 || id > INT32_MAX) {
+            err_set(err, errlen, "\"to\" must hold user ids (positive integers)");
+            return -1;
+        }
+        for (j = 0; j < out->n_to; j++)
+            if (out->to[j] == (long)id) {
+                err_set(err, errlen, "\"to\" names user %ld twice", (long)id);
+                return -1;
+            }
+        out->to[out->n_to++] = (long)id;
+    }
+    return 0;
+}
+
 /* Everything after the JSON is loaded. On failure *ref_out may already
  * hold the ref (set as soon as it is known good). */
 static proto_status parse_object(json_t *root, proto_request *out, char **ref_out, char *err,
                                  size_t errlen)
 {
     const char *s, *type;
-    size_t n, start, end, chars;
-    long bad;
+    size_t n;
     int r;
 
     if (!json_is_object(root)) {
@@ -309,57 +383,38 @@ static proto_status parse_object(json_t *root, proto_request *out, char **ref_ou
         out->kind = PROTO_PING;
         return PROTO_OK;
     }
-    if (strcmp(type, "post") != 0) {
-        err_set(err, errlen, "unknown type (expected \"post\" or \"ping\")");
+    if (strcmp(type, "post") != 0 && strcmp(type, "whisper") != 0) {
+        err_set(err, errlen, "unknown type (expected \"post\", \"whisper\" or \"ping\")");
         return PROTO_BAD_REQUEST;
     }
-    out->kind = PROTO_POST;
+    out->kind = strcmp(type, "whisper") == 0 ? PROTO_WHISPER : PROTO_POST;
 
     r = get_string(root, "token", PROTO_MAX_TOKEN, &s, &n, err, errlen);
     if (r < 0)
         return PROTO_BAD_REQUEST;
     if (r == 0 || n == 0) {
-        err_set(err, errlen, r == 0 ? "post without \"token\"" : "\"token\" is empty");
+        err_set(err, errlen, r == 0 ? "%s without \"token\"" : "\"token\" is empty", type);
         return PROTO_BAD_REQUEST;
     }
     out->token = mem_strndup(s, n);
     if (out->token == NULL)
         goto nomem;
 
+    if (out->kind == PROTO_WHISPER && parse_recipients(root, out, err, errlen) != 0)
+        return PROTO_BAD_REQUEST;
+
     /* The byte cap is the message's own: text cannot be longer anyway. */
     r = get_string(root, "text", PROTO_MAX_MESSAGE, &s, &n, err, errlen);
     if (r < 0)
         return PROTO_BAD_REQUEST;
     if (r == 0) {
-        err_set(err, errlen, "post without \"text\"");
+        err_set(err, errlen, "%s without \"text\"", type);
         return PROTO_BAD_REQUEST;
     }
-    /* jansson already guarantees this; it is cheap to be sure. */
-    if (!proto_utf8_valid(s, n)) {
-        err_set(err, errlen, "\"text\" is not valid UTF-8");
-        return PROTO_BAD_REQUEST;
-    }
-    utf8_trim(s, n, &start, &end, &chars);
-    if (chars == 0) {
-        err_set(err, errlen, "\"text\" is empty");
-        return PROTO_BAD_REQUEST;
-    }
-    if (chars > PROTO_MAX_TEXT) {
-        err_set(err, errlen, "\"text\" is longer than %d characters (%zu)", PROTO_MAX_TEXT, chars);
-        return PROTO_BAD_REQUEST;
-    }
-    /* Only what is delivered is judged: blanks trimmed away (a trailing
-     * CR of a pasted CRLF line) never reach anyone's screen. */
-    bad = text_forbidden(s + start, end - start);
-    if (bad >= 0) {
-        err_set(err, errlen, "\"text\" holds U+%04lX (%s), which posts may not carry", bad,
-                bad >= 0x2000 ? "a bidirectional override or isolate" : "a control character");
-        return PROTO_BAD_REQUEST;
-    }
-    out->text = mem_strndup(s + start, end - start);
-    if (out->text == NULL)
+    r = proto_check_text(s, n, PROTO_MAX_TEXT, &out->text, err, errlen);
+    if (r == PROTO_NO_MEMORY)
         goto nomem;
-    return PROTO_OK;
+    return r == PROTO_OK ? PROTO_OK : PROTO_BAD_REQUEST;
 
 nomem:
     err_set(err, errlen, "out of memory");
@@ -520,9 +575,37 @@ json_t *proto_message_object(const proto_message *m, const char *ref)
         set(&b, "post_id", json_integer(m->post_id));
     }
     set(&b, "ts", m->ts ? json_string(m->ts) : NULL);
+    if (m->to != NULL)
+        set(&b, "to", array_arg(m->to));
     if (ref != NULL)
         set(&b, "ref", json_string(ref));
     return finish_object(&b);
+}
+
+json_t *proto_announcement_object(int64_t id, const char *room, const char *text, const char *ts)
+{
+    char sid[24];
+    builder b;
+
+    snprintf(sid, sizeof(sid), "%" PRId64, id);
+    b = begin("announcement");
+    set(&b, "id", json_string(sid));
+    set(&b, "room", room ? json_string(room) : json_null());
+    set(&b, "text", text ? json_string(text) : NULL);
+    set(&b, "ts", ts ? json_string(ts) : NULL);
+    return finish_object(&b);
+}
+
+char *proto_build_farewell(const char *type, const char *room, const char *reason)
+{
+    builder b;
+
+    if (type == NULL || (strcmp(type, "room_closed") != 0 && strcmp(type, "kicked") != 0))
+        return NULL;
+    b = begin(type);
+    set(&b, "room", room ? json_string(room) : NULL);
+    set(&b, "reason", reason ? json_string(reason) : NULL);
+    return finish(&b);
 }
 
 char *proto_build_message(const proto_message *m, const char *ref)

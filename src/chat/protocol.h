@@ -28,15 +28,19 @@
 #define PROTO_SESSION_RATE 20  /* messages a second */
 #define PROTO_SESSION_BURST 40 /* messages at once */
 
-typedef enum { PROTO_PING, PROTO_POST } proto_kind;
+#define PROTO_MAX_RECIPIENTS 20 /* user ids in a whisper's "to" */
+
+typedef enum { PROTO_PING, PROTO_POST, PROTO_WHISPER } proto_kind;
 
 /* A parsed client message. Strings point into `owned` storage of the
  * struct (freed by proto_request_clear). */
 typedef struct {
     proto_kind kind;
-    char *ref;   /* NULL when absent */
-    char *token; /* post only */
-    char *text;  /* post only: trimmed, valid UTF-8, 1..2000 code points */
+    char *ref;                     /* NULL when absent */
+    char *token;                   /* post and whisper */
+    char *text;                    /* post and whisper: trimmed, valid UTF-8, 1..2000 code points */
+    long to[PROTO_MAX_RECIPIENTS]; /* whisper: distinct user ids, as given */
+    size_t n_to;
 } proto_request;
 
 typedef enum {
@@ -54,6 +58,15 @@ proto_status proto_parse_request(const char *data, size_t len, proto_request *ou
                                  char *err, size_t errlen);
 void proto_request_clear(proto_request *r);
 
+/* The text rules of a post (SPEC "Text rules (version 2)"), for any text
+ * a client gives (a post, a whisper, an announcement, a room's
+ * description): valid UTF-8 without NUL, 1..max_chars code points after
+ * trimming blanks, no C0/C1 control but LF and TAB, no bidirectional
+ * override or isolate. PROTO_OK with *out the trimmed copy (mem_free), or
+ * PROTO_BAD_REQUEST / PROTO_NO_MEMORY with err set. */
+proto_status proto_check_text(const char *s, size_t n, size_t max_chars, char **out, char *err,
+                              size_t errlen);
+
 /* UTF-8 helpers (exposed for tests). */
 int proto_utf8_valid(const char *s, size_t len);
 size_t proto_utf8_length(const char *s, size_t len); /* code points; s must be valid */
@@ -65,7 +78,7 @@ json_t *proto_user_summary(const json_t *user);
 typedef struct {
     int64_t id;
     const char *room;
-    const char *source; /* "auto" | "manual" */
+    const char *source; /* "auto" | "manual" | "whisper" */
     long user_id;
     const char *user_name;
     const char *user_username;
@@ -73,6 +86,7 @@ typedef struct {
     const char *title; /* auto only, else NULL */
     long post_id;      /* auto only, else 0 */
     const char *ts;    /* ISO-8601 UTC with milliseconds */
+    const json_t *to;  /* whisper only: array of USER (borrowed), else NULL */
 } proto_message;
 
 json_t *proto_message_object(const proto_message *m, const char *ref /* NULL: none */);
@@ -102,5 +116,11 @@ char *proto_build_presence(const char *event /* "join"|"leave" */, const json_t 
 char *proto_build_error(const char *code, const char *message, long retry_in_ms, int fatal,
                         const char *ref);
 char *proto_build_pong(const char *ref, const char *ts);
+
+/* {"type":"announcement","id","room"(null when room is NULL: every
+ * room),"text","ts"}. */
+json_t *proto_announcement_object(int64_t id, const char *room, const char *text, const char *ts);
+/* {"type":TYPE,"room","reason"}: TYPE "room_closed" or "kicked". */
+char *proto_build_farewell(const char *type, const char *room, const char *reason);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <glib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -17,6 +18,9 @@ typedef struct {
     long holds;        /* chat_rooms_hold not yet released */
     GPtrArray *online; /* json_t* USER, one reference each */
     json_t *history;   /* array of MESSAGE objects, oldest first, <= CHAT_HISTORY_SIZE */
+    /* user id -> sessions of that user in the room, so a whisper finds its
+     * recipients without walking `online` */
+    GHashTable *sessions_of;
 } room;
 
 struct chat_rooms {
@@ -30,6 +34,8 @@ struct chat_rooms {
 
 static void room_free(room *r)
 {
+    if (r->sessions_of)
+        g_hash_table_destroy(r->sessions_of);
     g_ptr_array_unref(r->online);
     json_decref(r->history);
     mem_free(r);
@@ -37,6 +43,10 @@ static void room_free(room *r)
 
 json_t *chat_row_object(const store_message *row)
 {
+    if (row->source && strcmp(row->source, "announcement") == 0)
+        return proto_announcement_object(
+            row->id, strcmp(row->room, STORE_ROOM_EVERY) == 0 ? NULL : row->room, row->body,
+            row->created_at);
     proto_message m = {.id = row->id,
                        .room = row->room,
                        .source = row->source,
@@ -81,6 +91,7 @@ static room *room_new(const char *name)
     snprintf(r->name, sizeof r->name, "%s", name);
     r->online = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
     r->history = json_array();
+    r->sessions_of = g_hash_table_new(g_direct_hash, g_direct_equal);
     if (r->history == NULL) {
         room_free(r);
         return NULL;
@@ -185,15 +196,25 @@ long chat_rooms_count(chat_rooms *rooms)
     return n;
 }
 
+/* The user id of a USER summary. */
+static long member_id(const json_t *member)
+{
+    return (long)json_integer_value(json_object_get(member, "id"));
+}
+
 chat_sub *chat_room_join(chat_rooms *rooms, const char *name, json_t *member, chat_deliver_fn fn,
-                         void *subscriber, json_t **online, char **history)
+                         void *subscriber, json_t **online, char **history, chat_sub **direct)
 {
     *online = NULL;
     *history = NULL;
+    char topic[CHAT_TOPIC_MAX];
+    chat_bus_user_topic(topic, sizeof topic, name, member_id(member));
     g_mutex_lock(&rooms->lock);
     room *r = room_get(rooms, name);
     chat_sub *sub = chat_bus_subscribe(rooms->bus, name, fn, subscriber);
-    if (sub == NULL) {
+    *direct = sub ? chat_bus_subscribe(rooms->bus, topic, fn, subscriber) : NULL;
+    if (*direct == NULL) {
+        chat_bus_unsubscribe(rooms->bus, sub);
         g_mutex_unlock(&rooms->lock);
         return NULL;
     }
@@ -204,19 +225,31 @@ chat_sub *chat_room_join(chat_rooms *rooms, const char *name, json_t *member, ch
     if (r) {
         *history = proto_build_history(r->history);
         g_ptr_array_add(r->online, json_incref(member));
+        gpointer key = GINT_TO_POINTER(member_id(member));
+        long n = GPOINTER_TO_INT(g_hash_table_lookup(r->sessions_of, key));
+        g_hash_table_insert(r->sessions_of, key, GINT_TO_POINTER(n + 1));
     }
     g_mutex_unlock(&rooms->lock);
     *online = list;
     return sub;
 }
 
-void chat_room_leave(chat_rooms *rooms, const char *name, json_t *member, chat_sub *sub)
+void chat_room_leave(chat_rooms *rooms, const char *name, json_t *member, chat_sub *sub,
+                     chat_sub *direct)
 {
     chat_bus_unsubscribe(rooms->bus, sub);
+    chat_bus_unsubscribe(rooms->bus, direct);
     g_mutex_lock(&rooms->lock);
     room *r = g_hash_table_lookup(rooms->table, name);
     if (r) {
-        g_ptr_array_remove(r->online, member);
+        if (g_ptr_array_remove(r->online, member)) {
+            gpointer key = GINT_TO_POINTER(member_id(member));
+            long n = GPOINTER_TO_INT(g_hash_table_lookup(r->sessions_of, key));
+            if (n > 1)
+                g_hash_table_insert(r->sessions_of, key, GINT_TO_POINTER(n - 1));
+            else
+                g_hash_table_remove(r->sessions_of, key);
+        }
         room_maybe_free(rooms, r);
     }
     g_mutex_unlock(&rooms->lock);
@@ -233,6 +266,13 @@ static int publish_text(chat_rooms *rooms, const char *name, char *text, const v
     return 0;
 }
 
+/* The "id" of a MESSAGE or announcement object (a decimal string), 0 if none. */
+static int64_t message_id(const json_t *message)
+{
+    const char *id = json_string_value(json_object_get(message, "id"));
+    return id ? strtoll(id, NULL, 10) : 0;
+}
+
 int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, const void *except,
                       atomic_ulong *counter)
 {
@@ -242,6 +282,7 @@ int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, cons
     chat_frame *f = text ? chat_frame_take(text, strlen(text)) : NULL;
     if (f == NULL)
         return -1;
+    chat_frame_set_id(f, message_id(message));
     g_mutex_lock(&rooms->lock);
     room *r = g_hash_table_lookup(rooms->table, name);
     if (r) {
@@ -261,4 +302,122 @@ void chat_room_presence(chat_rooms *rooms, const char *name, const char *event,
                         const json_t *member, const void *except)
 {
     publish_text(rooms, name, proto_build_presence(event, member), except);
+}
+
+size_t chat_room_find_users(chat_rooms *rooms, const char *name, const long *ids, size_t n,
+                            long *found)
+{
+    size_t k = 0;
+    g_mutex_lock(&rooms->lock);
+    room *r = g_hash_table_lookup(rooms->table, name);
+    for (size_t i = 0; r && i < n; i++)
+        if (g_hash_table_contains(r->sessions_of, GINT_TO_POINTER(ids[i])))
+            found[k++] = ids[i];
+    g_mutex_unlock(&rooms->lock);
+    return k;
+}
+
+size_t chat_room_publish_direct(chat_rooms *rooms, const char *name, const long *user_ids, size_t n,
+                                const char *text, int64_t id, int final, const void *except)
+{
+    char *copy = text ? mem_strdup(text) : NULL;
+    chat_frame *f = copy ? chat_frame_take(copy, strlen(copy)) : NULL;
+    if (f == NULL)
+        return 0;
+    chat_frame_set_id(f, id);
+    if (final)
+        chat_frame_set_final(f);
+    size_t delivered = 0;
+    char topic[CHAT_TOPIC_MAX];
+    for (size_t i = 0; i < n; i++) {
+        chat_bus_user_topic(topic, sizeof topic, name, user_ids[i]);
+        delivered += chat_bus_publish(rooms->bus, topic, f, except);
+    }
+    chat_frame_unref(f);
+    return delivered;
+}
+
+size_t chat_room_close(chat_rooms *rooms, const char *name, const char *text)
+{
+    char *copy = text ? mem_strdup(text) : NULL;
+    chat_frame *f = copy ? chat_frame_take(copy, strlen(copy)) : NULL;
+    if (f == NULL)
+        return 0;
+    chat_frame_set_final(f);
+    size_t n = chat_bus_publish(rooms->bus, name, f, NULL);
+    chat_frame_unref(f);
+    return n;
+}
+
+long chat_room_online(chat_rooms *rooms, const char *name)
+{
+    g_mutex_lock(&rooms->lock);
+    room *r = g_hash_table_lookup(rooms->table, name);
+    long n = r ? (long)r->online->len : 0;
+    g_mutex_unlock(&rooms->lock);
+    return n;
+}
+
+void chat_rooms_each(chat_rooms *rooms, void (*fn)(void *arg, const char *name, long online),
+                     void *arg)
+{
+    /* Names and counts are copied under the lock, fn runs after it. */
+    g_mutex_lock(&rooms->lock);
+    guint n = g_hash_table_size(rooms->table);
+    typedef struct {
+        char name[64];
+        long online;
+    } entry;
+    entry *all = n ? mem_calloc(n, sizeof *all) : NULL;
+    guint k = 0;
+    if (all) {
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, rooms->table);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            const room *r = v;
+            memcpy(all[k].name, r->name, sizeof all[k].name);
+            all[k++].online = (long)r->online->len;
+        }
+    }
+    g_mutex_unlock(&rooms->lock);
+    for (guint i = 0; i < k; i++)
+        fn(arg, all[i].name, all[i].online);
+    mem_free(all);
+}
+
+typedef struct {
+    chat_rooms *rooms;
+    json_t *message;
+    chat_frame *frame;
+} publish_all;
+
+static void publish_to_room(void *arg, const char *name, long online)
+{
+    (void)online;
+    publish_all *p = arg;
+    g_mutex_lock(&p->rooms->lock);
+    room *r = g_hash_table_lookup(p->rooms->table, name);
+    if (r) {
+        json_array_append(r->history, p->message);
+        while (json_array_size(r->history) > CHAT_HISTORY_SIZE)
+            json_array_remove(r->history, 0);
+    }
+    g_mutex_unlock(&p->rooms->lock);
+    chat_bus_publish(p->rooms->bus, name, p->frame, NULL);
+}
+
+int chat_rooms_publish_all(chat_rooms *rooms, json_t *message, atomic_ulong *counter)
+{
+    char *text = json_text_compact(message);
+    chat_frame *f = text ? chat_frame_take(text, strlen(text)) : NULL;
+    if (f == NULL)
+        return -1;
+    chat_frame_set_id(f, message_id(message));
+    if (counter)
+        atomic_fetch_add(counter, 1);
+    publish_all p = {rooms, message, f};
+    chat_rooms_each(rooms, publish_to_room, &p);
+    chat_frame_unref(f);
+    return 0;
 }

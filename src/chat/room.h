@@ -61,16 +61,18 @@ long chat_rooms_count(chat_rooms *rooms);
 /* A member joins (the room should be held; if it is not, it is made with an
  * empty history rather than read the database under the lock): adds
  * `member` to the online list, subscribes
- * fn(subscriber, frame) to the room, and takes at the same instant the
+ * fn(subscriber, frame) to the room and (*direct) to the member's own
+ * topic in it (whispers, kicks: chat_bus_user_topic), and takes at the same instant the
  * welcome's online list (*online: the others, then the member; a new
  * reference) and the history message (*history: a mem_alloc'd text, NULL
  * when out of memory). Returns the subscription, NULL when out of memory
  * (then nothing changed). */
 chat_sub *chat_room_join(chat_rooms *rooms, const char *room, json_t *member, chat_deliver_fn fn,
-                         void *subscriber, json_t **online, char **history);
-/* The member leaves: unsubscribes and takes it off the online list (the
+                         void *subscriber, json_t **online, char **history, chat_sub **direct);
+/* The member leaves: unsubscribes both and takes it off the online list (the
  * room is freed if that was the last member and nobody holds it). */
-void chat_room_leave(chat_rooms *rooms, const char *room, json_t *member, chat_sub *sub);
+void chat_room_leave(chat_rooms *rooms, const char *room, json_t *member, chat_sub *sub,
+                     chat_sub *direct);
 
 /* Adds a MESSAGE object to the room's history and delivers its text (one
  * frame for everyone) to every subscriber but `except` (may be NULL).
@@ -84,8 +86,33 @@ int chat_room_publish(chat_rooms *rooms, const char *room, json_t *message, cons
 void chat_room_presence(chat_rooms *rooms, const char *room, const char *event,
                         const json_t *member, const void *except);
 
-/* A logged row as a MESSAGE object (history and GET .../messages); NULL
- * when out of memory. */
+/* Which of the n user ids have a session in the room: copied to found
+ * (room for n), in the order given; returns how many. */
+size_t chat_room_find_users(chat_rooms *rooms, const char *room, const long *ids, size_t n,
+                            long *found);
+/* One frame of `text` (copied; message id `id`, 0 = none; `final`: the
+ * receivers' sessions end after it) to the sessions of each user in
+ * user_ids in the room, except `except`. Not recorded in the room's
+ * history: whispers and kicks. Returns the deliveries (0 also when out of
+ * memory). */
+size_t chat_room_publish_direct(chat_rooms *rooms, const char *room, const long *user_ids, size_t n,
+                                const char *text, int64_t id, int final, const void *except);
+/* `text` as a final frame to every session in the room (room_closed);
+ * returns the deliveries. */
+size_t chat_room_close(chat_rooms *rooms, const char *room, const char *text);
+/* chat_room_publish to every room in memory, the frame serialized once
+ * (an announcement to every room). -1 when out of memory. */
+int chat_rooms_publish_all(chat_rooms *rooms, json_t *message, atomic_ulong *counter);
+/* Sessions in the room now (0 when it is not in memory). */
+long chat_room_online(chat_rooms *rooms, const char *room);
+/* fn(arg, name, online) for every room in memory, called with no lock
+ * held (on a copy taken under it). */
+void chat_rooms_each(chat_rooms *rooms, void (*fn)(void *arg, const char *name, long online),
+                     void *arg);
+
+/* A logged row as a MESSAGE object for history and GET .../messages (an
+ * announcement row as an announcement object; a whisper's "to" is the
+ * caller's to add). NULL when out of memory. */
 json_t *chat_row_object(const store_message *row);
 
 #endif

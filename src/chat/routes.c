@@ -8,6 +8,7 @@
  * I/O (the store is read through its own connection for reads).
  */
 #include "auth/token.h"
+#include "chat/rooms_api.h"
 #include "chat/service_int.h"
 #include "chat/session.h"
 #include "util/json_text.h"
@@ -68,6 +69,16 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
         return;
     long resume = 0;
     time_t auth_time = 0;
+    long long since = -1;
+    if (req->since) {
+        char *end;
+        since = strtoll(req->since, &end, 10);
+        if (*end || end == req->since || since < 0 || req->since[0] == '-') {
+            offer_admit_cancel(svc->slots);
+            http_reply_error(reply, 400, "BAD_REQUEST", "since must be a message id (0 or more)");
+            return;
+        }
+    }
     if (req->bearer) {
         resume = resume_user(svc, req, reply, &auth_time);
         if (resume == 0) {
@@ -79,6 +90,13 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
         http_reply_error(reply, 503, "UNAVAILABLE",
                          "the user directory (JSONPlaceholder) is not reachable yet; try again "
                          "shortly");
+        return;
+    }
+    /* A room's pin after the token: a stranger's wrong pins cost a slow
+     * hash each, bounded by the offer rate above and auth/secret.h's two
+     * at once. */
+    if (!chat_room_pin_check(svc, room, req->pin, reply)) {
+        offer_admit_cancel(svc->slots);
         return;
     }
     /* The room is held (made, and its history read from the log, off the
@@ -101,6 +119,8 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
         return;
     }
     chat_session_resume_login(s, auth_time);
+    if (since >= 0)
+        chat_session_catch_up(s, (int64_t)since);
     rtc_peer_config pc = {.loops = svc->cfg.loops,
                           .ice_addresses = (const char *const *)svc->cfg.ice_addresses,
                           .cb = &chat_session_callbacks,
@@ -195,6 +215,9 @@ static char *messages_body(const store_message *rows, size_t n, size_t cap)
     return out;
 }
 
+/* Bytes of a search's words (?q=). */
+#define SEARCH_MAX_BYTES 256
+
 static void http_room_messages(void *app, const char *room_name, const http_request *req,
                                http_reply *reply)
 {
@@ -223,8 +246,15 @@ static void http_room_messages(void *app, const char *room_name, const http_requ
     store_message *msgs = NULL;
     size_t n = 0;
     char err[256];
-    if (store_recent_messages(svc->cfg.store, room_name, (int)limit, before, &msgs, &n, err,
-                              sizeof err) < 0) {
+    if (req->q && strlen(req->q) > SEARCH_MAX_BYTES) {
+        http_reply_error(reply, 400, "BAD_REQUEST", "q is longer than 256 bytes");
+        return;
+    }
+    int rc = req->q ? store_search_messages(svc->cfg.store, room_name, req->q, (int)limit, before,
+                                            &msgs, &n, err, sizeof err)
+                    : store_recent_messages(svc->cfg.store, room_name, (int)limit, before, &msgs,
+                                            &n, err, sizeof err);
+    if (rc < 0) {
         http_reply_error(reply, 503, "UNAVAILABLE", err);
         return;
     }
@@ -266,6 +296,13 @@ static void http_metrics(void *app, http_reply *reply)
             "Client messages dropped unread over the session budget (20/s, burst 40).",
             atomic_load(&svc->messages_over_budget));
     COUNTER("chatd_draws_total", "User draws.", atomic_load(&svc->draws));
+    COUNTER("chatd_whispers_total", "Private messages delivered.", atomic_load(&svc->whispers));
+    COUNTER("chatd_announcements_total", "Announcements delivered.",
+            atomic_load(&svc->announcements));
+    COUNTER("chatd_kicks_total", "Kicks that closed sessions.", atomic_load(&svc->kicks));
+    COUNTER("chatd_rooms_deleted_total", "Rooms deleted.", atomic_load(&svc->rooms_closed));
+    GAUGE("chatd_rooms_created", "Created rooms (the rooms table).", "%ld",
+          chat_registry_count(svc->registry));
     COUNTER("chatd_draws_failed_total", "User fetches that failed.",
             atomic_load(&svc->draws_failed));
     COUNTER("chatd_api_errors_total", "Failed JSONPlaceholder calls.",
@@ -293,4 +330,6 @@ const http_app chat_http_app = {
     .jwks = http_jwks,
     .room_messages = http_room_messages,
     .metrics = http_metrics,
+    .rooms = chat_http_rooms,
+    .announce = chat_http_announce,
 };

@@ -4,6 +4,8 @@
  */
 #include "chat/service_int.h"
 
+#include "chat/session.h"
+#include "util/log.h"
 #include "util/mem.h"
 
 void chat_service_api_error(void *arg, const char *method, const char *url, int status,
@@ -28,6 +30,14 @@ chat_service *chat_service_new(const chat_config *cfg)
         g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, (GDestroyNotify)json_decref);
     svc->bus = chat_bus_new();
     svc->rooms = svc->bus ? chat_rooms_new(cfg->store, svc->bus, cfg->max_rooms) : NULL;
+    svc->registry = chat_registry_new(cfg->store, cfg->max_rooms);
+    svc->readers = g_thread_pool_new(chat_session_catch_up_read, NULL, CHAT_READERS, FALSE, NULL);
+    char err[256];
+    if (svc->registry && chat_registry_load(svc->registry, err, sizeof err) != 0) {
+        log_error("chat", "cannot read the rooms: %s", err);
+        chat_service_free(svc);
+        return NULL;
+    }
     offer_limits limits = cfg->admission;
     if (limits.max_peers <= 0)
         limits.max_peers = cfg->max_peers;
@@ -37,7 +47,8 @@ chat_service *chat_service_new(const chat_config *cfg)
      * raises it (the bench needs more than 10 users' worth of posts). */
     double rate = cfg->post_rate > 0 ? (double)cfg->post_rate : 1.0;
     svc->posts = ratelimit_new(rate, rate > 5.0 ? rate : 5.0);
-    if (svc->rooms == NULL || svc->slots == NULL || svc->tokens == NULL || svc->posts == NULL) {
+    if (svc->rooms == NULL || svc->registry == NULL || svc->readers == NULL || svc->slots == NULL ||
+        svc->tokens == NULL || svc->posts == NULL) {
         chat_service_free(svc);
         return NULL;
     }
@@ -47,12 +58,20 @@ chat_service *chat_service_new(const chat_config *cfg)
 void chat_service_close_all(chat_service *svc, int timeout_ms)
 {
     offer_slots_close_all(svc->slots, timeout_ms);
+    /* Catch-up reads still running post to loops that are still up. */
+    if (svc->readers) {
+        g_thread_pool_free(svc->readers, FALSE, TRUE);
+        svc->readers = NULL;
+    }
 }
 
 void chat_service_free(chat_service *svc)
 {
     if (svc == NULL)
         return;
+    if (svc->readers)
+        g_thread_pool_free(svc->readers, FALSE, TRUE);
+    chat_registry_free(svc->registry);
     g_hash_table_destroy(svc->users);
     ratelimit_free(svc->posts);
     auth_cache_free(svc->tokens);

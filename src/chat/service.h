@@ -53,6 +53,7 @@ typedef struct {
      * (0 = CHAT_DEFAULT_MAX_ROOMS) */
     offer_limits admission;
     long max_rooms;
+    const char *admin_key; /* --admin-key; NULL or "" = none (issue 11) */
     store *store;
     jp_client *api; /* may be NULL at creation: see chat_service_set_api */
     auth_keys *keys;

@@ -13,6 +13,7 @@
 #include "auth/cache.h"
 #include "chat/bus.h"
 #include "chat/ratelimit.h"
+#include "chat/registry.h"
 #include "chat/room.h"
 #include "chat/service.h"
 
@@ -23,6 +24,11 @@ struct chat_service {
     chat_config cfg;
     chat_bus *bus;
     chat_rooms *rooms;
+    chat_registry *registry; /* the created rooms (version 2) */
+    /* Catch-up reads (session.c): a fixed pool of CHAT_READERS threads, so
+     * the event loops never wait on the database. Its queue holds at most
+     * one job per session, so --max-peers bounds it. */
+    GThreadPool *readers;
     offer_slots *slots; /* sessions against --max-peers */
     auth_cache *tokens; /* verified tokens, so a post costs no ECDSA verify */
     ratelimit *posts;   /* manual posts per user */
@@ -31,6 +37,13 @@ struct chat_service {
     atomic_ulong messages_auto, messages_manual, draws, draws_failed, api_errors;
     atomic_ulong posts_refused;
     atomic_ulong messages_over_budget; /* client messages over the session budget */
+    atomic_ulong whispers, announcements, kicks, rooms_closed;
 };
+
+#define CHAT_READERS 2
+
+/* USER of a user id, from the users this chatd has seen (empty names for
+ * one it has not). A new reference; never NULL but out of memory. */
+json_t *chat_service_user_summary(chat_service *svc, long user_id);
 
 #endif

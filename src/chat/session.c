@@ -88,7 +88,15 @@ struct chat_session {
     rtc_timer timer;
     void (*timer_fn)(struct chat_session *s);
     chat_sub *sub;
+    chat_sub *direct; /* this user's own topic in the room: whispers, kicks */
     int session_logged;
+    /* Catch-up (POST /api/rtc?since=ID): -1 = none. While the log is read
+     * (`catching_up`, on the service's reader pool) the welcome waits in
+     * `welcome` and the gate stays closed, so what arrives live meanwhile
+     * is held and sent after the history, each message once. */
+    int64_t since;
+    int catching_up;
+    char *welcome;
     /* The message budget (loop thread only): every client message takes
      * one token before anything else is done with it. */
     ratelimit_bucket budget;
@@ -126,6 +134,7 @@ static void session_unref(session *s)
         return;
     json_decref(s->user);
     json_decref(s->summary);
+    mem_free(s->welcome);
     if (s->held)
         g_ptr_array_unref(s->held);
     if (s->early)
@@ -147,6 +156,7 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
     atomic_init(&s->refs, 2);
     s->svc = svc;
     s->resume_user = resume_user;
+    s->since = -1;
     s->draw =
         (draw_state){.max_attempts = svc->cfg.draw_attempts, .base_ms = svc->cfg.draw_backoff_ms};
     g_mutex_init(&s->gate);
@@ -158,6 +168,8 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
 }
 
 void chat_session_resume_login(chat_session *s, time_t auth_time) { s->auth_time = auth_time; }
+
+void chat_session_catch_up(chat_session *s, int64_t since) { s->since = since; }
 
 void chat_session_discard(chat_session *s)
 {
@@ -258,6 +270,10 @@ static void session_deliver(void *subscriber, chat_frame *f)
     g_mutex_lock(&s->gate);
     if (s->gate_open) {
         send_text(s, chat_frame_data(f), chat_frame_len(f));
+        /* room_closed, kicked: the frame is queued before the close, which
+         * lets it drain (rtc_peer_close_gracefully is safe from any thread) */
+        if (chat_frame_final(f))
+            rtc_peer_close_gracefully(s->peer);
     } else if (s->held != NULL && s->held->len < JOIN_HOLD_MAX) {
         g_ptr_array_add(s->held, chat_frame_ref(f));
     } else {
@@ -266,22 +282,32 @@ static void session_deliver(void *subscriber, chat_frame *f)
     g_mutex_unlock(&s->gate);
 }
 
-/* Opens the join gate: welcome, history, then what was held, in order. */
-static void open_gate(session *s, char *welcome, char *history)
+/* Opens the join gate: welcome, history, then what was held, in order,
+ * leaving out the messages whose ids are in `skip` (may be NULL: the
+ * catch-up already gave them). A held final frame (room_closed, kicked)
+ * ends the session once sent. */
+static void open_gate(session *s, char *welcome, char *history, GHashTable *skip)
 {
+    int final = 0;
     g_mutex_lock(&s->gate);
     send_owned(s, welcome);
     send_owned(s, history);
-    for (guint i = 0; s->held && i < s->held->len; i++) {
+    for (guint i = 0; s->held && i < s->held->len && !final; i++) {
         chat_frame *f = g_ptr_array_index(s->held, i);
+        int64_t id = chat_frame_id(f);
+        if (skip && id > 0 && g_hash_table_contains(skip, &id))
+            continue;
         send_text(s, chat_frame_data(f), chat_frame_len(f));
+        final = chat_frame_final(f);
     }
     if (s->held)
         g_ptr_array_set_size(s->held, 0);
     int overflow = s->gate_overflow;
     s->gate_open = 1;
     g_mutex_unlock(&s->gate);
-    if (overflow)
+    if (final)
+        rtc_peer_close_gracefully(s->peer);
+    else if (overflow)
         rtc_peer_close(s->peer, "more messages arrived while joining than could be held");
 }
 
@@ -476,50 +502,68 @@ static void start_identify(session *s)
 
 /* ---------- messages ---------- */
 
-/* Logs, records in the room's history and fans out one message. */
-static void publish_message(session *s, int manual, const char *text, const char *title,
-                            long post_id, const char *ref)
+/* A message of this session's user, stamped now with the next id. */
+static proto_message new_message(session *s, const char *source, const char *text, char ts[32])
 {
-    const char *source = manual ? "manual" : "auto";
-    chat_service *svc = s->svc;
-    char ts[32];
-    clock_iso8601_now(ts, sizeof ts);
-    proto_message m = {.id = store_next_message_id(svc->cfg.store),
-                       .room = s->room,
-                       .source = source,
-                       .user_id = s->user_id,
-                       .user_name = json_string_value(json_object_get(s->summary, "name")),
-                       .user_username = json_string_value(json_object_get(s->summary, "username")),
-                       .text = text,
-                       .title = title,
-                       .post_id = post_id,
-                       .ts = ts};
-    store_message row = {.id = m.id,
-                         .room = m.room,
-                         .user_id = m.user_id,
-                         .source = source,
-                         .post_id = post_id,
-                         .title = title,
-                         .body = text,
-                         .created_at = ts,
-                         .user_name = m.user_name,
-                         .user_username = m.user_username};
-    store_put_result put = store_put_message(svc->cfg.store, &row);
+    clock_iso8601_now(ts, 32);
+    return (proto_message){.id = store_next_message_id(s->svc->cfg.store),
+                           .room = s->room,
+                           .source = source,
+                           .user_id = s->user_id,
+                           .user_name = json_string_value(json_object_get(s->summary, "name")),
+                           .user_username =
+                               json_string_value(json_object_get(s->summary, "username")),
+                           .text = text,
+                           .ts = ts};
+}
+
+/* Queues the message's log row; 1 when queued (it may be delivered now:
+ * "a delivered message is never lost"), else 0 with the sender told
+ * (`tell`; auto posts are not). */
+static int log_message(session *s, const proto_message *m, const char *recipients, int tell,
+                       const char *ref)
+{
+    store_message row = {.id = m->id,
+                         .room = m->room,
+                         .user_id = m->user_id,
+                         .source = m->source,
+                         .recipients = recipients,
+                         .post_id = m->post_id,
+                         .title = m->title,
+                         .body = m->text,
+                         .created_at = m->ts,
+                         .user_name = m->user_name,
+                         .user_username = m->user_username};
+    store_put_result put = store_put_message(s->svc->cfg.store, &row);
     if (put == STORE_PUT_FULL) {
         /* Refused, not dropped: the sender keeps the text and retries. The
          * store logs the episode once; no line per refused post. */
-        if (manual)
+        if (tell)
             send_error(s, "UNAVAILABLE",
                        "the log is catching up; the message was not sent, try again shortly",
                        POST_RETRY_WHEN_FULL_MS, 0, ref);
-        return;
+        return 0;
     }
     if (put < 0) {
         log_error("chat", "session %s: message not queued for the log; not delivered", s->id);
         send_error(s, "UNAVAILABLE", "the message could not be recorded; it was not sent", -1, 0,
                    ref);
-        return;
+        return 0;
     }
+    return 1;
+}
+
+/* Logs, records in the room's history and fans out one message. */
+static void publish_message(session *s, int manual, const char *text, const char *title,
+                            long post_id, const char *ref)
+{
+    chat_service *svc = s->svc;
+    char ts[32];
+    proto_message m = new_message(s, manual ? "manual" : "auto", text, ts);
+    m.title = title;
+    m.post_id = post_id;
+    if (!log_message(s, &m, NULL, manual, ref))
+        return;
     json_t *obj = proto_message_object(&m, NULL);
     if (obj == NULL)
         return;
@@ -529,6 +573,70 @@ static void publish_message(session *s, int manual, const char *text, const char
         ref)
         send_owned(s, proto_build_message(&m, ref));
     json_decref(obj);
+}
+
+/* USER of a user id, from the users this chatd has seen; a user it has
+ * not seen (a recipient logged before a restart) gets empty names. */
+json_t *chat_service_user_summary(chat_service *svc, long user_id)
+{
+    g_mutex_lock(&svc->users_lock);
+    json_t *user = g_hash_table_lookup(svc->users, GINT_TO_POINTER(user_id));
+    json_t *summary = user ? proto_user_summary(user) : NULL;
+    g_mutex_unlock(&svc->users_lock);
+    if (summary == NULL)
+        summary = json_pack("{s:I,s:s,s:s}", "id", (json_int_t)user_id, "name", "", "username", "");
+    return summary;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* A whisper: to the sessions of the recipients who are in the room and of
+ * the sender, logged with its recipients, never in the room's history. */
+static void whisper(session *s, const proto_request *req)
+{
+    chat_service *svc = s->svc;
+    long others[PROTO_MAX_RECIPIENTS], found[PROTO_MAX_RECIPIENTS];
+    size_t n = 0;
+    for (size_t i = 0; i < req->n_to; i++)
+        if (req->to[i] != s->user_id)
+            others[n++] = req->to[i];
+    if (n == 0) {
+        send_error(s, "BAD_REQUEST", "a whisper needs someone other than you in \"to\"", -1, 0,
+                   req->ref);
+        return;
+    }
+    size_t k = chat_room_find_users(svc->rooms, s->room, others, n, found);
+    if (k == 0) {
+        send_error(s, "NOT_FOUND", "none of the users in \"to\" is in this room", -1, 0, req->ref);
+        return;
+    }
+    qsort(found, k, sizeof found[0], by_id);
+    json_t *to = json_array();
+    GString *recipients = g_string_new(NULL);
+    for (size_t i = 0; i < k; i++) {
+        json_array_append_new(to, chat_service_user_summary(svc, found[i]));
+        g_string_append_printf(recipients, i ? ",%ld" : "%ld", found[i]);
+    }
+    char ts[32];
+    proto_message m = new_message(s, "whisper", req->text, ts);
+    m.to = to;
+    if (log_message(s, &m, recipients->str, 1, req->ref)) {
+        char *text = proto_build_message(&m, NULL);
+        if (text) {
+            atomic_fetch_add(&svc->whispers, 1);
+            chat_room_publish_direct(svc->rooms, s->room, found, k, text, m.id, 0, NULL);
+            /* the sender's other sessions in the room; this one gets its ref */
+            chat_room_publish_direct(svc->rooms, s->room, &s->user_id, 1, text, m.id, 0, s);
+            mem_free(text);
+            send_owned(s, proto_build_message(&m, req->ref));
+        }
+    }
+    g_string_free(recipients, TRUE);
+    json_decref(to);
 }
 
 static void auto_post_cb(session *s)
@@ -544,6 +652,122 @@ static void auto_post_cb(session *s)
         jp_post_clear(&post);
     }
     arm_timer(s, (long)rng_range(svc->cfg.rng, 0, svc->cfg.auto_post_max_ms), auto_post_cb);
+}
+
+/* ---------- catch-up ---------- */
+
+typedef struct {
+    session *s; /* a reference */
+    char room[64];
+    long user_id;
+    int64_t since;
+} catch_up_job;
+
+/* Loop thread: the log's answer ({"messages":[…],"more":bool}, or NULL
+ * when it could not be read). The welcome, the catch-up, then what
+ * arrived meanwhile that the catch-up did not hold. */
+static void catch_up_done(session *s, void *data)
+{
+    json_t *answer = data;
+    if (s->state != S_JOINED || !s->catching_up) {
+        json_decref(answer);
+        return;
+    }
+    s->catching_up = 0;
+    char *welcome = s->welcome;
+    s->welcome = NULL;
+    char *history = NULL;
+    GHashTable *skip = g_hash_table_new_full(g_int64_hash, g_int64_equal, mem_free, NULL);
+    if (answer) {
+        json_t *messages = json_object_get(answer, "messages");
+        history = proto_build_history_fit(messages, json_is_true(json_object_get(answer, "more")),
+                                          max_frame(s));
+        size_t i;
+        json_t *m;
+        json_array_foreach(messages, i, m)
+        {
+            int64_t *id = mem_alloc(sizeof *id);
+            const char *text = json_string_value(json_object_get(m, "id"));
+            if (id && text) {
+                *id = strtoll(text, NULL, 10);
+                g_hash_table_add(skip, id);
+            } else {
+                mem_free(id);
+            }
+        }
+    } else {
+        /* The log could not be read: the client is told it may have missed
+         * messages ("more") and pages them later. */
+        json_t *none = json_array();
+        history = proto_build_history_fit(none, 1, max_frame(s));
+        json_decref(none);
+    }
+    json_decref(answer);
+    open_gate(s, welcome, history, skip);
+    g_hash_table_destroy(skip);
+}
+
+/* Reader thread: reads what the session missed and posts it back. */
+void chat_session_catch_up_read(void *data, void *pool_data)
+{
+    (void)pool_data;
+    catch_up_job *job = data;
+    chat_service *svc = job->s->svc;
+    store_message *rows = NULL;
+    size_t n = 0;
+    int more = 0;
+    char err[256];
+    json_t *answer = NULL;
+    if (store_messages_since(svc->cfg.store, job->room, job->user_id, job->since, STORE_SINCE_MAX,
+                             &rows, &n, &more, err, sizeof err) != 0) {
+        log_warn("chat", "session %s: catch-up not read: %s", job->s->id, err);
+    } else {
+        json_t *messages = json_array();
+        for (size_t i = 0; messages && i < n; i++) {
+            json_t *o = chat_row_object(&rows[i]);
+            if (o && rows[i].recipients) {
+                json_t *to = json_array();
+                const char *p = rows[i].recipients;
+                while (*p) {
+                    char *end;
+                    long id = strtol(p, &end, 10);
+                    if (end == p)
+                        break;
+                    json_array_append_new(to, chat_service_user_summary(svc, id));
+                    p = *end == ',' ? end + 1 : end;
+                }
+                /* in the live frame's order: "to" after "ts" */
+                json_object_set_new(o, "to", to);
+            }
+            if (o)
+                json_array_append_new(messages, o);
+        }
+        store_messages_free(rows);
+        answer = messages ? json_pack("{s:o,s:b}", "messages", messages, "more", more) : NULL;
+    }
+    post_to_loop(job->s, catch_up_done, answer); /* the job's reference moves on */
+    mem_free(job);
+}
+
+/* Loop thread: hands the catch-up read to the service's reader pool. 1
+ * when it is under way. */
+static int start_catch_up(session *s)
+{
+    catch_up_job *job = mem_alloc(sizeof *job);
+    if (job == NULL)
+        return 0;
+    job->s = session_ref(s);
+    snprintf(job->room, sizeof job->room, "%s", s->room);
+    job->user_id = s->user_id;
+    job->since = s->since;
+    s->catching_up = 1;
+    if (!g_thread_pool_push(s->svc->readers, job, NULL)) {
+        s->catching_up = 0;
+        session_unref(s);
+        mem_free(job);
+        return 0;
+    }
+    return 1;
 }
 
 /* Loop thread: the user row exists and the channel is open; welcome,
@@ -574,7 +798,8 @@ static void joined(session *s)
     }
     json_t *online = NULL;
     char *history = NULL;
-    s->sub = chat_room_join(svc->rooms, s->room, s->summary, session_deliver, s, &online, &history);
+    s->sub = chat_room_join(svc->rooms, s->room, s->summary, session_deliver, s, &online, &history,
+                            &s->direct);
     if (s->sub == NULL) {
         mem_free(token);
         rtc_peer_close(s->peer, "out of memory");
@@ -601,13 +826,20 @@ static void joined(session *s)
         mem_free(welcome);
         mem_free(history);
         /* Never welcomed: out of the room again, with no presence either way. */
-        chat_room_leave(svc->rooms, s->room, s->summary, s->sub);
-        s->sub = NULL;
+        chat_room_leave(svc->rooms, s->room, s->summary, s->sub, s->direct);
+        s->sub = s->direct = NULL;
         s->state = S_READY;
         close_when_told(s);
         return;
     }
-    open_gate(s, welcome, history);
+    if (s->since >= 0 && welcome != NULL && start_catch_up(s)) {
+        /* The welcome waits for the log's answer (catch_up_done); the room's
+         * last messages are not needed. */
+        s->welcome = welcome;
+        mem_free(history);
+    } else {
+        open_gate(s, welcome, history, NULL);
+    }
     chat_room_presence(svc->rooms, s->room, "join", s->summary, s);
     store_session_start(svc->cfg.store, s->id, s->user_id, s->remote, s->started);
     s->session_logged = 1;
@@ -655,11 +887,13 @@ static void log_refused_token(session *s, const char *why)
     s->token_logs_skipped = 0;
 }
 
+/* A post or a whisper: joined, within the user's post rate, with a token
+ * of the session's user. */
 static void handle_post(session *s, proto_request *req)
 {
     chat_service *svc = s->svc;
     char err[256];
-    if (s->state != S_JOINED) {
+    if (s->state != S_JOINED || s->catching_up) {
         send_error(s, "BAD_REQUEST", "no user yet: wait for the welcome", -1, 0, req->ref);
         return;
     }
@@ -687,7 +921,10 @@ static void handle_post(session *s, proto_request *req)
         refuse_post(s, "INVALID_TOKEN", "the token belongs to another user", -1, req->ref);
         return;
     }
-    publish_message(s, 1, req->text, NULL, 0, req->ref);
+    if (req->kind == PROTO_WHISPER)
+        whisper(s, req);
+    else
+        publish_message(s, 1, req->text, NULL, 0, req->ref);
 }
 
 /* Takes one message from the session's budget (SPEC "Text rules (version
@@ -797,7 +1034,7 @@ static void on_message(rtc_peer *p, const uint8_t *data, size_t len, int binary,
         if (req.kind == PROTO_PING) {
             char ts[32];
             send_owned(s, proto_build_pong(req.ref, clock_iso8601_now(ts, sizeof ts)));
-        } else {
+        } else { /* post or whisper */
             handle_post(s, &req);
         }
         proto_request_clear(&req);
@@ -828,8 +1065,8 @@ static void on_close(rtc_peer *p, const char *reason, void *user)
     s->state = S_CLOSED;
     drop_timer(s);
     if (was_joined) {
-        chat_room_leave(svc->rooms, s->room, s->summary, s->sub);
-        s->sub = NULL;
+        chat_room_leave(svc->rooms, s->room, s->summary, s->sub, s->direct);
+        s->sub = s->direct = NULL;
         chat_room_presence(svc->rooms, s->room, "leave", s->summary, s);
     }
     char now[32];

@@ -57,6 +57,14 @@ chat_session *chat_session_new(chat_service *svc, const char *room, const char *
  * welcome's token keeps it, so resuming never extends a login past
  * --jwt-max-age. Call before the offer is answered. */
 void chat_session_resume_login(chat_session *s, time_t auth_time);
+/* Catch-up (POST /api/rtc?since=ID): the history after the welcome holds
+ * the messages after `since` that this session's user may see, read from
+ * the log, instead of the room's last ones. Call before the offer is
+ * answered. */
+void chat_session_catch_up(chat_session *s, int64_t since);
+/* The reader pool's function (service.c makes the pool): reads one
+ * session's catch-up, posts the answer to its loop. */
+void chat_session_catch_up_read(void *job, void *unused);
 /* The offer was answered with peer p (the caller's reference to p stays
  * the caller's): starts identifying the user on p's loop now, while the
  * connection is set up. Takes the offer path's reference to s; any

@@ -176,6 +176,69 @@ void http_body_clear(http_body *b)
     b->len = 0;
 }
 
+/* A JSON body's media type: application/json, or none given. 0 after
+ * answering 415. */
+static int json_body_ok(const http_request *req, http_reply *r)
+{
+    if (req->content_type == NULL || media_type_is(req->content_type, "application/json"))
+        return 1;
+    http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "send the body as application/json");
+    return 0;
+}
+
+/* /api/rooms and below, but GET .../messages (left to the caller: 0).
+ * rest is what follows "/api/rooms". 1 when answered. */
+static int route_rooms(const http_app *app, void *arg, const char *method, const char *rest,
+                       http_request *req, http_reply *r)
+{
+    int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
+        if (!is_get && strcmp(method, "POST") != 0) {
+            http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use GET or POST");
+            return 1;
+        }
+        if (!is_get && !json_body_ok(req, r))
+            return 1;
+        app->rooms(arg, is_get ? "GET" : "POST", NULL, NULL, req, r);
+        return 1;
+    }
+    const char *name = rest + 1, *slash = strchr(name, '/');
+    size_t nl = slash ? (size_t)(slash - name) : strlen(name);
+    char room[128];
+    if (nl == 0) {
+        http_reply_error(r, 404, "NOT_FOUND", "no such resource");
+        return 1;
+    }
+    if (nl >= sizeof room) {
+        http_reply_error(r, 400, "BAD_REQUEST", "room name too long");
+        return 1;
+    }
+    memcpy(room, name, nl);
+    room[nl] = '\0';
+    const char *action = NULL;
+    if (slash == NULL) {
+        if (strcmp(method, "PATCH") != 0 && strcmp(method, "DELETE") != 0) {
+            http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use PATCH or DELETE");
+            return 1;
+        }
+    } else if (strcmp(slash, "/messages") == 0) {
+        return 0;
+    } else if (strcmp(slash, "/kick") == 0 || strcmp(slash, "/announce") == 0) {
+        action = slash + 1;
+        if (strcmp(method, "POST") != 0) {
+            http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use POST with a JSON body");
+            return 1;
+        }
+    } else {
+        http_reply_error(r, 404, "NOT_FOUND", "no such resource");
+        return 1;
+    }
+    if (!json_body_ok(req, r))
+        return 1;
+    app->rooms(arg, method, room, action, req, r);
+    return 1;
+}
+
 const web_asset *http_route(const http_app *app, void *arg, const char *method, const char *url,
                             const char *authorization, http_request *req, http_reply *r)
 {
@@ -211,6 +274,17 @@ const web_asset *http_route(const http_app *app, void *arg, const char *method, 
             return NULL;
         }
         app->rtc_delete(arg, url + 9, r);
+    } else if (strcmp(url, "/api/announce") == 0 && app->announce) {
+        if (strcmp(method, "POST") != 0) {
+            http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use POST with a JSON body");
+            return NULL;
+        }
+        if (!json_body_ok(req, r))
+            return NULL;
+        app->announce(arg, req, r);
+    } else if (strncmp(url, "/api/rooms", 10) == 0 && (url[10] == '\0' || url[10] == '/') &&
+               app->rooms && route_rooms(app, arg, method, url + 10, req, r)) {
+        /* answered (or refused) by route_rooms */
     } else if (!is_get) {
         http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "method not allowed here");
         return NULL;
@@ -273,6 +347,9 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *c, const 
     req.room = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "room");
     req.limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     req.before = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "before");
+    req.q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
+    req.since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+    req.pin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Room-Pin");
     req.content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     req.body = body->data ? body->data : "";

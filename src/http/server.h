@@ -9,7 +9,12 @@
  *   DELETE /api/rtc/ID                  -> rtc_delete
  *   GET    /api/health                  -> health
  *   GET    /.well-known/jwks.json       -> jwks
- *   GET    /api/rooms/NAME/messages     -> room_messages
+ *   GET    /api/rooms/NAME/messages     -> room_messages (?limit, ?before, ?q)
+ *   GET    /api/rooms, POST /api/rooms  -> rooms (room NULL)
+ *   PATCH, DELETE /api/rooms/NAME       -> rooms (room NAME, action NULL)
+ *   POST   /api/rooms/NAME/kick|announce -> rooms (room NAME, action "kick"|"announce")
+ *   POST   /api/announce                -> announce
+ * (version 2: JSON bodies, Content-Type application/json when given)
  *   GET    /metrics                     -> metrics
  *   GET    / and web assets             -> embedded files (web_assets.h)
  *
@@ -68,6 +73,9 @@ typedef struct {
     const char *body;
     size_t body_len;
     const char *limit, *before; /* query parameters for room_messages */
+    const char *q;              /* ?q= (search), or NULL */
+    const char *since;          /* ?since= on POST /api/rtc, or NULL */
+    const char *pin;            /* the X-Room-Pin header, or NULL */
 } http_request;
 
 typedef struct {
@@ -77,6 +85,9 @@ typedef struct {
     void (*jwks)(void *app, http_reply *r);
     void (*room_messages)(void *app, const char *room, const http_request *req, http_reply *r);
     void (*metrics)(void *app, http_reply *r);
+    void (*rooms)(void *app, const char *method, const char *room, const char *action,
+                  const http_request *req, http_reply *r);
+    void (*announce)(void *app, const http_request *req, http_reply *r);
 } http_app;
 
 /* Binds host:port (port 0 = any free port) and starts serving.

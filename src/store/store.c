@@ -16,12 +16,14 @@
  * covers a restarted PostgreSQL server as well as a SQLite file that was
  * locked, replaced or read-only for a while.
  *
- * Why one file of about 900 lines: the queue, the writer that empties it
- * and the history reads that merge still-queued rows with the database all
- * work under s->lock and its one rule above; kept together, that rule is
- * read in one place (the byte budget of issue 9 too). The SQL is in the
- * backends, the row packing in store_int.h's items, the per-room index of
- * queued messages in store_index.c.
+ * Why one file of about 1,300 lines: the queue, the writer that empties it
+ * and the reads that merge still-queued rows with the database (history,
+ * catch-up, rooms) all work under s->lock and its one rule above; kept
+ * together, that rule is read in one place (the byte budget of issue 9
+ * too). The SQL is in the backends, the row packing in store_int.h's
+ * items, the per-room index of queued messages in store_index.c. The
+ * reads are the file's last third and the first thing to move out (with
+ * struct store into store_int.h) if it grows again.
  */
 #include "store/store_int.h"
 
@@ -32,6 +34,7 @@
 #include "util/mem.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -134,20 +137,38 @@ static store_item *item_new(store_item_kind kind, size_t strings)
 
 store_item *store_item_message(const store_message *m)
 {
-    store_item *it = item_new(STORE_ITEM_MESSAGE, slen(m->room) + slen(m->source) + slen(m->title) +
-                                                      slen(m->body) + slen(m->created_at) +
-                                                      slen(m->user_name) + slen(m->user_username));
+    store_item *it =
+        item_new(STORE_ITEM_MESSAGE, slen(m->room) + slen(m->source) + slen(m->recipients) +
+                                         slen(m->title) + slen(m->body) + slen(m->created_at) +
+                                         slen(m->user_name) + slen(m->user_username));
     if (it == NULL)
         return NULL;
     char *cur = it->data;
     it->u.msg = *m;
     it->u.msg.room = pack(&cur, m->room);
     it->u.msg.source = pack(&cur, m->source);
+    it->u.msg.recipients = pack(&cur, m->recipients);
     it->u.msg.title = pack(&cur, m->title);
     it->u.msg.body = pack(&cur, m->body);
     it->u.msg.created_at = pack(&cur, m->created_at);
     it->u.msg.user_name = pack(&cur, m->user_name);
     it->u.msg.user_username = pack(&cur, m->user_username);
+    return it;
+}
+
+store_item *store_item_room(store_item_kind kind, const store_room *r)
+{
+    store_item *it = item_new(kind, slen(r->name) + slen(r->description) + slen(r->secret_hash) +
+                                        slen(r->pin_hash) + slen(r->created_at));
+    if (it == NULL)
+        return NULL;
+    char *cur = it->data;
+    it->u.room = *r;
+    it->u.room.name = pack(&cur, r->name);
+    it->u.room.description = pack(&cur, r->description);
+    it->u.room.secret_hash = pack(&cur, r->secret_hash);
+    it->u.room.pin_hash = pack(&cur, r->pin_hash);
+    it->u.room.created_at = pack(&cur, r->created_at);
     return it;
 }
 
@@ -290,6 +311,10 @@ static const char *kind_name(store_item_kind k)
         return "session end";
     case STORE_ITEM_API_ERROR:
         return "api error";
+    case STORE_ITEM_ROOM_PUT:
+        return "room";
+    case STORE_ITEM_ROOM_DELETE:
+        return "room deletion";
     }
     return "row";
 }
@@ -699,19 +724,64 @@ store_put_result store_put_user(store *s, const store_user *u, store_done_cb cb,
     return enqueue(s, it);
 }
 
+/* True for store.h's form of a recipients list: user ids > 0 without
+ * leading zeros, strictly ascending, comma-separated, nothing else. The
+ * catch-up query finds a reader in it by text (",5," in ",2,5,"), which
+ * only works when every id is written one way. */
+static int recipients_ok(const char *list)
+{
+    long prev = 0;
+    const char *p = list;
+    for (;;) {
+        if (*p < '1' || *p > '9')
+            return 0;
+        long id = 0;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (id > (LONG_MAX - (*p - '0')) / 10)
+                return 0;
+            id = id * 10 + (*p - '0');
+        }
+        if (id <= prev)
+            return 0;
+        prev = id;
+        if (*p == '\0')
+            return 1;
+        if (*p++ != ',')
+            return 0;
+    }
+}
+
+/* The rules of store.h for a message's source, sender, recipients and
+ * room: whispers have recipients and a sender, announcements may have no
+ * sender and alone may go to every room, posts have a sender. */
+static int message_ok(const store_message *m)
+{
+    if (m->id <= 0 || m->room == NULL || m->body == NULL || m->source == NULL ||
+        !ts_ok(m->created_at))
+        return 0;
+    int every = strcmp(m->room, STORE_ROOM_EVERY) == 0;
+    if (strcmp(m->source, "auto") == 0 || strcmp(m->source, "manual") == 0)
+        return m->user_id > 0 && m->recipients == NULL && !every;
+    if (strcmp(m->source, "whisper") == 0)
+        return m->user_id > 0 && m->recipients != NULL && recipients_ok(m->recipients) && !every;
+    if (strcmp(m->source, "announcement") == 0)
+        return m->user_id >= 0 && m->recipients == NULL;
+    return 0;
+}
+
 store_put_result store_put_message(store *s, const store_message *m)
 {
-    if (m == NULL || m->id <= 0 || m->user_id <= 0 || m->room == NULL || m->body == NULL ||
-        m->source == NULL || (strcmp(m->source, "auto") != 0 && strcmp(m->source, "manual") != 0) ||
-        !ts_ok(m->created_at)) {
-        log_warn("store", "message row without id, user, room or body, or a bad source or "
-                          "timestamp; not queued");
+    if (m == NULL || !message_ok(m)) {
+        log_warn("store", "message row without id, room or body, or a bad source, sender, "
+                          "recipients or timestamp; not queued");
         return STORE_PUT_FAILED;
     }
     store_message copy = *m;
     char now[CLOCK_ISO8601_LEN];
     if (copy.created_at == NULL)
         copy.created_at = clock_iso8601_now(now, sizeof now);
+    if (copy.user_id == 0) /* an announcement of chatd's: no sender, no names */
+        copy.user_name = copy.user_username = NULL;
     store_item *it = store_item_message(&copy);
     if (it == NULL) {
         log_warn("store", "out of memory; message %lld not queued", (long long)m->id);
@@ -791,23 +861,100 @@ store_put_result store_api_error(store *s, const char *method, const char *url, 
     return enqueue(s, it);
 }
 
+store_put_result store_room_put(store *s, const store_room *r)
+{
+    if (r == NULL || r->name == NULL || r->created_by < 0 || !ts_ok(r->created_at)) {
+        log_warn("store", "room row without name, or a bad creator or timestamp; not queued");
+        return STORE_PUT_FAILED;
+    }
+    store_room copy = *r;
+    char now[CLOCK_ISO8601_LEN];
+    if (copy.created_at == NULL)
+        copy.created_at = clock_iso8601_now(now, sizeof now);
+    if (copy.description == NULL)
+        copy.description = "";
+    copy.is_private = copy.is_private != 0;
+    store_item *it = store_item_room(STORE_ITEM_ROOM_PUT, &copy);
+    if (it == NULL) {
+        log_warn("store", "out of memory; room row not queued");
+        return STORE_PUT_FAILED;
+    }
+    return enqueue(s, it);
+}
+
+store_put_result store_room_delete(store *s, const char *name)
+{
+    if (name == NULL) {
+        log_warn("store", "room deletion without a name; not queued");
+        return STORE_PUT_FAILED;
+    }
+    store_item *it = store_item_room(STORE_ITEM_ROOM_DELETE, &(store_room){.name = name});
+    if (it == NULL) {
+        log_warn("store", "out of memory; room deletion not queued");
+        return STORE_PUT_FAILED;
+    }
+    return enqueue(s, it);
+}
+
 /* ---- reads ---- */
 
-/* Copies the newest `limit` queued messages of room below before_id into
- * out, newest first. Must run BEFORE the database read: a row committed in
- * between is then seen twice (and deduplicated), never missed. Costs
- * O(log n + limit) under the lock, through the index, not a walk of the
- * queue (which may hold a hundred thousand rows while the database is
- * down). */
-static int queued_messages(store *s, const char *room, int limit, int64_t before_id,
-                           store_rows *out)
+/* Filters of queued rows, the same rules as the backends' WHERE clauses. */
+static int keep_public(const store_message *m, void *arg)
 {
-    store_item *match[STORE_RECENT_MAX];
+    (void)arg;
+    return m->recipients == NULL;
+}
+
+/* True when the recipients list holds the id (store.h's form). */
+static int among(const char *list, long id)
+{
+    char want[24];
+    size_t n = (size_t)snprintf(want, sizeof want, "%ld", id);
+    for (const char *p = list;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && memcmp(p, want, n) == 0)
+            return 1;
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+static int keep_visible(const store_message *m, void *arg)
+{
+    long user = *(const long *)arg;
+    return m->recipients == NULL ||
+           (user > 0 && (m->user_id == user || among(m->recipients, user)));
+}
+
+/* Copies into out, newest first, the newest q->limit queued rows that q
+ * would read from the database (its room's and STORE_ROOM_EVERY's). Must
+ * run BEFORE the database read: a row committed in between is then seen
+ * twice (and deduplicated), never missed. Costs O(log n + limit) under the
+ * lock, plus a step for each queued private row the reader may not see,
+ * through the index, not a walk of the queue (which may hold a hundred
+ * thousand rows while the database is down). */
+static int queued_messages(store *s, const store_read *q, store_rows *out)
+{
+    store_item *room[STORE_RECENT_MAX + 1], *every[STORE_RECENT_MAX + 1];
+    long user = q->user_id;
+    store_index_filter keep = q->kind == STORE_READ_SINCE ? keep_visible : keep_public;
+    int64_t after = q->kind == STORE_READ_SINCE ? q->after_id : INT64_MIN;
+    int64_t before = q->kind == STORE_READ_SINCE ? INT64_MAX : q->before_id;
     int rc = 0;
     pthread_mutex_lock(&s->lock);
-    size_t n = store_index_recent(s->ix, room, before_id, (size_t)limit, match);
-    for (size_t i = 0; i < n; i++) {
-        store_item *copy = store_item_message(&match[i]->u.msg);
+    size_t nr =
+        store_index_range(s->ix, q->room, after, before, (size_t)q->limit, keep, &user, room);
+    size_t ne = 0;
+    if (strcmp(q->room, STORE_ROOM_EVERY) != 0)
+        ne = store_index_range(s->ix, STORE_ROOM_EVERY, after, before, (size_t)q->limit, keep,
+                               &user, every);
+    size_t i = 0, j = 0;
+    while (i < nr || j < ne) {
+        store_item *it =
+            j >= ne || (i < nr && room[i]->u.msg.id > every[j]->u.msg.id) ? room[i++] : every[j++];
+        store_item *copy = store_item_message(&it->u.msg);
         if (copy == NULL || store_rows_push(out, copy) != 0) {
             rc = -1;
             break;
@@ -817,21 +964,22 @@ static int queued_messages(store *s, const char *room, int limit, int64_t before
     return rc;
 }
 
-static int db_recent(store *s, const char *room, int limit, int64_t before_id, store_rows *out,
-                     char *err, size_t errlen)
+/* A read on the reader connection: messages for q, or (q NULL) the rooms.
+ * 0, or -1 with the backend's reason in sub. */
+static int db_rows(store *s, const store_read *q, store_rows *out, char *sub, size_t sublen)
 {
-    char sub[512] = "";
     int rc = -1;
     pthread_mutex_lock(&s->read_lock);
     /* Two tries: the first may find the connection broken by a server
      * restart since the last read. */
     for (int attempt = 0; attempt < 2 && rc != 0; attempt++) {
         if (s->rconn == NULL) {
-            s->rconn = s->b->connect(s->url, 1, sub, sizeof sub);
+            s->rconn = s->b->connect(s->url, 1, sub, sublen);
             if (s->rconn == NULL)
                 break;
         }
-        rc = s->b->recent(s->rconn, room, limit, before_id, out, sub, sizeof sub);
+        rc =
+            q ? s->b->read(s->rconn, q, out, sub, sublen) : s->b->rooms(s->rconn, out, sub, sublen);
         if (rc != 0) {
             store_rows_free(out);
             if (!s->b->broken(s->rconn))
@@ -841,8 +989,99 @@ static int db_recent(store *s, const char *room, int limit, int64_t before_id, s
         }
     }
     pthread_mutex_unlock(&s->read_lock);
-    if (rc != 0)
-        err_set(err, errlen, "cannot read messages: %s", sub);
+    return rc;
+}
+
+static int db_read(store *s, const store_read *q, store_rows *out, char *err, size_t errlen)
+{
+    char sub[512] = "";
+    if (db_rows(s, q, out, sub, sizeof sub) == 0)
+        return 0;
+    err_set(err, errlen, "cannot read messages: %s", sub);
+    return -1;
+}
+
+/* Merges two newest-first lists into pick[] (at most want rows), dropping
+ * queued copies of rows that the database already has. */
+static size_t merge_rows(const store_rows *d, const store_rows *q, size_t want,
+                         const store_message **pick)
+{
+    size_t n = 0, i = 0, j = 0;
+    while (n < want && (i < d->count || j < q->count)) {
+        const store_message *m;
+        if (j >= q->count || (i < d->count && d->rows[i]->u.msg.id >= q->rows[j]->u.msg.id)) {
+            m = &d->rows[i++]->u.msg;
+            if (j < q->count && q->rows[j]->u.msg.id == m->id)
+                j++;
+        } else {
+            m = &q->rows[j++]->u.msg;
+        }
+        pick[n++] = m;
+    }
+    return n;
+}
+
+/* The caller's result: the n newest-first rows of pick[] in one block,
+ * newest last, names never NULL. 0, or -1 when out of memory. */
+static int result_block(const store_message *const *pick, size_t n, store_message **out,
+                        size_t *count, char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    size_t bytes = 0;
+    for (size_t k = 0; k < n; k++) {
+        const store_message *m = pick[k];
+        bytes += slen(m->room) + slen(m->source) + slen(m->recipients) + slen(m->title) +
+                 slen(m->body) + slen(m->created_at) + (m->user_name ? slen(m->user_name) : 1) +
+                 (m->user_username ? slen(m->user_username) : 1);
+    }
+    store_message *res = mem_alloc(n * sizeof *res + bytes);
+    if (res == NULL) {
+        err_set(err, errlen, "out of memory");
+        return -1;
+    }
+    char *cur = (char *)(res + n);
+    for (size_t k = 0; k < n; k++) {
+        const store_message *m = pick[n - 1 - k]; /* newest last */
+        store_message *r = &res[k];
+        *r = *m;
+        r->room = pack(&cur, m->room);
+        r->source = pack(&cur, m->source);
+        r->recipients = pack(&cur, m->recipients);
+        r->title = pack(&cur, m->title);
+        r->body = pack(&cur, m->body);
+        r->created_at = pack(&cur, m->created_at);
+        r->user_name = pack(&cur, m->user_name ? m->user_name : "");
+        r->user_username = pack(&cur, m->user_username ? m->user_username : "");
+    }
+    *out = res;
+    *count = n;
+    return 0;
+}
+
+/* Queued rows (unless a search), then the database, merged: the newest
+ * `want` rows go to the caller's block, and *found says how many there
+ * were before the cut at want (at most q->limit). */
+static int read_merged(store *s, const store_read *q, size_t want, store_message **out,
+                       size_t *count, size_t *found, char *err, size_t errlen)
+{
+    store_rows qr = {0}, d = {0};
+    if (q->kind != STORE_READ_SEARCH && queued_messages(s, q, &qr) != 0) {
+        store_rows_free(&qr);
+        err_set(err, errlen, "out of memory");
+        return -1;
+    }
+    if (db_read(s, q, &d, err, errlen) != 0) {
+        store_rows_free(&qr);
+        return -1;
+    }
+    const store_message *pick[STORE_RECENT_MAX + 1];
+    size_t n = merge_rows(&d, &qr, (size_t)q->limit, pick);
+    if (found)
+        *found = n;
+    int rc = result_block(pick, n > want ? want : n, out, count, err, errlen);
+    store_rows_free(&qr);
+    store_rows_free(&d);
     return rc;
 }
 
@@ -857,66 +1096,225 @@ int store_recent_messages(store *s, const char *room, int limit, int64_t before_
     }
     if (limit > STORE_RECENT_MAX)
         limit = STORE_RECENT_MAX;
-    if (before_id <= 0)
-        before_id = INT64_MAX;
+    store_read q = {.kind = STORE_READ_RECENT,
+                    .room = room,
+                    .before_id = before_id > 0 ? before_id : INT64_MAX,
+                    .limit = limit};
+    return read_merged(s, &q, (size_t)limit, out, count, NULL, err, errlen);
+}
 
-    store_rows q = {0}, d = {0};
-    if (queued_messages(s, room, limit, before_id, &q) != 0) {
-        store_rows_free(&q);
+int store_messages_since(store *s, const char *room, long user_id, int64_t since_id, int limit,
+                         store_message **out, size_t *count, int *more, char *err, size_t errlen)
+{
+    *out = NULL;
+    *count = 0;
+    *more = 0;
+    if (room == NULL || limit < 1) {
+        err_set(err, errlen, "room missing or limit below 1");
+        return -1;
+    }
+    if (limit > STORE_SINCE_MAX)
+        limit = STORE_SINCE_MAX;
+    char like[32];
+    snprintf(like, sizeof like, "%%,%ld,%%", user_id > 0 ? user_id : 0);
+    /* One row more than asked for tells whether older ones were left out. */
+    store_read q = {.kind = STORE_READ_SINCE,
+                    .room = room,
+                    .after_id = since_id > 0 ? since_id : 0,
+                    .limit = limit + 1,
+                    .member_like = like,
+                    .user_id = user_id > 0 ? user_id : 0};
+    size_t found = 0;
+    if (read_merged(s, &q, (size_t)limit, out, count, &found, err, errlen) != 0)
+        return -1;
+    *more = found > (size_t)limit;
+    return 0;
+}
+
+/* A search word's bytes: ASCII letters and digits, and every byte of a
+ * non-ASCII UTF-8 character (letters or not: both tokenizers split on
+ * what is not a letter, so a non-letter inside a word only splits it
+ * again; see store.h). */
+static int word_byte(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
+}
+
+int store_search_messages(store *s, const char *room, const char *words, int limit,
+                          int64_t before_id, store_message **out, size_t *count, char *err,
+                          size_t errlen)
+{
+    *out = NULL;
+    *count = 0;
+    if (room == NULL || words == NULL || limit < 1) {
+        err_set(err, errlen, "room or words missing, or limit below 1");
+        return -1;
+    }
+    if (limit > STORE_RECENT_MAX)
+        limit = STORE_RECENT_MAX;
+    /* Count and measure the words before allocating anything. */
+    size_t nwords = 0, bytes = 0, longest = 0;
+    for (const char *p = words; *p;) {
+        if (!word_byte((unsigned char)*p)) {
+            p++;
+            continue;
+        }
+        size_t len = 0;
+        while (word_byte((unsigned char)p[len]))
+            len++;
+        nwords++;
+        bytes += len;
+        if (len > longest)
+            longest = len;
+        p += len;
+    }
+    if (nwords == 0)
+        return 0;
+    if (nwords > STORE_SEARCH_WORDS_MAX) {
+        err_set(err, errlen, "more than %d words to search for", STORE_SEARCH_WORDS_MAX);
+        return -1;
+    }
+    if (longest > STORE_SEARCH_WORD_BYTES)
+        return 0; /* PostgreSQL never indexes such a word: no match anywhere */
+
+    /* fts: "w1" "w2" (quoted words, an implicit AND); plain: w1 w2. */
+    size_t fts_len = bytes + 3 * nwords, plain_len = bytes + nwords;
+    char *buf = mem_alloc(fts_len + plain_len);
+    if (buf == NULL) {
         err_set(err, errlen, "out of memory");
         return -1;
     }
-    if (db_recent(s, room, limit, before_id, &d, err, errlen) != 0) {
-        store_rows_free(&q);
-        return -1;
-    }
-
-    /* Merge the two newest-first lists, dropping queued copies of rows that
-     * the database already has. */
-    const store_message *pick[STORE_RECENT_MAX];
-    size_t n = 0, i = 0, j = 0, bytes = 0;
-    while (n < (size_t)limit && (i < d.count || j < q.count)) {
-        const store_message *m;
-        if (j >= q.count || (i < d.count && d.rows[i]->u.msg.id >= q.rows[j]->u.msg.id)) {
-            m = &d.rows[i++]->u.msg;
-            if (j < q.count && q.rows[j]->u.msg.id == m->id)
-                j++;
-        } else {
-            m = &q.rows[j++]->u.msg;
+    char *fts = buf, *plain = buf + fts_len, *f = fts, *pl = plain;
+    for (const char *p = words; *p;) {
+        if (!word_byte((unsigned char)*p)) {
+            p++;
+            continue;
         }
-        pick[n++] = m;
-        bytes += slen(m->room) + slen(m->source) + slen(m->title) + slen(m->body) +
-                 slen(m->created_at) + (m->user_name ? slen(m->user_name) : 1) +
-                 (m->user_username ? slen(m->user_username) : 1);
-    }
-
-    int rc = 0;
-    if (n > 0) {
-        store_message *res = mem_alloc(n * sizeof *res + bytes);
-        if (res == NULL) {
-            err_set(err, errlen, "out of memory");
-            rc = -1;
-        } else {
-            char *cur = (char *)(res + n);
-            for (size_t k = 0; k < n; k++) {
-                const store_message *m = pick[n - 1 - k]; /* newest last */
-                store_message *r = &res[k];
-                *r = *m;
-                r->room = pack(&cur, m->room);
-                r->source = pack(&cur, m->source);
-                r->title = pack(&cur, m->title);
-                r->body = pack(&cur, m->body);
-                r->created_at = pack(&cur, m->created_at);
-                r->user_name = pack(&cur, m->user_name ? m->user_name : "");
-                r->user_username = pack(&cur, m->user_username ? m->user_username : "");
-            }
-            *out = res;
-            *count = n;
+        size_t len = 0;
+        while (word_byte((unsigned char)p[len]))
+            len++;
+        if (f != fts) {
+            *f++ = ' ';
+            *pl++ = ' ';
         }
+        *f++ = '"';
+        memcpy(f, p, len);
+        f += len;
+        *f++ = '"';
+        memcpy(pl, p, len);
+        pl += len;
+        p += len;
     }
-    store_rows_free(&q);
-    store_rows_free(&d);
+    *f = '\0';
+    *pl = '\0';
+    store_read q = {.kind = STORE_READ_SEARCH,
+                    .room = room,
+                    .before_id = before_id > 0 ? before_id : INT64_MAX,
+                    .limit = limit,
+                    .fts = fts,
+                    .plain = plain};
+    int rc = read_merged(s, &q, (size_t)limit, out, count, NULL, err, errlen);
+    mem_free(buf);
     return rc;
 }
 
 void store_messages_free(store_message *msgs) { mem_free(msgs); }
+
+/* ---- rooms ---- */
+
+static int room_cmp(const void *a, const void *b)
+{
+    const store_item *x = *(store_item *const *)a, *y = *(store_item *const *)b;
+    return strcmp(x->u.room.name, y->u.room.name);
+}
+
+/* Applies one queued put or deletion to the rows read (unsorted). 0, or
+ * -1 when out of memory. */
+static int room_apply(store_rows *rows, const store_item *op)
+{
+    for (size_t i = 0; i < rows->count; i++) {
+        if (strcmp(rows->rows[i]->u.room.name, op->u.room.name) != 0)
+            continue;
+        mem_free(rows->rows[i]);
+        rows->rows[i] = rows->rows[--rows->count];
+        break;
+    }
+    if (op->kind != STORE_ITEM_ROOM_PUT)
+        return 0;
+    store_item *copy = store_item_room(STORE_ITEM_ROOM_PUT, &op->u.room);
+    return copy == NULL ? -1 : store_rows_push(rows, copy);
+}
+
+int store_rooms_load(store *s, store_room **out, size_t *count, char *err, size_t errlen)
+{
+    *out = NULL;
+    *count = 0;
+    /* The queued puts and deletions first (see queued_messages for why
+     * first), in FIFO order. Rooms are loaded once, at start, so a walk of
+     * the queue is fine here. */
+    store_rows ops = {0}, rows = {0};
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    for (store_item *it = s->head; it != NULL && rc == 0; it = it->next) {
+        if (it->kind != STORE_ITEM_ROOM_PUT && it->kind != STORE_ITEM_ROOM_DELETE)
+            continue;
+        store_item *copy = store_item_room(it->kind, &it->u.room);
+        rc = copy == NULL ? -1 : store_rows_push(&ops, copy);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc != 0) {
+        store_rows_free(&ops);
+        err_set(err, errlen, "out of memory");
+        return -1;
+    }
+
+    char sub[512] = "";
+    if (db_rows(s, NULL, &rows, sub, sizeof sub) != 0) {
+        store_rows_free(&ops);
+        err_set(err, errlen, "cannot read rooms: %s", sub);
+        return -1;
+    }
+    for (size_t i = 0; i < ops.count && rc == 0; i++)
+        rc = room_apply(&rows, ops.rows[i]);
+    store_rows_free(&ops);
+    if (rc != 0) {
+        store_rows_free(&rows);
+        err_set(err, errlen, "out of memory");
+        return -1;
+    }
+    if (rows.count == 0) {
+        store_rows_free(&rows);
+        return 0;
+    }
+    /* By name, bytewise (strcmp): the same order on both backends,
+     * whatever PostgreSQL's collation. */
+    qsort(rows.rows, rows.count, sizeof *rows.rows, room_cmp);
+    size_t bytes = 0;
+    for (size_t i = 0; i < rows.count; i++) {
+        const store_room *r = &rows.rows[i]->u.room;
+        bytes += slen(r->name) + (r->description ? slen(r->description) : 1) +
+                 slen(r->secret_hash) + slen(r->pin_hash) + slen(r->created_at);
+    }
+    store_room *res = mem_alloc(rows.count * sizeof *res + bytes);
+    if (res == NULL) {
+        store_rows_free(&rows);
+        err_set(err, errlen, "out of memory");
+        return -1;
+    }
+    char *cur = (char *)(res + rows.count);
+    for (size_t i = 0; i < rows.count; i++) {
+        const store_room *r = &rows.rows[i]->u.room;
+        res[i] = *r;
+        res[i].name = pack(&cur, r->name);
+        res[i].description = pack(&cur, r->description ? r->description : "");
+        res[i].secret_hash = pack(&cur, r->secret_hash);
+        res[i].pin_hash = pack(&cur, r->pin_hash);
+        res[i].created_at = pack(&cur, r->created_at);
+    }
+    *out = res;
+    *count = rows.count;
+    store_rows_free(&rows);
+    return 0;
+}
+
+void store_rooms_free(store_room *rooms) { mem_free(rooms); }

@@ -50,8 +50,10 @@
  * except store_close (once, after every other call has returned). store_put_*
  * only take a mutex for a queue append. Callbacks (store_done_cb) run on the
  * writer thread, one at a time, in queue order; they must not block for long
- * and must not call store_close or store_flush. store_recent_messages uses
- * its own read connection (one, shared under a mutex), never the writer's.
+ * and must not call store_close or store_flush. The reads
+ * (store_recent_messages, store_messages_since, store_search_messages,
+ * store_rooms_load) use their own read connection (one, shared under a
+ * mutex), never the writer's.
  * The writer thread blocks every signal, so SIGTERM/SIGINT reach the
  * application's threads.
  *
@@ -105,9 +107,9 @@ typedef struct store_user {
  * copies them). In the results of store_recent_messages every string lives
  * in the one block the caller frees with store_messages_free. */
 typedef struct store_message {
-    int64_t id;       /* from store_next_message_id */
-    const char *room; /* required; STORE_ROOM_EVERY for an announcement to every room */
-    long user_id;     /* the users.id of the sender; its row comes first. 0 (NULL in
+    int64_t id;         /* from store_next_message_id */
+    const char *room;   /* required; STORE_ROOM_EVERY for an announcement to every room */
+    long user_id;       /* the users.id of the sender; its row comes first. 0 (NULL in
                        * the database) only for an announcement */
     const char *source; /* "auto", "manual", "whisper" or "announcement" */
     /* A private message's recipients: their user ids in ascending order,
@@ -179,7 +181,14 @@ store_put_result store_put_user(store *s, const store_user *u, store_done_cb cb,
 /* Queue a message row; m is copied. Returns STORE_PUT_OK when queued,
  * STORE_PUT_FULL when the queue is full (see above: do not deliver it, tell
  * the sender to retry), STORE_PUT_FAILED otherwise (allocation failure,
- * missing field, bad source or timestamp, store closing). */
+ * missing field, bad source or timestamp, store closing). Also refused:
+ * a whisper without recipients in exactly the form above (ids > 0, no
+ * leading zeros, strictly ascending: the catch-up query matches a reader's
+ * id as text), recipients on any other source, user_id 0 on anything but
+ * an announcement, and STORE_ROOM_EVERY on anything but an announcement.
+ * An announcement with user_id 0 is stored and returned without names
+ * (""), whatever user_name was given; one with a user_id > 0 gets that
+ * user's names like any other row. */
 store_put_result store_put_message(store *s, const store_message *m);
 
 /* Queue a sessions row (user_id 0 = none) / set its ended_at and end_reason.
@@ -216,8 +225,7 @@ void store_messages_free(store_message *msgs);
  * messages still queued. Same ownership and errors as
  * store_recent_messages. */
 int store_messages_since(store *s, const char *room, long user_id, int64_t since_id, int limit,
-                         store_message **out, size_t *count, int *more, char *err,
-                         size_t errlen);
+                         store_message **out, size_t *count, int *more, char *err, size_t errlen);
 
 /* Full-text search (SPEC: GET /api/rooms/NAME/messages?q=WORDS) of the
  * room's public "auto" and "manual" messages (their body and title): a
@@ -228,7 +236,17 @@ int store_messages_since(store *s, const char *room, long user_id, int64_t since
  * and is never query syntax. The newest `limit` matches (clamped to
  * STORE_RECENT_MAX) with id < before_id (0 = no bound), newest LAST.
  * Only committed rows are searched. No word at all: 0 rows. Same
- * ownership and errors as store_recent_messages. */
+ * ownership and errors as store_recent_messages; also -1 for more than 32
+ * words, and 0 rows for a word over 2047 bytes (PostgreSQL indexes none
+ * such, so SQLite does not find them either). Results come in id order,
+ * not ranked. The two backends agree on words between spaces and
+ * punctuation, hyphens and apostrophes included ("foo-bar", "don't"),
+ * and on accented and CJK text (no segmentation, no diacritics folding).
+ * They differ where PostgreSQL's parser keeps a token whole: in an email
+ * address, a URL, a host or file name, a decimal or signed number
+ * ("3.14", "-5"), a version ("v1.2.3"), SQLite finds each part and
+ * PostgreSQL none of them; PostgreSQL also skips HTML tags and entities
+ * ("<b>", "&amp;"), which SQLite indexes as words. */
 int store_search_messages(store *s, const char *room, const char *words, int limit,
                           int64_t before_id, store_message **out, size_t *count, char *err,
                           size_t errlen);
@@ -252,8 +270,9 @@ typedef struct store_room {
 store_put_result store_room_put(store *s, const store_room *r);
 store_put_result store_room_delete(store *s, const char *name);
 /* Every row of the rooms table (lobby included: the migration creates
- * it), by name. Reads the database (and the rows still queued). 0, or -1
- * with err set. */
+ * it), by name (bytewise, strcmp order). Reads the database (and the rows
+ * still queued, applied in order). 0, or -1 with err set. *out is NULL
+ * when *count is 0. */
 int store_rooms_load(store *s, store_room **out, size_t *count, char *err, size_t errlen);
 void store_rooms_free(store_room *rooms);
 

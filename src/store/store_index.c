@@ -3,6 +3,10 @@
  * a history read costs O(log n + limit) under the store lock however long
  * the queue has grown while the database was down (see store_int.h).
  *
+ * A read walks a room's rows down from the newest, so it costs O(log n +
+ * rows looked at): the limit, plus the rows its filter drops (private rows
+ * of other users), which a queue holds few of next to the public ones.
+ *
  * A room's rows are an array of item pointers [start, end), ascending id.
  * Rows arrive almost in id order (ids are taken just before the put, so two
  * event loops can swap neighbours) and leave almost in id order (the writer
@@ -130,8 +134,8 @@ void store_index_remove(store_index *ix, const store_item *it)
     }
 }
 
-size_t store_index_recent(store_index *ix, const char *room, int64_t before_id, size_t limit,
-                          store_item **out)
+size_t store_index_range(store_index *ix, const char *room, int64_t after_id, int64_t before_id,
+                         size_t limit, store_index_filter keep, void *arg, store_item **out)
 {
     ix_room *r = *ix_find(ix, room);
     if (r == NULL)
@@ -146,7 +150,12 @@ size_t store_index_recent(store_index *ix, const char *room, int64_t before_id, 
             hi = mid;
     }
     size_t n = 0;
-    for (size_t k = lo; k > r->start && n < limit; k--)
-        out[n++] = r->v[k - 1];
+    for (size_t k = lo; k > r->start && n < limit; k--) {
+        store_item *it = r->v[k - 1];
+        if (it->u.msg.id <= after_id)
+            break;
+        if (keep == NULL || keep(&it->u.msg, arg))
+            out[n++] = it;
+    }
     return n;
 }

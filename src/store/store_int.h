@@ -24,7 +24,9 @@ typedef enum {
     STORE_ITEM_MESSAGE,
     STORE_ITEM_SESSION_START,
     STORE_ITEM_SESSION_END,
-    STORE_ITEM_API_ERROR
+    STORE_ITEM_API_ERROR,
+    STORE_ITEM_ROOM_PUT,   /* u.room */
+    STORE_ITEM_ROOM_DELETE /* u.room.name only */
 } store_item_kind;
 
 typedef struct store_item {
@@ -54,6 +56,7 @@ typedef struct store_item {
             const char *error;
             const char *ts;
         } api_err;
+        store_room room;
     } u;
     char data[]; /* the strings the union points into */
 } store_item;
@@ -61,6 +64,10 @@ typedef struct store_item {
 /* Copies a message (all strings, the user names included) into one new item
  * of kind STORE_ITEM_MESSAGE. NULL on allocation failure. */
 store_item *store_item_message(const store_message *m);
+/* Copies a room into one new item of the given kind (STORE_ITEM_ROOM_PUT,
+ * or STORE_ITEM_ROOM_DELETE for a read row or a deletion). NULL on
+ * allocation failure. */
+store_item *store_item_room(store_item_kind kind, const store_room *r);
 
 /* The queued message rows of each room, sorted by id (store_index.c), so
  * that a history read does not walk the whole queue under the store lock.
@@ -72,10 +79,13 @@ void store_index_free(store_index *ix);
 int store_index_add(store_index *ix, store_item *it);
 /* Removes an item that store_index_add took; anything else is a no-op. */
 void store_index_remove(store_index *ix, const store_item *it);
-/* Puts into out[] the newest `limit` queued rows of room with id <
- * before_id, newest first; returns how many. */
-size_t store_index_recent(store_index *ix, const char *room, int64_t before_id, size_t limit,
-                          store_item **out);
+/* Which queued rows a read may see: 1 = keep. */
+typedef int (*store_index_filter)(const store_message *m, void *arg);
+/* Puts into out[] the newest `limit` queued rows of room with
+ * after_id < id < before_id that keep (NULL keeps all), newest first;
+ * returns how many. Rows the filter drops cost a step each. */
+size_t store_index_range(store_index *ix, const char *room, int64_t after_id, int64_t before_id,
+                         size_t limit, store_index_filter keep, void *arg, store_item **out);
 
 /* What a batch write came to. */
 typedef enum {
@@ -92,6 +102,40 @@ typedef struct store_rows {
     size_t count;
     size_t cap;
 } store_rows;
+
+/* What a history read asks a backend for (store.c fills it in, limits
+ * already checked). Every kind reads the public rows (recipients NULL) of
+ * room and of STORE_ROOM_EVERY, except SEARCH, which reads only room's
+ * public "auto" and "manual" rows. Rows come newest first. */
+typedef enum {
+    STORE_READ_RECENT, /* id < before_id, newest `limit` */
+    STORE_READ_SINCE,  /* id > after_id, newest `limit`, plus user_id's private rows */
+    STORE_READ_SEARCH  /* id < before_id, newest `limit` matching every word */
+} store_read_kind;
+
+/* Most words one search may hold (store_search_messages). */
+#define STORE_SEARCH_WORDS_MAX 32
+/* Longest word PostgreSQL indexes (its MAXSTRLEN is 2048, the byte
+ * included); a longer one can never match there, so it matches nothing on
+ * either backend. */
+#define STORE_SEARCH_WORD_BYTES 2047
+
+typedef struct store_read {
+    store_read_kind kind;
+    const char *room;
+    int64_t after_id;  /* SINCE */
+    int64_t before_id; /* RECENT, SEARCH */
+    int limit;         /* rows wanted, >= 1 */
+    /* SINCE: the reader's private rows: ",ID," pattern for LIKE
+     * ("%,5,%") and the id itself. */
+    const char *member_like;
+    long user_id;
+    /* SEARCH: the words, each of ASCII letters and digits and bytes >= 0x80
+     * only; fts = "\"w1\" \"w2\"" (an FTS5 query of quoted words, so no
+     * word is syntax), plain = "w1 w2" (for plainto_tsquery). */
+    const char *fts;
+    const char *plain;
+} store_read;
 
 typedef struct store_backend {
     const char *name; /* for stats and logs */
@@ -119,9 +163,11 @@ typedef struct store_backend {
     /* True when a failed read on c means the connection itself is broken and
      * should be replaced. */
     int (*broken)(store_conn *c);
-    /* Reads the newest `limit` messages of room with id < before_id. */
-    int (*recent)(store_conn *c, const char *room, int limit, int64_t before_id, store_rows *out,
-                  char *err, size_t errlen);
+    /* A history read (see store_read) on a reader connection; rows are
+     * STORE_ITEM_MESSAGE items. 0, or -1 with err set. */
+    int (*read)(store_conn *c, const store_read *q, store_rows *out, char *err, size_t errlen);
+    /* Every row of rooms (any order), as STORE_ITEM_ROOM_PUT items. */
+    int (*rooms)(store_conn *c, store_rows *out, char *err, size_t errlen);
 } store_backend;
 
 extern const store_backend store_sqlite_backend;

@@ -32,10 +32,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ST_USER, ST_MESSAGE, ST_SESSION_START, ST_SESSION_END, ST_API_ERROR, ST_COUNT };
+enum {
+    ST_USER,
+    ST_MESSAGE,
+    ST_SESSION_START,
+    ST_SESSION_END,
+    ST_API_ERROR,
+    ST_ROOM_PUT,
+    ST_ROOM_DELETE,
+    ST_COUNT
+};
 
 static const char *const stmt_name[ST_COUNT] = {
-    "chatd_user", "chatd_message", "chatd_session_start", "chatd_session_end", "chatd_api_error"};
+    "chatd_user",      "chatd_message",  "chatd_session_start", "chatd_session_end",
+    "chatd_api_error", "chatd_room_put", "chatd_room_delete"};
 
 static const char *const write_sql[ST_COUNT] = {
     [ST_USER] = "INSERT INTO users (id, name, username, email, profile, first_seen, last_seen)"
@@ -44,23 +54,62 @@ static const char *const write_sql[ST_COUNT] = {
                 " username = EXCLUDED.username, email = EXCLUDED.email,"
                 " profile = EXCLUDED.profile, last_seen = EXCLUDED.last_seen",
     [ST_MESSAGE] = "INSERT INTO messages"
-                   " (id, room, user_id, source, post_id, title, body, created_at)"
-                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                   " (id, room, user_id, source, recipients, post_id, title, body, created_at)"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
     [ST_SESSION_START] = "INSERT INTO sessions (id, user_id, remote, started_at)"
                          " VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
     [ST_SESSION_END] = "UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1",
     [ST_API_ERROR] = "INSERT INTO api_errors (at, method, url, status, error)"
                      " VALUES ($1, $2, $3, $4, $5)",
+    [ST_ROOM_PUT] = "INSERT INTO rooms"
+                    " (name, description, secret_hash, pin_hash, private, created_by, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description,"
+                    " secret_hash = EXCLUDED.secret_hash, pin_hash = EXCLUDED.pin_hash,"
+                    " private = EXCLUDED.private, created_by = EXCLUDED.created_by,"
+                    " created_at = EXCLUDED.created_at",
+    [ST_ROOM_DELETE] = "DELETE FROM rooms WHERE name = $1",
 };
 
 /* Timestamps come back in the same ISO-8601 form SQLite stores. */
 #define ISO_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-static const char recent_sql[] =
-    "SELECT m.id, m.room, m.user_id, m.source, m.post_id, m.title, m.body, " ISO_TS(
+/* The reads: store_sqlite.c's queries (see there for their shape). */
+#define MSG_COLS                                                                                   \
+    "m.id, m.room, m.user_id, m.source, m.recipients, m.post_id, m.title, m.body, " ISO_TS(        \
         "m.created_at") ", u.name, u.username"
-                        " FROM messages m LEFT JOIN users u ON u.id = m.user_id"
-                        " WHERE m.room = $1 AND m.id < $2 ORDER BY m.id DESC LIMIT $3";
+#define MSG_FROM(ids)                                                                              \
+    " FROM (" ids ") x JOIN messages m ON m.id = x.id LEFT JOIN users u ON u.id = m.user_id"
+
+static const char recent_sql[] = "SELECT " MSG_COLS MSG_FROM(
+    "SELECT id FROM (SELECT id FROM messages WHERE room = $1 AND id < $2"
+    " AND recipients IS NULL ORDER BY id DESC LIMIT $3) a"
+    " UNION ALL"
+    " SELECT id FROM (SELECT id FROM messages WHERE room = '*' AND $1 <> '*' AND id < $2"
+    " AND recipients IS NULL ORDER BY id DESC LIMIT $3) b") " ORDER BY m.id DESC LIMIT $3";
+
+#define SINCE_VISIBLE "(recipients IS NULL OR user_id = $4 OR (',' || recipients || ',') LIKE $5)"
+static const char since_sql[] = "SELECT " MSG_COLS MSG_FROM(
+    "SELECT id FROM (SELECT id FROM messages WHERE room = $1 AND id > $2"
+    " AND " SINCE_VISIBLE " ORDER BY id DESC LIMIT $3) a"
+    " UNION ALL"
+    " SELECT id FROM (SELECT id FROM messages WHERE room = '*' AND $1 <> '*' AND id > $2"
+    " AND " SINCE_VISIBLE " ORDER BY id DESC LIMIT $3) b") " ORDER BY m.id DESC LIMIT $3";
+
+/* The expression of migration 2's messages_fts index, word for word (and
+ * recipients IS NULL, its predicate), so that the planner can use it. $1
+ * is the words joined by spaces: plainto_tsquery ANDs them and reads no
+ * operators. */
+static const char search_sql[] =
+    "SELECT " MSG_COLS " FROM messages m LEFT JOIN users u ON u.id = m.user_id"
+    " WHERE to_tsvector('simple', coalesce(m.title, '') || ' ' || m.body)"
+    " @@ plainto_tsquery('simple', $1)"
+    " AND m.recipients IS NULL AND m.source IN ('auto', 'manual')"
+    " AND m.room = $2 AND m.id < $3"
+    " ORDER BY m.id DESC LIMIT $4";
+
+static const char rooms_sql[] = "SELECT name, description, secret_hash, pin_hash, private::int,"
+                                " created_by, " ISO_TS("created_at") " FROM rooms";
 
 struct store_conn {
     PGconn *pg;
@@ -173,7 +222,10 @@ static store_conn *pg_connect(const char *url, int reader, char *err, size_t err
      * straight to stderr, around the log format. */
     PQsetNoticeProcessor(c->pg, notice_processor, NULL);
     if (reader && (pg_exec(c, "SET default_transaction_read_only = on", err, errlen) != 0 ||
-                   pg_prepare_one(c, "chatd_recent", recent_sql, err, errlen) != 0)) {
+                   pg_prepare_one(c, "chatd_recent", recent_sql, err, errlen) != 0 ||
+                   pg_prepare_one(c, "chatd_since", since_sql, err, errlen) != 0 ||
+                   pg_prepare_one(c, "chatd_search", search_sql, err, errlen) != 0 ||
+                   pg_prepare_one(c, "chatd_rooms", rooms_sql, err, errlen) != 0)) {
         pg_disconnect(c);
         return NULL;
     }
@@ -203,7 +255,7 @@ static int pg_query_int(store_conn *c, const char *sql, int64_t *out, char *err,
 
 /* Text parameters for one item: values[] point into it or into nums. */
 typedef struct params {
-    const char *v[8];
+    const char *v[9];
     char nums[3][24];
     int n;
     int stmt;
@@ -233,15 +285,16 @@ static void item_params(const store_item *it, params *p)
         break;
     case STORE_ITEM_MESSAGE:
         p->stmt = ST_MESSAGE;
-        p->n = 8;
+        p->n = 9;
         p->v[0] = num(p, 0, it->u.msg.id, 0);
         p->v[1] = it->u.msg.room;
-        p->v[2] = num(p, 1, it->u.msg.user_id, 0);
+        p->v[2] = num(p, 1, it->u.msg.user_id, 1);
         p->v[3] = it->u.msg.source;
-        p->v[4] = num(p, 2, it->u.msg.post_id, 1);
-        p->v[5] = it->u.msg.title;
-        p->v[6] = it->u.msg.body;
-        p->v[7] = it->u.msg.created_at;
+        p->v[4] = it->u.msg.recipients;
+        p->v[5] = num(p, 2, it->u.msg.post_id, 1);
+        p->v[6] = it->u.msg.title;
+        p->v[7] = it->u.msg.body;
+        p->v[8] = it->u.msg.created_at;
         break;
     case STORE_ITEM_SESSION_START:
         p->stmt = ST_SESSION_START;
@@ -266,6 +319,22 @@ static void item_params(const store_item *it, params *p)
         p->v[2] = it->u.api_err.url;
         p->v[3] = num(p, 0, it->u.api_err.status, 1);
         p->v[4] = it->u.api_err.error;
+        break;
+    case STORE_ITEM_ROOM_PUT:
+        p->stmt = ST_ROOM_PUT;
+        p->n = 7;
+        p->v[0] = it->u.room.name;
+        p->v[1] = it->u.room.description;
+        p->v[2] = it->u.room.secret_hash;
+        p->v[3] = it->u.room.pin_hash;
+        p->v[4] = it->u.room.is_private ? "true" : "false";
+        p->v[5] = num(p, 0, it->u.room.created_by, 1);
+        p->v[6] = it->u.room.created_at;
+        break;
+    case STORE_ITEM_ROOM_DELETE:
+        p->stmt = ST_ROOM_DELETE;
+        p->n = 1;
+        p->v[0] = it->u.room.name;
         break;
     }
 }
@@ -362,14 +431,50 @@ static const char *val(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
-static int pg_recent(store_conn *c, const char *room, int limit, int64_t before_id, store_rows *out,
-                     char *err, size_t errlen)
+static long num_val(const PGresult *r, int row, int col)
 {
-    char before[24], lim[16];
-    snprintf(before, sizeof before, "%lld", (long long)before_id);
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *v[3] = {room, before, lim};
-    PGresult *r = PQexecPrepared(c->pg, "chatd_recent", 3, v, NULL, NULL, 0);
+    const char *v = val(r, row, col);
+    return v ? strtol(v, NULL, 10) : 0;
+}
+
+static store_item *message_row(const PGresult *r, int i)
+{
+    store_message m = {
+        .id = strtoll(PQgetvalue(r, i, 0), NULL, 10),
+        .room = val(r, i, 1),
+        .user_id = num_val(r, i, 2),
+        .source = val(r, i, 3),
+        .recipients = val(r, i, 4),
+        .post_id = num_val(r, i, 5),
+        .title = val(r, i, 6),
+        .body = val(r, i, 7),
+        .created_at = val(r, i, 8),
+        .user_name = val(r, i, 9),
+        .user_username = val(r, i, 10),
+    };
+    return store_item_message(&m);
+}
+
+static store_item *room_row(const PGresult *r, int i)
+{
+    store_room room = {
+        .name = val(r, i, 0),
+        .description = val(r, i, 1),
+        .secret_hash = val(r, i, 2),
+        .pin_hash = val(r, i, 3),
+        .is_private = num_val(r, i, 4) != 0,
+        .created_by = num_val(r, i, 5),
+        .created_at = val(r, i, 6),
+    };
+    return store_item_room(STORE_ITEM_ROOM_PUT, &room);
+}
+
+/* Runs a prepared read and turns each row into an item with make. */
+static int read_rows(store_conn *c, const char *stmt, int n, const char *const *v,
+                     store_item *(*make)(const PGresult *r, int i), store_rows *out, char *err,
+                     size_t errlen)
+{
+    PGresult *r = PQexecPrepared(c->pg, stmt, n, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         set_result_err(err, errlen, c->pg, r);
         PQclear(r);
@@ -377,20 +482,7 @@ static int pg_recent(store_conn *c, const char *room, int limit, int64_t before_
     }
     int ret = 0;
     for (int i = 0, rows = PQntuples(r); i < rows; i++) {
-        const char *post = val(r, i, 4);
-        store_message m = {
-            .id = strtoll(PQgetvalue(r, i, 0), NULL, 10),
-            .room = val(r, i, 1),
-            .user_id = strtol(PQgetvalue(r, i, 2), NULL, 10),
-            .source = val(r, i, 3),
-            .post_id = post ? strtol(post, NULL, 10) : 0,
-            .title = val(r, i, 5),
-            .body = val(r, i, 6),
-            .created_at = val(r, i, 7),
-            .user_name = val(r, i, 8),
-            .user_username = val(r, i, 9),
-        };
-        store_item *it = store_item_message(&m);
+        store_item *it = make(r, i);
         if (it == NULL || store_rows_push(out, it) != 0) {
             err_set(err, errlen, "out of memory");
             ret = -1;
@@ -399,6 +491,37 @@ static int pg_recent(store_conn *c, const char *room, int limit, int64_t before_
     }
     PQclear(r);
     return ret;
+}
+
+static int pg_read(store_conn *c, const store_read *q, store_rows *out, char *err, size_t errlen)
+{
+    char id[24], lim[16], user[24];
+    snprintf(lim, sizeof lim, "%d", q->limit);
+    switch (q->kind) {
+    case STORE_READ_RECENT: {
+        snprintf(id, sizeof id, "%lld", (long long)q->before_id);
+        const char *v[3] = {q->room, id, lim};
+        return read_rows(c, "chatd_recent", 3, v, message_row, out, err, errlen);
+    }
+    case STORE_READ_SINCE: {
+        snprintf(id, sizeof id, "%lld", (long long)q->after_id);
+        snprintf(user, sizeof user, "%ld", q->user_id);
+        const char *v[5] = {q->room, id, lim, user, q->member_like};
+        return read_rows(c, "chatd_since", 5, v, message_row, out, err, errlen);
+    }
+    case STORE_READ_SEARCH: {
+        snprintf(id, sizeof id, "%lld", (long long)q->before_id);
+        const char *v[4] = {q->plain, q->room, id, lim};
+        return read_rows(c, "chatd_search", 4, v, message_row, out, err, errlen);
+    }
+    }
+    err_set(err, errlen, "unknown read");
+    return -1;
+}
+
+static int pg_rooms(store_conn *c, store_rows *out, char *err, size_t errlen)
+{
+    return read_rows(c, "chatd_rooms", 0, NULL, room_row, out, err, errlen);
 }
 
 const store_backend store_postgres_backend = {
@@ -415,5 +538,6 @@ const store_backend store_postgres_backend = {
     .write_batch = pg_write_batch,
     .ping = pg_ping,
     .broken = pg_broken,
-    .recent = pg_recent,
+    .read = pg_read,
+    .rooms = pg_rooms,
 };

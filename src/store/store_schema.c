@@ -92,6 +92,80 @@ static const store_migration migrations[] = {
       " url TEXT NOT NULL,"
       " status INTEGER,"
       " error TEXT NOT NULL);"}},
+    {2,
+     "rooms, whispers and announcements, full-text search",
+     {/* SQLite cannot drop a NOT NULL or change a CHECK in place: the
+       * messages table is rebuilt (the copy keeps every id), with
+       * recipients last as ADD COLUMN puts it on PostgreSQL. The FTS5
+       * table is an external-content index over messages (it stores no
+       * text of its own); its triggers index only what
+       * store_search_messages may find, public "auto" and "manual" rows,
+       * and the last statement indexes the rows already there. */
+      "CREATE TABLE rooms ("
+      " name TEXT PRIMARY KEY,"
+      " description TEXT NOT NULL DEFAULT '',"
+      " secret_hash TEXT,"
+      " pin_hash TEXT,"
+      " private INTEGER NOT NULL DEFAULT 0,"
+      " created_by INTEGER,"
+      " created_at TEXT NOT NULL);"
+      "INSERT INTO rooms (name, description, created_at)"
+      " VALUES ('lobby', 'Everyone starts here', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
+      "CREATE TABLE messages_new ("
+      " id INTEGER PRIMARY KEY,"
+      " room TEXT NOT NULL,"
+      " user_id INTEGER REFERENCES users(id),"
+      " source TEXT NOT NULL"
+      "  CHECK (source IN ('auto', 'manual', 'whisper', 'announcement')),"
+      " post_id INTEGER,"
+      " title TEXT,"
+      " body TEXT NOT NULL,"
+      " created_at TEXT NOT NULL,"
+      " recipients TEXT);"
+      "INSERT INTO messages_new (id, room, user_id, source, post_id, title, body, created_at)"
+      " SELECT id, room, user_id, source, post_id, title, body, created_at FROM messages;"
+      "DROP TABLE messages;"
+      "ALTER TABLE messages_new RENAME TO messages;"
+      "CREATE INDEX messages_room_id ON messages(room, id);"
+      "CREATE VIRTUAL TABLE messages_fts USING fts5("
+      " title, body, content='messages', content_rowid='id',"
+      " tokenize='unicode61 remove_diacritics 0');"
+      "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages"
+      " WHEN new.recipients IS NULL AND new.source IN ('auto', 'manual') BEGIN"
+      " INSERT INTO messages_fts (rowid, title, body) VALUES (new.id, new.title, new.body);"
+      " END;"
+      "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages"
+      " WHEN old.recipients IS NULL AND old.source IN ('auto', 'manual') BEGIN"
+      " INSERT INTO messages_fts (messages_fts, rowid, title, body)"
+      " VALUES ('delete', old.id, old.title, old.body);"
+      " END;"
+      "INSERT INTO messages_fts (rowid, title, body)"
+      " SELECT id, title, body FROM messages"
+      " WHERE recipients IS NULL AND source IN ('auto', 'manual');",
+      /* PostgreSQL: one ALTER TABLE (the column is added without a
+       * rewrite; the new CHECK scans the rows once). messages_source_check
+       * is the name PostgreSQL gave migration 1's column CHECK. The search
+       * index is on an expression that store_postgres.c's search query
+       * repeats word for word, or the planner would not use it. */
+      "CREATE TABLE rooms ("
+      " name TEXT PRIMARY KEY,"
+      " description TEXT NOT NULL DEFAULT '',"
+      " secret_hash TEXT,"
+      " pin_hash TEXT,"
+      " private BOOLEAN NOT NULL DEFAULT false,"
+      " created_by INTEGER,"
+      " created_at TIMESTAMPTZ NOT NULL);"
+      "INSERT INTO rooms (name, description, created_at)"
+      " VALUES ('lobby', 'Everyone starts here', now());"
+      "ALTER TABLE messages"
+      " ADD COLUMN recipients TEXT,"
+      " ALTER COLUMN user_id DROP NOT NULL,"
+      " DROP CONSTRAINT messages_source_check,"
+      " ADD CONSTRAINT messages_source_check"
+      "  CHECK (source IN ('auto', 'manual', 'whisper', 'announcement'));"
+      "CREATE INDEX messages_fts ON messages"
+      " USING GIN (to_tsvector('simple', coalesce(title, '') || ' ' || body))"
+      " WHERE recipients IS NULL;"}},
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])

@@ -38,7 +38,16 @@
 #define WRITER_BUSY_MS 250
 #define READER_BUSY_MS 2000
 
-enum { ST_USER, ST_MESSAGE, ST_SESSION_START, ST_SESSION_END, ST_API_ERROR, ST_COUNT };
+enum {
+    ST_USER,
+    ST_MESSAGE,
+    ST_SESSION_START,
+    ST_SESSION_END,
+    ST_API_ERROR,
+    ST_ROOM_PUT,
+    ST_ROOM_DELETE,
+    ST_COUNT
+};
 
 static const char *const write_sql[ST_COUNT] = {
     [ST_USER] = "INSERT INTO users (id, name, username, email, profile, first_seen, last_seen)"
@@ -49,26 +58,73 @@ static const char *const write_sql[ST_COUNT] = {
     /* DO NOTHING: a batch retried after an unclear failure must not fail on
      * rows it already wrote. */
     [ST_MESSAGE] = "INSERT INTO messages"
-                   " (id, room, user_id, source, post_id, title, body, created_at)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+                   " (id, room, user_id, source, recipients, post_id, title, body, created_at)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
     [ST_SESSION_START] = "INSERT INTO sessions (id, user_id, remote, started_at)"
                          " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
     [ST_SESSION_END] = "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1",
     [ST_API_ERROR] = "INSERT INTO api_errors (at, method, url, status, error)"
                      " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_ROOM_PUT] = "INSERT INTO rooms"
+                    " (name, description, secret_hash, pin_hash, private, created_by, created_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                    " ON CONFLICT (name) DO UPDATE SET description = excluded.description,"
+                    " secret_hash = excluded.secret_hash, pin_hash = excluded.pin_hash,"
+                    " private = excluded.private, created_by = excluded.created_by,"
+                    " created_at = excluded.created_at",
+    [ST_ROOM_DELETE] = "DELETE FROM rooms WHERE name = ?1",
 };
 
-static const char recent_sql[] =
-    "SELECT m.id, m.room, m.user_id, m.source, m.post_id, m.title, m.body, m.created_at,"
+/*
+ * The reads, the same queries as store_postgres.c's (store_int.h's
+ * store_read says what each returns). A room's rows and those to every
+ * room are two index range scans (messages_room_id, newest first, each cut
+ * at the limit) merged by the outer ORDER BY: `room IN (?, '*')` would
+ * make SQLite sort every row of the room instead. `?1 <> '*'` keeps a read
+ * of the '*' room itself from counting its rows twice.
+ */
+#define MSG_COLS                                                                                   \
+    "m.id, m.room, m.user_id, m.source, m.recipients, m.post_id, m.title, m.body, m.created_at,"   \
     " u.name, u.username"
-    " FROM messages m LEFT JOIN users u ON u.id = m.user_id"
-    " WHERE m.room = ?1 AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3";
+#define MSG_FROM(ids)                                                                              \
+    " FROM (" ids ") x JOIN messages m ON m.id = x.id LEFT JOIN users u ON u.id = m.user_id"
+
+static const char recent_sql[] = "SELECT " MSG_COLS MSG_FROM(
+    "SELECT id FROM (SELECT id FROM messages WHERE room = ?1 AND id < ?2"
+    " AND recipients IS NULL ORDER BY id DESC LIMIT ?3) a"
+    " UNION ALL"
+    " SELECT id FROM (SELECT id FROM messages WHERE room = '*' AND ?1 <> '*' AND id < ?2"
+    " AND recipients IS NULL ORDER BY id DESC LIMIT ?3) b") " ORDER BY m.id DESC LIMIT ?3";
+
+/* ?4 is the reader's id, ?5 the LIKE pattern ",ID," of it. */
+#define SINCE_VISIBLE "(recipients IS NULL OR user_id = ?4 OR (',' || recipients || ',') LIKE ?5)"
+static const char since_sql[] = "SELECT " MSG_COLS MSG_FROM(
+    "SELECT id FROM (SELECT id FROM messages WHERE room = ?1 AND id > ?2"
+    " AND " SINCE_VISIBLE " ORDER BY id DESC LIMIT ?3) a"
+    " UNION ALL"
+    " SELECT id FROM (SELECT id FROM messages WHERE room = '*' AND ?1 <> '*' AND id > ?2"
+    " AND " SINCE_VISIBLE " ORDER BY id DESC LIMIT ?3) b") " ORDER BY m.id DESC LIMIT ?3";
+
+/* ?1 is store.c's query of quoted words: never FTS5 syntax. The FTS5
+ * table drives (CROSS JOIN keeps it first): it yields the matching rowids
+ * below ?3 newest first, so the LIMIT stops the walk early. Led by
+ * messages_room_id instead, SQLite would probe the index once for every
+ * row of the room. */
+static const char search_sql[] =
+    "SELECT " MSG_COLS " FROM messages_fts CROSS JOIN messages m ON m.id = messages_fts.rowid"
+    " LEFT JOIN users u ON u.id = m.user_id"
+    " WHERE messages_fts MATCH ?1 AND messages_fts.rowid < ?3 AND m.room = ?2"
+    " AND m.recipients IS NULL AND m.source IN ('auto', 'manual')"
+    " ORDER BY messages_fts.rowid DESC LIMIT ?4";
+
+static const char rooms_sql[] =
+    "SELECT name, description, secret_hash, pin_hash, private, created_by, created_at FROM rooms";
 
 struct store_conn {
     sqlite3 *db;
     sqlite3_stmt *write[ST_COUNT];
     sqlite3_stmt *begin, *commit;
-    sqlite3_stmt *recent;
+    sqlite3_stmt *recent, *since, *search, *rooms;
 };
 
 static void sqlite_disconnect(store_conn *c)
@@ -80,6 +136,9 @@ static void sqlite_disconnect(store_conn *c)
     sqlite3_finalize(c->begin);
     sqlite3_finalize(c->commit);
     sqlite3_finalize(c->recent);
+    sqlite3_finalize(c->since);
+    sqlite3_finalize(c->search);
+    sqlite3_finalize(c->rooms);
     sqlite3_close(c->db);
     mem_free(c);
 }
@@ -184,7 +243,10 @@ static store_conn *sqlite_connect(const char *url, int reader, char *err, size_t
                                : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
                                  " PRAGMA foreign_keys = ON";
     if (sqlite_exec(c, setup, sub, sizeof sub) != 0 ||
-        (reader && prep(c, recent_sql, &c->recent, sub, sizeof sub) != 0)) {
+        (reader && (prep(c, recent_sql, &c->recent, sub, sizeof sub) != 0 ||
+                    prep(c, since_sql, &c->since, sub, sizeof sub) != 0 ||
+                    prep(c, search_sql, &c->search, sub, sizeof sub) != 0 ||
+                    prep(c, rooms_sql, &c->rooms, sub, sizeof sub) != 0))) {
         err_set(err, errlen, "%s: %s", path, sub);
         sqlite_disconnect(c);
         return NULL;
@@ -252,12 +314,13 @@ static int write_item(store_conn *c, const store_item *it)
         st = c->write[ST_MESSAGE];
         bind_long(st, 1, it->u.msg.id, 0);
         bind_text(st, 2, it->u.msg.room);
-        bind_long(st, 3, it->u.msg.user_id, 0);
+        bind_long(st, 3, it->u.msg.user_id, 1);
         bind_text(st, 4, it->u.msg.source);
-        bind_long(st, 5, it->u.msg.post_id, 1);
-        bind_text(st, 6, it->u.msg.title);
-        bind_text(st, 7, it->u.msg.body);
-        bind_text(st, 8, it->u.msg.created_at);
+        bind_text(st, 5, it->u.msg.recipients);
+        bind_long(st, 6, it->u.msg.post_id, 1);
+        bind_text(st, 7, it->u.msg.title);
+        bind_text(st, 8, it->u.msg.body);
+        bind_text(st, 9, it->u.msg.created_at);
         break;
     case STORE_ITEM_SESSION_START:
         st = c->write[ST_SESSION_START];
@@ -279,6 +342,20 @@ static int write_item(store_conn *c, const store_item *it)
         bind_text(st, 3, it->u.api_err.url);
         bind_long(st, 4, it->u.api_err.status, 1);
         bind_text(st, 5, it->u.api_err.error);
+        break;
+    case STORE_ITEM_ROOM_PUT:
+        st = c->write[ST_ROOM_PUT];
+        bind_text(st, 1, it->u.room.name);
+        bind_text(st, 2, it->u.room.description);
+        bind_text(st, 3, it->u.room.secret_hash);
+        bind_text(st, 4, it->u.room.pin_hash);
+        bind_long(st, 5, it->u.room.is_private != 0, 0);
+        bind_long(st, 6, it->u.room.created_by, 1);
+        bind_text(st, 7, it->u.room.created_at);
+        break;
+    case STORE_ITEM_ROOM_DELETE:
+        st = c->write[ST_ROOM_DELETE];
+        bind_text(st, 1, it->u.room.name);
         break;
     default:
         return SQLITE_MISUSE;
@@ -346,31 +423,18 @@ static const char *col_text(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
-static int sqlite_recent(store_conn *c, const char *room, int limit, int64_t before_id,
-                         store_rows *out, char *err, size_t errlen)
+/* Steps st to the end, turning each row into an item with make. Resets st
+ * at once: a statement left mid-result holds a read transaction, which
+ * would keep WAL checkpoints from finishing. */
+static int read_rows(store_conn *c, sqlite3_stmt *st, store_item *(*make)(sqlite3_stmt *st),
+                     store_rows *out, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = c->recent;
-    sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, before_id);
-    sqlite3_bind_int(st, 3, limit);
     int rc, ret = 0;
     for (;;) {
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
             break;
-        store_message m = {
-            .id = sqlite3_column_int64(st, 0),
-            .room = col_text(st, 1),
-            .user_id = (long)sqlite3_column_int64(st, 2),
-            .source = col_text(st, 3),
-            .post_id = (long)sqlite3_column_int64(st, 4),
-            .title = col_text(st, 5),
-            .body = col_text(st, 6),
-            .created_at = col_text(st, 7),
-            .user_name = col_text(st, 8),
-            .user_username = col_text(st, 9),
-        };
-        store_item *it = store_item_message(&m);
+        store_item *it = make(st);
         if (it == NULL || store_rows_push(out, it) != 0) {
             err_set(err, errlen, "out of memory");
             ret = -1;
@@ -381,11 +445,79 @@ static int sqlite_recent(store_conn *c, const char *room, int limit, int64_t bef
         err_set(err, errlen, "%s", sqlite3_errmsg(c->db));
         ret = -1;
     }
-    /* Reset at once: a statement left mid-result holds a read transaction,
-     * which would keep WAL checkpoints from finishing. */
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return ret;
+}
+
+static store_item *message_row(sqlite3_stmt *st)
+{
+    store_message m = {
+        .id = sqlite3_column_int64(st, 0),
+        .room = col_text(st, 1),
+        .user_id = (long)sqlite3_column_int64(st, 2),
+        .source = col_text(st, 3),
+        .recipients = col_text(st, 4),
+        .post_id = (long)sqlite3_column_int64(st, 5),
+        .title = col_text(st, 6),
+        .body = col_text(st, 7),
+        .created_at = col_text(st, 8),
+        .user_name = col_text(st, 9),
+        .user_username = col_text(st, 10),
+    };
+    return store_item_message(&m);
+}
+
+static int sqlite_read(store_conn *c, const store_read *q, store_rows *out, char *err,
+                       size_t errlen)
+{
+    sqlite3_stmt *st;
+    switch (q->kind) {
+    case STORE_READ_RECENT:
+        st = c->recent;
+        sqlite3_bind_text(st, 1, q->room, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, q->before_id);
+        sqlite3_bind_int(st, 3, q->limit);
+        break;
+    case STORE_READ_SINCE:
+        st = c->since;
+        sqlite3_bind_text(st, 1, q->room, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, q->after_id);
+        sqlite3_bind_int(st, 3, q->limit);
+        sqlite3_bind_int64(st, 4, q->user_id);
+        sqlite3_bind_text(st, 5, q->member_like, -1, SQLITE_STATIC);
+        break;
+    case STORE_READ_SEARCH:
+        st = c->search;
+        sqlite3_bind_text(st, 1, q->fts, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, q->room, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, q->before_id);
+        sqlite3_bind_int(st, 4, q->limit);
+        break;
+    default:
+        err_set(err, errlen, "unknown read");
+        return -1;
+    }
+    return read_rows(c, st, message_row, out, err, errlen);
+}
+
+static store_item *room_row(sqlite3_stmt *st)
+{
+    store_room r = {
+        .name = col_text(st, 0),
+        .description = col_text(st, 1),
+        .secret_hash = col_text(st, 2),
+        .pin_hash = col_text(st, 3),
+        .is_private = sqlite3_column_int(st, 4) != 0,
+        .created_by = (long)sqlite3_column_int64(st, 5),
+        .created_at = col_text(st, 6),
+    };
+    return store_item_room(STORE_ITEM_ROOM_PUT, &r);
+}
+
+static int sqlite_rooms(store_conn *c, store_rows *out, char *err, size_t errlen)
+{
+    return read_rows(c, c->rooms, room_row, out, err, errlen);
 }
 
 const store_backend store_sqlite_backend = {
@@ -400,5 +532,6 @@ const store_backend store_sqlite_backend = {
     .write_batch = sqlite_write_batch,
     .ping = sqlite_ping,
     .broken = sqlite_broken,
-    .recent = sqlite_recent,
+    .read = sqlite_read,
+    .rooms = sqlite_rooms,
 };

@@ -47,6 +47,8 @@ typedef enum {
     OPT_RTC_PORT,
     OPT_ICE_TCP_PORT,
     OPT_ICE_PUBLIC,
+    /* rooms people can run (issue 11) */
+    OPT_ADMIN_KEY,
     OPT_COUNT
 } opt_id;
 
@@ -95,7 +97,7 @@ static const struct {
     [OPT_OFFER_RATE] = {"--offer-rate", "CHATD_OFFER_RATE", "N", "5",
                         "offers per second per remote address, burst 4xN (then 429)"},
     [OPT_MAX_ROOMS] = {"--max-rooms", "CHATD_MAX_ROOMS", "N", "10000",
-                       "rooms at once (a room lives while it has sessions)"},
+                       "rooms in memory at once, and created rooms"},
     /* transport v2 (issue 10) */
     [OPT_RTC_PORT] = {"--rtc-port", "CHATD_RTC_PORT", "PORT", "the --listen port, on UDP",
                       "one UDP port for every peer's ICE, DTLS and SCTP (ICE-lite); 0: a "
@@ -105,6 +107,10 @@ static const struct {
     [OPT_ICE_PUBLIC] = {"--ice-public-address", "CHATD_ICE_PUBLIC_ADDRESSES", "ADDR", "none",
                         "advertise ADDR for the local address, 1:1 NAT (PUBLIC or LOCAL=PUBLIC; "
                         "repeatable; env: comma list)"},
+    /* rooms people can run (issue 11) */
+    [OPT_ADMIN_KEY] = {"--admin-key", "CHATD_ADMIN_KEY", "KEY", "none",
+                       "required to create rooms and to announce to every room (unset: any "
+                       "valid token creates rooms, nobody announces to every room)"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -226,6 +232,12 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         return copy_str(cfg->data_dir, sizeof cfg->data_dir, v, flag, err, errlen);
     case OPT_KEY:
         return copy_str(cfg->jwt_key, sizeof cfg->jwt_key, v, flag, err, errlen);
+    case OPT_ADMIN_KEY:
+        if (v[0] == '\0' || strlen(v) > 256) {
+            err_set(err, errlen, "bad %s (1 to 256 bytes)", flag);
+            return -1;
+        }
+        return copy_str(cfg->admin_key, sizeof cfg->admin_key, v, flag, err, errlen);
     case OPT_SEED: {
         char *end;
         errno = 0;

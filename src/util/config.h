@@ -54,6 +54,7 @@ typedef struct {
     char
         *ice_public[CONFIG_MAX_ICE_ADDRESSES + 1]; /* "PUBLIC" or "LOCAL=PUBLIC", NULL-terminated */
     int n_ice_public;
+    char admin_key[257]; /* --admin-key (issue 11); "" = none */
     int log_level;
     int help;
 } chatd_config;

@@ -115,12 +115,46 @@ static void app_room(void *app, const char *room, const http_request *req, http_
     http_reply_json(r, 200, mem_strdup("{\"messages\":[]}"));
 }
 
+/* The rooms API (version 2): the routing's promises about what reaches it. */
+static void app_rooms(void *app, const char *method, const char *room, const char *action,
+                      const http_request *req, http_reply *r)
+{
+    (void)app;
+    check_request(req);
+    CHECK(strncmp(current_url, "/api/rooms", 10) == 0);
+    if (room == NULL) {
+        CHECK(strcmp(method, "GET") == 0 || strcmp(method, "POST") == 0);
+        CHECK(action == NULL);
+    } else {
+        size_t n = strlen(room);
+        CHECK(n >= 1 && n < 128 && strchr(room, '/') == NULL);
+        CHECK(strncmp(current_url + 11, room, n) == 0);
+        if (action) {
+            CHECK(strcmp(method, "POST") == 0);
+            CHECK(strcmp(action, "kick") == 0 || strcmp(action, "announce") == 0);
+        } else {
+            CHECK(strcmp(method, "PATCH") == 0 || strcmp(method, "DELETE") == 0);
+        }
+    }
+    http_reply_json(r, 200, mem_strdup("{}"));
+}
+
+static void app_announce(void *app, const http_request *req, http_reply *r)
+{
+    (void)app;
+    check_request(req);
+    CHECK(strcmp(current_url, "/api/announce") == 0 && strcmp(current_method, "POST") == 0);
+    r->status = 202;
+}
+
 static const http_app full_app = {.rtc_offer = app_offer,
                                   .rtc_delete = app_delete,
                                   .health = app_health,
                                   .jwks = app_health,
                                   .room_messages = app_room,
-                                  .metrics = NULL};
+                                  .metrics = NULL,
+                                  .rooms = app_rooms,
+                                  .announce = app_announce};
 /* Relay mode has no room history: those routes fall through to 404. */
 static const http_app relay_app = {.rtc_offer = app_offer, .rtc_delete = app_delete};
 
@@ -277,6 +311,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         req.room = query_value(query_copy, query_len, "room");
         req.limit = query_value(query_copy, query_len, "limit");
         req.before = query_value(query_copy, query_len, "before");
+        req.q = query_value(query_copy, query_len, "q");
+        req.since = query_value(query_copy, query_len, "since");
         req.content_type = content_type;
         req.body = b.data ? b.data : "";
         req.body_len = b.len;

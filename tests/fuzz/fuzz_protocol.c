@@ -5,11 +5,12 @@
  * Every input is parsed as one data-channel message. Beyond what the
  * sanitizers catch, the harness checks the parser's promises and aborts
  * when one is broken:
- *  - OK: a ping, or a post whose token is 1..8192 bytes and whose text is
+ *  - OK: a ping, or a post or whisper whose token is 1..8192 bytes and whose text is
  *    valid UTF-8 of 1..2000 code points with no NUL, no control character
  *    but tab and line feed and no bidi override or isolate; a ref of <= 128
  *    bytes;
- *    no ref_out.
+ *    no ref_out; a whisper's "to" holds 1..20 distinct ids in 1..2^31-1,
+ *    a post's none. A whisper is rebuilt with a "to" list as delivered.
  *  - an error: a non-empty reason, nothing left in the request, a ref_out
  *    (if any) of <= 128 bytes, and TOO_LARGE exactly when over 64 KiB.
  * Each result is also rebuilt into the reply chatd would send (pong,
@@ -65,8 +66,25 @@ static void check_ok(const proto_request *req)
         n = proto_utf8_length(req->text, n);
         if (n < 1 || n > PROTO_MAX_TEXT)
             abort();
+        if ((req->kind == PROTO_WHISPER) != (req->n_to > 0) || req->n_to > PROTO_MAX_RECIPIENTS)
+            abort();
+        json_t *to = json_array();
+        for (size_t i = 0; i < req->n_to; i++) {
+            if (req->to[i] < 1 || req->to[i] > INT32_MAX)
+                abort();
+            for (size_t j = 0; j < i; j++)
+                if (req->to[j] == req->to[i])
+                    abort();
+            json_array_append_new(to, json_pack("{s:I,s:s,s:s}", "id", (json_int_t)req->to[i],
+                                                "name", "n", "username", "u"));
+        }
         m.text = req->text;
+        if (req->kind == PROTO_WHISPER) {
+            m.source = "whisper";
+            m.to = to;
+        }
         out = proto_build_message(&m, req->ref);
+        json_decref(to);
     }
     if (out == NULL)
         abort();

@@ -32,12 +32,14 @@ __all__ = ["RTCPeerConnection", "RTCSessionDescription", "DataChannelPeer"]
 
 class DataChannelPeer:
     """BASE is chatd's URL without the trailing slash; QUERY is added to
-    /api/rtc (e.g. "?room=x"); TOKEN, when set, is sent as a bearer."""
+    /api/rtc (e.g. "?room=x"); TOKEN, when set, is sent as a bearer; HEADERS
+    go with the offer too (e.g. X-Room-Pin)."""
 
-    def __init__(self, base, query="", token=None):
+    def __init__(self, base, query="", token=None, headers=None):
         self.base = base.rstrip("/")
         self.query = query
         self.token = token
+        self.headers = dict(headers or {})
         self.pc = RTCPeerConnection()
         self.channel = self.pc.createDataChannel("chat")
         self.queue = asyncio.Queue()
@@ -59,7 +61,7 @@ class DataChannelPeer:
         await self.pc.setLocalDescription(offer)  # aiortc gathers here (non-trickle)
         self.offer_sdp = self.pc.localDescription.sdp
         self.sent_sdp = self.munge(self.offer_sdp)
-        headers = {"Content-Type": "application/sdp"}
+        headers = {"Content-Type": "application/sdp", **self.headers}
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         return await ahttp("POST", f"{self.base}/api/rtc{self.query}", self.sent_sdp.encode(),

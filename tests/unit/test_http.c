@@ -111,7 +111,27 @@ static void on_room(void *app, const char *room, const http_request *req, http_r
         http_reply_json(r, 200, mem_strdup("{\"messages\":[]}"));
 }
 
-static const http_app full = {on_offer, on_delete, on_health, on_jwks, on_room, on_metrics};
+static void on_rooms(void *app, const char *method, const char *room, const char *action,
+                     const http_request *req, http_reply *r)
+{
+    (void)app, (void)req;
+    rec.route = "rooms";
+    snprintf(rec.arg, sizeof rec.arg, "%s %s %s", method, room ? room : "-", action ? action : "-");
+    if (rec.answer)
+        http_reply_json(r, 200, mem_strdup("{}"));
+}
+
+static void on_announce(void *app, const http_request *req, http_reply *r)
+{
+    (void)app;
+    rec.route = "announce";
+    rec.body_len = req->body_len;
+    if (rec.answer)
+        r->status = 202;
+}
+
+static const http_app full = {on_offer, on_delete,  on_health, on_jwks,
+                              on_room,  on_metrics, on_rooms,  on_announce};
 static const http_app empty = {0};
 
 /* Routes one request; returns the status (200 for an asset) and leaves the
@@ -230,7 +250,8 @@ Test(http, room_path_shapes)
     memset(&rec, 0, sizeof rec);
     rec.answer = 1;
     cr_assert_eq(ROUTE(&full, "GET", "/api/rooms//messages", NULL, NULL), 404);
-    cr_assert_eq(ROUTE(&full, "GET", "/api/rooms/lobby", NULL, NULL), 404);
+    /* the room itself takes PATCH and DELETE only (version 2) */
+    cr_assert_eq(ROUTE(&full, "GET", "/api/rooms/lobby", NULL, NULL), 405);
     cr_assert_eq(ROUTE(&full, "GET", "/api/rooms/lobby/messages/x", NULL, NULL), 404);
     cr_assert_eq(ROUTE(&full, "GET", "/api/rooms/lobby/other", NULL, NULL), 404);
     cr_assert_null(rec.route, "no room route ran");
@@ -248,6 +269,66 @@ Test(http, room_path_shapes)
     rec.answer = 0;
     cr_assert_eq(ROUTE(&full, "GET", "/api/rooms/a/messages", NULL, NULL), 500);
     check_leaks();
+}
+
+/* Version 2: the rooms API's routes, methods and media type. */
+Test(http, rooms_routes)
+{
+    char code[64];
+    static const struct {
+        const char *method, *url, *want;
+    } ok[] = {
+        {"GET", "/api/rooms", "GET - -"},
+        {"POST", "/api/rooms", "POST - -"},
+        {"PATCH", "/api/rooms/den", "PATCH den -"},
+        {"DELETE", "/api/rooms/den", "DELETE den -"},
+        {"POST", "/api/rooms/den/kick", "POST den kick"},
+        {"POST", "/api/rooms/den/announce", "POST den announce"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        rec = (recorder){.answer = 1};
+        cr_assert_eq(route(&full, ok[i].method, ok[i].url, NULL, NULL, code, sizeof code), 200,
+                     "%s %s", ok[i].method, ok[i].url);
+        cr_assert_str_eq(rec.route, "rooms");
+        cr_assert_str_eq(rec.arg, ok[i].want);
+    }
+    rec = (recorder){.answer = 1};
+    cr_assert_eq(route(&full, "POST", "/api/announce", NULL, NULL, code, sizeof code), 202);
+    cr_assert_str_eq(rec.route, "announce");
+    static const struct {
+        const char *method, *url;
+        int status;
+    } refused[] = {
+        {"PUT", "/api/rooms", 405},
+        {"GET", "/api/rooms/den", 405},
+        {"POST", "/api/rooms/den", 405},
+        {"GET", "/api/rooms/den/kick", 405},
+        {"DELETE", "/api/rooms/den/announce", 405},
+        {"POST", "/api/rooms/den/other", 404},
+        {"POST", "/api/rooms//kick", 404},
+        {"GET", "/api/announce", 405},
+        {"DELETE", "/api/rooms/den/messages", 405},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        rec = (recorder){.answer = 1};
+        cr_assert_eq(route(&full, refused[i].method, refused[i].url, NULL, NULL, code, sizeof code),
+                     refused[i].status, "%s %s", refused[i].method, refused[i].url);
+        cr_assert_null(rec.route, "%s %s reached the app", refused[i].method, refused[i].url);
+    }
+    /* a JSON body only: another media type is 415; none given is fine */
+    http_request req = {.body = "{}", .body_len = 2, .content_type = "text/plain"};
+    rec = (recorder){.answer = 1};
+    cr_assert_eq(route(&full, "POST", "/api/rooms", NULL, &req, code, sizeof code), 415);
+    req.content_type = "application/json; charset=utf-8";
+    cr_assert_eq(route(&full, "POST", "/api/rooms", NULL, &req, code, sizeof code), 200);
+    /* the room messages route still answers under /api/rooms */
+    rec = (recorder){.answer = 1};
+    cr_assert_eq(route(&full, "GET", "/api/rooms/den/messages", NULL, NULL, code, sizeof code),
+                 200);
+    cr_assert_str_eq(rec.route, "room");
+    /* a route the app leaves unanswered is a 500, not a hang */
+    rec = (recorder){0};
+    cr_assert_eq(route(&full, "GET", "/api/rooms", NULL, NULL, code, sizeof code), 500);
 }
 
 Test(http, assets_and_other_methods)

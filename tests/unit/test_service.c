@@ -1578,14 +1578,14 @@ static void no_delivery(void *sub, chat_frame *f) { (void)sub, (void)f; }
 Test(service, a_room_of_1300_still_welcomes_every_joiner)
 {
     json_t *members[1299];
-    chat_sub *subs[1299];
+    chat_sub *subs[1299], *direct[1299];
     for (int i = 0; i < 1299; i++) {
         members[i] = json_pack("{s:i,s:s,s:s}", "id", 1000 + i, "name",
                                "Clementina DuBuque the Longer", "username", "Moriah.Stanton");
         json_t *online = NULL;
         char *history = NULL;
         subs[i] = chat_room_join(g_svc->rooms, "big", members[i], no_delivery, members[i], &online,
-                                 &history);
+                                 &history, &direct[i]);
         cr_assert_not_null(subs[i]);
         json_decref(online);
         mem_free(history);
@@ -1606,7 +1606,7 @@ Test(service, a_room_of_1300_still_welcomes_every_joiner)
     json_decref(expect(q, "history", 0));
     close_all_peers();
     for (int i = 0; i < 1299; i++) {
-        chat_room_leave(g_svc->rooms, "big", members[i], subs[i]);
+        chat_room_leave(g_svc->rooms, "big", members[i], subs[i], direct[i]);
         json_decref(members[i]);
     }
 }
@@ -2111,4 +2111,359 @@ Test(service, relay_forwards_text_only_and_survives_allocation_failure)
     torture("relay offer", op_relay_offer, NULL);
     relay_close_all(g_relay, 1000);
     relay_free(g_relay);
+}
+
+/* ---------- rooms people can run (issue 11) ---------- */
+
+/* A peer in `room` as directory user `id` (a resume of that user). */
+static rtc_peer *join_as(const char *room, long id, char **token)
+{
+    rtc_peer *p = open_session(room, id);
+    json_t *w = expect(p, "welcome", 0);
+    if (token)
+        *token = g_strdup(json_string_value(json_object_get(w, "token")));
+    json_decref(w);
+    json_decref(expect(p, "history", 0));
+    cr_assert_eq(user_of(p), id);
+    return p;
+}
+
+/* Whether any frame sent to p from `from` on holds `needle`. */
+static int saw(rtc_peer *p, size_t from, const char *needle)
+{
+    int found = 0;
+    g_mutex_lock(&p->lock);
+    for (guint i = from; i < p->sent->len && !found; i++)
+        found = strstr(g_ptr_array_index(p->sent, i), needle) != NULL;
+    g_mutex_unlock(&p->lock);
+    return found;
+}
+
+/* A JSON route of the rooms API; returns the status, the body in *body
+ * (a new reference, NULL when none; may be NULL). */
+static int rooms_call(const char *method, const char *room, const char *action, const char *bearer,
+                      const char *body, json_t **out)
+{
+    http_request req = {.remote = "127.0.0.1:40000",
+                        .bearer = bearer,
+                        .body = body ? body : "",
+                        .body_len = body ? strlen(body) : 0};
+    http_reply r = {0};
+    if (room == NULL && action && strcmp(action, "announce") == 0)
+        chat_http_app.announce(g_svc, &req, &r);
+    else
+        chat_http_app.rooms(g_svc, method, room, action, &req, &r);
+    if (out)
+        *out = r.body ? json_loads(r.body, 0, NULL) : NULL;
+    mem_free(r.body);
+    return r.status;
+}
+
+Test(service, a_whisper_reaches_its_recipient_and_the_sender_only)
+{
+    char *t = NULL;
+    rtc_peer *a = join_as("w", 1, &t);
+    rtc_peer *b = join_as("w", 2, NULL);
+    rtc_peer *c = join_as("w", 3, NULL);
+    size_t at_b = sent_count(b), at_c = sent_count(c);
+    char *msg = g_strdup_printf(
+        "{\"type\":\"whisper\",\"token\":\"%s\",\"to\":[2,1],\"text\":\"psst\",\"ref\":\"w1\"}", t);
+    say(a, msg);
+    g_free(msg);
+    json_t *mine = expect(a, "message", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(mine, "source")), "whisper");
+    cr_assert_str_eq(json_string_value(json_object_get(mine, "ref")), "w1");
+    json_t *to = json_object_get(mine, "to");
+    cr_assert_eq(json_array_size(to), 1, "the sender is left out of \"to\"");
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(to, 0), "id")), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(to, 0), "name")),
+                     "Ervin Howell");
+    json_t *got = expect(b, "message", at_b);
+    cr_assert_str_eq(json_string_value(json_object_get(got, "text")), "psst");
+    cr_assert_null(json_object_get(got, "ref"));
+    json_decref(got);
+    pump_for(20);
+    cr_assert(!saw(c, at_c, "psst"), "a third user saw the whisper");
+    /* not in the room's history: the next joiner does not get it */
+    rtc_peer *d = join_as("w", 3, NULL);
+    cr_assert(!saw(d, 0, "psst"));
+    /* logged with its recipients */
+    store_flush(g_db, 5000);
+    store_message *rows = NULL;
+    size_t n = 0;
+    int more = 0;
+    char err[256];
+    cr_assert_eq(store_messages_since(g_db, "w", 2, 0, 10, &rows, &n, &more, err, sizeof err), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(rows[0].recipients, "2");
+    store_messages_free(rows);
+    cr_assert_eq(store_messages_since(g_db, "w", 3, 0, 10, &rows, &n, &more, err, sizeof err), 0);
+    cr_assert_eq(n, 0, "user 3 may not see it");
+    store_messages_free(rows);
+    json_decref(mine);
+    g_free(t);
+}
+
+Test(service, whisper_errors_name_the_problem)
+{
+    char *t = NULL;
+    rtc_peer *a = join_as("w", 1, &t);
+    static const char *bodies[] = {
+        "{\"type\":\"whisper\",\"token\":\"%s\",\"to\":[3],\"text\":\"x\",\"ref\":\"e\"}",
+        "{\"type\":\"whisper\",\"token\":\"%s\",\"to\":[1],\"text\":\"x\",\"ref\":\"e\"}",
+        "{\"type\":\"whisper\",\"token\":\"%s\",\"to\":[],\"text\":\"x\",\"ref\":\"e\"}",
+        "{\"type\":\"whisper\",\"token\":\"%s\",\"to\":[2,2],\"text\":\"x\",\"ref\":\"e\"}",
+        "{\"type\":\"whisper\",\"token\":\"%s\",\"to\":[\"2\"],\"text\":\"x\",\"ref\":\"e\"}",
+    };
+    static const char *codes[] = {"NOT_FOUND", "BAD_REQUEST", "BAD_REQUEST", "BAD_REQUEST",
+                                  "BAD_REQUEST"};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        size_t at = sent_count(a);
+        char *msg = g_strdup_printf(bodies[i], t);
+        say(a, msg);
+        g_free(msg);
+        json_t *e = expect(a, "error", at);
+        cr_assert_str_eq(json_string_value(json_object_get(e, "code")), codes[i], "case %zu", i);
+        json_decref(e);
+    }
+    g_free(t);
+}
+
+Test(service, rooms_are_created_listed_changed_and_deleted_by_their_owner)
+{
+    char *t = NULL;
+    rtc_peer *a = join_as("lobby", 1, &t);
+    (void)a;
+    json_t *o = NULL;
+    cr_assert_eq(rooms_call("POST", NULL, NULL, NULL, "{\"name\":\"x\"}", NULL), 401);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"bad name\"}", NULL), 400);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "[1]", NULL), 400);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"x\",\"pin\":5}", NULL), 400);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"lobby\"}", NULL), 409);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t,
+                            "{\"name\":\"den\",\"description\":\"cosy\",\"secret\":\"s\","
+                            "\"pin\":\"1\",\"private\":false}",
+                            &o),
+                 201);
+    json_t *room = json_object_get(o, "room");
+    cr_assert_eq(json_integer_value(json_object_get(room, "created_by")), 1);
+    cr_assert(json_is_true(json_object_get(room, "pin")));
+    json_decref(o);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"hid\",\"private\":true}", NULL),
+                 201);
+    cr_assert_eq(rooms_call("GET", NULL, NULL, NULL, NULL, &o), 200);
+    json_t *list = json_object_get(o, "rooms");
+    cr_assert_eq(json_array_size(list), 2, "lobby and den; hid is private");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "name")), "lobby");
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(list, 0), "online")), 1);
+    json_decref(o);
+    /* the owner's secret, and nothing else, changes it */
+    cr_assert_eq(
+        rooms_call("PATCH", "den", NULL, NULL, "{\"secret\":\"no\",\"description\":\"y\"}", NULL),
+        403);
+    cr_assert_eq(rooms_call("PATCH", "den", NULL, NULL, "{\"description\":\"y\"}", NULL), 403);
+    cr_assert_eq(rooms_call("PATCH", "hid", NULL, NULL, "{\"secret\":\"s\"}", NULL), 403,
+                 "a room without a secret has no owner");
+    cr_assert_eq(rooms_call("PATCH", "open", NULL, NULL, "{\"secret\":\"s\"}", NULL), 404);
+    cr_assert_eq(rooms_call("PATCH", "den", NULL, NULL,
+                            "{\"secret\":\"s\",\"description\":\"\",\"pin\":null,"
+                            "\"new_secret\":\"t\",\"private\":true}",
+                            &o),
+                 200);
+    room = json_object_get(o, "room");
+    cr_assert_str_eq(json_string_value(json_object_get(room, "description")), "");
+    cr_assert(json_is_false(json_object_get(room, "pin")));
+    cr_assert(json_is_true(json_object_get(room, "private")));
+    json_decref(o);
+    cr_assert_eq(rooms_call("DELETE", "den", NULL, NULL, "{\"secret\":\"s\"}", NULL), 403,
+                 "the old secret is gone");
+    cr_assert_eq(rooms_call("DELETE", "lobby", NULL, NULL, "{\"secret\":\"t\"}", NULL), 403);
+    rtc_peer *m = join_as("den", 2, NULL);
+    cr_assert_eq(rooms_call("DELETE", "den", NULL, NULL, "{\"secret\":\"t\"}", NULL), 204);
+    json_t *c = expect(m, "room_closed", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(c, "room")), "den");
+    json_decref(c);
+    pump_for(20);
+    cr_assert(m->ended, "the member's channel closes after room_closed");
+    cr_assert_eq(rooms_call("DELETE", "den", NULL, NULL, "{\"secret\":\"t\"}", NULL), 404);
+    g_free(t);
+}
+
+Test(service, kick_closes_that_users_sessions_in_that_room_only)
+{
+    char *t = NULL;
+    join_as("lobby", 1, &t);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"k\",\"secret\":\"s\"}", NULL), 201);
+    rtc_peer *a1 = join_as("k", 2, NULL);
+    rtc_peer *a2 = join_as("k", 2, NULL);
+    rtc_peer *b = join_as("k", 3, NULL);
+    rtc_peer *a3 = join_as("k2", 2, NULL);
+    cr_assert_eq(
+        rooms_call("POST", "k", "kick", NULL, "{\"secret\":\"s\",\"user_id\":\"2\"}", NULL), 400);
+    cr_assert_eq(rooms_call("POST", "k", "kick", NULL, "{\"secret\":\"x\",\"user_id\":2}", NULL),
+                 403);
+    cr_assert(!a1->ended && !a2->ended);
+    cr_assert_eq(rooms_call("POST", "k", "kick", NULL, "{\"secret\":\"s\",\"user_id\":2}", NULL),
+                 204);
+    json_decref(expect(a1, "kicked", 0));
+    json_decref(expect(a2, "kicked", 0));
+    pump_for(20);
+    cr_assert(a1->ended && a2->ended);
+    cr_assert(!b->ended && !a3->ended);
+    cr_assert_eq(find_type(b, "kicked", 0), -1);
+    cr_assert_eq(rooms_call("POST", "k", "kick", NULL, "{\"secret\":\"s\",\"user_id\":2}", NULL),
+                 404, "nobody left to kick");
+    g_free(t);
+}
+
+Test(service, announcements_go_to_the_room_or_every_room_with_the_admin_key)
+{
+    char *t = NULL;
+    rtc_peer *a = join_as("lobby", 1, &t);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"n\",\"secret\":\"s\"}", NULL), 201);
+    rtc_peer *b = join_as("n", 2, NULL);
+    json_t *o = NULL;
+    cr_assert_eq(rooms_call("POST", "n", "announce", NULL, "{\"secret\":\"s\"}", NULL), 400);
+    cr_assert_eq(
+        rooms_call("POST", "n", "announce", NULL, "{\"secret\":\"s\",\"text\":\"hi\"}", &o), 202);
+    json_decref(o);
+    json_t *m = expect(b, "announcement", 0);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "room")), "n");
+    json_decref(m);
+    cr_assert_eq(find_type(a, "announcement", 0), -1);
+    /* no --admin-key: nobody announces to every room */
+    cr_assert_eq(
+        rooms_call("POST", NULL, "announce", NULL, "{\"admin_key\":\"k\",\"text\":\"x\"}", NULL),
+        403);
+    g_svc->cfg.admin_key = "k";
+    cr_assert_eq(
+        rooms_call("POST", NULL, "announce", NULL, "{\"admin_key\":\"kk\",\"text\":\"x\"}", NULL),
+        403);
+    cr_assert_eq(rooms_call("POST", NULL, "announce", NULL,
+                            "{\"admin_key\":\"k\",\"text\":\"everyone\"}", NULL),
+                 202);
+    m = expect(a, "announcement", 0);
+    cr_assert(json_is_null(json_object_get(m, "room")));
+    json_decref(m);
+    json_decref(expect(b, "announcement", 1 + (size_t)find_type(b, "announcement", 0)));
+    /* with --admin-key, creating a room takes it */
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"z\"}", NULL), 403);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"z\",\"admin_key\":\"k\"}", NULL),
+                 201);
+    /* and the admin key manages any created room, the lobby included */
+    cr_assert_eq(rooms_call("DELETE", "lobby", NULL, NULL, "{\"admin_key\":\"k\"}", NULL), 204);
+    json_decref(expect(a, "room_closed", 0));
+    g_svc->cfg.admin_key = NULL;
+    cr_assert_eq(rooms_call("GET", NULL, NULL, NULL, NULL, &o), 200);
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_array_get(json_object_get(o, "rooms"), 0), "name")),
+        "lobby", "the lobby always exists");
+    json_decref(o);
+    g_free(t);
+}
+
+Test(service, a_pinned_room_takes_its_pin_at_the_offer)
+{
+    char *t = NULL;
+    join_as("lobby", 1, &t);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"p\",\"pin\":\"42\"}", NULL), 201);
+    http_request req = {.remote = "127.0.0.1:40000",
+                        .remote_is_loopback = 1,
+                        .room = "p",
+                        .body = "v=0",
+                        .body_len = 3};
+    http_reply r = {0};
+    chat_http_app.rtc_offer(g_svc, &req, &r);
+    cr_assert_eq(r.status, 403);
+    mem_free(r.body);
+    req.pin = "41";
+    r = (http_reply){0};
+    chat_http_app.rtc_offer(g_svc, &req, &r);
+    cr_assert_eq(r.status, 403);
+    mem_free(r.body);
+    req.pin = "42";
+    r = (http_reply){0};
+    chat_http_app.rtc_offer(g_svc, &req, &r);
+    cr_assert_eq(r.status, 201);
+    mem_free(r.body);
+    cr_assert_eq(offer_slots_used(g_svc->slots), 2, "refused offers gave their slots back");
+    req.since = "-1";
+    r = (http_reply){0};
+    chat_http_app.rtc_offer(g_svc, &req, &r);
+    cr_assert_eq(r.status, 400);
+    mem_free(r.body);
+    g_free(t);
+}
+
+/* The catch-up: a session that comes back with since=ID gets exactly what
+ * it missed, its own whispers included and others' left out, and what
+ * arrives during the read only once. */
+Test(service, since_gives_exactly_the_missed_messages)
+{
+    char *ta = NULL, *tb = NULL;
+    rtc_peer *a = join_as("c", 1, &ta);
+    rtc_peer *b = join_as("c", 2, &tb);
+    join_as("c", 3, NULL);
+    /* five messages in all: the user's post burst (a whisper is a post) */
+    post_numbered(a, ta, "before ", 1);
+    json_t *last = expect(b, "message", 0);
+    long long since = strtoll(json_string_value(json_object_get(last, "id")), NULL, 10);
+    json_decref(last);
+    post_numbered(a, ta, "missed ", 2);
+    char *msg = g_strdup_printf(
+        "{\"type\":\"whisper\",\"token\":\"%s\",\"to\":[2],\"text\":\"for b\",\"ref\":\"w\"}", ta);
+    say(a, msg);
+    g_free(msg);
+    msg = g_strdup_printf(
+        "{\"type\":\"whisper\",\"token\":\"%s\",\"to\":[3],\"text\":\"not b\",\"ref\":\"v\"}", ta);
+    say(a, msg);
+    g_free(msg);
+    pump_for(20);
+    char s[32];
+    snprintf(s, sizeof s, "%lld", since);
+    http_request req = {.remote = "127.0.0.1:40000",
+                        .remote_is_loopback = 1,
+                        .room = "c",
+                        .since = s,
+                        .bearer = tb,
+                        .body = "v=0",
+                        .body_len = 3};
+    http_reply r = {0};
+    chat_http_app.rtc_offer(g_svc, &req, &r);
+    cr_assert_eq(r.status, 201);
+    mem_free(r.body);
+    rtc_peer *b2 = g_peers[g_npeers - 1];
+    drain();
+    peer_open(b2);
+    json_t *h = expect(b2, "history", 0);
+    cr_assert_eq(find_type(b2, "welcome", 0), 0, "the welcome first");
+    json_t *ms = json_object_get(h, "messages");
+    cr_assert_eq(json_array_size(ms), 3, "%s", json_dumps(h, 0));
+    for (int i = 0; i < 2; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "missed %02d", i);
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(ms, i), "text")), want);
+    }
+    json_t *w = json_array_get(ms, 2);
+    cr_assert_str_eq(json_string_value(json_object_get(w, "text")), "for b");
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_array_get(json_object_get(w, "to"), 0), "id")), 2);
+    cr_assert(json_object_get(h, "more") == NULL || json_is_false(json_object_get(h, "more")));
+    json_decref(h);
+    /* live again: the next post arrives once (after the post rate's second) */
+    size_t at = sent_count(b2);
+    pump_for(1100);
+    post(a, ta, "after", "r");
+    json_decref(expect(b2, "message", at));
+    pump_for(20);
+    int copies = 0;
+    for (size_t i = 0; i < sent_count(b2); i++) {
+        json_t *m = sent_at(b2, i);
+        copies += json_is_string(json_object_get(m, "text")) &&
+                  strcmp(json_string_value(json_object_get(m, "text")), "after") == 0;
+        json_decref(m);
+    }
+    cr_assert_eq(copies, 1);
+    g_free(ta);
+    g_free(tb);
 }
