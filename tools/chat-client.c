@@ -647,7 +647,6 @@ typedef struct {
     int timeout_s;
     int reconnect;       /* 0: --no-reconnect, or --raw */
     long max_reconnects; /* attempts in a row after a drop; -1: no limit */
-    CURL *curl;
 } client_opts;
 
 typedef enum {
@@ -701,8 +700,16 @@ static offer_result make_offer(client_opts *o, const char *ep, int resumed, cons
     }
     http_reply resp;
     st.post_started = g_get_monotonic_time();
-    int rc = http_request_with_headers(o->curl, "POST", ep, "application/sdp", offer, bearer,
-                                       o->headers, (long)o->timeout_s, &resp, err, sizeof err);
+    /* A handle per offer: its connection closes with it, rather than
+     * staying open to chatd (which counts connections per address) for the
+     * whole session. */
+    CURL *curl = curl_easy_init();
+    int rc = curl
+                 ? http_request_with_headers(curl, "POST", ep, "application/sdp", offer, bearer,
+                                             o->headers, (long)o->timeout_s, &resp, err, sizeof err)
+                 : (snprintf(err, sizeof err, "%s: cannot start curl", ep), -1);
+    if (curl)
+        curl_easy_cleanup(curl);
     rtc_free(offer);
     g_free(bearer);
     if (rc < 0) {
@@ -1236,15 +1243,14 @@ int main(int argc, char **argv)
                      .headers = {pin_header, NULL},
                      .timeout_s = timeout_s,
                      .reconnect = !no_reconnect && !st.raw,
-                     .max_reconnects = max_reconnects,
-                     .curl = curl_easy_init()};
+                     .max_reconnects = max_reconnects};
     session s = {.o = &o, .ph = PH_UP, .cap = LIMIT_MESSAGE_BYTES};
     g_queue_init(&s.queue);
     s.buf = malloc(s.cap); /* a default-size message fits unmoved */
     int status = 1;
     char why[1024];
     char *ep = endpoint(url, NULL);
-    if (o.curl == NULL || s.buf == NULL) {
+    if (s.buf == NULL) {
         fprintf(stderr, "chat-client: out of memory\n");
     } else if (make_offer(&o, ep, 0, NULL, &s.peer, why, sizeof why) != OFFER_OK) {
         fprintf(stderr, "chat-client: %s\n", why);
@@ -1264,8 +1270,6 @@ int main(int argc, char **argv)
         drop_peer(s.peer, "ended", 2 * G_TIME_SPAN_SECOND);
     g_queue_clear_full(&s.queue, outgoing_free);
     free(s.buf);
-    if (o.curl)
-        curl_easy_cleanup(o.curl);
     g_free(pin_header);
     rtc_transport_stop();
     rtc_loops_free(loops);
