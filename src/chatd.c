@@ -172,8 +172,8 @@ int main(int argc, char **argv)
         rel = relay_new(loops, cfg.ice_addresses, &limits);
         app = rel;
     }
-    http_server *http =
-        http_server_start(cfg.listen_host, cfg.listen_port, 2, routes, app, err, sizeof err);
+    http_server *http = http_server_start(cfg.listen_host, cfg.listen_port, HTTP_THREADS, routes,
+                                          app, err, sizeof err);
     if (http == NULL)
         return fail(&cfg, 2, err, NULL);
     if (cfg.public_url_is_default) {

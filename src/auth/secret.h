@@ -24,8 +24,11 @@
  * AUTH_SECRET_CONCURRENT derivations run at once in the whole process; a
  * caller that finds them all taken waits up to AUTH_SECRET_WAIT_MS for one
  * to finish and then gets AUTH_SECRET_BUSY, which the HTTP layer answers
- * with 429 or 503. Only a derivation takes a slot: a malformed stored text
- * or an overlong secret is refused before any wait.
+ * with 429 or 503. The wait is short (a few derivations' time) so that
+ * callers waiting for a slot never hold many of the HTTP server's threads:
+ * a flood of wrong secrets gets BUSY, the server's other routes keep
+ * answering. Only a derivation takes a slot: a malformed stored text or an
+ * overlong secret is refused before any wait.
  *
  * Threading: any thread may call any function; the slot count is one
  * mutex and condition variable, held only to take or give back a slot
@@ -53,7 +56,7 @@
 /* Derivations running at once, process-wide, and how long a caller waits
  * for one of them to finish before it gets AUTH_SECRET_BUSY. */
 #define AUTH_SECRET_CONCURRENT 2
-#define AUTH_SECRET_WAIT_MS 2000
+#define AUTH_SECRET_WAIT_MS 200
 
 typedef enum {
     AUTH_SECRET_MATCH = 1,    /* verify: the secret is the one hashed */

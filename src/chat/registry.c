@@ -219,3 +219,16 @@ long chat_registry_count(chat_registry *reg)
     g_mutex_unlock(&reg->lock);
     return n;
 }
+
+long chat_registry_count_by(chat_registry *reg, long created_by)
+{
+    long n = 0;
+    g_mutex_lock(&reg->lock);
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, reg->table);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        n += ((const chat_room_def *)v)->created_by == created_by;
+    g_mutex_unlock(&reg->lock);
+    return n;
+}

@@ -36,6 +36,11 @@
 #define CHAT_LOBBY "lobby"
 #define CHAT_DESCRIPTION_MAX 200 /* characters of a room's description */
 #define CHAT_HASH_MAX 192        /* bytes of a stored secret or pin hash, NUL included */
+/* Rooms one user may create while no --admin-key guards creation: tokens
+ * come with any draw, and created rooms outlive a restart. */
+#define CHAT_ROOMS_PER_CREATOR 10
+/* Rooms GET /api/rooms lists at most ("more":true past it). */
+#define CHAT_ROOMS_LISTED 500
 
 typedef struct {
     char name[64];
@@ -82,5 +87,7 @@ int chat_registry_remove(chat_registry *reg, const char *name, uint64_t generati
  * or out of memory, then *n is 0). */
 void chat_registry_list(chat_registry *reg, chat_room_def **out, size_t *n);
 long chat_registry_count(chat_registry *reg);
+/* Rooms created by that user (a walk of the table: for creation only). */
+long chat_registry_count_by(chat_registry *reg, long created_by);
 
 #endif

@@ -202,11 +202,20 @@ static long member_id(const json_t *member)
     return (long)json_integer_value(json_object_get(member, "id"));
 }
 
+/* The "id" of a MESSAGE or announcement object (a decimal string), 0 if none. */
+static int64_t message_id(const json_t *message)
+{
+    const char *id = json_string_value(json_object_get(message, "id"));
+    return id ? strtoll(id, NULL, 10) : 0;
+}
+
 chat_sub *chat_room_join(chat_rooms *rooms, const char *name, json_t *member, chat_deliver_fn fn,
-                         void *subscriber, json_t **online, char **history, chat_sub **direct)
+                         void *subscriber, json_t **online, char **history, chat_sub **direct,
+                         GHashTable **history_ids)
 {
     *online = NULL;
     *history = NULL;
+    *history_ids = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     char topic[CHAT_TOPIC_MAX];
     chat_bus_user_topic(topic, sizeof topic, name, member_id(member));
     g_mutex_lock(&rooms->lock);
@@ -224,6 +233,16 @@ chat_sub *chat_room_join(chat_rooms *rooms, const char *name, json_t *member, ch
     json_array_append(list, member);
     if (r) {
         *history = proto_build_history(r->history);
+        /* A message is added to the history before it is published (with
+         * the lock released): the joiner may get it in both. */
+        size_t i;
+        json_t *m;
+        json_array_foreach(r->history, i, m)
+        {
+            int64_t *id = g_new(int64_t, 1);
+            *id = message_id(m);
+            g_hash_table_add(*history_ids, id);
+        }
         g_ptr_array_add(r->online, json_incref(member));
         gpointer key = GINT_TO_POINTER(member_id(member));
         long n = GPOINTER_TO_INT(g_hash_table_lookup(r->sessions_of, key));
@@ -264,13 +283,6 @@ static int publish_text(chat_rooms *rooms, const char *name, char *text, const v
     chat_bus_publish(rooms->bus, name, f, except);
     chat_frame_unref(f);
     return 0;
-}
-
-/* The "id" of a MESSAGE or announcement object (a decimal string), 0 if none. */
-static int64_t message_id(const json_t *message)
-{
-    const char *id = json_string_value(json_object_get(message, "id"));
-    return id ? strtoll(id, NULL, 10) : 0;
 }
 
 int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, const void *except,
@@ -339,6 +351,12 @@ size_t chat_room_publish_direct(chat_rooms *rooms, const char *name, const long 
 
 size_t chat_room_close(chat_rooms *rooms, const char *name, const char *text)
 {
+    /* What was said in it goes with it (the log retires its rows too). */
+    g_mutex_lock(&rooms->lock);
+    room *r = g_hash_table_lookup(rooms->table, name);
+    if (r)
+        json_array_clear(r->history);
+    g_mutex_unlock(&rooms->lock);
     char *copy = text ? mem_strdup(text) : NULL;
     chat_frame *f = copy ? chat_frame_take(copy, strlen(copy)) : NULL;
     if (f == NULL)

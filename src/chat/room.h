@@ -32,6 +32,7 @@
 #include "chat/bus.h"
 #include "store/store.h"
 
+#include <glib.h>
 #include <jansson.h>
 #include <stdatomic.h>
 
@@ -63,12 +64,16 @@ long chat_rooms_count(chat_rooms *rooms);
  * `member` to the online list, subscribes
  * fn(subscriber, frame) to the room and (*direct) to the member's own
  * topic in it (whispers, kicks: chat_bus_user_topic), and takes at the same instant the
+ * ids of the history's messages (*history_ids, int64_t keys, the caller's:
+ * a message is recorded before it is published, so the subscription may
+ * deliver one the history has; the caller skips those) and the
  * welcome's online list (*online: the others, then the member; a new
  * reference) and the history message (*history: a mem_alloc'd text, NULL
  * when out of memory). Returns the subscription, NULL when out of memory
  * (then nothing changed). */
 chat_sub *chat_room_join(chat_rooms *rooms, const char *room, json_t *member, chat_deliver_fn fn,
-                         void *subscriber, json_t **online, char **history, chat_sub **direct);
+                         void *subscriber, json_t **online, char **history, chat_sub **direct,
+                         GHashTable **history_ids);
 /* The member leaves: unsubscribes both and takes it off the online list (the
  * room is freed if that was the last member and nobody holds it). */
 void chat_room_leave(chat_rooms *rooms, const char *room, json_t *member, chat_sub *sub,
@@ -97,8 +102,8 @@ size_t chat_room_find_users(chat_rooms *rooms, const char *room, const long *ids
  * memory). */
 size_t chat_room_publish_direct(chat_rooms *rooms, const char *room, const long *user_ids, size_t n,
                                 const char *text, int64_t id, int final, const void *except);
-/* `text` as a final frame to every session in the room (room_closed);
- * returns the deliveries. */
+/* `text` as a final frame to every session in the room (room_closed),
+ * after its history is emptied; returns the deliveries. */
 size_t chat_room_close(chat_rooms *rooms, const char *room, const char *text);
 /* chat_room_publish to every room in memory, the frame serialized once
  * (an announcement to every room). -1 when out of memory. */

@@ -233,6 +233,19 @@ static int created_room(chat_service *svc, const char *name, chat_room_def *def,
     return 1;
 }
 
+/* After a slow check: 1 when the room is still the definition that was
+ * checked (not edited, deleted or made again meanwhile), else 0 after
+ * answering 409. */
+static int unchanged(chat_service *svc, const chat_room_def *checked, http_reply *r)
+{
+    chat_room_def now;
+    if (chat_registry_get(svc->registry, checked->name, &now) &&
+        now.generation == checked->generation)
+        return 1;
+    http_reply_error(r, 409, "CONFLICT", "the room changed meanwhile; read it and try again");
+    return 0;
+}
+
 /* ---------- answers ---------- */
 
 /* ROOM: name, description, online, pin; `full` adds private, created_by,
@@ -330,12 +343,16 @@ static void list_rooms(chat_service *svc, http_reply *r)
         for (size_t i = 0; i < count; i++)
             items[i] = json_array_get(open.list, i);
         qsort(items, count, sizeof *items, by_room_name);
-        for (size_t i = 0; i < count; i++)
+        for (size_t i = 0; i < count && i < CHAT_ROOMS_LISTED; i++)
             json_array_append(sorted, items[i]);
         mem_free(items);
     }
     json_decref(open.list);
-    reply_object(r, 200, "rooms", sorted);
+    json_t *o = json_pack("{s:o}", "rooms", sorted);
+    if (o && count > CHAT_ROOMS_LISTED)
+        json_object_set_new(o, "more", json_true());
+    http_reply_json(r, 200, o ? json_text_compact(o) : NULL);
+    json_decref(o);
 }
 
 /* ---------- POST /api/rooms ---------- */
@@ -379,6 +396,12 @@ static void create_room(chat_service *svc, const http_request *req, http_reply *
     }
     if (svc->cfg.admin_key && svc->cfg.admin_key[0] && !admin_key_matches(svc, key)) {
         http_reply_error(r, 403, "FORBIDDEN", "creating rooms takes the admin key here");
+        goto done;
+    }
+    if ((svc->cfg.admin_key == NULL || svc->cfg.admin_key[0] == '\0') &&
+        chat_registry_count_by(svc->registry, def.created_by) >= CHAT_ROOMS_PER_CREATOR) {
+        http_reply_error(r, 403, "FORBIDDEN",
+                         "you have created as many rooms as one user may; delete one first");
         goto done;
     }
     snprintf(def.name, sizeof def.name, "%s", name);
@@ -522,7 +545,7 @@ static void kick(chat_service *svc, const char *name, const http_request *req, h
         http_reply_error(r, 400, "BAD_REQUEST", "\"user_id\" must be a user id");
         goto done;
     }
-    if (!owner_check(svc, &def, body, &admin, r))
+    if (!owner_check(svc, &def, body, &admin, r) || !unchanged(svc, &def, r))
         goto done;
     long id = (long)user;
     char *frame = proto_build_farewell("kicked", name, "removed by the room's owner");
@@ -595,7 +618,7 @@ static void announce_room(chat_service *svc, const char *name, const http_reques
     int has = opt_text(body, "text", PROTO_MAX_TEXT, text, sizeof text, r);
     if (has == 0)
         http_reply_error(r, 400, "BAD_REQUEST", "an announcement needs \"text\"");
-    if (has > 0 && owner_check(svc, &def, body, &admin, r))
+    if (has > 0 && owner_check(svc, &def, body, &admin, r) && unchanged(svc, &def, r))
         announce(svc, name, text, req->remote, r);
     json_decref(body);
 }
@@ -604,6 +627,8 @@ void chat_http_announce(void *app, const http_request *req, http_reply *r)
 {
     chat_service *svc = app;
     static const char *const fields[] = {"admin_key", "text", NULL};
+    if (!chat_costly_admit(svc, req, r))
+        return;
     json_t *body = body_object(req, r, fields);
     if (body == NULL)
         return;
@@ -628,9 +653,14 @@ void chat_http_rooms(void *app, const char *method, const char *room, const char
                      const http_request *req, http_reply *r)
 {
     chat_service *svc = app;
-    if (room == NULL && strcmp(method, "GET") == 0)
+    if (room == NULL && strcmp(method, "GET") == 0) {
         list_rooms(svc, r);
-    else if (room == NULL)
+        return;
+    }
+    /* Everything else may cost a slow hash: the address's budget first. */
+    if (!chat_costly_admit(svc, req, r))
+        return;
+    if (room == NULL)
         create_room(svc, req, r);
     else if (action && strcmp(action, "kick") == 0)
         kick(svc, room, req, r);

@@ -218,6 +218,20 @@ static char *messages_body(const store_message *rows, size_t n, size_t cap)
 /* Bytes of a search's words (?q=). */
 #define SEARCH_MAX_BYTES 256
 
+/* Words of a search as the store counts them: runs of ASCII letters and
+ * digits and of bytes from 0x80 up. */
+static size_t search_words(const char *q)
+{
+    size_t n = 0;
+    int in_word = 0;
+    for (const unsigned char *c = (const unsigned char *)q; *c; c++) {
+        int w = g_ascii_isalnum(*c) || *c >= 0x80;
+        n += w && !in_word;
+        in_word = w;
+    }
+    return n;
+}
+
 static void http_room_messages(void *app, const char *room_name, const http_request *req,
                                http_reply *reply)
 {
@@ -226,6 +240,9 @@ static void http_room_messages(void *app, const char *room_name, const http_requ
         http_reply_error(reply, 400, "BAD_REQUEST", "bad room name");
         return;
     }
+    /* A room's pin guards what was said in it too. */
+    if (!chat_room_pin_check(svc, room_name, req->pin, reply))
+        return;
     long limit = 50;
     long long before = 0;
     char *end;
@@ -250,6 +267,12 @@ static void http_room_messages(void *app, const char *room_name, const http_requ
         http_reply_error(reply, 400, "BAD_REQUEST", "q is longer than 256 bytes");
         return;
     }
+    if (req->q && search_words(req->q) > STORE_SEARCH_WORDS_MAX) {
+        http_reply_error(reply, 400, "BAD_REQUEST", "q holds more than 32 words");
+        return;
+    }
+    if (req->q && !chat_costly_admit(svc, req, reply))
+        return;
     int rc = req->q ? store_search_messages(svc->cfg.store, room_name, req->q, (int)limit, before,
                                             &msgs, &n, err, sizeof err)
                     : store_recent_messages(svc->cfg.store, room_name, (int)limit, before, &msgs,

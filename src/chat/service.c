@@ -5,6 +5,7 @@
 #include "chat/service_int.h"
 
 #include "chat/session.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -15,6 +16,18 @@ void chat_service_api_error(void *arg, const char *method, const char *url, int 
     /* api/ has logged the failure; here it is counted and recorded. */
     atomic_fetch_add(&svc->api_errors, 1);
     store_api_error(svc->cfg.store, method, url, status, error, NULL);
+}
+
+int chat_costly_admit(chat_service *svc, const http_request *req, http_reply *r)
+{
+    if (req->remote_addr == NULL) /* an in-process call (tests) */
+        return 1;
+    int wait = addr_rate_take(svc->costly, req->remote_addr, clock_mono_us());
+    if (wait == 0)
+        return 1;
+    http_reply_error(r, 429, "RATE_LIMITED", "too many requests of this kind; slow down");
+    r->retry_after = wait;
+    return 0;
 }
 
 void chat_service_set_api(chat_service *svc, jp_client *api) { svc->cfg.api = api; }
@@ -31,6 +44,11 @@ chat_service *chat_service_new(const chat_config *cfg)
     svc->bus = chat_bus_new();
     svc->rooms = svc->bus ? chat_rooms_new(cfg->store, svc->bus, cfg->max_rooms) : NULL;
     svc->registry = chat_registry_new(cfg->store, cfg->max_rooms);
+    /* The rooms API's slow checks and searches share --offer-rate's figures
+     * (another bucket): one knob for what one address may make chatd do. */
+    double costly = cfg->admission.offer_rate > 0 ? (double)cfg->admission.offer_rate
+                                                  : (double)OFFER_DEFAULT_RATE;
+    svc->costly = addr_rate_new(costly, 4 * costly);
     svc->readers = g_thread_pool_new(chat_session_catch_up_read, NULL, CHAT_READERS, FALSE, NULL);
     char err[256];
     if (svc->registry && chat_registry_load(svc->registry, err, sizeof err) != 0) {
@@ -47,8 +65,8 @@ chat_service *chat_service_new(const chat_config *cfg)
      * raises it (the bench needs more than 10 users' worth of posts). */
     double rate = cfg->post_rate > 0 ? (double)cfg->post_rate : 1.0;
     svc->posts = ratelimit_new(rate, rate > 5.0 ? rate : 5.0);
-    if (svc->rooms == NULL || svc->registry == NULL || svc->readers == NULL || svc->slots == NULL ||
-        svc->tokens == NULL || svc->posts == NULL) {
+    if (svc->rooms == NULL || svc->costly == NULL || svc->registry == NULL ||
+        svc->readers == NULL || svc->slots == NULL || svc->tokens == NULL || svc->posts == NULL) {
         chat_service_free(svc);
         return NULL;
     }
@@ -58,11 +76,11 @@ chat_service *chat_service_new(const chat_config *cfg)
 void chat_service_close_all(chat_service *svc, int timeout_ms)
 {
     offer_slots_close_all(svc->slots, timeout_ms);
-    /* Catch-up reads still running post to loops that are still up. */
-    if (svc->readers) {
-        g_thread_pool_free(svc->readers, FALSE, TRUE);
-        svc->readers = NULL;
-    }
+    /* Catch-up reads still running post to loops that are still up; the
+     * queued ones of ended sessions return at once. */
+    GThreadPool *readers = g_atomic_pointer_exchange(&svc->readers, NULL);
+    if (readers)
+        g_thread_pool_free(readers, FALSE, TRUE);
 }
 
 void chat_service_free(chat_service *svc)
@@ -72,6 +90,7 @@ void chat_service_free(chat_service *svc)
     if (svc->readers)
         g_thread_pool_free(svc->readers, FALSE, TRUE);
     chat_registry_free(svc->registry);
+    addr_rate_free(svc->costly);
     g_hash_table_destroy(svc->users);
     ratelimit_free(svc->posts);
     auth_cache_free(svc->tokens);

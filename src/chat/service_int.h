@@ -9,6 +9,7 @@
 #ifndef CHATD_CHAT_SERVICE_INT_H
 #define CHATD_CHAT_SERVICE_INT_H
 
+#include "app/addrrate.h"
 #include "app/offer.h"
 #include "auth/cache.h"
 #include "chat/bus.h"
@@ -29,6 +30,10 @@ struct chat_service {
      * the event loops never wait on the database. Its queue holds at most
      * one job per session, so --max-peers bounds it. */
     GThreadPool *readers;
+    /* Requests that cost a slow hash or a full-text search (the rooms
+     * API's secret, pin and admin-key checks, ?q=): --offer-rate a second
+     * per remote address, burst 4x, in a bucket of their own (429 past it). */
+    addr_rate *costly;
     offer_slots *slots; /* sessions against --max-peers */
     auth_cache *tokens; /* verified tokens, so a post costs no ECDSA verify */
     ratelimit *posts;   /* manual posts per user */
@@ -41,6 +46,9 @@ struct chat_service {
 };
 
 #define CHAT_READERS 2
+/* Takes one costly request of req's address: 1, or 0 after answering 429
+ * RATE_LIMITED with Retry-After. */
+int chat_costly_admit(chat_service *svc, const http_request *req, http_reply *r);
 
 /* USER of a user id, from the users this chatd has seen (empty names for
  * one it has not). A new reference; never NULL but out of memory. */

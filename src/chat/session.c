@@ -19,6 +19,8 @@
  *   S_IDENTIFYING  a draw, its retry timer or the user row is under way
  *   S_READY        the user row is committed; waiting for the channel
  *   S_JOINED       welcome sent, in the room
+ *   S_LEFT         out of the room after room_closed or kicked, the
+ *                  channel closing: nothing more in or out of the room
  *   S_CLOSED       on_close has run; late work only drops its reference
  *
  * What identification tells the client before the channel is open (a
@@ -58,10 +60,11 @@
 /* What a post refused by a full log queue is told to wait. */
 #define POST_RETRY_WHEN_FULL_MS 1000
 
-typedef enum { S_CONNECTING, S_IDENTIFYING, S_READY, S_JOINED, S_CLOSED } session_state;
+typedef enum { S_CONNECTING, S_IDENTIFYING, S_READY, S_JOINED, S_LEFT, S_CLOSED } session_state;
 
 struct chat_session {
     atomic_int refs;
+    atomic_int gone; /* on_close has run: what other threads may read of it */
     chat_service *svc;
     /* Set on the loop when identification starts (the offer path's
      * chat_session_start, or on_open if that comes first), reference held;
@@ -113,6 +116,9 @@ struct chat_session {
     GMutex gate;
     int gate_open;
     int gate_overflow;
+    /* A final frame (room_closed, kicked) was sent: every later delivery
+     * is dropped, and the loop takes the session out of the room. */
+    int departing;
     GPtrArray *held; /* chat_frame*, a reference each */
 };
 
@@ -262,18 +268,33 @@ static void close_when_told(session *s)
         s->close_when_open = 1;
 }
 
+static void post_to_loop(session *s, void (*fn)(session *, void *), void *data);
+static void depart(session *s, void *unused);
+
+/* With s->gate held, after a final frame went out: nothing more is
+ * delivered, the loop takes the session out of the room now (it could
+ * otherwise go on posting and receiving while its channel drains), and
+ * the channel closes once the frame is sent (rtc_peer_close_gracefully is
+ * safe from any thread). */
+static void begin_departure(session *s)
+{
+    s->departing = 1;
+    post_to_loop(session_ref(s), depart, NULL);
+    rtc_peer_close_gracefully(s->peer);
+}
+
 /* chat_deliver_fn for the room: the subscriber is the session (the bus
  * stops delivering before on_close lets the session go). */
 static void session_deliver(void *subscriber, chat_frame *f)
 {
     session *s = subscriber;
     g_mutex_lock(&s->gate);
-    if (s->gate_open) {
+    if (s->departing) {
+        /* kicked or its room closed: nothing after the final frame */
+    } else if (s->gate_open) {
         send_text(s, chat_frame_data(f), chat_frame_len(f));
-        /* room_closed, kicked: the frame is queued before the close, which
-         * lets it drain (rtc_peer_close_gracefully is safe from any thread) */
         if (chat_frame_final(f))
-            rtc_peer_close_gracefully(s->peer);
+            begin_departure(s);
     } else if (s->held != NULL && s->held->len < JOIN_HOLD_MAX) {
         g_ptr_array_add(s->held, chat_frame_ref(f));
     } else {
@@ -304,10 +325,10 @@ static void open_gate(session *s, char *welcome, char *history, GHashTable *skip
         g_ptr_array_set_size(s->held, 0);
     int overflow = s->gate_overflow;
     s->gate_open = 1;
-    g_mutex_unlock(&s->gate);
     if (final)
-        rtc_peer_close_gracefully(s->peer);
-    else if (overflow)
+        begin_departure(s);
+    g_mutex_unlock(&s->gate);
+    if (!final && overflow)
         rtc_peer_close(s->peer, "more messages arrived while joining than could be held");
 }
 
@@ -350,6 +371,19 @@ static void post_to_loop(session *s, void (*fn)(session *, void *), void *data)
     p->fn = fn;
     p->data = data;
     rtc_loop_post(rtc_peer_loop(s->peer), run_posted, p);
+}
+
+/* Loop thread: out of the room after a final frame (begin_departure). */
+static void depart(session *s, void *unused)
+{
+    (void)unused;
+    if (s->state != S_JOINED)
+        return;
+    s->state = S_LEFT;
+    drop_timer(s);
+    chat_room_leave(s->svc->rooms, s->room, s->summary, s->sub, s->direct);
+    s->sub = s->direct = NULL;
+    chat_room_presence(s->svc->rooms, s->room, "leave", s->summary, s);
 }
 
 /* ---------- identity: the draw ---------- */
@@ -659,7 +693,8 @@ static void auto_post_cb(session *s)
 typedef struct {
     session *s; /* a reference */
     char room[64];
-    long user_id;
+    long user_id;   /* whose whispers it may see; 0: public messages only */
+    char login[32]; /* and only those logged from this ISO time on */
     int64_t since;
 } catch_up_job;
 
@@ -713,6 +748,11 @@ void chat_session_catch_up_read(void *data, void *pool_data)
     (void)pool_data;
     catch_up_job *job = data;
     chat_service *svc = job->s->svc;
+    if (atomic_load(&job->s->gone)) { /* ended meanwhile (SIGTERM drains the pool) */
+        session_unref(job->s);
+        mem_free(job);
+        return;
+    }
     store_message *rows = NULL;
     size_t n = 0;
     int more = 0;
@@ -724,6 +764,8 @@ void chat_session_catch_up_read(void *data, void *pool_data)
     } else {
         json_t *messages = json_array();
         for (size_t i = 0; messages && i < n; i++) {
+            if (rows[i].recipients && strcmp(rows[i].created_at, job->login) < 0)
+                continue; /* a whisper from before this login */
             json_t *o = chat_row_object(&rows[i]);
             if (o && rows[i].recipients) {
                 json_t *to = json_array();
@@ -758,10 +800,19 @@ static int start_catch_up(session *s)
         return 0;
     job->s = session_ref(s);
     snprintf(job->room, sizeof job->room, "%s", s->room);
-    job->user_id = s->user_id;
+    /* The whispers a catch-up may show are those of this login: a token's
+     * user since its first login (auth_time), and none at all without a
+     * token. Anyone may be drawn as any of the directory's users; what
+     * that user was told before is not theirs. */
+    job->user_id = s->resume_user ? s->user_id : 0;
+    struct tm tm;
+    time_t login = s->auth_time;
+    gmtime_r(&login, &tm);
+    strftime(job->login, sizeof job->login, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
     job->since = s->since;
     s->catching_up = 1;
-    if (!g_thread_pool_push(s->svc->readers, job, NULL)) {
+    GThreadPool *readers = g_atomic_pointer_get(&s->svc->readers);
+    if (readers == NULL || !g_thread_pool_push(readers, job, NULL)) {
         s->catching_up = 0;
         session_unref(s);
         mem_free(job);
@@ -798,9 +849,11 @@ static void joined(session *s)
     }
     json_t *online = NULL;
     char *history = NULL;
+    GHashTable *history_ids = NULL;
     s->sub = chat_room_join(svc->rooms, s->room, s->summary, session_deliver, s, &online, &history,
-                            &s->direct);
+                            &s->direct, &history_ids);
     if (s->sub == NULL) {
+        g_hash_table_destroy(history_ids);
         mem_free(token);
         rtc_peer_close(s->peer, "out of memory");
         return;
@@ -825,6 +878,7 @@ static void joined(session *s)
                    NULL);
         mem_free(welcome);
         mem_free(history);
+        g_hash_table_destroy(history_ids);
         /* Never welcomed: out of the room again, with no presence either way. */
         chat_room_leave(svc->rooms, s->room, s->summary, s->sub, s->direct);
         s->sub = s->direct = NULL;
@@ -838,8 +892,9 @@ static void joined(session *s)
         s->welcome = welcome;
         mem_free(history);
     } else {
-        open_gate(s, welcome, history, NULL);
+        open_gate(s, welcome, history, history_ids);
     }
+    g_hash_table_destroy(history_ids);
     chat_room_presence(svc->rooms, s->room, "join", s->summary, s);
     store_session_start(svc->cfg.store, s->id, s->user_id, s->remote, s->started);
     s->session_logged = 1;
@@ -893,6 +948,10 @@ static void handle_post(session *s, proto_request *req)
 {
     chat_service *svc = s->svc;
     char err[256];
+    if (s->state == S_LEFT) {
+        send_error(s, "BAD_REQUEST", "you are no longer in this room", -1, 0, req->ref);
+        return;
+    }
     if (s->state != S_JOINED || s->catching_up) {
         send_error(s, "BAD_REQUEST", "no user yet: wait for the welcome", -1, 0, req->ref);
         return;
@@ -1063,6 +1122,7 @@ static void on_close(rtc_peer *p, const char *reason, void *user)
     chat_service *svc = s->svc;
     int was_joined = s->state == S_JOINED;
     s->state = S_CLOSED;
+    atomic_store(&s->gone, 1);
     drop_timer(s);
     if (was_joined) {
         chat_room_leave(svc->rooms, s->room, s->summary, s->sub, s->direct);

@@ -44,6 +44,10 @@
 #include <stdint.h>
 
 #define HTTP_MAX_BODY LIMIT_HTTP_BODY_BYTES
+/* libmicrohttpd's threads. Twice the slow-hash checks that may run at
+ * once (auth/secret.h), so that rooms' secret checks never hold every
+ * thread and health, offers and the rest keep answering. */
+#define HTTP_THREADS 4
 #define HTTP_PER_ADDRESS_CONNECTIONS 32
 #define HTTP_MAX_CONNECTIONS 4000
 #define HTTP_IDLE_TIMEOUT_S 10

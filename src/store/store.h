@@ -77,6 +77,9 @@
 #define STORE_RECENT_MAX 1000
 /* Most rows store_messages_since returns (SPEC: catch-up, then "more"). */
 #define STORE_SINCE_MAX 500
+/* Most words one search may hold (store_search_messages): a word is a run
+ * of ASCII letters and digits and bytes of 0x80 and up. */
+#define STORE_SEARCH_WORDS_MAX 32
 /* The room of an announcement to every room (not a valid room name). */
 #define STORE_ROOM_EVERY "*"
 /* How long store_close waits for the queue to drain. */
@@ -239,14 +242,16 @@ int store_messages_since(store *s, const char *room, long user_id, int64_t since
  * ownership and errors as store_recent_messages; also -1 for more than 32
  * words, and 0 rows for a word over 2047 bytes (PostgreSQL indexes none
  * such, so SQLite does not find them either). Results come in id order,
- * not ranked. The two backends agree on words between spaces and
- * punctuation, hyphens and apostrophes included ("foo-bar", "don't"),
- * and on accented and CJK text (no segmentation, no diacritics folding).
- * They differ where PostgreSQL's parser keeps a token whole: in an email
- * address, a URL, a host or file name, a decimal or signed number
- * ("3.14", "-5"), a version ("v1.2.3"), SQLite finds each part and
- * PostgreSQL none of them; PostgreSQL also skips HTML tags and entities
- * ("<b>", "&amp;"), which SQLite indexes as words. */
+ * not ranked. PostgreSQL's text is cut into words where anything but a
+ * letter or digit stands (regexp_replace before to_tsvector, in the index
+ * and in the query), as FTS5's unicode61 does, so the two agree on
+ * e-mail addresses, URLs, file names, numbers ("3.14": 3 and 14),
+ * hyphens, apostrophes and underscores, and on accented and CJK text (no
+ * segmentation, no diacritics folding). What differs: case folding of a
+ * few letters outside ASCII follows the database's locale on PostgreSQL
+ * ("İstanbul" is found by "istanbul" there, not on SQLite), and a query
+ * word holding punctuation outside ASCII ("foo—bar") is a phrase on SQLite
+ * and two words anywhere in the text on PostgreSQL. */
 int store_search_messages(store *s, const char *room, const char *words, int limit,
                           int64_t before_id, store_message **out, size_t *count, char *err,
                           size_t errlen);

@@ -113,8 +113,6 @@ typedef enum {
     STORE_READ_SEARCH  /* id < before_id, newest `limit` matching every word */
 } store_read_kind;
 
-/* Most words one search may hold (store_search_messages). */
-#define STORE_SEARCH_WORDS_MAX 32
 /* Longest word PostgreSQL indexes (its MAXSTRLEN is 2048, the byte
  * included); a longer one can never match there, so it matches nothing on
  * either backend. */

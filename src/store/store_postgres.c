@@ -99,11 +99,16 @@ static const char since_sql[] = "SELECT " MSG_COLS MSG_FROM(
 /* The expression of migration 2's messages_fts index, word for word (and
  * recipients IS NULL, its predicate), so that the planner can use it. $1
  * is the words joined by spaces: plainto_tsquery ANDs them and reads no
- * operators. */
+ * operators. Every run of characters that are not letters or digits
+ * becomes a space first, in the index and in the query, so that
+ * PostgreSQL's parser splits words where FTS5's unicode61 does: it would
+ * otherwise keep an e-mail address, a URL, a path, a file name or a
+ * decimal number whole. */
 static const char search_sql[] =
     "SELECT " MSG_COLS " FROM messages m LEFT JOIN users u ON u.id = m.user_id"
-    " WHERE to_tsvector('simple', coalesce(m.title, '') || ' ' || m.body)"
-    " @@ plainto_tsquery('simple', $1)"
+    " WHERE to_tsvector('simple',"
+    " regexp_replace(coalesce(m.title, '') || ' ' || m.body, '[^[:alnum:]]+', ' ', 'g'))"
+    " @@ plainto_tsquery('simple', regexp_replace($1, '[^[:alnum:]]+', ' ', 'g'))"
     " AND m.recipients IS NULL AND m.source IN ('auto', 'manual')"
     " AND m.room = $2 AND m.id < $3"
     " ORDER BY m.id DESC LIMIT $4";

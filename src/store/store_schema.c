@@ -141,7 +141,16 @@ static const store_migration migrations[] = {
       " END;"
       "INSERT INTO messages_fts (rowid, title, body)"
       " SELECT id, title, body FROM messages"
-      " WHERE recipients IS NULL AND source IN ('auto', 'manual');",
+      " WHERE recipients IS NULL AND source IN ('auto', 'manual');"
+      "CREATE TRIGGER rooms_retire_messages AFTER DELETE ON rooms BEGIN"
+      " UPDATE messages"
+      " SET room = old.name || '~deleted-' || (SELECT COALESCE(MAX(id), 0) FROM messages)"
+      " WHERE room = old.name;"
+      " END;",
+      /* (Both dialects) deleting a room's row retires its messages: they
+       * stay in the log under "NAME~deleted-N" (N the highest message id
+       * then; '~' is in no room name), so a room made again with that name,
+       * or an open one, does not show what was said in the deleted one. */
       /* PostgreSQL: one ALTER TABLE (the column is added without a
        * rewrite; the new CHECK scans the rows once). messages_source_check
        * is the name PostgreSQL gave migration 1's column CHECK. The search
@@ -164,8 +173,18 @@ static const store_migration migrations[] = {
       " ADD CONSTRAINT messages_source_check"
       "  CHECK (source IN ('auto', 'manual', 'whisper', 'announcement'));"
       "CREATE INDEX messages_fts ON messages"
-      " USING GIN (to_tsvector('simple', coalesce(title, '') || ' ' || body))"
-      " WHERE recipients IS NULL;"}},
+      " USING GIN (to_tsvector('simple',"
+      " regexp_replace(coalesce(title, '') || ' ' || body, '[^[:alnum:]]+', ' ', 'g')))"
+      " WHERE recipients IS NULL;"
+      "CREATE FUNCTION chatd_retire_messages() RETURNS trigger LANGUAGE plpgsql AS $$"
+      " BEGIN"
+      " UPDATE messages"
+      " SET room = OLD.name || '~deleted-' || (SELECT COALESCE(MAX(id), 0) FROM messages)"
+      " WHERE room = OLD.name;"
+      " RETURN OLD;"
+      " END $$;"
+      "CREATE TRIGGER rooms_retire_messages AFTER DELETE ON rooms"
+      " FOR EACH ROW EXECUTE FUNCTION chatd_retire_messages();"}},
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])

@@ -506,5 +506,74 @@ def announcements_reach_their_rooms_and_are_logged():
                    ("*", "announcement", "", "restart at 22:00")], f"logged: {rows}")
 
 
+def timed_health(d, n):
+    """Median and 90th percentile, in ms, of N GET /api/health from 127.0.0.1."""
+    times = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        status, _, _ = http("GET", d.url + "api/health")
+        times.append((time.monotonic() - t0) * 1000)
+        check(status == 200, f"health {status}")
+        time.sleep(0.01)
+    times.sort()
+    return times[len(times) // 2], times[len(times) * 9 // 10]
+
+
+@test(timeout=120)
+def a_flood_of_wrong_secrets_leaves_the_server_answering():
+    """16 connections from 127.0.0.2 send wrong owner secrets as fast as
+    they can: scrypt checks are 2 at a time on 4 HTTP threads and the
+    address's budget (--offer-rate 5: burst 20, then 429), so health from
+    127.0.0.1 stays as quick as before (a ratio, not a time)."""
+    import http.client
+    import threading
+    d = start_chatd("rooms_flood", "--offer-rate", "5", *QUIET)
+    p_token = {}
+
+    async def make(peers):
+        p = await peer_as(peers, d, None, "lobby")
+        p_token["t"] = p.welcome["token"]
+        await create_room(d, p.welcome["token"], name="target", secret="right")
+    arun(make)
+    before = timed_health(d, 40)
+    counts = {"403": 0, "429": 0, "503": 0, "other": 0}
+    stop = threading.Event()
+    port = int(d.url.rsplit(":", 1)[1].strip("/"))
+    body = json.dumps({"secret": "wrong", "user_id": 1})
+
+    def flood():
+        while not stop.is_set():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
+                                               source_address=("127.0.0.2", 0))
+                c.request("POST", "/api/rooms/target/kick", body,
+                          {"Content-Type": "application/json"})
+                st = c.getresponse().status
+                c.close()
+            except OSError:
+                continue
+            counts[str(st) if str(st) in counts else "other"] += 1
+    threads = [threading.Thread(target=flood) for _ in range(16)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    during = timed_health(d, 40)
+    stop.set()
+    for t in threads:
+        t.join()
+    flood_s = time.monotonic() - started
+    print(f"    health p50/p90 before {before[0]:.2f}/{before[1]:.2f} ms, during "
+          f"{during[0]:.2f}/{during[1]:.2f} ms; flood answers {counts}")
+    check(counts["429"] > 0, f"the address's budget never ran out: {counts}")
+    check(counts["403"] <= 20 + 5 * (flood_s + 1),
+          f"more wrong secrets checked than the budget allows in {flood_s:.1f} s: {counts}")
+    check(counts["other"] == 0, f"unexpected answers: {counts}")
+    base = max(before[0], 2.0)
+    check(during[0] <= 10 * base, f"health median {during[0]:.1f} ms during the flood, "
+          f"{before[0]:.1f} ms before")
+    check(d.stop() == 0, "chatd exit status after SIGTERM")
+
+
 if __name__ == "__main__":
     run(fixtures=[harness.shared_jsonplaceholder()])

@@ -368,6 +368,7 @@ Test(secret, six_verifiers_two_derivations)
     verifier v[THREADS];
     pthread_barrier_t start;
 
+    auth_secret_set_wait_ms(5000); /* slow builds (ASan, valgrind): nobody busy */
     cr_assert_eq(auth_secret_hash("room-owner", h, sizeof h, NULL, 0), AUTH_SECRET_OK);
     pthread_barrier_init(&start, NULL, THREADS);
     for (int i = 0; i < THREADS; i++) {
@@ -378,7 +379,7 @@ Test(secret, six_verifiers_two_derivations)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&start);
     /* Six derivations of tens of ms each, two at a time: well inside the
-     * 2 s wait, so every one ran and none came back busy. */
+     * 5 s wait, so every one ran and none came back busy. */
     for (int i = 0; i < THREADS; i++)
         cr_assert_eq(v[i].rc, i % 2 ? AUTH_SECRET_MATCH : AUTH_SECRET_MISMATCH, "thread %d: %d", i,
                      v[i].rc);
@@ -432,6 +433,7 @@ Test(secret, a_waiter_gets_the_next_free_slot)
     pthread_t t[AUTH_SECRET_CONCURRENT];
     verifier v[AUTH_SECRET_CONCURRENT];
 
+    auth_secret_set_wait_ms(5000); /* longer than a slow derivation */
     make_stored(slow, sizeof slow, "slow", 65536, 8, 1, "slowsaltslowsalt", 16);
     cheap_stored(cheap, sizeof cheap);
     for (int i = 0; i < AUTH_SECRET_CONCURRENT; i++) {

@@ -156,6 +156,8 @@ struct rtc_peer {
     size_t max_send; /* the remote's max-message-size; 0 = 64 KiB */
     int open;        /* peer_open has run: sends are taken */
     int sent_early;  /* sends tried before that (refused, ENOTCONN) */
+    int hold_close;  /* a graceful close waits (a queue that does not drain) */
+    int close_held;  /* one did */
 };
 
 static int g_peer_seq;
@@ -248,6 +250,11 @@ static void deliver_close(void *arg)
 static void request_close(rtc_peer *p, const char *reason, int graceful)
 {
     g_mutex_lock(&p->lock);
+    if (graceful && p->hold_close) {
+        p->close_held = 1;
+        g_mutex_unlock(&p->lock);
+        return;
+    }
     int first = !p->close_requested;
     if (first) {
         p->close_requested = 1;
@@ -1579,13 +1586,15 @@ Test(service, a_room_of_1300_still_welcomes_every_joiner)
 {
     json_t *members[1299];
     chat_sub *subs[1299], *direct[1299];
+    GHashTable *ids;
     for (int i = 0; i < 1299; i++) {
         members[i] = json_pack("{s:i,s:s,s:s}", "id", 1000 + i, "name",
                                "Clementina DuBuque the Longer", "username", "Moriah.Stanton");
         json_t *online = NULL;
         char *history = NULL;
         subs[i] = chat_room_join(g_svc->rooms, "big", members[i], no_delivery, members[i], &online,
-                                 &history, &direct[i]);
+                                 &history, &direct[i], &ids);
+        g_hash_table_destroy(ids);
         cr_assert_not_null(subs[i]);
         json_decref(online);
         mem_free(history);
@@ -2440,7 +2449,7 @@ Test(service, since_gives_exactly_the_missed_messages)
     json_t *ms = json_object_get(h, "messages");
     cr_assert_eq(json_array_size(ms), 3, "%s", json_dumps(h, 0));
     for (int i = 0; i < 2; i++) {
-        char want[16];
+        char want[32];
         snprintf(want, sizeof want, "missed %02d", i);
         cr_assert_str_eq(json_string_value(json_object_get(json_array_get(ms, i), "text")), want);
     }
@@ -2450,6 +2459,22 @@ Test(service, since_gives_exactly_the_missed_messages)
         json_integer_value(json_object_get(json_array_get(json_object_get(w, "to"), 0), "id")), 2);
     cr_assert(json_object_get(h, "more") == NULL || json_is_false(json_object_get(h, "more")));
     json_decref(h);
+    /* Without a token, a catch-up holds no whisper, whoever the draw makes
+     * it (anyone may be drawn as user 2). */
+    for (int i = 0; i < 3; i++) {
+        req.bearer = NULL;
+        r = (http_reply){0};
+        chat_http_app.rtc_offer(g_svc, &req, &r);
+        cr_assert_eq(r.status, 201);
+        mem_free(r.body);
+        rtc_peer *x = g_peers[g_npeers - 1];
+        drain();
+        peer_open(x);
+        json_t *hx = expect(x, "history", 0);
+        cr_assert_eq(json_array_size(json_object_get(hx, "messages")), 2, "%s", json_dumps(hx, 0));
+        cr_assert(!saw(x, 0, "for b"));
+        json_decref(hx);
+    }
     /* live again: the next post arrives once (after the post rate's second) */
     size_t at = sent_count(b2);
     pump_for(1100);
@@ -2465,5 +2490,114 @@ Test(service, since_gives_exactly_the_missed_messages)
     }
     cr_assert_eq(copies, 1);
     g_free(ta);
+    g_free(tb);
+}
+
+/* After `kicked` the session is out of the room at once: it gets nothing
+ * more and can post nothing, even before its channel has closed. */
+Test(service, a_kicked_session_is_out_before_its_channel_closes)
+{
+    char *t = NULL, *tk = NULL;
+    join_as("lobby", 1, &t);
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"k\",\"secret\":\"s\"}", NULL), 201);
+    rtc_peer *a = join_as("k", 2, &tk);
+    rtc_peer *b = join_as("k", 3, NULL);
+    char *tb = NULL;
+    json_t *w = sent_at(b, (size_t)find_type(b, "welcome", 0));
+    tb = g_strdup(json_string_value(json_object_get(w, "token")));
+    json_decref(w);
+    a->hold_close = 1; /* the channel stays up: only the session's own rule applies */
+    cr_assert_eq(rooms_call("POST", "k", "kick", NULL, "{\"secret\":\"s\",\"user_id\":2}", NULL),
+                 204);
+    json_decref(expect(a, "kicked", 0));
+    drain();
+    size_t after = sent_count(a), at_b = sent_count(b);
+    post(b, tb, "after the kick", "r");
+    json_decref(expect(b, "message", at_b));
+    post(a, tk, "from the kicked", "r2");
+    json_t *e = expect(a, "error", after);
+    cr_assert(strstr(json_string_value(json_object_get(e, "message")), "no longer"));
+    json_decref(e);
+    pump_for(20);
+    cr_assert(!saw(a, after, "after the kick"), "a kicked session still receives");
+    cr_assert(!saw(b, at_b, "from the kicked"), "a kicked session still posts");
+    cr_assert(a->close_held, "the kick asked for a graceful close");
+    cr_assert(!a->ended);
+    a->hold_close = 0;
+    g_free(t);
+    g_free(tk);
+    g_free(tb);
+}
+
+Test(service, room_rules_against_squatting_peeking_and_floods)
+{
+    char *t = NULL;
+    join_as("lobby", 1, &t);
+    /* one user creates at most CHAT_ROOMS_PER_CREATOR rooms without an admin key */
+    for (int i = 0; i < CHAT_ROOMS_PER_CREATOR; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"name\":\"r%d\"%s}", i, i == 0 ? ",\"pin\":\"7\"" : "");
+        cr_assert_eq(rooms_call("POST", NULL, NULL, t, body, NULL), 201, "room %d", i);
+    }
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"one-more\"}", NULL), 403);
+    /* a pinned room's messages and search take its pin */
+    http_request req = {.limit = "10"};
+    http_reply r = {0};
+    chat_http_app.room_messages(g_svc, "r0", &req, &r);
+    cr_assert_eq(r.status, 403);
+    mem_free(r.body);
+    req.pin = "7";
+    req.q = "anything";
+    r = (http_reply){0};
+    chat_http_app.room_messages(g_svc, "r0", &req, &r);
+    cr_assert_eq(r.status, 200);
+    mem_free(r.body);
+    /* more than 32 words is the client's mistake */
+    req.q = "a b c d e f g h i j k l m n o p q r s t u v w x y z aa bb cc dd ee ff gg";
+    r = (http_reply){0};
+    chat_http_app.room_messages(g_svc, "r0", &req, &r);
+    cr_assert_eq(r.status, 400);
+    mem_free(r.body);
+    /* one address's costly requests: a burst of 4 x --offer-rate, then 429 */
+    int limited = 0;
+    for (int i = 0; i < 40 && !limited; i++) {
+        http_request k = {.remote = "192.0.2.1:4000",
+                          .remote_addr = "192.0.2.1",
+                          .body = "{\"secret\":\"x\",\"user_id\":2}",
+                          .body_len = 26};
+        http_reply kr = {0};
+        chat_http_app.rooms(g_svc, "POST", "r1", "kick", &k, &kr);
+        limited = kr.status == 429;
+        cr_assert(kr.status == 403 || kr.status == 429, "%d", kr.status);
+        cr_assert(kr.status != 429 || kr.retry_after >= 1);
+        mem_free(kr.body);
+    }
+    cr_assert(limited, "no 429 after 40 wrong secrets from one address");
+    g_free(t);
+}
+
+/* A deleted room's history does not come back with its name. */
+Test(service, a_deleted_rooms_history_is_not_its_names_next)
+{
+    char *t = NULL;
+    rtc_peer *a = join_as("lobby", 1, &t);
+    (void)a;
+    cr_assert_eq(rooms_call("POST", NULL, NULL, t, "{\"name\":\"d\",\"secret\":\"s\"}", NULL), 201);
+    char *tb = NULL;
+    rtc_peer *b = join_as("d", 2, &tb);
+    post(b, tb, "said before the delete", "r");
+    json_decref(expect(b, "message", 0));
+    cr_assert_eq(rooms_call("DELETE", "d", NULL, NULL, "{\"secret\":\"s\"}", NULL), 204);
+    pump_for(20);
+    store_flush(g_db, 5000);
+    rtc_peer *c = join_as("d", 3, NULL);
+    cr_assert(!saw(c, 0, "said before the delete"));
+    http_request req = {.limit = "10"};
+    http_reply r = {0};
+    chat_http_app.room_messages(g_svc, "d", &req, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(!strstr(r.body, "said before"), "%s", r.body);
+    mem_free(r.body);
+    g_free(t);
     g_free(tb);
 }

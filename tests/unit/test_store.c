@@ -1800,6 +1800,9 @@ BOTH(search_words, 60)
     int64_t g = put_row(s, "s", 1, "manual", NULL, NULL, "un café crème, s'il vous plaît");
     int64_t h = put_row(s, "s", 1, "manual", NULL, NULL, "a OR b near(x) \"quoted\" NOT c");
     int64_t k = put_row(s, "s", 1, "manual", NULL, NULL, "v2 build_42 ok-then x*y");
+    /* what PostgreSQL's parser alone would keep whole */
+    int64_t e = put_row(s, "s", 1, "manual", NULL, NULL,
+                        "mail bob@example.com, see http://example.org/path/file.txt pi=3.14");
     cr_assert_eq(store_flush(s, 10000), 0);
 
     char got[1024], want[1024];
@@ -1853,6 +1856,16 @@ BOTH(search_words, 60)
     cr_assert_str_eq(got, IDS(k), "an underscore separates words");
     search_ids(s, "s", "then ok v2", 10, 0, got, sizeof got);
     cr_assert_str_eq(got, IDS(k), "a hyphen separates words");
+    /* e-mail addresses, URLs, file names and decimals are cut into words on
+     * both backends (PostgreSQL's text goes through regexp_replace) */
+    search_ids(s, "s", "example", 10, 0, got, sizeof got);
+    cr_assert_str_eq(got, IDS(e));
+    search_ids(s, "s", "bob@example.com", 10, 0, got, sizeof got);
+    cr_assert_str_eq(got, IDS(e));
+    search_ids(s, "s", "file txt path", 10, 0, got, sizeof got);
+    cr_assert_str_eq(got, IDS(e));
+    search_ids(s, "s", "14", 10, 0, got, sizeof got);
+    cr_assert_str_eq(got, IDS(e));
 
     /* Limit and before_id, newest last. */
     search_ids(s, "s", "report", 1, 0, got, sizeof got);
@@ -1888,7 +1901,7 @@ BOTH(search_words, 60)
         cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH"
                                 " 'secret OR announcement OR all'"),
                      0, "whispers and announcements are not indexed at all");
-        cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages_fts_docsize"), 7,
+        cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages_fts_docsize"), 8,
                      "the public posts alone are indexed");
         q_exec(url, "DELETE FROM messages WHERE source = 'auto'");
         cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH"
@@ -1899,6 +1912,31 @@ BOTH(search_words, 60)
 
 /* Rooms: put, replace, delete, read back with queued changes applied,
  * written, and kept across a reopen. */
+/* Deleting a room's row retires its messages: they stay in the log, under
+ * "NAME~deleted-N", and the name's history starts empty. */
+BOTH(deleting_a_room_retires_its_messages, 60)
+{
+    store *s = open_ok(url);
+    put_user(s, 1, "Leanne Graham", "Bret", NULL);
+    cr_assert_eq(store_room_put(s, &(store_room){.name = "gone"}), STORE_PUT_OK);
+    put_row(s, "gone", 1, "manual", NULL, NULL, "said in the deleted room");
+    put_row(s, "kept", 1, "manual", NULL, NULL, "said elsewhere");
+    cr_assert_eq(store_room_delete(s, "gone"), STORE_PUT_OK);
+    cr_assert_eq(store_flush(s, 10000), 0);
+    store_message *m = NULL;
+    size_t n = 9;
+    char err[256];
+    cr_assert_eq(store_recent_messages(s, "gone", 10, 0, &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 0, "the deleted room's messages are not its name's history");
+    store_messages_free(m);
+    cr_assert_eq(store_recent_messages(s, "kept", 10, 0, &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 1);
+    store_messages_free(m);
+    cr_assert_eq(q_int(url, "SELECT COUNT(*) FROM messages WHERE room LIKE 'gone~deleted-%'"), 1,
+                 "still in the log");
+    store_close(s);
+}
+
 BOTH(rooms_roundtrip, 60)
 {
     store *s = open_ok(url);
