@@ -258,7 +258,9 @@ def main():
                               py("tests/integration/test_icetcp.py")], main_env),
         Suite("integration-chat", [py("tests/integration/test_chat.py"),
                                    # issue 11: whispers, owners, kicks, catch-up, search
-                                   py("tests/integration/test_rooms.py")], main_env),
+                                   py("tests/integration/test_rooms.py"),
+                                   # and chat-client's side of it (reconnect, /w, ...)
+                                   py("tests/integration/test_rooms_client.py")], main_env),
         Suite("fault", [py("tests/fault/test_fault.py")], main_env),
         Suite("interop-aiortc", [py("tests/interop/test_aiortc.py")], main_env),
         # chat-bench on the release build, like make bench
@@ -273,7 +275,8 @@ def main():
                                    py("tests/integration/test_mux.py"),
                                    py("tests/integration/test_icetcp.py")], asan_env),
         Suite("integration-chat-asan", [py("tests/integration/test_chat.py"),
-                                        py("tests/integration/test_rooms.py")], asan_env),
+                                        py("tests/integration/test_rooms.py"),
+                                        py("tests/integration/test_rooms_client.py")], asan_env),
         Suite("fault-asan", [py("tests/fault/test_fault.py")], asan_env),
         Suite("interop-aiortc-asan", [py("tests/interop/test_aiortc.py")], asan_env),
         # issue 9: a stranger's attacks, each with its bound (tests/abuse);

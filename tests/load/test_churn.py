@@ -306,8 +306,8 @@ def chat_churn_returns_to_baseline():
     d = harness.start_chatd("churn_chat", "--auto-post-max-ms", "600000")
     url = d.url
 
-    def welcomed(k):
-        c = harness.Client(url, "--timeout", "60")
+    def welcomed(k, *args):
+        c = harness.Client(url, "--timeout", "60", *args)
         with c.cond:
             c.cond.wait_for(lambda: any(" you are " in e for e in c.err_lines)
                             or c.proc.poll() is not None, 60)
@@ -329,7 +329,7 @@ def chat_churn_returns_to_baseline():
             raise RuntimeError(f"cycle {k}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
 
     def deleted(k):
-        c = welcomed(k)
+        c = welcomed(k, "--no-reconnect")   # ended for good: it exits
         sid = [e for e in c.err_lines if "session" in e][0].split("session ")[1].rstrip(")")
         s, _, _ = http("DELETE", url + "api/rtc/" + sid, timeout=60)
         if s != 204:

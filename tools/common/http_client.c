@@ -49,6 +49,15 @@ int http_request(CURL *curl, const char *method, const char *url, const char *co
                  const char *body, const char *bearer, long timeout_s, http_reply *out, char *err,
                  size_t errlen)
 {
+    return http_request_with_headers(curl, method, url, content_type, body, bearer, NULL, timeout_s,
+                                     out, err, errlen);
+}
+
+int http_request_with_headers(CURL *curl, const char *method, const char *url,
+                              const char *content_type, const char *body, const char *bearer,
+                              const char *const *headers, long timeout_s, http_reply *out,
+                              char *err, size_t errlen)
+{
     memset(out, 0, sizeof *out);
     struct curl_slist *hdrs = NULL;
     char line[8300];
@@ -60,6 +69,8 @@ int http_request(CURL *curl, const char *method, const char *url, const char *co
         snprintf(line, sizeof line, "Authorization: Bearer %s", bearer);
         hdrs = curl_slist_append(hdrs, line);
     }
+    for (size_t i = 0; headers && headers[i]; i++)
+        hdrs = curl_slist_append(hdrs, headers[i]);
     /* Without this curl waits for "100 Continue" on large bodies. */
     hdrs = curl_slist_append(hdrs, "Expect:");
     curl_easy_reset(curl);

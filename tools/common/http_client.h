@@ -26,6 +26,13 @@ typedef struct {
 int http_request(CURL *curl, const char *method, const char *url, const char *content_type,
                  const char *body, const char *bearer, long timeout_s, http_reply *out, char *err,
                  size_t errlen);
+/* http_request with more request headers: headers is NULL or a
+ * NULL-terminated list of complete "Name: value" lines (the caller has
+ * made sure they hold no CR or LF). */
+int http_request_with_headers(CURL *curl, const char *method, const char *url,
+                              const char *content_type, const char *body, const char *bearer,
+                              const char *const *headers, long timeout_s, http_reply *out,
+                              char *err, size_t errlen);
 void http_reply_free(http_reply *r);
 
 #endif
