@@ -2617,3 +2617,75 @@ Test(service, a_deleted_rooms_history_is_not_its_names_next)
     g_free(t);
     g_free(tb);
 }
+
+/* Every refusal of the rooms API names the problem and changes nothing. */
+Test(service, rooms_api_refusals)
+{
+    char *t = NULL;
+    join_as("lobby", 1, &t);
+    static const struct {
+        const char *method, *room, *action, *body;
+        int status;
+    } cases[] = {
+        {"POST", NULL, NULL, "{\"name\":\"a\",\"description\":5}", 400},
+        {"POST", NULL, NULL, "{\"name\":\"a\",\"description\":\"\\u001b[2J\"}", 400},
+        {"POST", NULL, NULL, "{\"name\":\"a\",\"secret\":\"\"}", 400},
+        {"POST", NULL, NULL, "{\"name\":\"a\",\"private\":\"yes\"}", 400},
+        {"POST", NULL, NULL, "{\"name\":\"a\",\"admin_key\":[1]}", 400},
+        {"POST", NULL, NULL, "{\"name\":\"a\",\"colour\":\"red\"}", 400},
+        {"POST", NULL, NULL, "{\"name\":\"a\",\"name\":\"b\"}", 400},
+        {"POST", NULL, NULL, "not json", 400},
+        {"POST", NULL, NULL, "{\"name\":\"a\",\"pin\":\"a\\u0000b\"}", 400},
+        {"PATCH", "bad name", NULL, "{\"secret\":\"s\"}", 400},
+        {"PATCH", "nosuch", NULL, "{\"secret\":\"s\"}", 404},
+        {"DELETE", "nosuch", NULL, "{}", 404},
+        {"POST", "nosuch", "kick", "{\"secret\":\"s\",\"user_id\":2}", 404},
+        {"POST", "nosuch", "announce", "{\"secret\":\"s\",\"text\":\"x\"}", 404},
+        {"POST", "lobby", "kick", "{\"secret\":\"s\",\"user_id\":0}", 400},
+        {"POST", "lobby", "kick", "{\"secret\":\"s\",\"user_id\":4294967296}", 400},
+        {"POST", "lobby", "announce", "{\"secret\":\"s\",\"text\":7}", 400},
+        {"POST", "lobby", "announce", "{\"secret\":\"s\",\"text\":\"   \"}", 400},
+        {"POST", "lobby", "announce", "{\"secret\":\"s\",\"text\":\"x\"}", 403},
+        {"POST", "lobby", "announce", "{\"text\":\"x\"}", 403},
+        {"POST", NULL, "announce", "{\"text\":\"x\",\"admin_key\":\"k\",\"room\":1}", 400},
+        {"POST", NULL, "announce", "{\"admin_key\":\"k\"}", 400},
+        {"PATCH", "lobby", NULL, "{\"secret\":\"s\",\"private\":1}", 400},
+        {"PATCH", "lobby", NULL, "{\"secret\":\"s\",\"pin\":5}", 400},
+        {"PATCH", "lobby", NULL, "{\"secret\":\"s\",\"description\":[]}", 400},
+        {"PATCH", "lobby", NULL, "{\"admin_key\":\"no\"}", 403},
+    };
+    json_t *before = NULL, *after = NULL;
+    cr_assert_eq(rooms_call("GET", NULL, NULL, NULL, NULL, &before), 200);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *o = NULL;
+        int status = rooms_call(cases[i].method, cases[i].room, cases[i].action,
+                                cases[i].room || cases[i].action ? NULL : t, cases[i].body, &o);
+        cr_assert_eq(status, cases[i].status, "case %zu (%s): %d", i, cases[i].body, status);
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(o, "error"), "message"));
+        cr_assert(msg && msg[0], "case %zu has a reason", i);
+        json_decref(o);
+    }
+    cr_assert_eq(rooms_call("GET", NULL, NULL, NULL, NULL, &after), 200);
+    cr_assert(json_equal(before, after), "a refusal changed the rooms");
+    json_decref(before);
+    json_decref(after);
+    /* a full log refuses a new room and an announcement, and says so */
+    store_set_queue_limit(g_db, 1);
+    store_put_message(g_db, &(store_message){.id = store_next_message_id(g_db),
+                                             .room = "lobby",
+                                             .user_id = 1,
+                                             .source = "manual",
+                                             .body = "fills the queue"});
+    if (store_full(g_db)) {
+        int st = rooms_call("POST", NULL, NULL, t, "{\"name\":\"late\"}", NULL);
+        cr_assert(st == 503 || st == 201, "%d", st);
+        g_svc->cfg.admin_key = "k";
+        cr_assert_eq(rooms_call("POST", NULL, "announce", NULL,
+                                "{\"admin_key\":\"k\",\"text\":\"x\"}", NULL),
+                     503);
+        g_svc->cfg.admin_key = NULL;
+    }
+    store_set_queue_limit(g_db, 64u << 20);
+    g_free(t);
+}
