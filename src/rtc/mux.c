@@ -411,10 +411,12 @@ static void answer_check(mux_ice *ice, int recv, const tuple_key *key, const uin
     if (ice->have_remote &&
         (tl != strlen(ice->remote_ufrag) || memcmp(theirs, ice->remote_ufrag, tl) != 0)) {
         atomic_fetch_add(&S.drop_bad_integrity, 1);
+        log_debug("mux", "peer %s: a check with another remote ufrag dropped", ice->peer_id);
         return;
     }
     if (!stun_check_integrity(data, len, m, (const uint8_t *)ice->pwd, strlen(ice->pwd))) {
         atomic_fetch_add(&S.drop_bad_integrity, 1);
+        log_debug("mux", "peer %s: a check with a bad MESSAGE-INTEGRITY dropped", ice->peer_id);
         return;
     }
     struct sockaddr_in from = {
@@ -436,6 +438,10 @@ static void answer_check(mux_ice *ice, int recv, const tuple_key *key, const uin
     if (nominate)
         set_path(ice, &from, key->local_ip);
     if (!ice->connected) {
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &from.sin_addr, a, sizeof a);
+        log_debug("mux", "peer %s: ICE connected from %s:%u (loop %d, read by loop %d)",
+                  ice->peer_id, a, ntohs(from.sin_port), ice->owner->index, recv);
         rtc_timer_start(ice->owner->loop, &ice->timer, M.consent_ms, consent_cb);
         mark_connected(ice);
     }
@@ -605,8 +611,10 @@ static void forward(int owner, int recv, const tuple_key *key, const uint8_t *da
 }
 
 /* Routes one datagram that arrived on loop `here` (recv: the loop whose
- * socket read it; differs from here for a forwarded datagram). */
-static void route(mux_loop *here, int recv, const tuple_key *key, const uint8_t *data, size_t len)
+ * socket read it; from_inbox: another loop forwarded it here, which may be
+ * the receiving loop itself, sent back by the loop its check's ufrag named). */
+static void route(mux_loop *here, int recv, const tuple_key *key, const uint8_t *data, size_t len,
+                  int from_inbox)
 {
     mux_loop *rl = &M.ml[recv];
     pthread_mutex_lock(&rl->table_lock);
@@ -617,13 +625,18 @@ static void route(mux_loop *here, int recv, const tuple_key *key, const uint8_t 
 
     int stun = stun_is_stun(data, len);
     if (ice && owner != here->index) {
-        if (recv == here->index) {
+        if (!from_inbox) {
             forward(owner, recv, key, data, len);
             return;
         }
-        /* Forwarded here, but the 5-tuple now names a peer of another
-         * loop: a check is routed by its ufrag below (the ufrag's owner is
-         * final, so this ends in one more hop at most); the rest is gone. */
+        /* Forwarded here, but the 5-tuple names a peer of another loop: a
+         * check is routed by its ufrag below (the ufrag's owner is final,
+         * so this ends in one more hop at most); the rest is gone. Never by
+         * the 5-tuple again: a client that took a dead peer's port sends
+         * checks that the dead peer's loop hands to the ufrag's loop, and
+         * when that is the loop that read them, forwarding by the 5-tuple
+         * once more would bounce them between the two loops until the new
+         * peer's setup timed out (churn-asan, about 1 cycle in 2,000). */
         ice = NULL;
     }
     if (ice && !stun) {
@@ -644,6 +657,7 @@ static void route(mux_loop *here, int recv, const tuple_key *key, const uint8_t 
     pthread_mutex_unlock(&M.ufrag_lock);
     if (target == NULL) {
         atomic_fetch_add(&S.drop_unknown_username, 1);
+        log_debug("mux", "a check for ufrag %s, which no peer has, dropped", ufrag);
         return;
     }
     if (target_owner != here->index) {
@@ -694,7 +708,7 @@ static void read_shared(mux_loop *ml)
                     memcpy(&pi, CMSG_DATA(c), sizeof pi);
                     key.local_ip = pi.ipi_addr.s_addr;
                 }
-            route(ml, ml->index, &key, bufs[i], msgs[i].msg_len);
+            route(ml, ml->index, &key, bufs[i], msgs[i].msg_len, 0);
         }
         if (n < RX_BATCH)
             return;
@@ -742,7 +756,7 @@ static void inject_on_loop(void *arg)
 {
     inject_job *j = arg;
     batch_open(j->ml);
-    route(j->ml, j->ml->index, &j->key, j->data, j->len);
+    route(j->ml, j->ml->index, &j->key, j->data, j->len, 0);
     batch_close(1);
 }
 
@@ -774,7 +788,7 @@ static void read_inbox(mux_loop *ml)
     pthread_mutex_unlock(&ml->inbox_lock);
     while (it) {
         inbox_item *next = it->next;
-        route(ml, it->recv_loop, &it->key, it->data, it->len);
+        route(ml, it->recv_loop, &it->key, it->data, it->len, 1);
         mem_free(it);
         it = next;
     }

@@ -972,6 +972,8 @@ static void dtls_timer_cb(rtc_timer *t)
 {
     rtc_peer *p = PEER_OF(t, dtls_timer);
     if (p->dtls && p->state != ST_CLOSED) {
+        if (!dtls_conn_is_connected(p->dtls))
+            log_debug("rtc", "peer %s: DTLS handshake timer (retransmission)", p->id);
         dtls_conn_handle_timeout(p->dtls);
         arm_dtls_timer(p);
     }
@@ -996,6 +998,7 @@ static void start_dtls_if_ready(rtc_peer *p)
 {
     if (p->dtls_client && !p->dtls_started && p->dtls) {
         p->dtls_started = 1;
+        log_debug("rtc", "peer %s: DTLS handshake started (client)", p->id);
         dtls_conn_start(p->dtls);
         arm_dtls_timer(p);
     }
