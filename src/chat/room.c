@@ -202,20 +202,40 @@ static long member_id(const json_t *member)
     return (long)json_integer_value(json_object_get(member, "id"));
 }
 
-/* The "id" of a MESSAGE or announcement object (a decimal string), 0 if none. */
-static int64_t message_id(const json_t *message)
+int64_t chat_message_id(const json_t *message)
 {
     const char *id = json_string_value(json_object_get(message, "id"));
     return id ? strtoll(id, NULL, 10) : 0;
 }
 
+static int by_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+size_t chat_message_ids(const json_t *messages, int64_t *out, size_t cap)
+{
+    size_t n = 0, i;
+    json_t *m;
+    json_array_foreach(messages, i, m)
+    {
+        if (n < cap)
+            out[n++] = chat_message_id(m);
+    }
+    qsort(out, n, sizeof *out, by_id);
+    return n;
+}
+
 chat_sub *chat_room_join(chat_rooms *rooms, const char *name, json_t *member, chat_deliver_fn fn,
-                         void *subscriber, json_t **online, char **history, chat_sub **direct,
-                         GHashTable **history_ids)
+                         void *subscriber, json_t **online, chat_sub **direct, char **history,
+                         int64_t *history_ids, size_t *n_history_ids)
 {
     *online = NULL;
-    *history = NULL;
-    *history_ids = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    if (history) {
+        *history = NULL;
+        *n_history_ids = 0;
+    }
     char topic[CHAT_TOPIC_MAX];
     chat_bus_user_topic(topic, sizeof topic, name, member_id(member));
     g_mutex_lock(&rooms->lock);
@@ -232,16 +252,11 @@ chat_sub *chat_room_join(chat_rooms *rooms, const char *name, json_t *member, ch
         json_array_append(list, g_ptr_array_index(r->online, i));
     json_array_append(list, member);
     if (r) {
-        *history = proto_build_history(r->history);
-        /* A message is added to the history before it is published (with
-         * the lock released): the joiner may get it in both. */
-        size_t i;
-        json_t *m;
-        json_array_foreach(r->history, i, m)
-        {
-            int64_t *id = g_new(int64_t, 1);
-            *id = message_id(m);
-            g_hash_table_add(*history_ids, id);
+        if (history) {
+            *history = proto_build_history(r->history);
+            /* A message is added to the history before it is published
+             * (with the lock released): the joiner may get it in both. */
+            *n_history_ids = chat_message_ids(r->history, history_ids, CHAT_HISTORY_SIZE);
         }
         g_ptr_array_add(r->online, json_incref(member));
         gpointer key = GINT_TO_POINTER(member_id(member));
@@ -285,16 +300,35 @@ static int publish_text(chat_rooms *rooms, const char *name, char *text, const v
     return 0;
 }
 
-int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, const void *except,
-                      atomic_ulong *counter)
+/* A MESSAGE or announcement object as one frame carrying its id; NULL
+ * when out of memory. */
+static chat_frame *message_frame(const json_t *message)
 {
-    /* The frame first: a message that cannot go out must not reach the
-     * history either. */
     char *text = json_text_compact(message);
     chat_frame *f = text ? chat_frame_take(text, strlen(text)) : NULL;
-    if (f == NULL)
-        return -1;
-    chat_frame_set_id(f, message_id(message));
+    if (f)
+        chat_frame_set_id(f, chat_message_id(message));
+    return f;
+}
+
+/* A copy of `text` as one frame: message id `id` (0: none), `final`. NULL
+ * when out of memory. */
+static chat_frame *text_frame(const char *text, int64_t id, int final)
+{
+    char *copy = text ? mem_strdup(text) : NULL;
+    chat_frame *f = copy ? chat_frame_take(copy, strlen(copy)) : NULL;
+    if (f) {
+        chat_frame_set_id(f, id);
+        if (final)
+            chat_frame_set_final(f);
+    }
+    return f;
+}
+
+/* Adds the message to the room's history (the last CHAT_HISTORY_SIZE), if
+ * the room is in memory. */
+static void record(chat_rooms *rooms, const char *name, json_t *message)
+{
     g_mutex_lock(&rooms->lock);
     room *r = g_hash_table_lookup(rooms->table, name);
     if (r) {
@@ -303,6 +337,17 @@ int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, cons
             json_array_remove(r->history, 0);
     }
     g_mutex_unlock(&rooms->lock);
+}
+
+int chat_room_publish(chat_rooms *rooms, const char *name, json_t *message, const void *except,
+                      atomic_ulong *counter)
+{
+    /* The frame first: a message that cannot go out must not reach the
+     * history either. */
+    chat_frame *f = message_frame(message);
+    if (f == NULL)
+        return -1;
+    record(rooms, name, message);
     if (counter)
         atomic_fetch_add(counter, 1);
     chat_bus_publish(rooms->bus, name, f, except);
@@ -332,13 +377,9 @@ size_t chat_room_find_users(chat_rooms *rooms, const char *name, const long *ids
 size_t chat_room_publish_direct(chat_rooms *rooms, const char *name, const long *user_ids, size_t n,
                                 const char *text, int64_t id, int final, const void *except)
 {
-    char *copy = text ? mem_strdup(text) : NULL;
-    chat_frame *f = copy ? chat_frame_take(copy, strlen(copy)) : NULL;
+    chat_frame *f = text_frame(text, id, final);
     if (f == NULL)
         return 0;
-    chat_frame_set_id(f, id);
-    if (final)
-        chat_frame_set_final(f);
     size_t delivered = 0;
     char topic[CHAT_TOPIC_MAX];
     for (size_t i = 0; i < n; i++) {
@@ -357,11 +398,9 @@ size_t chat_room_close(chat_rooms *rooms, const char *name, const char *text)
     if (r)
         json_array_clear(r->history);
     g_mutex_unlock(&rooms->lock);
-    char *copy = text ? mem_strdup(text) : NULL;
-    chat_frame *f = copy ? chat_frame_take(copy, strlen(copy)) : NULL;
+    chat_frame *f = text_frame(text, 0, 1);
     if (f == NULL)
         return 0;
-    chat_frame_set_final(f);
     size_t n = chat_bus_publish(rooms->bus, name, f, NULL);
     chat_frame_unref(f);
     return n;
@@ -414,24 +453,15 @@ static void publish_to_room(void *arg, const char *name, long online)
 {
     (void)online;
     publish_all *p = arg;
-    g_mutex_lock(&p->rooms->lock);
-    room *r = g_hash_table_lookup(p->rooms->table, name);
-    if (r) {
-        json_array_append(r->history, p->message);
-        while (json_array_size(r->history) > CHAT_HISTORY_SIZE)
-            json_array_remove(r->history, 0);
-    }
-    g_mutex_unlock(&p->rooms->lock);
+    record(p->rooms, name, p->message);
     chat_bus_publish(p->rooms->bus, name, p->frame, NULL);
 }
 
 int chat_rooms_publish_all(chat_rooms *rooms, json_t *message, atomic_ulong *counter)
 {
-    char *text = json_text_compact(message);
-    chat_frame *f = text ? chat_frame_take(text, strlen(text)) : NULL;
+    chat_frame *f = message_frame(message);
     if (f == NULL)
         return -1;
-    chat_frame_set_id(f, message_id(message));
     if (counter)
         atomic_fetch_add(counter, 1);
     publish_all p = {rooms, message, f};

@@ -32,7 +32,6 @@
 #include "chat/bus.h"
 #include "store/store.h"
 
-#include <glib.h>
 #include <jansson.h>
 #include <stdatomic.h>
 
@@ -63,17 +62,18 @@ long chat_rooms_count(chat_rooms *rooms);
  * empty history rather than read the database under the lock): adds
  * `member` to the online list, subscribes
  * fn(subscriber, frame) to the room and (*direct) to the member's own
- * topic in it (whispers, kicks: chat_bus_user_topic), and takes at the same instant the
- * ids of the history's messages (*history_ids, int64_t keys, the caller's:
- * a message is recorded before it is published, so the subscription may
- * deliver one the history has; the caller skips those) and the
- * welcome's online list (*online: the others, then the member; a new
- * reference) and the history message (*history: a mem_alloc'd text, NULL
- * when out of memory). Returns the subscription, NULL when out of memory
- * (then nothing changed). */
+ * topic in it (whispers, kicks: chat_bus_user_topic), and takes at the
+ * same instant the welcome's online list (*online: the others, then the
+ * member; a new reference) and, unless `history` is NULL (a catch-up reads
+ * the log instead), the history message (*history: a mem_alloc'd text,
+ * NULL when out of memory) with its messages' ids (history_ids: room for
+ * CHAT_HISTORY_SIZE, ascending; *n_history_ids of them): a message is
+ * recorded before it is published, so the subscription may deliver one
+ * the history holds, and the caller skips those. Returns the
+ * subscription, NULL when out of memory (then nothing changed). */
 chat_sub *chat_room_join(chat_rooms *rooms, const char *room, json_t *member, chat_deliver_fn fn,
-                         void *subscriber, json_t **online, char **history, chat_sub **direct,
-                         GHashTable **history_ids);
+                         void *subscriber, json_t **online, chat_sub **direct, char **history,
+                         int64_t *history_ids, size_t *n_history_ids);
 /* The member leaves: unsubscribes both and takes it off the online list (the
  * room is freed if that was the last member and nobody holds it). */
 void chat_room_leave(chat_rooms *rooms, const char *room, json_t *member, chat_sub *sub,
@@ -114,6 +114,13 @@ long chat_room_online(chat_rooms *rooms, const char *room);
  * held (on a copy taken under it). */
 void chat_rooms_each(chat_rooms *rooms, void (*fn)(void *arg, const char *name, long online),
                      void *arg);
+
+/* The message id of a MESSAGE or announcement object ("id", a decimal
+ * string); 0 when it has none. */
+int64_t chat_message_id(const json_t *message);
+/* The ids of an array of them, at most cap, into out, ascending; returns
+ * how many. */
+size_t chat_message_ids(const json_t *messages, int64_t *out, size_t cap);
 
 /* A logged row as a MESSAGE object for history and GET .../messages (an
  * announcement row as an announcement object; a whisper's "to" is the

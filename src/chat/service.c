@@ -4,6 +4,7 @@
  */
 #include "chat/service_int.h"
 
+#include "chat/protocol.h"
 #include "chat/session.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -28,6 +29,17 @@ int chat_costly_admit(chat_service *svc, const http_request *req, http_reply *r)
     http_reply_error(r, 429, "RATE_LIMITED", "too many requests of this kind; slow down");
     r->retry_after = wait;
     return 0;
+}
+
+json_t *chat_service_user_summary(chat_service *svc, long user_id)
+{
+    g_mutex_lock(&svc->users_lock);
+    json_t *user = g_hash_table_lookup(svc->users, GINT_TO_POINTER(user_id));
+    json_t *summary = user ? proto_user_summary(user) : NULL;
+    g_mutex_unlock(&svc->users_lock);
+    if (summary == NULL) /* a recipient logged before a restart */
+        summary = json_pack("{s:I,s:s,s:s}", "id", (json_int_t)user_id, "name", "", "username", "");
+    return summary;
 }
 
 void chat_service_set_api(chat_service *svc, jp_client *api) { svc->cfg.api = api; }

@@ -303,11 +303,17 @@ static void session_deliver(void *subscriber, chat_frame *f)
     g_mutex_unlock(&s->gate);
 }
 
+static int by_message_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* Opens the join gate: welcome, history, then what was held, in order,
- * leaving out the messages whose ids are in `skip` (may be NULL: the
- * catch-up already gave them). A held final frame (room_closed, kicked)
- * ends the session once sent. */
-static void open_gate(session *s, char *welcome, char *history, GHashTable *skip)
+ * leaving out the messages whose ids are among the n_skip ascending ids of
+ * `skip` (the history already holds them). A held final frame
+ * (room_closed, kicked) ends the session once sent. */
+static void open_gate(session *s, char *welcome, char *history, const int64_t *skip, size_t n_skip)
 {
     int final = 0;
     g_mutex_lock(&s->gate);
@@ -316,7 +322,7 @@ static void open_gate(session *s, char *welcome, char *history, GHashTable *skip
     for (guint i = 0; s->held && i < s->held->len && !final; i++) {
         chat_frame *f = g_ptr_array_index(s->held, i);
         int64_t id = chat_frame_id(f);
-        if (skip && id > 0 && g_hash_table_contains(skip, &id))
+        if (id > 0 && n_skip && bsearch(&id, skip, n_skip, sizeof id, by_message_id))
             continue;
         send_text(s, chat_frame_data(f), chat_frame_len(f));
         final = chat_frame_final(f);
@@ -373,6 +379,14 @@ static void post_to_loop(session *s, void (*fn)(session *, void *), void *data)
     rtc_loop_post(rtc_peer_loop(s->peer), run_posted, p);
 }
 
+/* Loop thread: a joined session leaves its room, and the room hears it. */
+static void leave_room(session *s)
+{
+    chat_room_leave(s->svc->rooms, s->room, s->summary, s->sub, s->direct);
+    s->sub = s->direct = NULL;
+    chat_room_presence(s->svc->rooms, s->room, "leave", s->summary, s);
+}
+
 /* Loop thread: out of the room after a final frame (begin_departure). */
 static void depart(session *s, void *unused)
 {
@@ -381,9 +395,7 @@ static void depart(session *s, void *unused)
         return;
     s->state = S_LEFT;
     drop_timer(s);
-    chat_room_leave(s->svc->rooms, s->room, s->summary, s->sub, s->direct);
-    s->sub = s->direct = NULL;
-    chat_room_presence(s->svc->rooms, s->room, "leave", s->summary, s);
+    leave_room(s);
 }
 
 /* ---------- identity: the draw ---------- */
@@ -609,19 +621,6 @@ static void publish_message(session *s, int manual, const char *text, const char
     json_decref(obj);
 }
 
-/* USER of a user id, from the users this chatd has seen; a user it has
- * not seen (a recipient logged before a restart) gets empty names. */
-json_t *chat_service_user_summary(chat_service *svc, long user_id)
-{
-    g_mutex_lock(&svc->users_lock);
-    json_t *user = g_hash_table_lookup(svc->users, GINT_TO_POINTER(user_id));
-    json_t *summary = user ? proto_user_summary(user) : NULL;
-    g_mutex_unlock(&svc->users_lock);
-    if (summary == NULL)
-        summary = json_pack("{s:I,s:s,s:s}", "id", (json_int_t)user_id, "name", "", "username", "");
-    return summary;
-}
-
 static int by_id(const void *a, const void *b)
 {
     long x = *(const long *)a, y = *(const long *)b;
@@ -712,24 +711,16 @@ static void catch_up_done(session *s, void *data)
     char *welcome = s->welcome;
     s->welcome = NULL;
     char *history = NULL;
-    GHashTable *skip = g_hash_table_new_full(g_int64_hash, g_int64_equal, mem_free, NULL);
+    int64_t *skip = NULL;
+    size_t n_skip = 0;
     if (answer) {
         json_t *messages = json_object_get(answer, "messages");
         history = proto_build_history_fit(messages, json_is_true(json_object_get(answer, "more")),
                                           max_frame(s));
-        size_t i;
-        json_t *m;
-        json_array_foreach(messages, i, m)
-        {
-            int64_t *id = mem_alloc(sizeof *id);
-            const char *text = json_string_value(json_object_get(m, "id"));
-            if (id && text) {
-                *id = strtoll(text, NULL, 10);
-                g_hash_table_add(skip, id);
-            } else {
-                mem_free(id);
-            }
-        }
+        size_t n = json_array_size(messages);
+        skip = n ? mem_alloc(n * sizeof *skip) : NULL;
+        if (skip)
+            n_skip = chat_message_ids(messages, skip, n);
     } else {
         /* The log could not be read: the client is told it may have missed
          * messages ("more") and pages them later. */
@@ -738,8 +729,8 @@ static void catch_up_done(session *s, void *data)
         json_decref(none);
     }
     json_decref(answer);
-    open_gate(s, welcome, history, skip);
-    g_hash_table_destroy(skip);
+    open_gate(s, welcome, history, skip, n_skip);
+    mem_free(skip);
 }
 
 /* Reader thread: reads what the session missed and posts it back. */
@@ -805,15 +796,10 @@ static int start_catch_up(session *s)
      * token. Anyone may be drawn as any of the directory's users; what
      * that user was told before is not theirs. */
     job->user_id = s->resume_user ? s->user_id : 0;
-    struct tm tm;
-    time_t login = s->auth_time;
-    gmtime_r(&login, &tm);
-    strftime(job->login, sizeof job->login, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+    clock_iso8601((int64_t)s->auth_time * 1000, job->login, sizeof job->login);
     job->since = s->since;
-    s->catching_up = 1;
     GThreadPool *readers = g_atomic_pointer_get(&s->svc->readers);
     if (readers == NULL || !g_thread_pool_push(readers, job, NULL)) {
-        s->catching_up = 0;
         session_unref(s);
         mem_free(job);
         return 0;
@@ -849,11 +835,13 @@ static void joined(session *s)
     }
     json_t *online = NULL;
     char *history = NULL;
-    GHashTable *history_ids = NULL;
-    s->sub = chat_room_join(svc->rooms, s->room, s->summary, session_deliver, s, &online, &history,
-                            &s->direct, &history_ids);
+    int64_t history_ids[CHAT_HISTORY_SIZE];
+    size_t n_history_ids = 0;
+    /* A catch-up reads the log instead of the room's last messages. */
+    int catch_up = s->since >= 0;
+    s->sub = chat_room_join(svc->rooms, s->room, s->summary, session_deliver, s, &online,
+                            &s->direct, catch_up ? NULL : &history, history_ids, &n_history_ids);
     if (s->sub == NULL) {
-        g_hash_table_destroy(history_ids);
         mem_free(token);
         rtc_peer_close(s->peer, "out of memory");
         return;
@@ -878,7 +866,6 @@ static void joined(session *s)
                    NULL);
         mem_free(welcome);
         mem_free(history);
-        g_hash_table_destroy(history_ids);
         /* Never welcomed: out of the room again, with no presence either way. */
         chat_room_leave(svc->rooms, s->room, s->summary, s->sub, s->direct);
         s->sub = s->direct = NULL;
@@ -886,15 +873,16 @@ static void joined(session *s)
         close_when_told(s);
         return;
     }
-    if (s->since >= 0 && welcome != NULL && start_catch_up(s)) {
-        /* The welcome waits for the log's answer (catch_up_done); the room's
-         * last messages are not needed. */
+    if (catch_up) {
+        /* The welcome waits for the log's answer (catch_up_done); a read
+         * that cannot start is answered as one that failed. */
         s->welcome = welcome;
-        mem_free(history);
+        s->catching_up = 1;
+        if (!start_catch_up(s))
+            catch_up_done(s, NULL);
     } else {
-        open_gate(s, welcome, history, history_ids);
+        open_gate(s, welcome, history, history_ids, n_history_ids);
     }
-    g_hash_table_destroy(history_ids);
     chat_room_presence(svc->rooms, s->room, "join", s->summary, s);
     store_session_start(svc->cfg.store, s->id, s->user_id, s->remote, s->started);
     s->session_logged = 1;
@@ -1124,11 +1112,8 @@ static void on_close(rtc_peer *p, const char *reason, void *user)
     s->state = S_CLOSED;
     atomic_store(&s->gone, 1);
     drop_timer(s);
-    if (was_joined) {
-        chat_room_leave(svc->rooms, s->room, s->summary, s->sub, s->direct);
-        s->sub = s->direct = NULL;
-        chat_room_presence(svc->rooms, s->room, "leave", s->summary, s);
-    }
+    if (was_joined)
+        leave_room(s);
     char now[32];
     clock_iso8601_now(now, sizeof now);
     if (!s->session_logged && s->started[0])

@@ -1586,15 +1586,15 @@ Test(service, a_room_of_1300_still_welcomes_every_joiner)
 {
     json_t *members[1299];
     chat_sub *subs[1299], *direct[1299];
-    GHashTable *ids;
+    int64_t ids[CHAT_HISTORY_SIZE];
+    size_t n_ids;
     for (int i = 0; i < 1299; i++) {
         members[i] = json_pack("{s:i,s:s,s:s}", "id", 1000 + i, "name",
                                "Clementina DuBuque the Longer", "username", "Moriah.Stanton");
         json_t *online = NULL;
         char *history = NULL;
         subs[i] = chat_room_join(g_svc->rooms, "big", members[i], no_delivery, members[i], &online,
-                                 &history, &direct[i], &ids);
-        g_hash_table_destroy(ids);
+                                 &direct[i], &history, ids, &n_ids);
         cr_assert_not_null(subs[i]);
         json_decref(online);
         mem_free(history);
