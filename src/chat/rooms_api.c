@@ -137,12 +137,18 @@ static int opt_text(json_t *o, const char *key, size_t max_chars, char *out, siz
 
 /* ---------- who asks ---------- */
 
+/* --admin-key is set. */
+static int has_admin_key(const chat_service *svc)
+{
+    return svc->cfg.admin_key != NULL && svc->cfg.admin_key[0] != '\0';
+}
+
 /* The admin key given in the body against --admin-key, in constant time
  * (the lengths are compared too, after a full-length compare). */
 static int admin_key_matches(const chat_service *svc, const char *given)
 {
     const char *key = svc->cfg.admin_key;
-    if (key == NULL || key[0] == '\0' || given == NULL)
+    if (!has_admin_key(svc) || given == NULL)
         return 0;
     size_t kl = strlen(key), gl = strlen(given);
     /* compare over the key's length whatever is given (a short given key
@@ -402,11 +408,11 @@ static void create_room(chat_service *svc, const http_request *req, http_reply *
                          "\"name\": 1-63 characters: letters, digits, '-', '_', '.'");
         goto done;
     }
-    if (svc->cfg.admin_key && svc->cfg.admin_key[0] && !admin_key_matches(svc, key)) {
+    if (has_admin_key(svc) && !admin_key_matches(svc, key)) {
         http_reply_error(r, 403, "FORBIDDEN", "creating rooms takes the admin key here");
         goto done;
     }
-    if ((svc->cfg.admin_key == NULL || svc->cfg.admin_key[0] == '\0') &&
+    if (!has_admin_key(svc) &&
         chat_registry_count_by(svc->registry, def.created_by) >= CHAT_ROOMS_PER_CREATOR) {
         http_reply_error(r, 403, "FORBIDDEN",
                          "you have created as many rooms as one user may; delete one first");
@@ -650,7 +656,7 @@ void chat_http_announce(void *app, const http_request *req, http_reply *r)
     if (has == 0)
         http_reply_error(r, 400, "BAD_REQUEST", "an announcement needs \"text\"");
     if (has > 0 && opt_string(body, "admin_key", AUTH_SECRET_MAX, &key, r) >= 0) {
-        if (svc->cfg.admin_key == NULL || svc->cfg.admin_key[0] == '\0')
+        if (!has_admin_key(svc))
             http_reply_error(r, 403, "FORBIDDEN",
                              "announcements to every room are off (no --admin-key)");
         else if (!admin_key_matches(svc, key))

@@ -57,6 +57,15 @@ static long resume_user(chat_service *svc, const http_request *req, http_reply *
     return user;
 }
 
+/* A message id given as a query parameter (since, before): 1 with *out set
+ * when `text` is a whole decimal of at least `min` and no minus sign, else 0. */
+static int message_id_param(const char *text, long long min, long long *out)
+{
+    char *end;
+    *out = strtoll(text, &end, 10);
+    return end != text && *end == '\0' && *out >= min && text[0] != '-';
+}
+
 static void http_offer(void *app, const http_request *req, http_reply *reply)
 {
     chat_service *svc = app;
@@ -71,9 +80,7 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
     time_t auth_time = 0;
     long long since = -1;
     if (req->since) {
-        char *end;
-        since = strtoll(req->since, &end, 10);
-        if (*end || end == req->since || since < 0 || req->since[0] == '-') {
+        if (!message_id_param(req->since, 0, &since)) {
             offer_admit_cancel(svc->slots);
             http_reply_error(reply, 400, "BAD_REQUEST", "since must be a message id (0 or more)");
             return;
@@ -218,20 +225,6 @@ static char *messages_body(const store_message *rows, size_t n, size_t cap)
 /* Bytes of a search's words (?q=). */
 #define SEARCH_MAX_BYTES 256
 
-/* Words of a search as the store counts them: runs of ASCII letters and
- * digits and of bytes from 0x80 up. */
-static size_t search_words(const char *q)
-{
-    size_t n = 0;
-    int in_word = 0;
-    for (const unsigned char *c = (const unsigned char *)q; *c; c++) {
-        int w = g_ascii_isalnum(*c) || *c >= 0x80;
-        n += w && !in_word;
-        in_word = w;
-    }
-    return n;
-}
-
 static void http_room_messages(void *app, const char *room_name, const http_request *req,
                                http_reply *reply)
 {
@@ -254,8 +247,7 @@ static void http_room_messages(void *app, const char *room_name, const http_requ
         }
     }
     if (req->before) {
-        before = strtoll(req->before, &end, 10);
-        if (*end || before < 1) {
+        if (!message_id_param(req->before, 1, &before)) {
             http_reply_error(reply, 400, "BAD_REQUEST", "before must be a message id");
             return;
         }
@@ -267,7 +259,7 @@ static void http_room_messages(void *app, const char *room_name, const http_requ
         http_reply_error(reply, 400, "BAD_REQUEST", "q is longer than 256 bytes");
         return;
     }
-    if (req->q && search_words(req->q) > STORE_SEARCH_WORDS_MAX) {
+    if (req->q && store_search_words(req->q, NULL, NULL) > STORE_SEARCH_WORDS_MAX) {
         http_reply_error(reply, 400, "BAD_REQUEST", "q holds more than 32 words");
         return;
     }

@@ -1140,6 +1140,30 @@ static int word_byte(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
 }
 
+size_t store_search_words(const char *words, size_t *bytes, size_t *longest)
+{
+    size_t nwords = 0, total = 0, max = 0;
+    for (const char *p = words; *p;) {
+        if (!word_byte((unsigned char)*p)) {
+            p++;
+            continue;
+        }
+        size_t len = 0;
+        while (word_byte((unsigned char)p[len]))
+            len++;
+        nwords++;
+        total += len;
+        if (len > max)
+            max = len;
+        p += len;
+    }
+    if (bytes)
+        *bytes = total;
+    if (longest)
+        *longest = max;
+    return nwords;
+}
+
 int store_search_messages(store *s, const char *room, const char *words, int limit,
                           int64_t before_id, store_message **out, size_t *count, char *err,
                           size_t errlen)
@@ -1153,21 +1177,7 @@ int store_search_messages(store *s, const char *room, const char *words, int lim
     if (limit > STORE_RECENT_MAX)
         limit = STORE_RECENT_MAX;
     /* Count and measure the words before allocating anything. */
-    size_t nwords = 0, bytes = 0, longest = 0;
-    for (const char *p = words; *p;) {
-        if (!word_byte((unsigned char)*p)) {
-            p++;
-            continue;
-        }
-        size_t len = 0;
-        while (word_byte((unsigned char)p[len]))
-            len++;
-        nwords++;
-        bytes += len;
-        if (len > longest)
-            longest = len;
-        p += len;
-    }
+    size_t bytes, longest, nwords = store_search_words(words, &bytes, &longest);
     if (nwords == 0)
         return 0;
     if (nwords > STORE_SEARCH_WORDS_MAX) {

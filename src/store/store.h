@@ -252,6 +252,11 @@ int store_messages_since(store *s, const char *room, long user_id, int64_t since
  * ("İstanbul" is found by "istanbul" there, not on SQLite), and a query
  * word holding punctuation outside ASCII ("foo—bar") is a phrase on SQLite
  * and two words anywhere in the text on PostgreSQL. */
+/* The words of a search as store_search_messages counts them (runs of
+ * ASCII letters and digits and bytes from 0x80 up), their bytes and the
+ * longest's (both may be NULL): callers refuse too many words before
+ * calling it. */
+size_t store_search_words(const char *words, size_t *bytes, size_t *longest);
 int store_search_messages(store *s, const char *room, const char *words, int limit,
                           int64_t before_id, store_message **out, size_t *count, char *err,
                           size_t errlen);
