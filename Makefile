@@ -147,7 +147,7 @@ run: deps
 
 # The suites are run by scripts/test.sh, which prints per-suite counts and
 # the final "N passed, N failed, N skipped" line. --cov: unit, integration,
-# integration-chat, fault, interop and browser run on the gcov build (once),
+# integration-chat, fault, interop, browser and cluster run on the gcov build (once),
 # and the coverage suite reports on that run; the release build serves
 # bench-smoke, churn-valgrind and load (the timings and ratios), the ASan
 # build the *-asan suites. Fuzzing here is a corpus replay and

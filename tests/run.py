@@ -7,7 +7,7 @@
 A SUITE given to --only may be a shell pattern: --only '*-asan'.
 
 --cov runs the suites that measure coverage (unit, integration,
-integration-chat, fault, interop-aiortc, interop-chromium, browser) on the
+integration-chat, fault, interop-aiortc, interop-chromium, browser, cluster) on the
 gcov build, build/cov, once: their counters are reset first, and the
 `coverage` suite then reports on them (scripts/coverage.py --no-run)
 instead of running them a second time. `make test` uses it. Without --cov
@@ -20,7 +20,7 @@ unit binaries in DIR/tests (scripts/coverage.py uses --build build/cov).
 The suites, in the order of SUITES below: harness (the Python test
 runner's own promises: tests/lib/test_harness.py), the product on the main build
 (unit, integration, integration-chat, fault, interop-aiortc, bench-smoke,
-readme, interop-chromium, browser), fuzz (corpus replay and a short run of each
+readme, interop-chromium, browser, cluster), fuzz (corpus replay and a short run of each
 target), the same suites on the ASan+UBSan build (unit-asan,
 integration-asan, integration-chat-asan, fault-asan, interop-aiortc-asan),
 abuse and abuse-asan (tests/abuse: issue 9's attacks, each with a bound),
@@ -64,7 +64,7 @@ LOGS = os.path.join(ROOT, "build", "test-logs")
 
 # What scripts/coverage.py measures; with --cov these run on build/cov.
 COV_SUITES = ["unit", "integration", "integration-chat", "fault", "interop-aiortc",
-              "interop-chromium", "browser"]
+              "interop-chromium", "browser", "cluster"]
 # Throughput, not correctness of a unit: run by the load suites, on the
 # release (load) and ASan (load-asan) builds.
 RATE_TESTS = ["test_store_rate"]
@@ -269,6 +269,10 @@ def main():
         Suite("readme", [("cmd", ["tests/integration/readme.sh"])], release_env),
         Suite("interop-chromium", [("cmd", ["tests/interop/run_chromium.sh"])], main_env),
         Suite("browser", [("cmd", ["tests/browser/run.sh"])], main_env),
+        # issue 12: three nodes on NATS JetStream and one PostgreSQL (its own
+        # servers, in a network namespace for Chromium); runs alone: its
+        # presence and outage checks are bounded in seconds
+        Suite("cluster", [py("tests/cluster/test_cluster.py")], main_env),
         Suite("fuzz", [("cmd", ["scripts/fuzz.sh"])], fuzz_env),
         Suite("unit-asan", [("tap", ("build/asan/tests", None, RATE_TESTS))], unit_asan_env),
         Suite("integration-asan", [py("tests/integration/test_transport.py"),
