@@ -13,8 +13,9 @@ outlive the test and are stopped by the fixture, which checks that every
 node exits 0 on SIGTERM.
 
 Runs inside scripts/netns.sh (it re-executes itself there): Chromium
-gathers no ICE candidate on loopback, so the nodes offer 127.0.0.1 (aiortc,
-chat-client) and the namespace's veth address, 10.77.0.1 (Chromium).
+gathers no ICE candidate on loopback, so node A offers the namespace's veth
+address, 10.77.0.1, for the browser besides 127.0.0.1 (aiortc); B and C
+offer 127.0.0.1 only (aiortc, chat-client).
 Needs root for the namespace, nats-server and PostgreSQL 15 (scripts/deps.sh
 installs both); a missing one fails the suite, it is not skipped.
 
@@ -289,11 +290,15 @@ class Cluster(Fixture):
         common = ["--public-url", self.public_url, "--jwt-key", self.jwt_key,
                   "--cluster", self.nats.url, "--database-url", self.pg_url,
                   "--api-url", JP.url, "--draw-backoff-ms", "100",
-                  "--ice-address", "127.0.0.1", "--ice-address", VETH,
+                  "--ice-address", "127.0.0.1",
                   "--auto-post-max-ms", AUTO_MS, "--post-rate", POST_RATE]
+        # Only A, the browser's node, offers the veth address too: with two
+        # ICE addresses chat-client's setup takes 6 s (DTLS retransmits), so
+        # the chat-clients connect to B and C.
         self.nodes = {}
         for k, node_id in letters.items():
-            self.nodes[k] = Node(k, node_id, ports[k], common, self.work, self.group)
+            extra = ["--ice-address", VETH] if k == "a" else []
+            self.nodes[k] = Node(k, node_id, ports[k], common + extra, self.work, self.group)
         # A first: it creates the shared signing key the others then read.
         self.nodes["a"].start(wait_healthy=False)
         for k in "bc":
@@ -365,10 +370,12 @@ async def aapi(*args, **kw):
 
 
 def pg_rows(sql):
-    r = subprocess.run(["psql", FX.pg_url, "-AtF", "|", "-c", sql], capture_output=True,
-                       text=True, timeout=30)
+    """The rows of SQL as tuples of JSON values (bodies may span lines)."""
+    r = subprocess.run(["psql", FX.pg_url, "-At", "-c",
+                        f"select coalesce(json_agg(t), '[]') from ({sql}) t"],
+                       capture_output=True, text=True, timeout=30)
     check(r.returncode == 0, f"psql: {r.stderr}")
-    return [tuple(line.split("|")) for line in r.stdout.splitlines() if line]
+    return [tuple(row.values()) for row in json.loads(r.stdout)]
 
 
 def claims(token):
