@@ -166,6 +166,9 @@ int main(int argc, char **argv)
             return fail(&cfg, 2, "bad --api-url", chat ? err : "out of memory");
         chat_service_set_api(chat, api);
         jp_start(api);
+        if (cfg.cluster_url[0] &&
+            chat_service_join_cluster(chat, cfg.cluster_url, cfg.node_id, err, sizeof err) < 0)
+            return fail(&cfg, 1, "cannot join the cluster", err);
         routes = &chat_http_app;
         app = chat;
     } else {

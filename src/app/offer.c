@@ -270,9 +270,10 @@ rtc_peer *offer_answer(offer_slots *slots, const rtc_peer_config *pc, const http
     return p;
 }
 
-void offer_http_delete(void *app, const char *id, http_reply *reply)
+void offer_http_delete(void *app, const http_request *req, const char *id, http_reply *reply)
 {
     (void)app;
+    (void)req;
     rtc_peer *p = rtc_peer_find(id);
     if (p == NULL) {
         http_reply_error(reply, 404, "NOT_FOUND", "no such session");

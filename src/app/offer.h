@@ -110,7 +110,7 @@ void offer_fd_limits_init(void);
 int offer_fds_available(long reserve);
 
 /* DELETE /api/rtc/ID for any application: closes that peer (204) or 404. */
-void offer_http_delete(void *app, const char *id, http_reply *reply);
+void offer_http_delete(void *app, const http_request *req, const char *id, http_reply *reply);
 
 /* chat_deliver_fn for a subscriber that is an rtc_peer: sends the frame;
  * a peer whose queue is full is closed ("too slow to keep up") rather than

@@ -232,3 +232,19 @@ long chat_registry_count_by(chat_registry *reg, long created_by)
     g_mutex_unlock(&reg->lock);
     return n;
 }
+
+void chat_registry_apply(chat_registry *reg, const chat_room_def *def)
+{
+    chat_room_def d = *def;
+    g_mutex_lock(&reg->lock);
+    if (insert_locked(reg, &d) < 0)
+        log_error("chat", "room %s: no memory for another node's change", def->name);
+    g_mutex_unlock(&reg->lock);
+}
+
+void chat_registry_forget(chat_registry *reg, const char *name)
+{
+    g_mutex_lock(&reg->lock);
+    g_hash_table_remove(reg->table, name);
+    g_mutex_unlock(&reg->lock);
+}

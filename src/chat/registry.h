@@ -87,6 +87,12 @@ int chat_registry_remove(chat_registry *reg, const char *name, uint64_t generati
  * or out of memory, then *n is 0). */
 void chat_registry_list(chat_registry *reg, chat_room_def **out, size_t *n);
 long chat_registry_count(chat_registry *reg);
+
+/* Another node's change (cluster, chat/link.h): the definition replaces
+ * or adds the room, or the room goes, in memory only (the node that made
+ * the change wrote the database). No limit applies: the room exists. */
+void chat_registry_apply(chat_registry *reg, const chat_room_def *def);
+void chat_registry_forget(chat_registry *reg, const char *name);
 /* Rooms created by that user (a walk of the table: for creation only). */
 long chat_registry_count_by(chat_registry *reg, long created_by);
 

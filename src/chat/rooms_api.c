@@ -254,15 +254,41 @@ static int unchanged(chat_service *svc, const chat_room_def *checked, http_reply
 
 /* ---------- answers ---------- */
 
+/* Sessions in the room on every node. */
+static long room_online(chat_service *svc, const char *name)
+{
+    return chat_room_online(svc->rooms, name) + (svc->link ? chat_link_online(svc->link, name) : 0);
+}
+
+/* On a cluster, changes go through the stream: refused (503) while NATS
+ * is unreachable, before anything changes here. 1 when refused. */
+static int cluster_down(chat_service *svc, http_reply *r)
+{
+    if (svc->link == NULL || cluster_up(chat_link_cluster(svc->link)))
+        return 0;
+    http_reply_error(r, 503, "UNAVAILABLE", "the cluster is unreachable; try again shortly");
+    r->retry_after = 1;
+    return 1;
+}
+
+/* A created room's change, told to the other nodes. */
+static void tell_nodes(chat_service *svc, const chat_room_def *def, int removed)
+{
+    if (svc->link && chat_link_room_changed(svc->link, def, removed) < 0)
+        log_error("chat",
+                  "room %s: the change was made here but the cluster did not take it; "
+                  "other nodes see it after their restart",
+                  def->name);
+}
+
 /* ROOM: name, description, online, pin, created (a created room, not an
  * open one), owner (it has an owner secret); `full` adds private,
  * created_by, created_at. */
 static json_t *room_json(chat_service *svc, const chat_room_def *d, int full)
 {
-    json_t *o =
-        json_pack("{s:s,s:s,s:I,s:b,s:b,s:b}", "name", d->name, "description", d->description,
-                  "online", (json_int_t)chat_room_online(svc->rooms, d->name), "pin",
-                  d->pin_hash[0] != '\0', "created", 1, "owner", d->secret_hash[0] != '\0');
+    json_t *o = json_pack("{s:s,s:s,s:I,s:b,s:b,s:b}", "name", d->name, "description",
+                          d->description, "online", (json_int_t)room_online(svc, d->name), "pin",
+                          d->pin_hash[0] != '\0', "created", 1, "owner", d->secret_hash[0] != '\0');
     if (o && full) {
         json_object_set_new(o, "private", json_boolean(d->is_private));
         json_object_set_new(o, "created_by",
@@ -429,11 +455,14 @@ static void create_room(chat_service *svc, const http_request *req, http_reply *
     if ((secret && !hash_into(secret, def.secret_hash, sizeof def.secret_hash, r)) ||
         (pin && !hash_into(pin, def.pin_hash, sizeof def.pin_hash, r)))
         goto done;
+    if (cluster_down(svc, r))
+        goto done;
     int rc = chat_registry_add(svc->registry, &def);
     if (rc != 0) {
         registry_error(rc, r);
         goto done;
     }
+    tell_nodes(svc, &def, 0);
     log_info("chat", "room %s created by user %ld from %s (%s%s%s)", def.name, def.created_by,
              req->remote, secret ? "owner secret" : "no owner", pin ? ", pin" : "",
              is_private ? ", private" : "");
@@ -487,11 +516,14 @@ static void patch_room(chat_service *svc, const char *name, const http_request *
         reply_object(r, 200, "room", room_json(svc, &def, 1));
         goto done;
     }
+    if (cluster_down(svc, r))
+        goto done;
     int rc = chat_registry_update(svc->registry, &next);
     if (rc != 0) {
         registry_error(rc, r);
         goto done;
     }
+    tell_nodes(svc, &next, 0);
     log_info("chat", "room %s changed by its %s from %s", name, admin ? "admin" : "owner",
              req->remote);
     reply_object(r, 200, "room", room_json(svc, &next, 1));
@@ -520,23 +552,37 @@ static void delete_room(chat_service *svc, const char *name, const http_request 
         goto done;
     }
     int rc;
+    if (cluster_down(svc, r))
+        goto done;
     if (is_lobby) { /* lobby always exists: back to its defaults */
         chat_room_def fresh = {.name = CHAT_LOBBY,
                                .description = "Everyone starts here",
                                .generation = def.generation};
         clock_iso8601_now(fresh.created_at, sizeof fresh.created_at);
         rc = chat_registry_update(svc->registry, &fresh);
+        if (rc == 0)
+            tell_nodes(svc, &fresh, 0);
     } else {
         rc = chat_registry_remove(svc->registry, name, def.generation);
+        if (rc == 0)
+            tell_nodes(svc, &def, 1);
     }
     if (rc != 0) {
         registry_error(rc, r);
         goto done;
     }
+    atomic_fetch_add(&svc->rooms_closed, 1);
+    if (svc->link) { /* every node closes its sessions when the stream says so */
+        if (chat_link_close_room(svc->link, name, "the room was deleted") < 0)
+            log_error("chat", "room %s deleted, but the cluster did not take the close", name);
+        log_info("chat", "room %s deleted by its %s from %s; closing it on every node", name,
+                 admin ? "admin" : "owner", req->remote);
+        r->status = 204;
+        goto done;
+    }
     char *frame = proto_build_farewell("room_closed", name, "the room was deleted");
     size_t n = frame ? chat_room_close(svc->rooms, name, frame) : 0;
     mem_free(frame);
-    atomic_fetch_add(&svc->rooms_closed, 1);
     log_info("chat", "room %s deleted by its %s from %s; %zu sessions closed", name,
              admin ? "admin" : "owner", req->remote, n);
     r->status = 204;
@@ -565,10 +611,20 @@ static void kick(chat_service *svc, const char *name, const http_request *req, h
     }
     if (!owner_check(svc, &def, body, &admin, r) || !unchanged(svc, &def, r))
         goto done;
-    long id = (long)user;
-    char *frame = proto_build_farewell("kicked", name, "removed by the room's owner");
-    size_t n = frame ? chat_room_publish_direct(svc->rooms, name, &id, 1, frame, 0, 1, NULL) : 0;
-    mem_free(frame);
+    long id = (long)user, found;
+    size_t n;
+    if (svc->link) { /* every node ends that user's sessions when the stream says so */
+        n = chat_room_find_users(svc->rooms, name, &id, 1, &found) +
+            chat_link_find_users(svc->link, name, &id, 1, &found);
+        if (n && chat_link_kick(svc->link, name, id) < 0) {
+            http_reply_error(r, 503, "UNAVAILABLE", "the cluster is unreachable; try again");
+            goto done;
+        }
+    } else {
+        char *frame = proto_build_farewell("kicked", name, "removed by the room's owner");
+        n = frame ? chat_room_publish_direct(svc->rooms, name, &id, 1, frame, 0, 1, NULL) : 0;
+        mem_free(frame);
+    }
     if (n == 0) {
         http_reply_error(r, 404, "NOT_FOUND", "that user has no session in the room");
         goto done;
@@ -592,6 +648,22 @@ static void announce(chat_service *svc, const char *room, const char *text, cons
 {
     char ts[32];
     clock_iso8601_now(ts, sizeof ts);
+    if (svc->link) {
+        /* Every node delivers it when the stream gives it back; this one
+         * logs it then (chat/link.h). */
+        int64_t id = store_full(svc->cfg.store) ? 0 : chat_link_announce(svc->link, room, text, ts);
+        json_t *obj = id ? proto_announcement_object(id, room, text, ts) : NULL;
+        if (obj == NULL) {
+            http_reply_error(r, 503, "UNAVAILABLE",
+                             "the announcement could not be sent; try again");
+            r->retry_after = 1;
+            return;
+        }
+        log_info("chat", "announcement %lld to %s from %s (through the cluster)", (long long)id,
+                 room ? room : "every room", remote);
+        reply_object(r, 202, "announcement", obj);
+        return;
+    }
     store_message row = {.id = store_next_message_id(svc->cfg.store),
                          .room = room ? room : STORE_ROOM_EVERY,
                          .user_id = 0,
@@ -676,7 +748,7 @@ static void get_room(chat_service *svc, const char *name, http_reply *r)
         http_reply_error(r, 400, "BAD_REQUEST", "bad room name");
         return;
     }
-    long online = chat_room_online(svc->rooms, name);
+    long online = room_online(svc, name);
     if (chat_registry_get(svc->registry, name, &def))
         reply_object(r, 200, "room", room_json(svc, &def, 0));
     else if (online > 0)

@@ -156,10 +156,43 @@ static void http_health(void *app, http_reply *reply)
      * "degraded" whether the database is down or only slow. */
     int db_ok = st.db_up && !st.queue_full;
     const char *db = st.queue_full ? "degraded" : st.db_up ? "ok" : "down";
-    char buf[128];
-    snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"database\":\"%s\",\"api\":\"%s\"}",
-             db_ok && api ? "ok" : "degraded", db, api ? "ok" : "down");
-    http_reply_json(reply, db_ok && api ? 200 : 503, mem_strdup(buf));
+    /* On a cluster, NATS is a part too: posts are refused without it. */
+    int cl = svc->link == NULL || cluster_up(chat_link_cluster(svc->link));
+    int ok = db_ok && api && cl;
+    char buf[160];
+    snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"database\":\"%s\",\"api\":\"%s\"%s%s}",
+             ok ? "ok" : "degraded", db, api ? "ok" : "down", svc->link ? ",\"cluster\":" : "",
+             svc->link ? (cl ? "\"ok\"" : "\"down\"") : "");
+    http_reply_json(reply, ok ? 200 : 503, mem_strdup(buf));
+}
+
+/* DELETE /api/rtc/ID: this node's peer, or on a cluster whichever node
+ * holds it (asking the others costs a wait, so it counts as a costly
+ * request of the address). */
+static void http_rtc_delete(void *app, const http_request *req, const char *id, http_reply *reply)
+{
+    chat_service *svc = app;
+    offer_http_delete(app, req, id, reply);
+    if (svc->link == NULL || reply->status != 404 || strlen(id) > 64)
+        return;
+    http_reply asked = {0};
+    if (!chat_costly_admit(svc, req, &asked)) {
+        mem_free(reply->body);
+        *reply = asked;
+        return;
+    }
+    int rc = cluster_peer_delete(chat_link_cluster(svc->link), id);
+    if (rc == 0)
+        return; /* the 404 stands */
+    mem_free(reply->body);
+    *reply = (http_reply){0};
+    if (rc > 0) {
+        reply->status = 204;
+        log_info("chat", "session %s ended by DELETE from %s, on another node", id, req->remote);
+    } else {
+        http_reply_error(reply, 503, "UNAVAILABLE", "the cluster is unreachable; try again");
+        reply->retry_after = 1;
+    }
 }
 
 static void http_jwks(void *app, http_reply *reply)
@@ -333,6 +366,21 @@ static void http_metrics(void *app, http_reply *reply)
           st.last_batch_us / 1e6);
     GAUGE("chatd_db_write_latency_avg_seconds", "Mean batch latency.", "%.6f",
           st.avg_batch_us / 1e6);
+    if (svc->link) {
+        cluster *cl = chat_link_cluster(svc->link);
+        cluster_stats cs;
+        cluster_get_stats(cl, &cs);
+        GAUGE("chatd_cluster_up", "Connected to NATS.", "%d", cluster_up(cl));
+        GAUGE("chatd_cluster_nodes", "Nodes heartbeating, this one included.", "%ld",
+              cluster_nodes_alive(cl));
+        COUNTER("chatd_cluster_published_total", "Events this node stored in the stream.",
+                cs.published);
+        COUNTER("chatd_cluster_received_total", "Events this node applied from the stream.",
+                cs.received);
+        COUNTER("chatd_cluster_refused_total", "Events refused at once (NATS unreachable).",
+                cs.refused);
+        COUNTER("chatd_cluster_failed_total", "Events the stream did not acknowledge.", cs.failed);
+    }
 #undef GAUGE
 #undef COUNTER
     offer_metrics_reply(reply, m);
@@ -340,7 +388,7 @@ static void http_metrics(void *app, http_reply *reply)
 
 const http_app chat_http_app = {
     .rtc_offer = http_offer,
-    .rtc_delete = offer_http_delete,
+    .rtc_delete = http_rtc_delete,
     .health = http_health,
     .jwks = http_jwks,
     .room_messages = http_room_messages,

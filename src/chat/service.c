@@ -44,6 +44,13 @@ json_t *chat_service_user_summary(chat_service *svc, long user_id)
 
 void chat_service_set_api(chat_service *svc, jp_client *api) { svc->cfg.api = api; }
 
+int chat_service_join_cluster(chat_service *svc, const char *urls, const char *node_id, char *err,
+                              size_t errlen)
+{
+    svc->link = chat_link_open(svc, urls, node_id, err, errlen);
+    return svc->link ? 0 : -1;
+}
+
 chat_service *chat_service_new(const chat_config *cfg)
 {
     chat_service *svc = mem_calloc(1, sizeof *svc);
@@ -101,6 +108,8 @@ void chat_service_free(chat_service *svc)
         return;
     if (svc->readers)
         g_thread_pool_free(svc->readers, FALSE, TRUE);
+    /* no event arrives after this: the rooms can go */
+    chat_link_close(svc->link);
     chat_registry_free(svc->registry);
     addr_rate_free(svc->costly);
     g_hash_table_destroy(svc->users);

@@ -70,6 +70,12 @@ void chat_service_free(chat_service *svc);
  * service); hand it over before the first request. */
 void chat_service_set_api(chat_service *svc, jp_client *api);
 
+/* Joins the cluster of NATS servers `urls` as node `node_id` (issue 12;
+ * chat/link.h): from then on rooms span every node. Before serving. 0, or
+ * -1 with err set. The service leaves it in chat_service_free. */
+int chat_service_join_cluster(chat_service *svc, const char *urls, const char *node_id, char *err,
+                              size_t errlen);
+
 /* jp_options.on_error: writes each failed JSONPlaceholder call to api_errors. */
 void chat_service_api_error(void *svc, const char *method, const char *url, int status,
                             const char *error);

@@ -13,6 +13,7 @@
 #include "app/offer.h"
 #include "auth/cache.h"
 #include "chat/bus.h"
+#include "chat/link.h"
 #include "chat/ratelimit.h"
 #include "chat/registry.h"
 #include "chat/room.h"
@@ -26,6 +27,7 @@ struct chat_service {
     chat_bus *bus;
     chat_rooms *rooms;
     chat_registry *registry; /* the created rooms (version 2) */
+    chat_link *link;         /* the cluster (issue 12); NULL: one node */
     /* Catch-up reads (session.c): a fixed pool of CHAT_READERS threads, so
      * the event loops never wait on the database. Its queue holds at most
      * one job per session, so --max-peers bounds it. */

@@ -41,6 +41,7 @@
 
 #include "auth/token.h"
 #include "chat/draw.h"
+#include "chat/link.h"
 #include "chat/protocol.h"
 #include "chat/service_int.h"
 #include "util/clock.h"
@@ -385,6 +386,8 @@ static void leave_room(session *s)
     chat_room_leave(s->svc->rooms, s->room, s->summary, s->sub, s->direct);
     s->sub = s->direct = NULL;
     chat_room_presence(s->svc->rooms, s->room, "leave", s->summary, s);
+    if (s->svc->link)
+        chat_link_left(s->svc->link, s->id);
 }
 
 /* Loop thread: out of the room after a final frame (begin_departure). */
@@ -548,11 +551,15 @@ static void start_identify(session *s)
 
 /* ---------- messages ---------- */
 
+static void refuse_post(session *s, const char *code, const char *message, long retry_in_ms,
+                        const char *ref);
+
 /* A message of this session's user, stamped now with the next id. */
 static proto_message new_message(session *s, const char *source, const char *text, char ts[32])
 {
     clock_iso8601_now(ts, 32);
-    return (proto_message){.id = store_next_message_id(s->svc->cfg.store),
+    /* On a cluster the stream gives the id (chat/link.h). */
+    return (proto_message){.id = s->svc->link ? 0 : store_next_message_id(s->svc->cfg.store),
                            .room = s->room,
                            .source = source,
                            .user_id = s->user_id,
@@ -599,6 +606,24 @@ static int log_message(session *s, const proto_message *m, const char *recipient
     return 1;
 }
 
+/* On a cluster: the message goes to the stream, and every node (this one
+ * too) delivers and this one logs it when it comes back (chat/link.h).
+ * Refused at once when the log is full, as on one node, or when NATS is
+ * unreachable: never delivered to some nodes only. */
+static void post_to_cluster(session *s, const proto_message *m, int tell, session *sender,
+                            const char *ref)
+{
+    chat_service *svc = s->svc;
+    const char *why = NULL;
+    long retry = POST_RETRY_WHEN_FULL_MS;
+    if (store_full(svc->cfg.store))
+        why = "the log is catching up; the message was not sent, try again shortly";
+    else if (chat_link_post(svc->link, m, sender, ref) < 0)
+        why = "the cluster is unreachable; the message was not sent, try again shortly";
+    if (why && tell)
+        refuse_post(s, "UNAVAILABLE", why, retry, ref);
+}
+
 /* Logs, records in the room's history and fans out one message. */
 static void publish_message(session *s, int manual, const char *text, const char *title,
                             long post_id, const char *ref)
@@ -608,6 +633,12 @@ static void publish_message(session *s, int manual, const char *text, const char
     proto_message m = new_message(s, manual ? "manual" : "auto", text, ts);
     m.title = title;
     m.post_id = post_id;
+    if (svc->link) {
+        /* An auto post has no sender to answer: nobody is left out of
+         * its frame. */
+        post_to_cluster(s, &m, manual, manual ? s : NULL, ref);
+        return;
+    }
     if (!log_message(s, &m, NULL, manual, ref))
         return;
     json_t *obj = proto_message_object(&m, NULL);
@@ -627,6 +658,20 @@ static int by_id(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* USER of a user id: from another node's member entry when it is there
+ * (this node may never have seen that user), else as this node knows it. */
+static json_t *member_summary(chat_service *svc, json_t *remote, long user_id)
+{
+    size_t i;
+    json_t *u;
+    json_array_foreach(remote, i, u)
+    {
+        if ((long)json_integer_value(json_object_get(u, "id")) == user_id)
+            return json_incref(u);
+    }
+    return chat_service_user_summary(svc, user_id);
+}
+
 /* A whisper: to the sessions of the recipients who are in the room and of
  * the sender, logged with its recipients, never in the room's history. */
 static void whisper(session *s, const proto_request *req)
@@ -643,6 +688,23 @@ static void whisper(session *s, const proto_request *req)
         return;
     }
     size_t k = chat_room_find_users(svc->rooms, s->room, others, n, found);
+    json_t *remote = NULL; /* other nodes' members, for their names */
+    if (svc->link && k < n) {
+        long rest[PROTO_MAX_RECIPIENTS], there[PROTO_MAX_RECIPIENTS];
+        size_t n_rest = 0;
+        for (size_t i = 0; i < n; i++) {
+            int here = 0;
+            for (size_t j = 0; j < k && !here; j++)
+                here = found[j] == others[i];
+            if (!here)
+                rest[n_rest++] = others[i];
+        }
+        size_t m = chat_link_find_users(svc->link, s->room, rest, n_rest, there);
+        for (size_t i = 0; i < m; i++)
+            found[k++] = there[i];
+        if (m)
+            remote = chat_link_members(svc->link, s->room);
+    }
     if (k == 0) {
         send_error(s, "NOT_FOUND", "none of the users in \"to\" is in this room", -1, 0, req->ref);
         return;
@@ -651,13 +713,16 @@ static void whisper(session *s, const proto_request *req)
     json_t *to = json_array();
     GString *recipients = g_string_new(NULL);
     for (size_t i = 0; i < k; i++) {
-        json_array_append_new(to, chat_service_user_summary(svc, found[i]));
+        json_array_append_new(to, member_summary(svc, remote, found[i]));
         g_string_append_printf(recipients, i ? ",%ld" : "%ld", found[i]);
     }
+    json_decref(remote);
     char ts[32];
     proto_message m = new_message(s, "whisper", req->text, ts);
     m.to = to;
-    if (log_message(s, &m, recipients->str, 1, req->ref)) {
+    if (svc->link) {
+        post_to_cluster(s, &m, 1, s, req->ref);
+    } else if (log_message(s, &m, recipients->str, 1, req->ref)) {
         char *text = proto_build_message(&m, NULL);
         if (text) {
             atomic_fetch_add(&svc->whispers, 1);
@@ -749,8 +814,17 @@ void chat_session_catch_up_read(void *data, void *pool_data)
     int more = 0;
     char err[256];
     json_t *answer = NULL;
-    if (store_messages_since(svc->cfg.store, job->room, job->user_id, job->since, STORE_SINCE_MAX,
-                             &rows, &n, &more, err, sizeof err) != 0) {
+    int from_log = 1;
+    if (svc->link) {
+        /* The stream first: it holds what was delivered even when a
+         * node died before its log row was written. */
+        answer = chat_link_read_since(svc->link, job->room, job->since, job->user_id, job->login,
+                                      &from_log);
+    }
+    if (!from_log) {
+        /* answered (or failed) from the stream */
+    } else if (store_messages_since(svc->cfg.store, job->room, job->user_id, job->since,
+                                    STORE_SINCE_MAX, &rows, &n, &more, err, sizeof err) != 0) {
         log_warn("chat", "session %s: catch-up not read: %s", job->s->id, err);
     } else {
         json_t *messages = json_array();
@@ -847,6 +921,13 @@ static void joined(session *s)
         return;
     }
     s->state = S_JOINED;
+    if (svc->link) { /* the other nodes' members, before the joiner */
+        json_t *remote = chat_link_members(svc->link, s->room);
+        size_t i;
+        json_t *u;
+        json_array_foreach(remote, i, u) json_array_insert(online, 0, u);
+        json_decref(remote);
+    }
     /* Both frames are made to fit what this remote accepts: the welcome
      * lists fewer users (online_count has them all), the history keeps
      * its newest messages ("more":true). */
@@ -884,6 +965,8 @@ static void joined(session *s)
         open_gate(s, welcome, history, history_ids, n_history_ids);
     }
     chat_room_presence(svc->rooms, s->room, "join", s->summary, s);
+    if (svc->link)
+        chat_link_joined(svc->link, s->id, s->room, s->summary);
     store_session_start(svc->cfg.store, s->id, s->user_id, s->remote, s->started);
     s->session_logged = 1;
     log_info("chat", "session %s: %s (user %ld) joined %s", s->id,
@@ -1040,6 +1123,37 @@ void chat_session_start(chat_session *s, rtc_peer *p)
     c->s = s; /* the offer path's reference moves here */
     c->p = rtc_peer_ref(p);
     rtc_loop_post(rtc_peer_loop(p), run_start, c);
+}
+
+/* ---------- for the cluster (chat/link.h) ---------- */
+
+chat_session *chat_session_hold(chat_session *s) { return s ? session_ref(s) : NULL; }
+
+void chat_session_drop(chat_session *s) { session_unref(s); }
+
+void chat_session_send_copy(chat_session *s, const char *text)
+{
+    char *copy = mem_strdup(text);
+    chat_frame *f = copy ? chat_frame_take(copy, strlen(copy)) : NULL;
+    if (f) {
+        session_deliver(s, f);
+        chat_frame_unref(f);
+    }
+}
+
+static void tell_refused(session *s, void *data)
+{
+    json_t *ref = data;
+    refuse_post(s, "UNAVAILABLE", "the cluster did not store the message; it was not sent",
+                POST_RETRY_WHEN_FULL_MS, json_string_value(ref));
+    json_decref(ref);
+}
+
+void chat_session_refused(chat_session *s, const char *ref)
+{
+    if (s->peer == NULL)
+        return;
+    post_to_loop(session_ref(s), tell_refused, ref ? json_string(ref) : json_null());
 }
 
 /* ---------- peer callbacks ---------- */

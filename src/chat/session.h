@@ -76,6 +76,15 @@ void chat_session_start(chat_session *s, rtc_peer *p);
  * references. */
 void chat_session_discard(chat_session *s);
 
+/* For the cluster (chat/link.h), from any thread: a reference; the text
+ * of a frame for this session alone, in order with the room's frames (a
+ * post's ref echo); a post the stream refused after it was accepted
+ * (UNAVAILABLE, with its ref, NULL: none). */
+chat_session *chat_session_hold(chat_session *s);
+void chat_session_drop(chat_session *s);
+void chat_session_send_copy(chat_session *s, const char *text);
+void chat_session_refused(chat_session *s, const char *ref);
+
 /* The callbacks to give the peer, with the session as `user`. */
 extern const rtc_peer_callbacks chat_session_callbacks;
 

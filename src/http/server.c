@@ -277,7 +277,7 @@ const web_asset *http_route(const http_app *app, void *arg, const char *method, 
             http_reply_error(r, 404, "NOT_FOUND", "no such resource");
             return NULL;
         }
-        app->rtc_delete(arg, url + 9, r);
+        app->rtc_delete(arg, req, url + 9, r);
     } else if (strcmp(url, "/api/announce") == 0 && app->announce) {
         if (strcmp(method, "POST") != 0) {
             http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "use POST with a JSON body");

@@ -84,7 +84,7 @@ typedef struct {
 
 typedef struct {
     void (*rtc_offer)(void *app, const http_request *req, http_reply *r);
-    void (*rtc_delete)(void *app, const char *id, http_reply *r);
+    void (*rtc_delete)(void *app, const http_request *req, const char *id, http_reply *r);
     void (*health)(void *app, http_reply *r);
     void (*jwks)(void *app, http_reply *r);
     void (*room_messages)(void *app, const char *room, const http_request *req, http_reply *r);

@@ -5,11 +5,14 @@
  */
 #include "util/config.h"
 
+#include "cluster/cluster.h"
+
 #include "util/err.h"
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -49,6 +52,8 @@ typedef enum {
     OPT_ICE_PUBLIC,
     /* rooms people can run (issue 11) */
     OPT_ADMIN_KEY,
+    OPT_CLUSTER,
+    OPT_NODE_ID,
     OPT_COUNT
 } opt_id;
 
@@ -111,6 +116,12 @@ static const struct {
     [OPT_ADMIN_KEY] = {"--admin-key", "CHATD_ADMIN_KEY", "KEY", "none",
                        "required to create rooms and to announce to every room (unset: any "
                        "valid token creates rooms, nobody announces to every room)"},
+    /* the cluster (issue 12) */
+    [OPT_CLUSTER] = {"--cluster", "CHATD_CLUSTER", "URL", "none (one node)",
+                     "nats://HOST:PORT[,...]: rooms span every node on that NATS JetStream "
+                     "(needs a PostgreSQL --database-url)"},
+    [OPT_NODE_ID] = {"--node-id", "CHATD_NODE_ID", "NAME", "the host name",
+                     "this node's name in the cluster ([A-Za-z0-9_-], 1 to 32; unique)"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -238,6 +249,18 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
             return -1;
         }
         return copy_str(cfg->admin_key, sizeof cfg->admin_key, v, flag, err, errlen);
+    case OPT_CLUSTER:
+        if (strncmp(v, "nats://", 7) != 0 && strncmp(v, "tls://", 6) != 0) {
+            err_set(err, errlen, "bad %s '%s' (want nats://HOST:PORT[,...])", flag, v);
+            return -1;
+        }
+        return copy_str(cfg->cluster_url, sizeof cfg->cluster_url, v, flag, err, errlen);
+    case OPT_NODE_ID:
+        if (!cluster_node_id_ok(v)) {
+            err_set(err, errlen, "bad %s '%s' (1 to 32 of A-Z a-z 0-9 _ -)", flag, v);
+            return -1;
+        }
+        return copy_str(cfg->node_id, sizeof cfg->node_id, v, flag, err, errlen);
     case OPT_SEED: {
         char *end;
         errno = 0;
@@ -440,6 +463,23 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
         snprintf(cfg->database_url, sizeof cfg->database_url, "sqlite://%s/chat.db", cfg->data_dir);
     if (cfg->jwt_key[0] == '\0')
         snprintf(cfg->jwt_key, sizeof cfg->jwt_key, "%s/jwt-es256.pem", cfg->data_dir);
+    if (cfg->cluster_url[0] && strncmp(cfg->database_url, "postgres", 8) != 0) {
+        err_set(err, errlen,
+                "--cluster needs a PostgreSQL --database-url: every node writes one log");
+        return -1;
+    }
+    if (cfg->cluster_url[0] && cfg->node_id[0] == '\0') {
+        /* the host name, cut to the node-id rule */
+        char host[256] = "";
+        gethostname(host, sizeof host - 1);
+        size_t k = 0;
+        for (size_t i = 0; host[i] && k < CLUSTER_NODE_ID_MAX; i++)
+            if (isalnum((unsigned char)host[i]) || host[i] == '-' || host[i] == '_')
+                cfg->node_id[k++] = host[i];
+        cfg->node_id[k] = '\0';
+        if (k == 0)
+            snprintf(cfg->node_id, sizeof cfg->node_id, "node");
+    }
     return 0;
 }
 

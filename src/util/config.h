@@ -55,6 +55,9 @@ typedef struct {
         *ice_public[CONFIG_MAX_ICE_ADDRESSES + 1]; /* "PUBLIC" or "LOCAL=PUBLIC", NULL-terminated */
     int n_ice_public;
     char admin_key[257]; /* --admin-key (issue 11); "" = none */
+    /* the cluster (issue 12) */
+    char cluster_url[512]; /* --cluster; "" = one node */
+    char node_id[33];      /* --node-id; the host name by default */
     int log_level;
     int help;
 } chatd_config;

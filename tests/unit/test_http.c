@@ -62,9 +62,10 @@ static void on_offer(void *app, const http_request *req, http_reply *r)
     }
 }
 
-static void on_delete(void *app, const char *id, http_reply *r)
+static void on_delete(void *app, const http_request *req, const char *id, http_reply *r)
 {
     (void)app;
+    (void)req;
     rec.route = "delete";
     snprintf(rec.arg, sizeof rec.arg, "%s", id);
     if (rec.answer)

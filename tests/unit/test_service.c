@@ -1113,14 +1113,16 @@ Test(service, offer_answered_then_the_session_runs_on_the_peer)
     cr_assert_eq(offer_slots_used(g_svc->slots), 1);
     /* DELETE /api/rtc/ID ends it; a second DELETE finds nothing. */
     http_reply d = {0};
-    chat_http_app.rtc_delete(g_svc, p->id, &d);
+    chat_http_app.rtc_delete(
+        g_svc, &(http_request){.remote = "127.0.0.1:1", .remote_addr = "127.0.0.1"}, p->id, &d);
     cr_assert_eq(d.status, 204);
     pump_for(10);
     cr_assert(p->ended);
     cr_assert_str_eq(p->reason, "ended by DELETE");
     cr_assert_eq(offer_slots_used(g_svc->slots), 0, "the slot is back");
     d = (http_reply){0};
-    chat_http_app.rtc_delete(g_svc, p->id, &d);
+    chat_http_app.rtc_delete(
+        g_svc, &(http_request){.remote = "127.0.0.1:1", .remote_addr = "127.0.0.1"}, p->id, &d);
     cr_assert_eq(d.status, 404);
     mem_free(d.body);
 }
@@ -1411,7 +1413,8 @@ Test(service, closed_before_open_with_the_draw_in_flight)
     drain();
     cr_assert_eq(g_dir.pending->len, 1, "the draw is in flight");
     http_reply d = {0};
-    chat_http_app.rtc_delete(g_svc, p->id, &d);
+    chat_http_app.rtc_delete(
+        g_svc, &(http_request){.remote = "127.0.0.1:1", .remote_addr = "127.0.0.1"}, p->id, &d);
     cr_assert_eq(d.status, 204);
     while (!p->ended)
         g_main_context_iteration(g_ctx, FALSE);
