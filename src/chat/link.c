@@ -522,6 +522,10 @@ chat_link *chat_link_open(chat_service *svc, const char *urls, const char *node_
     l->svc = svc;
     snprintf(l->node, sizeof l->node, "%s", node_id);
     g_mutex_init(&l->lock);
+    /* Tags name this run's publishes (MsgId NODE:TAG, which the stream
+     * deduplicates for 2 min, and the "t" its own events come back with): a
+     * node restarted under the same id starts past its last run's. */
+    atomic_init(&l->next_tag, (unsigned long long)g_get_real_time());
     l->pending = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, pending_free);
     cluster_callbacks cb = {.on_event = on_event,
                             .on_presence = on_presence,
