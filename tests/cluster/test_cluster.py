@@ -24,7 +24,7 @@ installs both); a missing one fails the suite, it is not skipped.
 Environment: CHATD_BIN, CHAT_CLIENT_BIN, TEST_LOG_DIR (the nodes' and
 NATS's logs: cluster-node-*.chatd.log, cluster-nats.log), ARTIFACTS_DIR
 (the browser's screenshot), CLUSTER_LOAD_PEERS (peers per node in the load
-test, 4), CLUSTER_LOAD_POSTS (posts per peer, 30).
+test, 4), CLUSTER_LOAD_POSTS (posts per peer, 50).
 """
 
 import asyncio
@@ -60,7 +60,7 @@ ARTIFACTS = os.environ.get("ARTIFACTS_DIR", os.path.join(ROOT, "build", "artifac
 AUTO_MS = "2000"     # every connected user auto-posts every 0-2 s: traffic from every node
 POST_RATE = "100"    # the load test posts faster than the default 1/s per user
 LOAD_PEERS = max(1, int(int(os.environ.get("CLUSTER_LOAD_PEERS", "4")) / SCALE))
-LOAD_POSTS = max(5, int(int(os.environ.get("CLUSTER_LOAD_POSTS", "30")) / SCALE))
+LOAD_POSTS = max(5, int(int(os.environ.get("CLUSTER_LOAD_POSTS", "50")) / SCALE))
 SIGKILL_STATUS = 128 + signal.SIGKILL
 
 JP = harness.shared_jsonplaceholder()
@@ -87,7 +87,10 @@ class Proc:
         self.outfile = os.path.join(work, name + ".out")
         self.logfile = os.path.join(LOG_DIR, f"cluster-{name}.log")
 
-    def spawn(self):
+    def spawn(self, fresh=False):
+        """FRESH: the log starts empty (the fixture's first start)."""
+        if fresh and os.path.exists(self.logfile):
+            os.remove(self.logfile)
         for f in (self.pidfile, self.rcfile):
             if os.path.exists(f):
                 os.remove(f)
@@ -158,10 +161,10 @@ class Nats(Proc):
                                   "-a", "127.0.0.1", "-p", str(self.port),
                                   "-m", str(self.mport)], work, group)
 
-    def start(self):
+    def start(self, fresh=False):
         """Starts it (again: the same port and storage) and waits until
         JetStream answers."""
-        self.spawn()
+        self.spawn(fresh)
 
         def ready():
             check(self.status() is None, f"nats-server exited {self.status()}: {self.tail()}")
@@ -196,8 +199,8 @@ class Node(Proc):
         super().__init__(f"node-{letter}", argv, work, group)
         self.logfile = os.path.join(LOG_DIR, f"cluster-node-{letter}.chatd.log")
 
-    def start(self, wait_healthy=True):
-        self.spawn()
+    def start(self, wait_healthy=True, fresh=False):
+        self.spawn(fresh)
 
         def listening():
             check(self.status() is None,
@@ -282,7 +285,7 @@ class Cluster(Fixture):
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
         self.nats = Nats(self.work, self.group)
-        self.nats.start()
+        self.nats.start(fresh=True)
         self.jwt_key = os.path.join(self.work, "jwt-es256.pem")
         letters = {"a": "node-a", "b": "node_b", "c": "NodeC3"}
         ports = {k: free_port() for k in letters}
@@ -300,9 +303,9 @@ class Cluster(Fixture):
             extra = ["--ice-address", VETH] if k == "a" else []
             self.nodes[k] = Node(k, node_id, ports[k], common + extra, self.work, self.group)
         # A first: it creates the shared signing key the others then read.
-        self.nodes["a"].start(wait_healthy=False)
+        self.nodes["a"].start(wait_healthy=False, fresh=True)
         for k in "bc":
-            self.nodes[k].start(wait_healthy=False)
+            self.nodes[k].start(wait_healthy=False, fresh=True)
         for n in self.nodes.values():
             n.wait_health(200, "ok", 30)
         return self
@@ -430,6 +433,19 @@ async def distinct(peers, places, tries=40):
     return got
 
 
+def brief(frames):
+    """FRAMES shortened for a failure message."""
+    out = []
+    for m in frames:
+        m = dict(m)
+        for k in ("text", "title", "token"):
+            if isinstance(m.get(k), str) and len(m[k]) > 30:
+                m[k] = m[k][:30] + "..."
+        m.pop("ts", None)
+        out.append(m)
+    return out
+
+
 class Tape:
     """Every frame a peer receives, in order, read by a task of its own."""
 
@@ -455,7 +471,7 @@ class Tape:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Failure(f"{self.peer.user['name']} (node {self.peer.node.letter}): no "
-                              f"{what} within {timeout} s; last {self.frames[-3:]}")
+                              f"{what} within {timeout} s; last {brief(self.frames[-4:])}")
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), left)
@@ -498,8 +514,12 @@ def client_ids(c, lo, hi):
 
 
 async def client_text(c, text, timeout=15):
-    return await asyncio.to_thread(c.wait_msg, lambda m: is_msg(m, text=text),
-                                   timeout * SCALE, f"chat-client: message {text!r}")
+    try:
+        return await asyncio.to_thread(c.wait_msg, lambda m: is_msg(m, text=text),
+                                       timeout * SCALE, f"chat-client: message {text!r}")
+    except Failure:
+        raise Failure(f"chat-client: no message {text!r} within {timeout} s; it printed "
+                      f"{brief(c.msgs()[-4:])}; stderr {c.err_lines[-12:]}")
 
 
 def logged_once(texts, room, timeout=10):
@@ -615,39 +635,41 @@ def cluster_needs_postgresql_and_a_valid_node_id():
 
 @test(timeout=90)
 def presence_spans_the_nodes():
-    """a on A, b on B, c on C in one room: each sees the others join through
-    presence, each welcome's online lists the users on the other nodes,
-    GET /api/rooms on every node counts 3; b leaves: a and c get its leave
-    and every node counts 2."""
+    """a on A and b on B in one room: a sees b join, b's welcome lists a,
+    GET /api/rooms on every node (C has nobody there) lists the room with 2;
+    c joins on C: a and b see it, c's welcome lists both, every node counts
+    3; b leaves: a and c get its leave and every node counts 2."""
     room = "pres"
 
+    def joined(u):
+        return lambda m: m.get("type") == "presence" and m.get("event") == "join" \
+            and m["user"]["id"] == u["id"]
+
+    def left(u):
+        return lambda m: m.get("type") == "presence" and m.get("event") == "leave" \
+            and m["user"]["id"] == u["id"]
+
     async def body(peers):
-        a, b, c = await distinct(peers, [(node("a"), room), (node("b"), room),
-                                         (node("c"), room)])
-        got = [a, b, c]
-        ta = Tape(a)
-        tb, tc = Tape(b), Tape(c)
-        ids = {p.user["id"] for p in got}
-
-        def joined(u):
-            return lambda m: m.get("type") == "presence" and m.get("event") == "join" \
-                and m["user"]["id"] == u["id"]
-
-        def left(u):
-            return lambda m: m.get("type") == "presence" and m.get("event") == "leave" \
-                and m["user"]["id"] == u["id"]
+        a, b = await distinct(peers, [(node("a"), room), (node("b"), room)])
+        ta, tb = Tape(a), Tape(b)
         await ta.wait(joined(b.user), 10, f"presence join of {b.user['name']} (node B) at A")
+        check(a.user["id"] in {u["id"] for u in b.welcome["online"]},
+              f"b's welcome (node B) does not list a (node A): {b.welcome['online']}")
+        await wait_online(room, 2, 10)
+        for _ in range(40):   # c: a user neither a nor b is
+            c = await join(peers, node("c"), room)
+            if c.user["id"] not in (a.user["id"], b.user["id"]):
+                break
+            await c.close()
+        tc = Tape(c)
         await ta.wait(joined(c.user), 10, f"presence join of {c.user['name']} (node C) at A")
         await tb.wait(joined(c.user), 10, f"presence join of {c.user['name']} (node C) at B")
-        online_b = {u["id"] for u in b.welcome["online"]}
-        check(a.user["id"] in online_b, f"b's welcome (node B) does not list a (node A): "
-              f"{b.welcome['online']}")
         online_c = {u["id"] for u in c.welcome["online"]}
         check({a.user["id"], b.user["id"]} <= online_c,
               f"c's welcome (node C) does not list a and b: {c.welcome['online']}")
-        check(c.welcome.get("online_count", len(online_c)) >= 3,
-              f"online_count {c.welcome.get('online_count')}")
-        await wait_online(room, len(ids), 10)
+        check(c.welcome.get("online_count", len(online_c)) == 3,
+              f"c's welcome: online_count {c.welcome.get('online_count')}, want 3")
+        await wait_online(room, 3, 10)
         await b.close()
         t0 = time.monotonic()
         await ta.wait(left(b.user), 10, f"presence leave of {b.user['name']} at A")
@@ -833,8 +855,7 @@ def delete_rtc_on_any_node_reaches_the_holder():
             await asyncio.wait_for(p.closed.wait(), 10 * SCALE)
         except asyncio.TimeoutError:
             raise Failure("the session on A did not close after DELETE on B")
-        for letter, path in (("c", loc), ("b", loc), ("a", loc),
-                             ("c", "/api/rtc/" + "z" * 12), ("b", "/api/rtc/0")):
+        for letter, path in (("c", loc), ("a", loc), ("b", "/api/rtc/" + "z" * 32)):
             t1 = time.monotonic()
             st, _, _ = await aapi(node(letter), "DELETE", path)
             unknown = time.monotonic() - t1
@@ -881,6 +902,7 @@ def rooms_api_applies_on_every_node():
         await listed("b", lambda r: r and r["description"] == "made on A", "listed")
         ua, ub = await distinct(peers, [(node("a"), room), (node("b"), room)])
         ta, tb = Tape(ua), Tape(ub)
+        await wait_online(room, 2, 10)
         st, got, _ = await aapi(node("c"), "PATCH", f"/api/rooms/{room}",
                                 {"secret": "hs", "description": "patched on C"})
         check(st == 200, f"PATCH on C: {st} {got}")
@@ -1095,7 +1117,7 @@ def a_node_killed_drops_out_and_its_client_catches_up_elsewhere():
         check(not twice, f"x got ids twice across the reconnect: {twice}")
         check(sorted(have) == want, f"x has {len(have)} ids, a {len(want)}: x lacks "
               f"{sorted(set(want) - set(have))[:10]}, has more {sorted(set(have) - set(want))[:10]}")
-        out.update(n=len(want), caught=len(caught))
+        out.update(n=len(want), caught=len(caught), ids=want)
 
     try:
         arun(body)
@@ -1105,12 +1127,22 @@ def a_node_killed_drops_out_and_its_client_catches_up_elsewhere():
     took = node("c").wait_health(200, "ok", 30)
 
     async def again(peers):
-        a, = await distinct(peers, [(node("a"), room)])
-        c = await join(peers, node("c"), room)
-        check(c.user["id"] == a.user["id"] or
-              a.user["id"] in {u["id"] for u in c.welcome["online"]},
+        a, c = await distinct(peers, [(node("a"), room), (node("c"), room)])
+        check(a.user["id"] in {u["id"] for u in c.welcome["online"]},
               f"the restarted C's welcome does not list a (on A): {c.welcome['online']}")
+        ta, tc = Tape(a), Tape(c)
+        c.post("crash-after-restart", ref="r1")
+        mine = await tc.wait(lambda m: m.get("ref") == "r1", 10, "the answer to a post on C")
+        check(is_msg(mine), f"a post on the restarted C: {mine}")
+        got = await ta.text("crash-after-restart", 10)
+        check(got["id"] == mine["id"], f"ids {got['id']} at A, {mine['id']} at C")
     arun(again)
+    logged_once(["crash-start", "crash-x-0", "crash-x-1", "crash-x-2", "crash-end",
+                 "crash-after-restart"], room)
+    rows = pg_rows(f"select id from messages where id between {out['ids'][0]} and "
+                   f"{out['ids'][-1]}")
+    missing = set(out["ids"]) - {int(r[0]) for r in rows}
+    check(not missing, f"delivered ids not in PostgreSQL after the SIGKILL: {sorted(missing)}")
     print(f"    leave at A {out['leave']:.1f} s and online counts {out['online']:.1f} s after "
           f"SIGKILL; {out['n']} ids, {out['caught']} caught up on B; C back in {took:.1f} s",
           flush=True)
@@ -1136,6 +1168,8 @@ def nats_restarted_posts_refused_meanwhile_then_one_sequence():
             await t.text("natsr-start", 15)
         await client_text(cj, "natsr-start")
         start = int((await ta.text("natsr-start"))["id"])
+        cj.send("natsr-before-cclient")
+        await client_text(cj, "natsr-before-cclient")
         FX.nats.kill(signal.SIGKILL)
         FX.nats.wait_exit(10)
         t0 = time.monotonic()
@@ -1174,6 +1208,7 @@ def nats_restarted_posts_refused_meanwhile_then_one_sequence():
         out["retries"] = retries
         b.post("natsr-up-b")
         cj.send("natsr-up-cclient")
+        await client_text(cj, "natsr-up-cclient")
         for t in (ta, tb):
             await t.text("natsr-up-b", 15)
             await t.text("natsr-up-cclient", 15)
