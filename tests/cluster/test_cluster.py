@@ -1057,15 +1057,21 @@ def a_room_on_two_nodes_under_load_loses_nothing():
 
 @test(timeout=150)
 def a_node_killed_drops_out_and_its_client_catches_up_elsewhere():
-    """x on C, a on A, b on B in one room, messages flowing. C is killed
-    (SIGKILL): a and b get x's leave and every other node counts 2 within
-    10 s; everything x received is at a too; x reconnects to B with its
-    token and since=: the same user, and it ends with exactly a's ids. C is
-    started again and rejoins the cluster."""
+    """x on C, a on A, b on B in one (created) room, messages flowing. C is
+    killed (SIGKILL): within 10 s a and b get x's leave, A and B count 2 in
+    GET /api/rooms and a new joiner's welcome does not list x; everything x
+    received is at a too; x reconnects to B with its token and since=: the
+    same user, and it ends with exactly a's ids. Every delivered id is in
+    PostgreSQL. C is started again, rejoins the cluster and its posts are
+    delivered."""
     room = "crash"
     out = {}
 
     async def body(peers):
+        owner = await join(peers, node("a"), "lobby")
+        st, got, _ = await aapi(node("a"), "POST", "/api/rooms", {"name": room},
+                                token=owner.welcome["token"])
+        check(st == 201, f"create {room}: {st} {got}")
         a, b, x = await distinct(peers, [(node("a"), room), (node("b"), room),
                                          (node("c"), room)])
         ta, tb, tx = Tape(a), Tape(b), Tape(x)
@@ -1089,6 +1095,13 @@ def a_node_killed_drops_out_and_its_client_catches_up_elsewhere():
         await tb.wait(left, 10, "the leave at B")
         await wait_online(room, 2, 10 - (time.monotonic() - t0), letters="ab")
         out["online"] = time.monotonic() - t0
+        for _ in range(40):
+            late = await join(peers, node("b"), room)
+            if late.user["id"] != x.user["id"]:
+                break
+            await late.close()
+        check(x.user["id"] not in {u["id"] for u in late.welcome["online"]},
+              f"a welcome on B after C died lists x: {late.welcome['online']}")
         # all x had from C is in the stream: a has it too
         await ta.wait(lambda m: m.get("id") is not None and int(m["id"]) >= last, 10,
                       f"id {last} (x's last) at a")
