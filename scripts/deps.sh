@@ -9,7 +9,15 @@ libnice-dev libusrsctp-dev libssl-dev libmicrohttpd-dev libjansson-dev
 libjwt-dev libcurl4-openssl-dev libpq-dev libsqlite3-dev libglib2.0-dev
 libcriterion-dev gcovr valgrind
 postgresql sqlite3 chromium python3 python3-aiortc python3-jwt
-python3-cryptography iproute2 util-linux nftables curl janus gnuplot-nox"
+python3-cryptography iproute2 util-linux nftables curl janus gnuplot-nox
+nats-server libnats-dev nginx openssl"
+
+# nginx: the project only ever runs its own nginx (scripts/cluster.sh:
+# nginx -p PREFIX -c CONF -e LOG -g 'daemon off;', pid, logs and temp files
+# under PREFIX, its own ports), never /etc/nginx or the system's service.
+# Debian's package may start that service on install (port 80, where an
+# init system runs services); it is left as it is: it neither serves nor
+# blocks anything of ours.
 
 missing=""
 for p in $DEBS; do
@@ -22,6 +30,14 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing
+    case " $missing " in
+    *" nginx "*)
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+            echo "deps: note: the nginx package started the system's nginx service (port 80);" \
+                "chatd never uses it ('systemctl disable --now nginx' stops it)"
+        fi
+        ;;
+    esac
 else
     echo "deps: Debian packages present"
 fi
