@@ -24,6 +24,7 @@
 #   CLUSTER_ICE_ADDRESS=ADDR   --ice-address for every node (default: none,
 #                              as make run: every interface)
 #   JSONPLACEHOLDER_URL=URL    use this JSONPlaceholder
+#   CHATD=PATH                 the chatd binary (default build/chatd)
 #
 # The chatd command line of a node is built in node_args below.
 set -eu
@@ -41,6 +42,7 @@ PUBLIC_URL=https://127.0.0.1:$HTTPS_PORT
 NATS_URL=nats://127.0.0.1:$NATS_PORT
 TEMPLATE=$ROOT/deploy/nginx/chatd-cluster.conf
 PUBLIC_JP=https://jsonplaceholder.typicode.com
+CHATD=${CHATD:-build/chatd}
 
 say() { echo "cluster: $*"; }
 die() {
@@ -72,16 +74,16 @@ node_args() {
 for t in nats-server nginx openssl curl ss; do
     command -v "$t" >/dev/null 2>&1 || die "$t not found: run scripts/deps.sh (make deps)"
 done
-[ -x build/chatd ] || die "build/chatd missing: run make"
+[ -x "$CHATD" ] || die "$CHATD missing: run make"
 [ -f "$TEMPLATE" ] || die "$TEMPLATE missing"
 
 # A chatd without --cluster (before issue 12's C side) still runs the rest:
 # independent nodes on one database, behind the same nginx.
-if build/chatd --help 2>&1 | grep -q -- '--cluster'; then
+if "$CHATD" --help 2>&1 | grep -q -- '--cluster'; then
     CLUSTER_FLAGS=1
 else
     CLUSTER_FLAGS=0
-    say "warning: build/chatd has no --cluster flag; the nodes run unclustered (each its own rooms)"
+    say "warning: $CHATD has no --cluster flag; the nodes run unclustered (each its own rooms)"
 fi
 
 # ---- ports ---------------------------------------------------------------
@@ -92,6 +94,18 @@ check_tcp() { if tcp_busy "$1"; then busy="$busy
   TCP $1 ($2) is in use; $3"; fi; }
 check_udp() { if udp_busy "$1"; then busy="$busy
   UDP $1 ($2) is in use; $3"; fi; }
+
+# One make cluster at a time on this folder: it owns build/cluster/.
+mkdir -p "$DIR"
+if [ -f "$DIR/cluster.pid" ]; then
+    other=$(cat "$DIR/cluster.pid" 2>/dev/null || true)
+    case "$other" in '' | *[!0-9]*) other=0 ;; esac
+    if [ "$other" -gt 0 ] && [ "$other" -ne $$ ] &&
+        tr '\0' ' ' <"/proc/$other/cmdline" 2>/dev/null | grep -q 'cluster\.sh'; then
+        die "make cluster already runs here (pid $other); Ctrl-C it first"
+    fi
+fi
+echo $$ >"$DIR/cluster.pid"
 
 # A PostgreSQL of a previous run that was killed before it could stop it.
 if [ -f "$DIR/pg/data/PG_VERSION" ] && ./scripts/pg.sh status "$DIR/pg" 2>/dev/null; then
@@ -150,6 +164,7 @@ cleanup() {
     done
     [ $PG_STARTED -eq 0 ] || ./scripts/pg.sh stop "$DIR/pg" 2>/dev/null || true
     [ $JP_STARTED -eq 0 ] || ./scripts/jsonplaceholder.sh stop "$JP_PORT" >/dev/null 2>&1 || true
+    rm -f "$DIR/cluster.pid"
     say "stopped"
 }
 trap 'cleanup' EXIT
@@ -231,7 +246,7 @@ while [ $i -le "$NODES" ]; do
     # shellcheck disable=SC2046
     set -- $(node_args $i $p) "$@"
     IFS=$old_ifs
-    setsid build/chatd "$@" >"$LOG" 2>&1 </dev/null &
+    setsid "$CHATD" "$@" >"$LOG" 2>&1 </dev/null &
     PID=$!
     PIDS="$PIDS node-$i:$PID"
     # drop this node's arguments again, keeping the caller's ($@ of make)
@@ -246,7 +261,7 @@ while [ $i -le "$NODES" ]; do
     PID=$(for e in $PIDS; do case "$e" in "node-$i:"*) echo "${e#*:}" ;; esac; done)
     # any HTTP answer will do (503 while JSONPlaceholder is slow)
     wait_for 300 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/api/health"
-    say "node-$i: http://127.0.0.1:$p/ (UDP $p), log build/cluster/logs/node-$i.log"
+    say "node-$i: http://127.0.0.1:$p/ (UDP $p), pid $PID, log build/cluster/logs/node-$i.log"
     i=$((i + 1))
 done
 
@@ -292,12 +307,16 @@ say "open $PUBLIC_URL/ (a self-signed certificate: accept it in the browser)"
     say "plain HTTP for chat-client: build/chat-client --url http://127.0.0.1:$HTTP_PORT/"
 say "Ctrl-C stops nginx, the $NODES nodes, NATS and PostgreSQL; logs in build/cluster/logs/ and build/cluster/nginx/"
 
-# Runs until Ctrl-C, or until a process dies (then everything stops).
+# Runs until Ctrl-C. A process that dies is reported once and the rest
+# carry on: killing a node (kill -9 PID) is how to watch a failover, and
+# stopping nats-server how to watch posts refused until it is back.
+dead=""
 while :; do
     for e in $PIDS; do
+        case " $dead " in *" $e "*) continue ;; esac
         if ! kill -0 "${e#*:}" 2>/dev/null; then
-            say "${e%%:*} (pid ${e#*:}) exited; stopping the rest (its log: build/cluster/logs/)"
-            exit 1
+            say "${e%%:*} (pid ${e#*:}) exited; the rest carry on (Ctrl-C stops them; logs in build/cluster/)"
+            dead="$dead $e"
         fi
     done
     sleep 1
