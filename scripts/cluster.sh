@@ -59,15 +59,16 @@ case "$NODES" in [1-9]) ;; *) die "CLUSTER_NODES must be 1..9" ;; esac
 # every offer reaches chatd from nginx's one address: nginx limits each
 # client (deploy/nginx/chatd-cluster.conf).
 node_args() {
-    set -- --listen "127.0.0.1:$2" --rtc-port "$2" \
+    n=$1 port=$2
+    set -- --listen "127.0.0.1:$port" --rtc-port "$port" \
         --public-url "$PUBLIC_URL" \
         --jwt-key "$DIR/jwt-es256.pem" \
         --database-url "$DB_URL" \
-        --data-dir "$DIR/node-$1" \
+        --data-dir "$DIR/node-$n" \
         --api-url "$JSONPLACEHOLDER_URL" \
         --offer-rate 1000
     [ -z "${CLUSTER_ICE_ADDRESS:-}" ] || set -- "$@" --ice-address "$CLUSTER_ICE_ADDRESS"
-    [ "$CLUSTER_FLAGS" -eq 0 ] || set -- "$@" --cluster "$NATS_URL" --node-id "node-$1"
+    [ "$CLUSTER_FLAGS" -eq 0 ] || set -- "$@" --cluster "$NATS_URL" --node-id "node-$n"
     printf '%s\n' "$@"
 }
 
