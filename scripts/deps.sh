@@ -12,12 +12,14 @@ postgresql sqlite3 chromium python3 python3-aiortc python3-jwt
 python3-cryptography iproute2 util-linux nftables curl janus gnuplot-nox
 nats-server libnats-dev nginx openssl"
 
-# nginx: the project only ever runs its own nginx (scripts/cluster.sh:
-# nginx -p PREFIX -c CONF -e LOG -g 'daemon off;', pid, logs and temp files
-# under PREFIX, its own ports), never /etc/nginx or the system's service.
-# Debian's package may start that service on install (port 80, where an
-# init system runs services); it is left as it is: it neither serves nor
-# blocks anything of ours.
+# nginx and nats-server: the project only ever runs its own (scripts/
+# cluster.sh: nginx -p PREFIX -c CONF -e LOG -g 'daemon off;' with its pid,
+# logs and temporary files under PREFIX; nats-server with its flags and data
+# folder), never /etc/nginx, /etc/nats-server.conf or the system's services.
+# Where an init system runs services, Debian's packages start them on
+# install (nginx on port 80, nats-server on 127.0.0.1:4222 without
+# JetStream); they are left as they are: our ports (8443, 8088, 4322, ...)
+# are others, so they neither serve nor block anything of ours.
 
 missing=""
 for p in $DEBS; do
@@ -31,11 +33,13 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing
     case " $missing " in
-    *" nginx "*)
-        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
-            echo "deps: note: the nginx package started the system's nginx service (port 80);" \
-                "chatd never uses it ('systemctl disable --now nginx' stops it)"
-        fi
+    *" nginx "* | *" nats-server "*)
+        for svc in nginx nats-server; do
+            if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+                echo "deps: note: the $svc package started the system's $svc service;" \
+                    "chatd's scripts never use it ('systemctl disable --now $svc' stops it)"
+            fi
+        done
         ;;
     esac
 else
