@@ -284,12 +284,13 @@ awk -v listen="127.0.0.1:$HTTPS_PORT" -v nodes="$UPSTREAMS" -v plain="$HTTP_PORT
         print
         next
     }
-    /@NODE@/ {
+    /^[ \t]*server[ \t]+@NODE@/ {
         n = split(nodes, a, " ")
         for (i = 1; i <= n; i++) { line = $0; sub(/@NODE@/, a[i], line); print line }
         next
     }
-    { gsub(/@LISTEN@/, listen); print }
+    /^[ \t]*listen[ \t]+@LISTEN@/ { sub(/@LISTEN@/, listen) }
+    { print }
 ' "$TEMPLATE" >"$NGX/nginx.conf"
 nginx -p "$NGX/" -c "$NGX/nginx.conf" -e "$NGX/error.log" -t -q 2>"$LOGS/nginx-test.log" || {
     cat "$LOGS/nginx-test.log" >&2
