@@ -5,6 +5,9 @@
 #   make bench       chatd against Janus TextRoom: docs/BENCHMARKS.md (scripts/bench.sh)
 #   make bench-smoke the bench-smoke suite alone: chat-bench counts right (under a minute)
 #   make run         deps + build + start chatd (prints its URL); ARGS=... to chatd
+#   make cluster     deps + build + a local cluster: NATS, PostgreSQL, 3 chatd
+#                    nodes, nginx with TLS in front (scripts/cluster.sh,
+#                    docs/DEPLOY.md); ARGS=... to every node
 #   make test        deps + every suite (unit, integration, interop, browser,
 #                    fuzz, sanitizer build, load, coverage); ends with "N passed,
 #                    N failed, N skipped". The product suites run once, on the
@@ -62,7 +65,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client $(BUILD)/chat-bench
 
-.PHONY: all deps run test test-asan unit fuzz coverage bench bench-smoke clean
+.PHONY: all deps run cluster test test-asan unit fuzz coverage bench bench-smoke clean
 # Keep object files of test binaries (they are intermediates to make).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -144,6 +147,12 @@ bench-smoke: deps
 run: deps
 	@$(MAKE) --no-print-directory all
 	./scripts/run.sh $(ARGS)
+
+# A cluster on this machine behind an HTTPS nginx; prints the URL to open,
+# Ctrl-C stops it all. ARGS go to every node.
+cluster: deps
+	@$(MAKE) --no-print-directory all
+	./scripts/cluster.sh $(ARGS)
 
 # The suites are run by scripts/test.sh, which prints per-suite counts and
 # the final "N passed, N failed, N skipped" line. --cov: unit, integration,

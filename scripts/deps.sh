@@ -9,7 +9,17 @@ libnice-dev libusrsctp-dev libssl-dev libmicrohttpd-dev libjansson-dev
 libjwt-dev libcurl4-openssl-dev libpq-dev libsqlite3-dev libglib2.0-dev
 libcriterion-dev gcovr valgrind libnats-dev nats-server
 postgresql sqlite3 chromium python3 python3-aiortc python3-jwt
-python3-cryptography iproute2 util-linux nftables curl janus gnuplot-nox"
+python3-cryptography iproute2 util-linux nftables curl janus gnuplot-nox
+nats-server libnats-dev nginx openssl"
+
+# nginx and nats-server: the project only ever runs its own (scripts/
+# cluster.sh: nginx -p PREFIX -c CONF -e LOG -g 'daemon off;' with its pid,
+# logs and temporary files under PREFIX; nats-server with its flags and data
+# folder), never /etc/nginx, /etc/nats-server.conf or the system's services.
+# Where an init system runs services, Debian's packages start them on
+# install (nginx on port 80, nats-server on 127.0.0.1:4222 without
+# JetStream); they are left as they are: our ports (8443, 8088, 4322, ...)
+# are others, so they neither serve nor block anything of ours.
 
 missing=""
 for p in $DEBS; do
@@ -22,6 +32,16 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing
+    case " $missing " in
+    *" nginx "* | *" nats-server "*)
+        for svc in nginx nats-server; do
+            if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+                echo "deps: note: the $svc package started the system's $svc service;" \
+                    "chatd's scripts never use it ('systemctl disable --now $svc' stops it)"
+            fi
+        done
+        ;;
+    esac
 else
     echo "deps: Debian packages present"
 fi
