@@ -351,7 +351,17 @@ static void add_open_room(void *arg, const char *name, long online)
     chat_room_def def;
     if (online <= 0 || chat_registry_get(o->svc->registry, name, &def))
         return;
-    json_array_append_new(o->list, open_room_json(name, online));
+    json_array_append_new(o->list, open_room_json(name, room_online(o->svc, name)));
+}
+
+/* cluster_presence_rooms: an open room with nobody on this node (those
+ * with someone here are add_open_room's, counted cluster-wide there). */
+static void add_remote_open_room(void *arg, const char *name, long online)
+{
+    open_rooms *o = arg;
+    if (chat_room_online(o->svc->rooms, name) > 0)
+        return;
+    add_open_room(arg, name, online);
 }
 
 static int by_room_name(const void *a, const void *b)
@@ -375,6 +385,8 @@ static void list_rooms(chat_service *svc, http_reply *r)
             json_array_append_new(open.list, room_json(svc, &defs[i], 0));
     mem_free(defs);
     chat_rooms_each(svc->rooms, add_open_room, &open);
+    if (svc->link)
+        cluster_presence_rooms(chat_link_cluster(svc->link), add_remote_open_room, &open);
     /* sorted through a plain array: jansson has no sort */
     size_t count = json_array_size(open.list);
     json_t **items = count ? mem_calloc(count, sizeof *items) : NULL;

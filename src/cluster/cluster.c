@@ -193,16 +193,20 @@ static void apply_session_key(cluster *c, const char *key, kvOperation op, const
     }
     node_state *n = node_get(c, node);
     member_entry *old = g_hash_table_lookup(c->members, key);
+    json_t *v = op == kvOp_Put ? json_loadb(value, (size_t)len, 0, NULL) : NULL;
+    const char *room = json_string_value(json_object_get(v, "room"));
+    json_t *user = json_object_get(v, "user");
+    if (old && room && strcmp(old->room, room) == 0 && json_equal(old->member, user)) {
+        /* the same session said again (a node re-announces its sessions
+         * after a reconnect): nobody left or came */
+        json_decref(v);
+        return;
+    }
     if (old) {
         if (n->alive)
             emit(events, old, 0);
         member_remove(c, old);
     }
-    if (op != kvOp_Put)
-        return;
-    json_t *v = json_loadb(value, (size_t)len, 0, NULL);
-    const char *room = json_string_value(json_object_get(v, "room"));
-    json_t *user = json_object_get(v, "user");
     if (room == NULL || strlen(room) >= 64 || !json_is_object(user) || strlen(key) >= 128) {
         json_decref(v);
         return;
@@ -849,6 +853,28 @@ size_t cluster_presence_find(cluster *c, const char *room, const long *ids, size
     }
     g_mutex_unlock(&c->lock);
     return k;
+}
+
+void cluster_presence_rooms(cluster *c, void (*fn)(void *arg, const char *room, long online),
+                            void *arg)
+{
+    GHashTable *counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_mutex_lock(&c->lock);
+    GHashTableIter it;
+    void *k, *v;
+    g_hash_table_iter_init(&it, c->members);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        member_entry *e = v;
+        if (!entry_alive(c, e))
+            continue;
+        long n = GPOINTER_TO_SIZE(g_hash_table_lookup(counts, e->room));
+        g_hash_table_replace(counts, g_strdup(e->room), GSIZE_TO_POINTER((gsize)(n + 1)));
+    }
+    g_mutex_unlock(&c->lock);
+    g_hash_table_iter_init(&it, counts);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        fn(arg, k, (long)GPOINTER_TO_SIZE(v));
+    g_hash_table_destroy(counts);
 }
 
 void cluster_presence_put(cluster *c, const char *session_id, const char *room,

@@ -124,6 +124,11 @@ long cluster_presence_count(cluster *c, const char *room);
  * copied to found (room for n); returns how many. */
 size_t cluster_presence_find(cluster *c, const char *room, const long *ids, size_t n, long *found);
 
+/* fn(arg, room, sessions) for every room with sessions on other live
+ * nodes, called with no lock held. */
+void cluster_presence_rooms(cluster *c, void (*fn)(void *arg, const char *room, long online),
+                            void *arg);
+
 /* DELETE /api/rtc/ID for a peer this node does not hold: 1 when another
  * node closed it, 0 when none holds it, -1 when NATS is unreachable. Waits
  * up to CLUSTER_RPC_WAIT_MS (HTTP threads only). */

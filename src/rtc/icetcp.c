@@ -9,6 +9,8 @@
  */
 #include "rtc/icetcp.h"
 
+#include "util/netaddr.h"
+
 #include "rtc/stun.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -595,6 +597,10 @@ static int watch(int epfd, int fd, void *tag)
 
 int icetcp_start(rtc_loops *loops, uint16_t port, char *err, size_t errlen)
 {
+    if (!netaddr_port_free(SOCK_STREAM, port)) {
+        err_set(err, errlen, "TCP port %u (--ice-tcp-port) is in use by another process", port);
+        return -1;
+    }
     if (T.running) {
         err_set(err, errlen, "ICE-TCP is already running");
         return -1;

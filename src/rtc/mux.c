@@ -1081,6 +1081,10 @@ static void free_entry(gpointer e) { mem_free(e); }
 
 int rtc_mux_start(rtc_loops *loops, const rtc_mux_config *cfg, char *err, size_t errlen)
 {
+    if (cfg->port && !netaddr_port_free(SOCK_DGRAM, cfg->port)) {
+        err_set(err, errlen, "UDP port %u (--rtc-port) is in use by another process", cfg->port);
+        return -1;
+    }
     if (M.running) {
         err_set(err, errlen, "the one-port transport is already running");
         return -1;

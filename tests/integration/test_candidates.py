@@ -168,11 +168,39 @@ def rtc_port_in_use_is_one_clear_line():
                                 "--data-dir", data, "--rtc-port", str(port)],
                                capture_output=True, text=True, timeout=20)
         last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
-        check(r.returncode == 2 and last.startswith(
-                  f"chatd: cannot bind UDP port {port} (--rtc-port): "),
+        check(r.returncode == 2 and
+              last == f"chatd: UDP port {port} (--rtc-port) is in use by another process",
               f"--rtc-port {port} taken: exit {r.returncode}, {r.stderr!r}")
     finally:
         taken.close()
+
+
+@test
+def a_second_chatd_on_the_same_rtc_port_is_refused():
+    # chatd's own sockets share the port among its loops (SO_REUSEPORT),
+    # which would let a second chatd of the same user share it too and take
+    # part of the first one's traffic: the second must refuse to start.
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("0.0.0.0", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with tempfile.TemporaryDirectory() as d1, tempfile.TemporaryDirectory() as d2:
+        first = subprocess.Popen([CHATD_BIN, "--mode", "relay", "--listen", "127.0.0.1:0",
+                                  "--data-dir", d1, "--rtc-port", str(port)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            line = first.stdout.readline()
+            check("listening on" in line, f"the first chatd did not start: {line!r}")
+            r = subprocess.run([CHATD_BIN, "--mode", "relay", "--listen", "127.0.0.1:0",
+                                "--data-dir", d2, "--rtc-port", str(port)],
+                               capture_output=True, text=True, timeout=20)
+            last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+            check(r.returncode == 2 and
+                  last == f"chatd: UDP port {port} (--rtc-port) is in use by another process",
+                  f"a second chatd on --rtc-port {port}: exit {r.returncode}, {r.stderr!r}")
+        finally:
+            first.terminate()
+            first.wait(timeout=20)
 
 
 if __name__ == "__main__":
