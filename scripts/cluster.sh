@@ -102,7 +102,7 @@ if [ -f "$DIR/cluster.pid" ]; then
     other=$(cat "$DIR/cluster.pid" 2>/dev/null || true)
     case "$other" in '' | *[!0-9]*) other=0 ;; esac
     if [ "$other" -gt 0 ] && [ "$other" -ne $$ ] &&
-        tr '\0' ' ' <"/proc/$other/cmdline" 2>/dev/null | grep -q 'cluster\.sh'; then
+        { tr '\0' ' ' <"/proc/$other/cmdline"; } 2>/dev/null | grep -q 'cluster\.sh'; then
         die "make cluster already runs here (pid $other); Ctrl-C it first"
     fi
 fi
