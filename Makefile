@@ -183,7 +183,7 @@ FUZZ_LIB := build/fuzzlib/libchatd.a
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz
 	@$(if $(V),,printf '  FUZZ    %s\n' $@)
-	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB) $(LDLIBS)
+	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Isrc -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB) $(LDLIBS)
 
 ifneq ($(MODE),fuzz)
 # FORCE is phony: with .SECONDARY (every target) a missing FORCE file would

@@ -3,6 +3,7 @@
  */
 #include "chat/link.h"
 
+#include "chat/event.h"
 #include "chat/room.h"
 #include "chat/service_int.h"
 #include "rtc/peer.h"
@@ -77,68 +78,6 @@ static void pending_sweep(chat_link *l)
 
 /* ---------- events in ---------- */
 
-static const char *str(const json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
-/* "2,5": the ids of a whisper's "to", ascending (store.h's form). */
-static int recipients_text(const json_t *to, long *ids, size_t cap, size_t *n, char *out,
-                           size_t outcap)
-{
-    size_t k = 0, len = 0;
-    size_t i;
-    json_t *u;
-    json_array_foreach(to, i, u)
-    {
-        json_int_t id = json_integer_value(json_object_get(u, "id"));
-        if (id <= 0 || k == cap)
-            return 0;
-        ids[k++] = (long)id;
-    }
-    for (size_t a = 1; a < k; a++) /* a handful: insertion sort */
-        for (size_t b = a; b > 0 && ids[b - 1] > ids[b]; b--) {
-            long t = ids[b];
-            ids[b] = ids[b - 1];
-            ids[b - 1] = t;
-        }
-    out[0] = '\0';
-    for (size_t a = 0; a < k; a++) {
-        int w = snprintf(out + len, outcap - len, a ? ",%ld" : "%ld", ids[a]);
-        if (w < 0 || (size_t)w >= outcap - len)
-            return 0;
-        len += (size_t)w;
-    }
-    *n = k;
-    return k > 0;
-}
-
-/* A message event as a proto_message (borrowing from ev); 0 when it is
- * not one. */
-static int message_of(const json_t *ev, int64_t id, proto_message *m)
-{
-    json_t *to = json_object_get(ev, "to");
-    *m = (proto_message){.id = id,
-                         .room = str(ev, "room"),
-                         .source = str(ev, "src"),
-                         .user_id = (long)json_integer_value(json_object_get(ev, "uid")),
-                         .user_name = str(ev, "un"),
-                         .user_username = str(ev, "uu"),
-                         .text = str(ev, "text"),
-                         .title = str(ev, "title"),
-                         .post_id = (long)json_integer_value(json_object_get(ev, "pid")),
-                         .ts = str(ev, "ts"),
-                         .to = json_is_array(to) ? to : NULL};
-    if (m->room == NULL || m->source == NULL || m->text == NULL || m->ts == NULL || m->user_id <= 0)
-        return 0;
-    if (m->user_name == NULL)
-        m->user_name = "";
-    if (m->user_username == NULL)
-        m->user_username = "";
-    int whisper = strcmp(m->source, "whisper") == 0;
-    return whisper == (m->to != NULL);
-}
-
 static void log_row(chat_link *l, const store_message *row)
 {
     if (store_put_message(l->svc->cfg.store, row) < 0)
@@ -146,21 +85,18 @@ static void log_row(chat_link *l, const store_message *row)
                   (long long)row->id);
 }
 
-static void apply_message(chat_link *l, const json_t *ev, int64_t id, int mine, uint64_t tag)
+static void apply_message(chat_link *l, const json_t *ev, int64_t id, int mine)
 {
     chat_service *svc = l->svc;
     proto_message m;
-    if (!message_of(ev, id, &m)) {
-        log_warn("chat", "cluster event %lld: not a message; ignored", (long long)id);
-        return;
-    }
     long to_ids[PROTO_MAX_RECIPIENTS];
     size_t n_to = 0;
-    char recipients[PROTO_MAX_RECIPIENTS * 12];
-    int whisper = m.to != NULL;
-    if (whisper &&
-        !recipients_text(m.to, to_ids, PROTO_MAX_RECIPIENTS, &n_to, recipients, sizeof recipients))
+    char recipients[CHAT_EVENT_RECIPIENTS_MAX];
+    if (!chat_event_message(ev, id, &m, to_ids, &n_to, recipients)) {
+        log_warn("chat", "cluster event %lld: a malformed message; ignored", (long long)id);
         return;
+    }
+    int whisper = m.to != NULL;
     if (mine) {
         store_message row = {.id = id,
                              .room = m.room,
@@ -175,7 +111,9 @@ static void apply_message(chat_link *l, const json_t *ev, int64_t id, int mine, 
                              .user_username = m.user_username};
         log_row(l, &row);
     }
-    pending_post *p = mine && tag ? pending_take(l, tag) : NULL;
+    json_t *tag = json_object_get(ev, "t");
+    pending_post *p =
+        mine && json_is_integer(tag) ? pending_take(l, (uint64_t)json_integer_value(tag)) : NULL;
     void *except = p ? (void *)p->s : NULL;
     if (whisper) {
         char *text = proto_build_message(&m, NULL);
@@ -206,9 +144,11 @@ static void apply_message(chat_link *l, const json_t *ev, int64_t id, int mine, 
 static void apply_announcement(chat_link *l, const json_t *ev, int64_t id, int mine)
 {
     chat_service *svc = l->svc;
-    const char *room = str(ev, "room"), *text = str(ev, "text"), *ts = str(ev, "ts");
-    if (text == NULL || ts == NULL)
+    const char *room, *text, *ts;
+    if (!chat_event_announcement(ev, &room, &text, &ts)) {
+        log_warn("chat", "cluster event %lld: a malformed announcement; ignored", (long long)id);
         return;
+    }
     if (mine) {
         store_message row = {.id = id,
                              .room = room ? room : STORE_ROOM_EVERY,
@@ -229,66 +169,75 @@ static void apply_announcement(chat_link *l, const json_t *ev, int64_t id, int m
     json_decref(obj);
 }
 
-static int def_of(const json_t *d, chat_room_def *def)
+static void apply_kick(chat_link *l, const json_t *ev, int64_t id)
 {
-    memset(def, 0, sizeof *def);
-    const char *name = str(d, "name");
-    if (name == NULL || strlen(name) >= sizeof def->name)
-        return 0;
-    snprintf(def->name, sizeof def->name, "%s", name);
-    snprintf(def->description, sizeof def->description, "%s",
-             str(d, "description") ? str(d, "description") : "");
-    snprintf(def->secret_hash, sizeof def->secret_hash, "%s",
-             str(d, "secret_hash") ? str(d, "secret_hash") : "");
-    snprintf(def->pin_hash, sizeof def->pin_hash, "%s",
-             str(d, "pin_hash") ? str(d, "pin_hash") : "");
-    snprintf(def->created_at, sizeof def->created_at, "%s",
-             str(d, "created_at") ? str(d, "created_at") : "");
-    def->is_private = json_is_true(json_object_get(d, "private"));
-    def->created_by = (long)json_integer_value(json_object_get(d, "created_by"));
-    return 1;
+    const char *room;
+    long user;
+    if (!chat_event_kick(ev, &room, &user)) {
+        log_warn("chat", "cluster event %lld: a malformed kick; ignored", (long long)id);
+        return;
+    }
+    char *frame = proto_build_farewell("kicked", room, "removed by the room's owner");
+    size_t n =
+        frame ? chat_room_publish_direct(l->svc->rooms, room, &user, 1, frame, 0, 1, NULL) : 0;
+    mem_free(frame);
+    if (n)
+        log_info("chat", "user %ld kicked from %s: %zu sessions here", user, room, n);
+}
+
+static void apply_close(chat_link *l, const json_t *ev, int64_t id)
+{
+    const char *room, *reason;
+    if (!chat_event_close(ev, &room, &reason)) {
+        log_warn("chat", "cluster event %lld: a malformed close; ignored", (long long)id);
+        return;
+    }
+    char *frame = proto_build_farewell("room_closed", room, reason);
+    size_t n = frame ? chat_room_close(l->svc->rooms, room, frame) : 0;
+    mem_free(frame);
+    if (n)
+        log_info("chat", "room %s closed: %zu sessions here", room, n);
+}
+
+static void apply_room(chat_link *l, const json_t *ev, int64_t id)
+{
+    chat_room_def def;
+    int removed;
+    if (!chat_event_room(ev, &def, &removed))
+        log_warn("chat", "cluster event %lld: a malformed room; ignored", (long long)id);
+    else if (removed)
+        chat_registry_forget(l->svc->registry, def.name);
+    else
+        chat_registry_apply(l->svc->registry, &def);
 }
 
 static void on_event(void *arg, int64_t id, const char *data, size_t len)
 {
     chat_link *l = arg;
-    chat_service *svc = l->svc;
     json_t *ev = json_loadb(data, len, 0, NULL);
-    const char *kind = str(ev, "k"), *origin = str(ev, "o");
-    if (kind == NULL || origin == NULL) {
-        log_warn("chat", "cluster event %lld is not chatd's; ignored", (long long)id);
-        json_decref(ev);
-        return;
-    }
-    int mine = strcmp(origin, l->node) == 0;
-    const char *room = str(ev, "room");
-    if (strcmp(kind, "m") == 0) {
-        apply_message(l, ev, id, mine, (uint64_t)json_integer_value(json_object_get(ev, "t")));
-    } else if (strcmp(kind, "a") == 0) {
+    const char *origin = NULL;
+    chat_event_kind kind = chat_event_kind_of(ev, &origin);
+    int mine = origin && strcmp(origin, l->node) == 0;
+    switch (kind) {
+    case CHAT_EVENT_MESSAGE:
+        apply_message(l, ev, id, mine);
+        break;
+    case CHAT_EVENT_ANNOUNCEMENT:
         apply_announcement(l, ev, id, mine);
-    } else if (strcmp(kind, "kick") == 0 && room) {
-        long user = (long)json_integer_value(json_object_get(ev, "uid"));
-        char *frame = proto_build_farewell("kicked", room, "removed by the room's owner");
-        size_t n =
-            frame ? chat_room_publish_direct(svc->rooms, room, &user, 1, frame, 0, 1, NULL) : 0;
-        mem_free(frame);
-        if (n)
-            log_info("chat", "user %ld kicked from %s: %zu sessions here", user, room, n);
-    } else if (strcmp(kind, "close") == 0 && room) {
-        const char *reason = str(ev, "reason");
-        char *frame = proto_build_farewell("room_closed", room, reason ? reason : "closed");
-        size_t n = frame ? chat_room_close(svc->rooms, room, frame) : 0;
-        mem_free(frame);
-        if (n)
-            log_info("chat", "room %s closed: %zu sessions here", room, n);
-    } else if (strcmp(kind, "room") == 0 && !mine) {
-        chat_room_def def;
-        if (!def_of(json_object_get(ev, "def"), &def))
-            log_warn("chat", "cluster event %lld: a room without a name", (long long)id);
-        else if (json_is_true(json_object_get(ev, "removed")))
-            chat_registry_forget(svc->registry, def.name);
-        else
-            chat_registry_apply(svc->registry, &def);
+        break;
+    case CHAT_EVENT_KICK:
+        apply_kick(l, ev, id);
+        break;
+    case CHAT_EVENT_CLOSE:
+        apply_close(l, ev, id);
+        break;
+    case CHAT_EVENT_ROOM:
+        if (!mine) /* the node that changed it has applied it */
+            apply_room(l, ev, id);
+        break;
+    case CHAT_EVENT_BAD:
+        log_warn("chat", "cluster event %lld is not chatd's; ignored", (long long)id);
+        break;
     }
     json_decref(ev);
     pending_sweep(l);
@@ -450,19 +399,15 @@ typedef struct {
     int more;
 } reading;
 
-static int whisper_for(const json_t *ev, long user_id)
+static int whisper_for(const long *to_ids, size_t n_to, long sender, long user_id)
 {
     if (user_id <= 0)
         return 0;
-    if ((long)json_integer_value(json_object_get(ev, "uid")) == user_id)
+    if (sender == user_id)
         return 1;
-    size_t i;
-    json_t *u;
-    json_array_foreach(json_object_get(ev, "to"), i, u)
-    {
-        if ((long)json_integer_value(json_object_get(u, "id")) == user_id)
+    for (size_t i = 0; i < n_to; i++)
+        if (to_ids[i] == user_id)
             return 1;
-    }
     return 0;
 }
 
@@ -474,14 +419,21 @@ static int read_one(void *arg, int64_t id, const char *data, size_t len)
         return 0;
     }
     json_t *ev = json_loadb(data, len, 0, NULL);
-    const char *kind = str(ev, "k");
+    const char *origin;
+    chat_event_kind kind = chat_event_kind_of(ev, &origin);
     json_t *obj = NULL;
-    if (kind && strcmp(kind, "a") == 0 && str(ev, "text") && str(ev, "ts")) {
-        obj = proto_announcement_object(id, str(ev, "room"), str(ev, "text"), str(ev, "ts"));
-    } else if (kind && strcmp(kind, "m") == 0) {
+    if (kind == CHAT_EVENT_ANNOUNCEMENT) {
+        const char *room, *text, *ts;
+        if (chat_event_announcement(ev, &room, &text, &ts))
+            obj = proto_announcement_object(id, room, text, ts);
+    } else if (kind == CHAT_EVENT_MESSAGE) {
         proto_message m;
-        if (message_of(ev, id, &m) &&
-            (m.to == NULL || (whisper_for(ev, r->user_id) && strcmp(m.ts, r->login) >= 0)))
+        long to_ids[PROTO_MAX_RECIPIENTS];
+        size_t n_to;
+        char recipients[CHAT_EVENT_RECIPIENTS_MAX];
+        if (chat_event_message(ev, id, &m, to_ids, &n_to, recipients) &&
+            (m.to == NULL ||
+             (whisper_for(to_ids, n_to, m.user_id, r->user_id) && strcmp(m.ts, r->login) >= 0)))
             obj = proto_message_object(&m, NULL);
     }
     if (obj)

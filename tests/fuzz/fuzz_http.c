@@ -83,8 +83,9 @@ static void app_offer(void *app, const http_request *req, http_reply *r)
     http_reply_json(r, 201, text);
 }
 
-static void app_delete(void *app, const char *id, http_reply *r)
+static void app_delete(void *app, const http_request *req, const char *id, http_reply *r)
 {
+    (void)req;
     (void)app;
     CHECK(strcmp(current_method, "DELETE") == 0);
     CHECK(id == current_url + 9);
