@@ -1055,6 +1055,48 @@ def a_room_on_two_nodes_under_load_loses_nothing():
 # failures
 
 
+@test(timeout=120)
+def the_database_down_loses_nothing_delivered():
+    """PostgreSQL stopped: posts on A and B are still delivered everywhere
+    in one order (the stream orders them, not the database), each node
+    keeps its rows queued, and once PostgreSQL is back every delivered
+    message is a row, once."""
+    room = "dbdown"
+    port = FX.pg_url.rsplit(":", 1)[1].split("/")[0]
+    pg = os.path.join(ROOT, "scripts", "pg.sh")
+    texts = [f"dbdown-{letter}-{k}" for letter in "ab" for k in range(3)]
+
+    async def body(peers):
+        a, b = await distinct(peers, [(node("a"), room), (node("b"), room)])
+        ta, tb = Tape(a), Tape(b)
+        r = subprocess.run([pg, "stop", FX.pg_dir], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"PostgreSQL did not stop: {r.stderr[-300:]}")
+        try:
+            for k in range(3):
+                a.post(f"dbdown-a-{k}")
+                b.post(f"dbdown-b-{k}")
+                await asyncio.sleep(0.2)
+            for t in (ta, tb):
+                for text in texts:
+                    await t.text(text, 20)
+            ids = {}
+            for name, t in (("A", ta), ("B", tb)):
+                ids[name] = [int(m["id"]) for m in t.frames if m.get("type") == "message"
+                             and m.get("text", "").startswith("dbdown-")]
+            same_sequences(ids, "while PostgreSQL is down")
+            errors = [m for t in (ta, tb) for m in t.frames if m.get("type") == "error"]
+            check(not errors, f"posts refused while PostgreSQL is down: {errors[:3]}")
+        finally:
+            r = subprocess.run([pg, "start", FX.pg_dir, port], capture_output=True, text=True,
+                               timeout=90)
+            check(r.returncode == 0, f"PostgreSQL did not start again: {r.stderr[-300:]}")
+
+    arun(body)
+    logged = logged_once(texts, room, timeout=30)
+    print(f"    {len(texts)} posts delivered in one order with PostgreSQL down; all "
+          f"{len(logged)} rows written once after it came back", flush=True)
+
+
 @test(timeout=150)
 def a_node_killed_drops_out_and_its_client_catches_up_elsewhere():
     """x on C, a on A, b on B in one (created) room, messages flowing. C is
