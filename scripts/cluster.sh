@@ -55,9 +55,9 @@ case "$NODES" in [1-9]) ;; *) die "CLUSTER_NODES must be 1..9" ;; esac
 # The chatd command line of node $1 (1..NODES), listening on port $2. Every
 # node: the same --public-url (the front door: the tokens' issuer), the
 # same --jwt-key, the same database and NATS; each its own --listen, UDP
-# --rtc-port, data folder and --node-id. --offer-rate is raised because
-# every offer reaches chatd from nginx's one address: nginx limits each
-# client (deploy/nginx/chatd-cluster.conf).
+# --rtc-port, data folder and --node-id. --trusted-proxy: every request
+# reaches chatd from nginx's one address, and nginx's X-Real-IP names the
+# client, so chatd's per-address limits count clients.
 node_args() {
     n=$1 port=$2
     set -- --listen "127.0.0.1:$port" --rtc-port "$port" \
@@ -66,7 +66,7 @@ node_args() {
         --database-url "$DB_URL" \
         --data-dir "$DIR/node-$n" \
         --api-url "$JSONPLACEHOLDER_URL" \
-        --offer-rate 1000
+        --trusted-proxy 127.0.0.1
     [ -z "${CLUSTER_ICE_ADDRESS:-}" ] || set -- "$@" --ice-address "$CLUSTER_ICE_ADDRESS"
     [ "$CLUSTER_FLAGS" -eq 0 ] || set -- "$@" --cluster "$NATS_URL" --node-id "node-$n"
     printf '%s\n' "$@"

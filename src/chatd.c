@@ -175,6 +175,12 @@ int main(int argc, char **argv)
         rel = relay_new(loops, cfg.ice_addresses, &limits);
         app = rel;
     }
+    char proxies[sizeof cfg.trusted_proxy], *save = NULL;
+    snprintf(proxies, sizeof proxies, "%s", cfg.trusted_proxy);
+    for (char *t = strtok_r(proxies, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        http_trust_proxy(t); /* checked by config_parse */
+    if (cfg.trusted_proxy[0])
+        log_info("chatd", "trusting X-Real-IP from %s", cfg.trusted_proxy);
     http_server *http = http_server_start(cfg.listen_host, cfg.listen_port, HTTP_THREADS, routes,
                                           app, err, sizeof err);
     if (http == NULL)

@@ -107,9 +107,57 @@ void http_remote_key(const struct sockaddr *sa, char *out, size_t cap)
     }
 }
 
+/* --trusted-proxy: written before the server starts, read-only after. */
+static struct sockaddr_storage trusted[HTTP_MAX_TRUSTED_PROXIES];
+static int n_trusted;
+
+/* addr as a socket address (port 0); 1, or 0 when it is not an address. */
+static int parse_addr(const char *addr, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (addr && inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        return 1;
+    }
+    if (addr && inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        return 1;
+    }
+    return 0;
+}
+
+int http_trust_proxy(const char *addr)
+{
+    if (n_trusted == HTTP_MAX_TRUSTED_PROXIES || !parse_addr(addr, &trusted[n_trusted]))
+        return -1;
+    n_trusted++;
+    return 0;
+}
+
+static int is_trusted(const struct sockaddr *sa)
+{
+    for (int i = 0; i < n_trusted; i++) {
+        const struct sockaddr *t = (const struct sockaddr *)&trusted[i];
+        if (t->sa_family != sa->sa_family)
+            continue;
+        if (sa->sa_family == AF_INET &&
+            memcmp(&((const struct sockaddr_in *)t)->sin_addr,
+                   &((const struct sockaddr_in *)sa)->sin_addr, sizeof(struct in_addr)) == 0)
+            return 1;
+        if (sa->sa_family == AF_INET6 &&
+            memcmp(&((const struct sockaddr_in6 *)t)->sin6_addr,
+                   &((const struct sockaddr_in6 *)sa)->sin6_addr, sizeof(struct in6_addr)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* The client's "ADDR:PORT" into out and its per-address key into key;
  * returns 1 when it is a loopback address (the client runs on this
- * machine). */
+ * machine). Behind a trusted proxy, the client is the one its X-Real-IP
+ * names: "ADDR (via PROXY:PORT)". */
 static int remote_of(struct MHD_Connection *c, char *out, size_t cap, char *key, size_t keycap)
 {
     const union MHD_ConnectionInfo *ci =
@@ -124,6 +172,17 @@ static int remote_of(struct MHD_Connection *c, char *out, size_t cap, char *key,
     if (getnameinfo(ci->client_addr, len, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
         snprintf(out, cap, "%s:%s", host, serv);
+    struct sockaddr_storage client;
+    const char *real = n_trusted && is_trusted(ci->client_addr)
+                           ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Real-IP")
+                           : NULL;
+    if (real && strlen(real) < 64 && parse_addr(real, &client)) {
+        char via[96];
+        snprintf(via, sizeof via, "%s", out);
+        snprintf(out, cap, "%s (via %s)", real, via);
+        http_remote_key((struct sockaddr *)&client, key, keycap);
+        return netaddr_is_loopback((struct sockaddr *)&client);
+    }
     http_remote_key(ci->client_addr, key, keycap);
     return netaddr_is_loopback(ci->client_addr);
 }
@@ -344,7 +403,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *c, const 
 {
     http_reply r = {0};
     http_request req = {0};
-    char remote[96], key[64];
+    char remote[176], key[64];
     req.remote_is_loopback = remote_of(c, remote, sizeof remote, key, sizeof key);
     req.remote = remote;
     req.remote_addr = key;

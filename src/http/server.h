@@ -96,6 +96,17 @@ typedef struct {
 
 /* Binds host:port (port 0 = any free port) and starts serving.
  * NULL + err on failure. */
+/* A front door (nginx, docs/DEPLOY.md) whose requests name their client
+ * in an X-Real-IP header: for requests from `addr` (an IPv4 or IPv6
+ * address), remote, remote_addr and remote_is_loopback are the header's
+ * address (the proxy's when the header is missing or not an address), so
+ * per-address limits count clients, not the proxy. Nobody else's header
+ * is believed. Call before http_server_start; at most
+ * HTTP_MAX_TRUSTED_PROXIES. 0, or -1 when addr is not an address or the
+ * table is full. */
+#define HTTP_MAX_TRUSTED_PROXIES 8
+int http_trust_proxy(const char *addr);
+
 http_server *http_server_start(const char *host, int port, int threads, const http_app *app,
                                void *arg, char *err, size_t errlen);
 int http_server_port(const http_server *s);

@@ -12,6 +12,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -54,6 +55,7 @@ typedef enum {
     OPT_ADMIN_KEY,
     OPT_CLUSTER,
     OPT_NODE_ID,
+    OPT_TRUSTED_PROXY,
     OPT_COUNT
 } opt_id;
 
@@ -122,6 +124,9 @@ static const struct {
                      "(needs a PostgreSQL --database-url)"},
     [OPT_NODE_ID] = {"--node-id", "CHATD_NODE_ID", "NAME", "the host name",
                      "this node's name in the cluster ([A-Za-z0-9_-], 1 to 32; unique)"},
+    [OPT_TRUSTED_PROXY] = {"--trusted-proxy", "CHATD_TRUSTED_PROXY", "ADDR[,ADDR]", "none",
+                           "front doors whose X-Real-IP header names the client (per-address "
+                           "limits then count clients, not the proxy); at most 8 addresses"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -261,6 +266,21 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
             return -1;
         }
         return copy_str(cfg->node_id, sizeof cfg->node_id, v, flag, err, errlen);
+    case OPT_TRUSTED_PROXY: {
+        char copy[sizeof cfg->trusted_proxy], *save = NULL;
+        int n = 0;
+        if (copy_str(copy, sizeof copy, v, flag, err, errlen) < 0)
+            return -1;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save), n++) {
+            unsigned char a[16];
+            if (n == 8 || (inet_pton(AF_INET, t, a) != 1 && inet_pton(AF_INET6, t, a) != 1)) {
+                err_set(err, errlen, "bad %s '%s' (want 1 to 8 IP addresses, comma-separated)",
+                        flag, v);
+                return -1;
+            }
+        }
+        return copy_str(cfg->trusted_proxy, sizeof cfg->trusted_proxy, v, flag, err, errlen);
+    }
     case OPT_SEED: {
         char *end;
         errno = 0;

@@ -56,8 +56,9 @@ typedef struct {
     int n_ice_public;
     char admin_key[257]; /* --admin-key (issue 11); "" = none */
     /* the cluster (issue 12) */
-    char cluster_url[512]; /* --cluster; "" = one node */
-    char node_id[33];      /* --node-id; the host name by default */
+    char cluster_url[512];   /* --cluster; "" = one node */
+    char node_id[33];        /* --node-id; the host name by default */
+    char trusted_proxy[512]; /* --trusted-proxy: "ADDR[,ADDR]"; "" = none */
     int log_level;
     int help;
 } chatd_config;

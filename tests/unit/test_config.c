@@ -489,3 +489,57 @@ Test(config, transport_v2_flags)
     cr_assert(strstr(err, "--rtc-port") != NULL, "%s", err);
     config_free(&c);
 }
+
+Test(config, cluster_and_proxy_flags)
+{
+    chatd_config c;
+    char err[256];
+    char *defaults[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, defaults), 0, "%s", err);
+    cr_assert_str_eq(c.cluster_url, "");
+    cr_assert_str_eq(c.node_id, "", "no cluster, no node id");
+    cr_assert_str_eq(c.trusted_proxy, "");
+    config_free(&c);
+
+    char *argv[] = {"chatd",
+                    "--cluster",
+                    "nats://127.0.0.1:4222,nats://127.0.0.1:4223",
+                    "--database-url",
+                    "postgresql://chat@127.0.0.1/chat",
+                    "--trusted-proxy",
+                    "127.0.0.1,::1"};
+    cr_assert_eq(parse(&c, err, 7, argv), 0, "%s", err);
+    cr_assert_str_eq(c.cluster_url, "nats://127.0.0.1:4222,nats://127.0.0.1:4223");
+    cr_assert_gt(strlen(c.node_id), 0, "the host name, cut to the rule");
+    cr_assert_str_eq(c.trusted_proxy, "127.0.0.1,::1");
+    config_free(&c);
+
+    char *named[] = {"chatd",           "--cluster", "nats://h:1", "--database-url",
+                     "postgres://h/db", "--node-id", "node_B-2"};
+    cr_assert_eq(parse(&c, err, 7, named), 0, "%s", err);
+    cr_assert_str_eq(c.node_id, "node_B-2");
+    config_free(&c);
+
+    struct {
+        char *flag, *value, *says;
+    } bad[] = {
+        {"--cluster", "http://h:1", "--cluster"},
+        {"--node-id", "a.b", "--node-id"},
+        {"--node-id", "123456789012345678901234567890123", "--node-id"},
+        {"--trusted-proxy", "nginx", "--trusted-proxy"},
+        {"--trusted-proxy",
+         "1.1.1.1,2.2.2.2,3.3.3.3,4.4.4.4,5.5.5.5,6.6.6.6,7.7.7.7,8.8.8.8,9.9.9.9",
+         "--trusted-proxy"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *v[] = {"chatd", bad[i].flag, bad[i].value};
+        cr_assert_eq(parse(&c, err, 3, v), -1, "%s %s", bad[i].flag, bad[i].value);
+        cr_assert(strstr(err, bad[i].says) != NULL, "%s", err);
+        config_free(&c);
+    }
+    /* the one log of a cluster is PostgreSQL */
+    char *sqlite[] = {"chatd", "--cluster", "nats://h:1"};
+    cr_assert_eq(parse(&c, err, 3, sqlite), -1);
+    cr_assert(strstr(err, "PostgreSQL") != NULL, "%s", err);
+    config_free(&c);
+}

@@ -36,7 +36,9 @@ typedef struct {
     char arg[160];
     const char *bearer;
     char room_param[64]; /* copied: the server's strings live only as long as the request */
-    char remote[96];
+    char remote[176];
+    char remote_addr[64];
+    int loopback;
     const char *limit, *before;
     size_t body_len;
     int answer; /* 0: leave the reply empty (the server must answer 500) */
@@ -50,6 +52,9 @@ static void on_offer(void *app, const http_request *req, http_reply *r)
     rec.route = "offer";
     rec.bearer = req->bearer;
     snprintf(rec.remote, sizeof rec.remote, "%s", req->remote ? req->remote : "(none)");
+    snprintf(rec.remote_addr, sizeof rec.remote_addr, "%s",
+             req->remote_addr ? req->remote_addr : "(none)");
+    rec.loopback = req->remote_is_loopback;
     snprintf(rec.room_param, sizeof rec.room_param, "%s", req->room ? req->room : "(none)");
     rec.body_len = req->body_len;
     snprintf(rec.arg, sizeof rec.arg, "%s", req->body);
@@ -503,6 +508,64 @@ Test(http, real_server_answers)
     http_server_quiesce(s);
     http_server_stop(s);
     http_server_stop(NULL);
+    check_leaks();
+}
+
+/* POST /api/rtc with an X-Real-IP header (NULL: none); rec has what the
+ * application saw. */
+static void offer_with_real_ip(int port, const char *real_ip)
+{
+    static char out[4096];
+    char req[512];
+    snprintf(req, sizeof req,
+             "POST /api/rtc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s%s%s"
+             "Content-Type: application/sdp\r\nContent-Length: 3\r\n\r\nv=0",
+             real_ip ? "X-Real-IP: " : "", real_ip ? real_ip : "", real_ip ? "\r\n" : "");
+    memset(&rec, 0, sizeof rec);
+    rec.answer = 1;
+    exchange(port, req, strlen(req), out, sizeof out);
+    cr_assert(strncmp(out, "HTTP/1.1 201", 12) == 0, "%s", out);
+}
+
+Test(http, trusted_proxy_names_the_client)
+{
+    char err[200];
+    cr_assert_eq(http_trust_proxy("not-an-address"), -1);
+    cr_assert_eq(http_trust_proxy("::1"), 0);
+    cr_assert_eq(http_trust_proxy("127.0.0.1"), 0);
+    http_server *s = http_server_start("127.0.0.1", 0, 1, &full, NULL, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    int port = http_server_port(s);
+    offer_with_real_ip(port, "203.0.113.9");
+    cr_assert_str_eq(rec.remote_addr, "203.0.113.9", "the limits count the client");
+    cr_assert_eq(rec.loopback, 0, "the client is not on this machine");
+    cr_assert(strncmp(rec.remote, "203.0.113.9 (via 127.0.0.1:", 27) == 0, "%s", rec.remote);
+    offer_with_real_ip(port, "2001:db8:1:2::7");
+    cr_assert_str_eq(rec.remote_addr, "2001:db8:1:2::/64");
+    /* no header, or one that is not an address: the proxy itself */
+    offer_with_real_ip(port, NULL);
+    cr_assert_str_eq(rec.remote_addr, "127.0.0.1");
+    cr_assert_eq(rec.loopback, 1);
+    offer_with_real_ip(port, "203.0.113.9, 10.0.0.1");
+    cr_assert_str_eq(rec.remote_addr, "127.0.0.1", "%s", rec.remote);
+    http_server_quiesce(s);
+    http_server_stop(s);
+    for (int i = 2; i < HTTP_MAX_TRUSTED_PROXIES; i++)
+        cr_assert_eq(http_trust_proxy("192.0.2.1"), 0);
+    cr_assert_eq(http_trust_proxy("192.0.2.2"), -1, "the table is full");
+    check_leaks();
+}
+
+Test(http, an_untrusted_peer_cannot_name_another_client)
+{
+    char err[200];
+    http_server *s = http_server_start("127.0.0.1", 0, 1, &full, NULL, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    offer_with_real_ip(http_server_port(s), "203.0.113.9");
+    cr_assert_str_eq(rec.remote_addr, "127.0.0.1", "the header is not believed");
+    cr_assert_eq(rec.loopback, 1);
+    http_server_quiesce(s);
+    http_server_stop(s);
     check_leaks();
 }
 
