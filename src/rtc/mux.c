@@ -798,7 +798,13 @@ static void read_inbox(mux_loop *ml)
 
 static void client_timer_cb(rtc_timer *t);
 
-static void send_check(mux_ice *ice, const struct sockaddr_in *to)
+/* nominate: with USE-CANDIDATE. A lite server sends on the pair nominated
+ * last (or, before any, the first that checked in), so only the pair this
+ * client picked may carry it: were every first check to nominate, the
+ * server would send on whichever arrived last while this client listens
+ * on whichever answered first (chat-client took 6 s to connect to a
+ * chatd with two ICE addresses, until its consent check nominated). */
+static void send_check(mux_ice *ice, const struct sockaddr_in *to, int nominate)
 {
     uint8_t out[STUN_MAX_MESSAGE_BYTES];
     char user[sizeof ice->remote_ufrag + sizeof ice->ufrag + 1];
@@ -809,7 +815,8 @@ static void send_check(mux_ice *ice, const struct sockaddr_in *to)
     /* peer-reflexive priority of a host candidate, RFC 8445 §5.1.2.1 */
     stun_add_u32(&w, STUN_ATTR_PRIORITY, (110u << 24) | (65535u << 8) | 255u);
     stun_add_u64(&w, STUN_ATTR_ICE_CONTROLLING, ice->tiebreaker);
-    stun_add_flag(&w, STUN_ATTR_USE_CANDIDATE);
+    if (nominate)
+        stun_add_flag(&w, STUN_ATTR_USE_CANDIDATE);
     int n = stun_finish(&w, (const uint8_t *)ice->remote_pwd, strlen(ice->remote_pwd));
     if (n > 0)
         client_send(ice, to, out, (size_t)n);
@@ -827,10 +834,10 @@ static void send_checks(mux_ice *ice, int fresh)
     struct sockaddr_in path = ice->path_remote;
     pthread_mutex_unlock(&ice->path_lock);
     if (has) {
-        send_check(ice, &path);
+        send_check(ice, &path, 1);
     } else {
         for (int i = 0; i < ice->n_cands; i++)
-            send_check(ice, &ice->cands[i]);
+            send_check(ice, &ice->cands[i], 0);
     }
 }
 
@@ -879,14 +886,28 @@ static void answer_server_check(mux_ice *ice, const struct sockaddr_in *from, co
         client_send(ice, from, out, (size_t)n);
 }
 
+/* One of the server's candidates (from its answer, fixed at start). */
+static int is_candidate(const mux_ice *ice, const struct sockaddr_in *from)
+{
+    for (int i = 0; i < ice->n_cands; i++)
+        if (ice->cands[i].sin_addr.s_addr == from->sin_addr.s_addr &&
+            ice->cands[i].sin_port == from->sin_port)
+            return 1;
+    return 0;
+}
+
 static void client_input(mux_ice *ice, const struct sockaddr_in *from, const uint8_t *data,
                          size_t len)
 {
     if (!stun_is_stun(data, len)) {
+        /* From the server's picked pair, or another of its candidates: the
+         * server may send from the first pair that checked in until our
+         * nomination reaches it (DTLS authenticates what follows). */
         pthread_mutex_lock(&ice->path_lock);
         int ok = ice->has_path && ice->path_remote.sin_addr.s_addr == from->sin_addr.s_addr &&
                  ice->path_remote.sin_port == from->sin_port;
         pthread_mutex_unlock(&ice->path_lock);
+        ok = ok || (ice->has_path && is_candidate(ice, from));
         if (ok)
             ice->cb.input(ice->arg, data, len);
         else
@@ -912,6 +933,9 @@ static void client_input(mux_ice *ice, const struct sockaddr_in *from, const uin
     ice->last_seen_us = g_get_monotonic_time();
     if (!ice->connected) {
         set_path(ice, from, 0);
+        /* nominate the pair that answered first, at once */
+        RAND_bytes(ice->txid, sizeof ice->txid);
+        send_check(ice, from, 1);
         uint32_t r;
         RAND_bytes((unsigned char *)&r, sizeof r);
         rtc_timer_start(ice->owner->loop, &ice->timer, CONSENT_MIN_MS + r % CONSENT_SPREAD_MS,

@@ -59,6 +59,26 @@ def channel_opens():
     check(d.stop() == 0, "chatd exit status after SIGTERM")
 
 
+@test
+def a_server_with_two_addresses_is_reached_without_retransmission():
+    """chatd offers two host candidates (as make run does on a machine with
+    an interface besides loopback). chat-client checks both and must
+    nominate only the pair it picked: when every first check nominated,
+    chatd sent DTLS on the pair nominated last while chat-client listened on
+    the one that answered first, and the handshake waited on retransmissions
+    (6 s) until a consent check nominated again."""
+    d = Chatd("two_addresses", *RELAY, "--ice-address", "127.0.0.2", "--log-level", "debug")
+    for _ in range(3):
+        c = Client(d.url)
+        c.wait_connected()
+        check(c.finish() == 0, f"exit status after end of input: {c.err_lines}")
+    log = d.tail(10000)
+    check("DTLS connected" in log, "no DTLS handshake in chatd's debug log")
+    check("DTLS handshake timer (retransmission)" not in log,
+          "chatd retransmitted its DTLS handshake: the two sides used different pairs")
+    check(d.stop() == 0, "chatd exit status after SIGTERM")
+
+
 @test(timeout=600)
 def ten_thousand_messages_each_way_in_order():
     # Ordering under load is the rule here, not the slow-reader limit (1 MiB
