@@ -63,6 +63,7 @@ struct cluster {
     atomic_int stop;
     atomic_llong reconnected_ms; /* monotonic ms of the last (re)connect */
     atomic_long in_flight;
+    atomic_int rpc_busy; /* cluster_peer_delete calls under way */
     atomic_ullong published, received, refused, failed;
     GMutex lock;
     GHashTable *members; /* key -> member_entry* (owned) */
@@ -441,8 +442,11 @@ static void on_rpc(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     if (len > 0 && len < (int)sizeof id && reply && !atomic_load(&c->stop)) {
         memcpy(id, natsMsg_GetData(msg), (size_t)len);
         id[len] = '\0';
-        if (c->cb.on_peer_delete && c->cb.on_peer_delete(c->cb.arg, id))
-            natsConnection_PublishString(nc, reply, "closed");
+        /* Every node answers, so the asker stops waiting as soon as every
+         * live node has: a DELETE of an id nobody holds costs a round trip,
+         * not CLUSTER_RPC_WAIT_MS of an HTTP thread. */
+        int here = c->cb.on_peer_delete && c->cb.on_peer_delete(c->cb.arg, id);
+        natsConnection_PublishString(nc, reply, here ? "closed" : "none");
     }
     natsMsg_Destroy(msg);
 }
@@ -883,13 +887,45 @@ int cluster_peer_delete(cluster *c, const char *peer_id)
 {
     if (!cluster_up(c))
         return -1;
-    natsMsg *reply = NULL;
-    natsStatus s = natsConnection_Request(&reply, c->nc, SUBJECT_RPC_DELETE, peer_id,
-                                          (int)strlen(peer_id), CLUSTER_RPC_WAIT_MS);
-    natsMsg_Destroy(reply);
-    if (s == NATS_OK)
-        return 1;
-    return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ? 0 : -1;
+    /* At most CLUSTER_RPC_MAX at once: a wait (a node that died but is
+     * not declared dead yet never answers) never holds every HTTP thread. */
+    if (atomic_fetch_add(&c->rpc_busy, 1) >= CLUSTER_RPC_MAX) {
+        atomic_fetch_sub(&c->rpc_busy, 1);
+        return -2;
+    }
+    int rc = -1;
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    /* Every live node answers ("closed" or "none"), this one included. */
+    long want = cluster_nodes_alive(c), got = 0;
+    if (natsInbox_Create(&inbox) == NATS_OK &&
+        natsConnection_SubscribeSync(&sub, c->nc, inbox) == NATS_OK &&
+        natsConnection_PublishRequest(c->nc, SUBJECT_RPC_DELETE, inbox, peer_id,
+                                      (int)strlen(peer_id)) == NATS_OK) {
+        int64_t deadline = now_ms() + CLUSTER_RPC_WAIT_MS;
+        rc = 0;
+        while (got < want) {
+            int64_t left = deadline - now_ms();
+            natsMsg *m = NULL;
+            natsStatus s = left > 0 ? natsSubscription_NextMsg(&m, sub, left) : NATS_TIMEOUT;
+            if (s != NATS_OK) {
+                rc = s == NATS_TIMEOUT ? 0 : -1;
+                break;
+            }
+            int closed = natsMsg_GetDataLength(m) == 6 &&
+                         memcmp(natsMsg_GetData(m), "closed", 6) == 0;
+            natsMsg_Destroy(m);
+            if (closed) {
+                rc = 1;
+                break;
+            }
+            got++;
+        }
+    }
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+    atomic_fetch_sub(&c->rpc_busy, 1);
+    return rc;
 }
 
 void cluster_get_stats(cluster *c, cluster_stats *out)

@@ -51,6 +51,7 @@
 #define CLUSTER_ACK_WAIT_MS 5000   /* a publish not acknowledged by then failed */
 #define CLUSTER_MAX_IN_FLIGHT 8192 /* unacknowledged publishes: past it, refused */
 #define CLUSTER_RPC_WAIT_MS 1000   /* DELETE /api/rtc/ID: how long to wait for the holder */
+#define CLUSTER_RPC_MAX 1          /* such waits at once (of HTTP_THREADS): past it, busy */
 #define CLUSTER_STREAM "CHATD"
 #define CLUSTER_BUCKET "chatd_presence"
 
@@ -125,8 +126,10 @@ long cluster_presence_count(cluster *c, const char *room);
 size_t cluster_presence_find(cluster *c, const char *room, const long *ids, size_t n, long *found);
 
 /* DELETE /api/rtc/ID for a peer this node does not hold: 1 when another
- * node closed it, 0 when none holds it, -1 when NATS is unreachable. Waits
- * up to CLUSTER_RPC_WAIT_MS (HTTP threads only). */
+ * node closed it, 0 when none holds it, -1 when NATS is unreachable, -2
+ * when CLUSTER_RPC_MAX such calls are under way already. Every live node
+ * answers, so it returns after a round trip, but waits up to
+ * CLUSTER_RPC_WAIT_MS for a node that does not (HTTP threads only). */
 int cluster_peer_delete(cluster *c, const char *peer_id);
 
 /* Reads back, in stream order, the events of `room` and of every room
