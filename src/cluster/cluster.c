@@ -61,6 +61,7 @@ struct cluster {
     natsSubscription *rpc;
     GThread *presence_thread;
     atomic_int stop;
+    atomic_int in_callback; /* nats.c threads inside cb_enter/cb_leave */
     atomic_llong reconnected_ms; /* monotonic ms of the last (re)connect */
     atomic_long in_flight;
     atomic_int rpc_busy; /* cluster_peer_delete calls under way */
@@ -306,6 +307,27 @@ static void check_nodes(cluster *c, GArray *events)
     g_ptr_array_free(forget, TRUE);
 }
 
+/* ---------- callbacks ---------- */
+
+/* nats.c may still run a subscription's handler after
+ * natsSubscription_Unsubscribe returns ("the subscription will still be
+ * valid until the callback returns"), and its threads outlive ours: every
+ * handler that calls back into chat (or reads c's tables) runs between
+ * these two, and cluster_stop waits for it. Count first, then look at
+ * stop (cluster_stop does the reverse): no handler enters after
+ * cluster_stop saw none inside. */
+static int cb_enter(cluster *c)
+{
+    atomic_fetch_add(&c->in_callback, 1);
+    if (atomic_load(&c->stop)) {
+        atomic_fetch_sub(&c->in_callback, 1);
+        return 0;
+    }
+    return 1;
+}
+
+static void cb_leave(cluster *c) { atomic_fetch_sub(&c->in_callback, 1); }
+
 /* ---------- publishing ---------- */
 
 static void kv_publish(cluster *c, const char *key, const char *value, int delete_op)
@@ -345,8 +367,10 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
             t = strtoull(tag, NULL, 10);
         log_warn("cluster", "an event was not stored: %s",
                  pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
-        if (t && c->cb.on_publish_failed)
+        if (t && c->cb.on_publish_failed && cb_enter(c)) {
             c->cb.on_publish_failed(c->cb.arg, t);
+            cb_leave(c);
+        }
     }
     natsMsg_Destroy(msg);
 }
@@ -424,9 +448,11 @@ static void on_event_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg
     jsMsgMetaData *meta = NULL;
     if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
         atomic_fetch_add(&c->received, 1);
-        if (!atomic_load(&c->stop))
+        if (cb_enter(c)) {
             c->cb.on_event(c->cb.arg, c->base + (int64_t)meta->Sequence.Stream,
                            natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+            cb_leave(c);
+        }
         jsMsgMetaData_Destroy(meta);
     }
     natsMsg_Destroy(msg);
@@ -439,7 +465,7 @@ static void on_rpc(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     char id[80];
     int len = natsMsg_GetDataLength(msg);
     const char *reply = natsMsg_GetReply(msg);
-    if (len > 0 && len < (int)sizeof id && reply && !atomic_load(&c->stop)) {
+    if (len > 0 && len < (int)sizeof id && reply && cb_enter(c)) {
         memcpy(id, natsMsg_GetData(msg), (size_t)len);
         id[len] = '\0';
         /* Every node answers, so the asker stops waiting as soon as every
@@ -447,6 +473,7 @@ static void on_rpc(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
          * not CLUSTER_RPC_WAIT_MS of an HTTP thread. */
         int here = c->cb.on_peer_delete && c->cb.on_peer_delete(c->cb.arg, id);
         natsConnection_PublishString(nc, reply, here ? "closed" : "none");
+        cb_leave(c);
     }
     natsMsg_Destroy(msg);
 }
@@ -462,6 +489,8 @@ static void on_reconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
     cluster *c = closure;
+    if (!cb_enter(c))
+        return;
     atomic_store(&c->reconnected_ms, now_ms());
     log_info("cluster", "NATS connection back");
     /* The bucket may have been lost with the server: say again who is here. */
@@ -481,6 +510,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
     g_ptr_array_free(keys, TRUE);
     g_ptr_array_free(values, TRUE);
     heartbeat(c);
+    cb_leave(c);
 }
 
 static gpointer presence_main(gpointer arg)
@@ -724,7 +754,7 @@ cluster *cluster_open(const char *urls, const char *node_id, int64_t id_floor,
     return c;
 }
 
-void cluster_close(cluster *c)
+void cluster_stop(cluster *c)
 {
     if (c == NULL)
         return;
@@ -733,6 +763,16 @@ void cluster_close(cluster *c)
         kvWatcher_Stop(c->watcher);
     if (c->presence_thread)
         g_thread_join(c->presence_thread);
+    c->presence_thread = NULL;
+    while (atomic_load(&c->in_callback) > 0)
+        g_usleep(1000);
+}
+
+void cluster_close(cluster *c)
+{
+    if (c == NULL)
+        return;
+    cluster_stop(c);
     if (c->events) {
         natsSubscription_Unsubscribe(c->events);
         natsSubscription_Destroy(c->events);

@@ -90,8 +90,12 @@ int cluster_node_id_ok(const char *id);
  * unreachable or refuses. Callbacks may run before this returns. */
 cluster *cluster_open(const char *urls, const char *node_id, int64_t id_floor,
                       const cluster_callbacks *cb, char *err, size_t errlen);
-/* Stops the consumers and the presence thread (no callback runs after
- * it returns), deletes this node's keys and closes the connection. */
+/* No callback runs after it returns (one under way is waited for): the
+ * presence thread ends, events, requests and acknowledgements are
+ * ignored. Publishing still works. Idempotent. */
+void cluster_stop(cluster *c);
+/* cluster_stop, then deletes this node's keys and closes the
+ * connection. */
 void cluster_close(cluster *c);
 
 const char *cluster_node_id(const cluster *c);
