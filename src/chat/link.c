@@ -22,6 +22,11 @@
  * session to exclude from the shared frame. Past this age it is dropped
  * (its event was lost with a stream that was wiped). */
 #define PENDING_MAX_AGE_MS 60000
+/* A catch-up from the stream reads at most this many events, shown or
+ * not (whispers to others are not): past it, the log answers instead,
+ * whose query filters them. Each event is one direct get, a round trip
+ * to NATS on one of the two reader threads. */
+#define CATCH_UP_SCAN_MAX (4 * STORE_SINCE_MAX)
 
 typedef struct {
     chat_session *s; /* a reference */
@@ -397,6 +402,8 @@ typedef struct {
     const char *login;
     json_t *messages;
     int more;
+    size_t scanned;
+    int too_sparse; /* CATCH_UP_SCAN_MAX read: the log answers */
 } reading;
 
 static int whisper_for(const long *to_ids, size_t n_to, long sender, long user_id)
@@ -416,6 +423,10 @@ static int read_one(void *arg, int64_t id, const char *data, size_t len)
     reading *r = arg;
     if (json_array_size(r->messages) == STORE_SINCE_MAX) {
         r->more = 1;
+        return 0;
+    }
+    if (++r->scanned > CATCH_UP_SCAN_MAX) {
+        r->too_sparse = 1;
         return 0;
     }
     json_t *ev = json_loadb(data, len, 0, NULL);
@@ -455,6 +466,11 @@ json_t *chat_link_read_since(chat_link *l, const char *room, int64_t since, long
         if (rc < 0)
             log_warn("chat", "catch-up from the stream failed: %s", err);
         *from_log = rc > 0;
+        json_decref(r.messages);
+        return NULL;
+    }
+    if (r.too_sparse) { /* mostly events this reader may not see */
+        *from_log = 1;
         json_decref(r.messages);
         return NULL;
     }

@@ -72,8 +72,9 @@ void chat_link_left(chat_link *l, const char *session_id);
 /* A catch-up from the stream: {"messages":[…],"more":bool} after message
  * id `since`, as store_messages_since would answer it (user_id, login:
  * whose whispers, from when; 0 = none). NULL with *from_log set when the
- * stream no longer holds everything after `since` (read the log
- * instead); NULL with *from_log clear when it could not be read. Blocks:
+ * stream no longer holds everything after `since`, or when its first
+ * 4 × STORE_SINCE_MAX events after `since` do not fill the answer (read
+ * the log instead); NULL with *from_log clear when it could not be read. Blocks:
  * reader threads only. */
 json_t *chat_link_read_since(chat_link *l, const char *room, int64_t since, long user_id,
                              const char *login, int *from_log);

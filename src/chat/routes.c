@@ -190,7 +190,9 @@ static void http_rtc_delete(void *app, const http_request *req, const char *id, 
         reply->status = 204;
         log_info("chat", "session %s ended by DELETE from %s, on another node", id, req->remote);
     } else {
-        http_reply_error(reply, 503, "UNAVAILABLE", "the cluster is unreachable; try again");
+        http_reply_error(reply, 503, "UNAVAILABLE",
+                         rc == -2 ? "other nodes are being asked already; try again"
+                                  : "the cluster is unreachable; try again");
         reply->retry_after = 1;
     }
 }

@@ -95,6 +95,10 @@ chat_service *chat_service_new(const chat_config *cfg)
 void chat_service_close_all(chat_service *svc, int timeout_ms)
 {
     offer_slots_close_all(svc->slots, timeout_ms);
+    /* Nothing from the cluster reaches the rooms, sessions or peers any
+     * more: the event loops and RTC stop before chat_service_free. */
+    if (svc->link)
+        cluster_stop(chat_link_cluster(svc->link));
     /* Catch-up reads still running post to loops that are still up; the
      * queued ones of ended sessions return at once. */
     GThreadPool *readers = g_atomic_pointer_exchange(&svc->readers, NULL);

@@ -61,8 +61,10 @@ struct cluster {
     natsSubscription *rpc;
     GThread *presence_thread;
     atomic_int stop;
+    atomic_int in_callback; /* nats.c threads inside cb_enter/cb_leave */
     atomic_llong reconnected_ms; /* monotonic ms of the last (re)connect */
     atomic_long in_flight;
+    atomic_int rpc_busy; /* cluster_peer_delete calls under way */
     atomic_ullong published, received, refused, failed;
     GMutex lock;
     GHashTable *members; /* key -> member_entry* (owned) */
@@ -309,6 +311,27 @@ static void check_nodes(cluster *c, GArray *events)
     g_ptr_array_free(forget, TRUE);
 }
 
+/* ---------- callbacks ---------- */
+
+/* nats.c may still run a subscription's handler after
+ * natsSubscription_Unsubscribe returns ("the subscription will still be
+ * valid until the callback returns"), and its threads outlive ours: every
+ * handler that calls back into chat (or reads c's tables) runs between
+ * these two, and cluster_stop waits for it. Count first, then look at
+ * stop (cluster_stop does the reverse): no handler enters after
+ * cluster_stop saw none inside. */
+static int cb_enter(cluster *c)
+{
+    atomic_fetch_add(&c->in_callback, 1);
+    if (atomic_load(&c->stop)) {
+        atomic_fetch_sub(&c->in_callback, 1);
+        return 0;
+    }
+    return 1;
+}
+
+static void cb_leave(cluster *c) { atomic_fetch_sub(&c->in_callback, 1); }
+
 /* ---------- publishing ---------- */
 
 static void kv_publish(cluster *c, const char *key, const char *value, int delete_op)
@@ -348,8 +371,10 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
             t = strtoull(tag, NULL, 10);
         log_warn("cluster", "an event was not stored: %s",
                  pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
-        if (t && c->cb.on_publish_failed)
+        if (t && c->cb.on_publish_failed && cb_enter(c)) {
             c->cb.on_publish_failed(c->cb.arg, t);
+            cb_leave(c);
+        }
     }
     natsMsg_Destroy(msg);
 }
@@ -427,9 +452,11 @@ static void on_event_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg
     jsMsgMetaData *meta = NULL;
     if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
         atomic_fetch_add(&c->received, 1);
-        if (!atomic_load(&c->stop))
+        if (cb_enter(c)) {
             c->cb.on_event(c->cb.arg, c->base + (int64_t)meta->Sequence.Stream,
                            natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+            cb_leave(c);
+        }
         jsMsgMetaData_Destroy(meta);
     }
     natsMsg_Destroy(msg);
@@ -442,11 +469,15 @@ static void on_rpc(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     char id[80];
     int len = natsMsg_GetDataLength(msg);
     const char *reply = natsMsg_GetReply(msg);
-    if (len > 0 && len < (int)sizeof id && reply && !atomic_load(&c->stop)) {
+    if (len > 0 && len < (int)sizeof id && reply && cb_enter(c)) {
         memcpy(id, natsMsg_GetData(msg), (size_t)len);
         id[len] = '\0';
-        if (c->cb.on_peer_delete && c->cb.on_peer_delete(c->cb.arg, id))
-            natsConnection_PublishString(nc, reply, "closed");
+        /* Every node answers, so the asker stops waiting as soon as every
+         * live node has: a DELETE of an id nobody holds costs a round trip,
+         * not CLUSTER_RPC_WAIT_MS of an HTTP thread. */
+        int here = c->cb.on_peer_delete && c->cb.on_peer_delete(c->cb.arg, id);
+        natsConnection_PublishString(nc, reply, here ? "closed" : "none");
+        cb_leave(c);
     }
     natsMsg_Destroy(msg);
 }
@@ -462,6 +493,8 @@ static void on_reconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
     cluster *c = closure;
+    if (!cb_enter(c))
+        return;
     atomic_store(&c->reconnected_ms, now_ms());
     log_info("cluster", "NATS connection back");
     /* The bucket may have been lost with the server: say again who is here. */
@@ -481,6 +514,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
     g_ptr_array_free(keys, TRUE);
     g_ptr_array_free(values, TRUE);
     heartbeat(c);
+    cb_leave(c);
 }
 
 static gpointer presence_main(gpointer arg)
@@ -724,7 +758,7 @@ cluster *cluster_open(const char *urls, const char *node_id, int64_t id_floor,
     return c;
 }
 
-void cluster_close(cluster *c)
+void cluster_stop(cluster *c)
 {
     if (c == NULL)
         return;
@@ -733,6 +767,16 @@ void cluster_close(cluster *c)
         kvWatcher_Stop(c->watcher);
     if (c->presence_thread)
         g_thread_join(c->presence_thread);
+    c->presence_thread = NULL;
+    while (atomic_load(&c->in_callback) > 0)
+        g_usleep(1000);
+}
+
+void cluster_close(cluster *c)
+{
+    if (c == NULL)
+        return;
+    cluster_stop(c);
     if (c->events) {
         natsSubscription_Unsubscribe(c->events);
         natsSubscription_Destroy(c->events);
@@ -909,13 +953,45 @@ int cluster_peer_delete(cluster *c, const char *peer_id)
 {
     if (!cluster_up(c))
         return -1;
-    natsMsg *reply = NULL;
-    natsStatus s = natsConnection_Request(&reply, c->nc, SUBJECT_RPC_DELETE, peer_id,
-                                          (int)strlen(peer_id), CLUSTER_RPC_WAIT_MS);
-    natsMsg_Destroy(reply);
-    if (s == NATS_OK)
-        return 1;
-    return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ? 0 : -1;
+    /* At most CLUSTER_RPC_MAX at once: a wait (a node that died but is
+     * not declared dead yet never answers) never holds every HTTP thread. */
+    if (atomic_fetch_add(&c->rpc_busy, 1) >= CLUSTER_RPC_MAX) {
+        atomic_fetch_sub(&c->rpc_busy, 1);
+        return -2;
+    }
+    int rc = -1;
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    /* Every live node answers ("closed" or "none"), this one included. */
+    long want = cluster_nodes_alive(c), got = 0;
+    if (natsInbox_Create(&inbox) == NATS_OK &&
+        natsConnection_SubscribeSync(&sub, c->nc, inbox) == NATS_OK &&
+        natsConnection_PublishRequest(c->nc, SUBJECT_RPC_DELETE, inbox, peer_id,
+                                      (int)strlen(peer_id)) == NATS_OK) {
+        int64_t deadline = now_ms() + CLUSTER_RPC_WAIT_MS;
+        rc = 0;
+        while (got < want) {
+            int64_t left = deadline - now_ms();
+            natsMsg *m = NULL;
+            natsStatus s = left > 0 ? natsSubscription_NextMsg(&m, sub, left) : NATS_TIMEOUT;
+            if (s != NATS_OK) {
+                rc = s == NATS_TIMEOUT ? 0 : -1;
+                break;
+            }
+            int closed = natsMsg_GetDataLength(m) == 6 &&
+                         memcmp(natsMsg_GetData(m), "closed", 6) == 0;
+            natsMsg_Destroy(m);
+            if (closed) {
+                rc = 1;
+                break;
+            }
+            got++;
+        }
+    }
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+    atomic_fetch_sub(&c->rpc_busy, 1);
+    return rc;
 }
 
 void cluster_get_stats(cluster *c, cluster_stats *out)

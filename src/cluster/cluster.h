@@ -51,6 +51,7 @@
 #define CLUSTER_ACK_WAIT_MS 5000   /* a publish not acknowledged by then failed */
 #define CLUSTER_MAX_IN_FLIGHT 8192 /* unacknowledged publishes: past it, refused */
 #define CLUSTER_RPC_WAIT_MS 1000   /* DELETE /api/rtc/ID: how long to wait for the holder */
+#define CLUSTER_RPC_MAX 1          /* such waits at once (of HTTP_THREADS): past it, busy */
 #define CLUSTER_STREAM "CHATD"
 #define CLUSTER_BUCKET "chatd_presence"
 
@@ -89,8 +90,12 @@ int cluster_node_id_ok(const char *id);
  * unreachable or refuses. Callbacks may run before this returns. */
 cluster *cluster_open(const char *urls, const char *node_id, int64_t id_floor,
                       const cluster_callbacks *cb, char *err, size_t errlen);
-/* Stops the consumers and the presence thread (no callback runs after
- * it returns), deletes this node's keys and closes the connection. */
+/* No callback runs after it returns (one under way is waited for): the
+ * presence thread ends, events, requests and acknowledgements are
+ * ignored. Publishing still works. Idempotent. */
+void cluster_stop(cluster *c);
+/* cluster_stop, then deletes this node's keys and closes the
+ * connection. */
 void cluster_close(cluster *c);
 
 const char *cluster_node_id(const cluster *c);
@@ -130,8 +135,10 @@ void cluster_presence_rooms(cluster *c, void (*fn)(void *arg, const char *room, 
                             void *arg);
 
 /* DELETE /api/rtc/ID for a peer this node does not hold: 1 when another
- * node closed it, 0 when none holds it, -1 when NATS is unreachable. Waits
- * up to CLUSTER_RPC_WAIT_MS (HTTP threads only). */
+ * node closed it, 0 when none holds it, -1 when NATS is unreachable, -2
+ * when CLUSTER_RPC_MAX such calls are under way already. Every live node
+ * answers, so it returns after a round trip, but waits up to
+ * CLUSTER_RPC_WAIT_MS for a node that does not (HTTP threads only). */
 int cluster_peer_delete(cluster *c, const char *peer_id);
 
 /* Reads back, in stream order, the events of `room` and of every room
