@@ -85,7 +85,7 @@ static void pending_sweep(chat_link *l)
 
 static void log_row(chat_link *l, const store_message *row)
 {
-    if (store_put_message(l->svc->cfg.store, row) < 0)
+    if (store_put_delivered_message(l->svc->cfg.store, row) < 0)
         log_error("chat", "message %lld was delivered but not queued for the log",
                   (long long)row->id);
 }
@@ -237,8 +237,11 @@ static void on_event(void *arg, int64_t id, const char *data, size_t len)
         apply_close(l, ev, id);
         break;
     case CHAT_EVENT_ROOM:
-        if (!mine) /* the node that changed it has applied it */
-            apply_room(l, ev, id);
+        /* The node that made the change applied it at once, and applies it
+         * again here, in the stream's order like every node: two changes
+         * made at once on two nodes end the same everywhere (the later in
+         * the stream wins). */
+        apply_room(l, ev, id);
         break;
     case CHAT_EVENT_BAD:
         log_warn("chat", "cluster event %lld is not chatd's; ignored", (long long)id);
@@ -404,6 +407,7 @@ typedef struct {
     int more;
     size_t scanned;
     int too_sparse; /* CATCH_UP_SCAN_MAX read: the log answers */
+    const char *room;
 } reading;
 
 static int whisper_for(const long *to_ids, size_t n_to, long sender, long user_id)
@@ -435,7 +439,10 @@ static int read_one(void *arg, int64_t id, const char *data, size_t len)
     json_t *obj = NULL;
     if (kind == CHAT_EVENT_ANNOUNCEMENT) {
         const char *room, *text, *ts;
-        if (chat_event_announcement(ev, &room, &text, &ts))
+        /* the room's subject holds the room's, chatd.every those to every
+         * room: an event saying otherwise was not written by chatd */
+        if (chat_event_announcement(ev, &room, &text, &ts) &&
+            (room == NULL || strcmp(room, r->room) == 0))
             obj = proto_announcement_object(id, room, text, ts);
     } else if (kind == CHAT_EVENT_MESSAGE) {
         proto_message m;
@@ -443,6 +450,7 @@ static int read_one(void *arg, int64_t id, const char *data, size_t len)
         size_t n_to;
         char recipients[CHAT_EVENT_RECIPIENTS_MAX];
         if (chat_event_message(ev, id, &m, to_ids, &n_to, recipients) &&
+            strcmp(m.room, r->room) == 0 &&
             (m.to == NULL ||
              (whisper_for(to_ids, n_to, m.user_id, r->user_id) && strcmp(m.ts, r->login) >= 0)))
             obj = proto_message_object(&m, NULL);
@@ -456,7 +464,8 @@ static int read_one(void *arg, int64_t id, const char *data, size_t len)
 json_t *chat_link_read_since(chat_link *l, const char *room, int64_t since, long user_id,
                              const char *login, int *from_log)
 {
-    reading r = {.l = l, .user_id = user_id, .login = login, .messages = json_array()};
+    reading r = {
+        .l = l, .user_id = user_id, .login = login, .messages = json_array(), .room = room};
     char err[256];
     *from_log = 0;
     if (r.messages == NULL)

@@ -921,12 +921,14 @@ static void joined(session *s)
         return;
     }
     s->state = S_JOINED;
-    if (svc->link) { /* the other nodes' members, before the joiner */
-        json_t *remote = chat_link_members(svc->link, s->room);
-        size_t i;
-        json_t *u;
-        json_array_foreach(remote, i, u) json_array_insert(online, 0, u);
-        json_decref(remote);
+    if (svc->link) { /* the other nodes' members first, the joiner last */
+        json_t *all = chat_link_members(svc->link, s->room);
+        if (all && json_array_extend(all, online) == 0) {
+            json_decref(online);
+            online = all;
+        } else {
+            json_decref(all);
+        }
     }
     /* Both frames are made to fit what this remote accepts: the welcome
      * lists fewer users (online_count has them all), the history keeps

@@ -31,6 +31,10 @@
 /* A dead node's sessions are forgotten after this long (its keys are
  * cleared when it starts again). */
 #define FORGET_DEAD_MS (10 * 60 * 1000)
+/* Delete markers of sessions that left: purged every 10 minutes once older
+ * than 10 minutes (a node that starts reads the whole bucket). */
+#define PURGE_EVERY_MS (10 * 60 * 1000)
+#define PURGE_OLDER_THAN_NS (10LL * 60 * 1000000000LL)
 #define STREAM_MAX_AGE_NS (7LL * 24 * 3600 * 1000000000LL)
 #define STREAM_MAX_BYTES (1LL << 30)
 #define STREAM_DUPLICATES_NS (120LL * 1000000000LL)
@@ -61,7 +65,7 @@ struct cluster {
     natsSubscription *rpc;
     GThread *presence_thread;
     atomic_int stop;
-    atomic_int in_callback; /* nats.c threads inside cb_enter/cb_leave */
+    atomic_int in_callback;      /* nats.c threads inside cb_enter/cb_leave */
     atomic_llong reconnected_ms; /* monotonic ms of the last (re)connect */
     atomic_long in_flight;
     atomic_int rpc_busy; /* cluster_peer_delete calls under way */
@@ -521,7 +525,7 @@ static gpointer presence_main(gpointer arg)
 {
     cluster *c = arg;
     GArray *events = g_array_new(FALSE, FALSE, sizeof(presence_event));
-    int64_t last_beat = 0;
+    int64_t last_beat = 0, last_purge = now_ms();
     while (!atomic_load(&c->stop)) {
         kvEntry *e = NULL;
         natsStatus s = kvWatcher_Next(&e, c->watcher, 250);
@@ -540,6 +544,17 @@ static gpointer presence_main(gpointer arg)
         if (now - last_beat >= CLUSTER_HEARTBEAT_MS) {
             heartbeat(c);
             last_beat = now;
+        }
+        if (now - last_purge >= PURGE_EVERY_MS && cluster_up(c)) {
+            /* Every session that left left a delete marker: without this
+             * the bucket, which every node reads at start, only grows. */
+            kvPurgeOptions po;
+            kvPurgeOptions_Init(&po);
+            po.DeleteMarkersOlderThan = PURGE_OLDER_THAN_NS;
+            natsStatus ps = kvStore_PurgeDeletes(c->kv, &po);
+            if (ps != NATS_OK)
+                log_warn("cluster", "old presence markers not purged: %s", natsStatus_GetText(ps));
+            last_purge = now;
         }
         if (s != NATS_OK && s != NATS_TIMEOUT)
             g_usleep(100 * 1000); /* stopped watcher or connection trouble */
@@ -978,8 +993,8 @@ int cluster_peer_delete(cluster *c, const char *peer_id)
                 rc = s == NATS_TIMEOUT ? 0 : -1;
                 break;
             }
-            int closed = natsMsg_GetDataLength(m) == 6 &&
-                         memcmp(natsMsg_GetData(m), "closed", 6) == 0;
+            int closed =
+                natsMsg_GetDataLength(m) == 6 && memcmp(natsMsg_GetData(m), "closed", 6) == 0;
             natsMsg_Destroy(m);
             if (closed) {
                 rc = 1;

@@ -220,7 +220,9 @@ static store_put_result enqueue(store *s, store_item *it)
         log_warn("store", "row offered after close began; not queued");
         return STORE_PUT_FAILED;
     }
-    int msg = it->kind == STORE_ITEM_MESSAGE;
+    /* A delivered message is budgeted as the other rows are: it cannot
+     * be refused to its sender any more. */
+    int msg = it->kind == STORE_ITEM_MESSAGE && !it->delivered;
     size_t budget = msg ? s->limit : s->limit + s->limit / 8;
     if ((msg && atomic_load(&s->full)) || s->bytes + it->size > budget) {
         /* The first refusal of an episode is logged, after the unlock: event
@@ -250,7 +252,7 @@ static store_put_result enqueue(store *s, store_item *it)
                       depth, bytes);
         return STORE_PUT_FULL;
     }
-    if (msg && store_index_add(s->ix, it) != 0) {
+    if (it->kind == STORE_ITEM_MESSAGE && store_index_add(s->ix, it) != 0) {
         pthread_mutex_unlock(&s->lock);
         mem_free(it);
         log_warn("store", "out of memory; message row not queued");
@@ -769,7 +771,7 @@ static int message_ok(const store_message *m)
     return 0;
 }
 
-store_put_result store_put_message(store *s, const store_message *m)
+static store_put_result put_message(store *s, const store_message *m, int delivered)
 {
     if (m == NULL || !message_ok(m)) {
         log_warn("store", "message row without id, room or body, or a bad source, sender, "
@@ -787,7 +789,18 @@ store_put_result store_put_message(store *s, const store_message *m)
         log_warn("store", "out of memory; message %lld not queued", (long long)m->id);
         return STORE_PUT_FAILED;
     }
+    it->delivered = delivered;
     return enqueue(s, it);
+}
+
+store_put_result store_put_message(store *s, const store_message *m)
+{
+    return put_message(s, m, 0);
+}
+
+store_put_result store_put_delivered_message(store *s, const store_message *m)
+{
+    return put_message(s, m, 1);
 }
 
 store_put_result store_session_start(store *s, const char *session_id, long user_id,

@@ -194,6 +194,12 @@ store_put_result store_put_user(store *s, const store_user *u, store_done_cb cb,
  * user's names like any other row. */
 store_put_result store_put_message(store *s, const store_message *m);
 
+/* As store_put_message, for a message that was already delivered (on a
+ * cluster a node logs its message when the stream gives it back, after
+ * every node may have delivered it): it may use the reserve of the other
+ * rows, so a queue that filled up meanwhile still takes it. */
+store_put_result store_put_delivered_message(store *s, const store_message *m);
+
 /* Queue a sessions row (user_id 0 = none) / set its ended_at and end_reason.
  * Returns 0 when queued, -1 when not. */
 store_put_result store_session_start(store *s, const char *session_id, long user_id,

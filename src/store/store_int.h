@@ -33,6 +33,7 @@ typedef struct store_item {
     struct store_item *next;
     store_item_kind kind;
     size_t size;      /* bytes it holds, counted against the queue's budget */
+    int delivered;    /* a message already delivered elsewhere: may use the reserve */
     store_done_cb cb; /* STORE_ITEM_USER only */
     void *cb_arg;
     union {
