@@ -40,7 +40,7 @@ PG_PORT=${CLUSTER_PG_PORT:-55432}
 JP_PORT=${JSONPLACEHOLDER_PORT:-3998}
 PUBLIC_URL=https://127.0.0.1:$HTTPS_PORT
 NATS_URL=nats://127.0.0.1:$NATS_PORT
-TEMPLATE=$ROOT/deploy/nginx/chatd-cluster.conf
+TEMPLATE=$ROOT/deploy/nginx/chatd-cluster.conf   # filled by scripts/nginx-conf.sh
 PUBLIC_JP=https://jsonplaceholder.typicode.com
 CHATD=${CHATD:-build/chatd}
 
@@ -268,34 +268,13 @@ done
 
 # ---- nginx, the front door ------------------------------------------------
 NGX=$DIR/nginx
-mkdir -p "$NGX/tls" "$NGX/tmp"
-if [ ! -s "$NGX/tls/cert.pem" ]; then
-    (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -days 365 -subj "/CN=127.0.0.1" \
-        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-        -keyout "$NGX/tls/key.pem" -out "$NGX/tls/cert.pem" 2>"$LOGS/openssl.log") ||
-        die "openssl could not make the certificate: $LOGS/openssl.log"
-fi
-# The template with @LISTEN@, one "server" line per node, and the
-# plain-HTTP listener (the line marked @PLAIN@) turned on.
-awk -v listen="127.0.0.1:$HTTPS_PORT" -v nodes="$UPSTREAMS" -v plain="$HTTP_PORT" '
-    /@PLAIN@/ {
-        if (plain != 0) { sub(/#listen [^;]*;/, "listen 127.0.0.1:" plain ";") }
-        print
-        next
-    }
-    /^[ \t]*server[ \t]+@NODE@/ {
-        n = split(nodes, a, " ")
-        for (i = 1; i <= n; i++) { line = $0; sub(/@NODE@/, a[i], line); print line }
-        next
-    }
-    /^[ \t]*listen[ \t]+@LISTEN@/ { sub(/@LISTEN@/, listen) }
-    { print }
-' "$TEMPLATE" >"$NGX/nginx.conf"
-nginx -p "$NGX/" -c "$NGX/nginx.conf" -e "$NGX/error.log" -t -q 2>"$LOGS/nginx-test.log" || {
-    cat "$LOGS/nginx-test.log" >&2
-    die "nginx refused $NGX/nginx.conf"
-}
+# The template filled in (@LISTEN@, one "server" line per node, the
+# plain-HTTP listener), a self-signed certificate for 127.0.0.1 and
+# localhost, checked with nginx -t: scripts/nginx-conf.sh, as the cluster
+# suite does it.
+# shellcheck disable=SC2086
+TEMPLATE=$TEMPLATE ./scripts/nginx-conf.sh --plain "$HTTP_PORT" "$NGX" "127.0.0.1:$HTTPS_PORT" $UPSTREAMS ||
+    die "could not make the nginx configuration in $NGX"
 NAME=nginx LOG=$NGX/error.log
 setsid nginx -p "$NGX/" -c "$NGX/nginx.conf" -e "$NGX/error.log" -g 'daemon off;' \
     >"$LOGS/nginx.out" 2>&1 </dev/null &

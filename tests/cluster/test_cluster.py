@@ -15,14 +15,19 @@ node exits 0 on SIGTERM.
 Runs inside scripts/netns.sh (it re-executes itself there): Chromium
 gathers no ICE candidate on loopback, so node A offers the namespace's veth
 address, 10.77.0.1, for the browser besides 127.0.0.1 (aiortc); B and C
-offer 127.0.0.1 only (aiortc, chat-client).
-Needs root for the namespace, nats-server and PostgreSQL 15 (scripts/deps.sh
-installs both); a missing one fails the suite, it is not skipped.
+offer 127.0.0.1 only (aiortc, chat-client). Every node has --trusted-proxy
+127.0.0.1: the front-door test runs nginx (deploy/nginx/chatd-cluster.conf
+filled in by scripts/nginx-conf.sh) on the veth address, and nginx reaches
+the nodes from 127.0.0.1.
+Needs root for the namespace, nats-server, PostgreSQL 15, nginx and openssl
+(scripts/deps.sh installs them); a missing one fails the suite, it is not
+skipped.
 
     /usr/bin/python3 tests/cluster/test_cluster.py [TEST...]
 
 Environment: CHATD_BIN, CHAT_CLIENT_BIN, TEST_LOG_DIR (the nodes' and
-NATS's logs: cluster-node-*.chatd.log, cluster-nats.log), ARTIFACTS_DIR
+NATS's logs: cluster-node-*.chatd.log, cluster-nats.log; nginx's:
+cluster-nginx-error.log, cluster-nginx-access.log), ARTIFACTS_DIR
 (the browser's screenshot), CLUSTER_LOAD_PEERS (peers per node in the load
 test, 4), CLUSTER_LOAD_POSTS (posts per peer, 50).
 """
@@ -33,14 +38,18 @@ import json
 import os
 import queue
 import random
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
+from http.client import HTTPConnection
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -294,7 +303,10 @@ class Cluster(Fixture):
                   "--cluster", self.nats.url, "--database-url", self.pg_url,
                   "--api-url", JP.url, "--draw-backoff-ms", "100",
                   "--ice-address", "127.0.0.1",
-                  "--auto-post-max-ms", AUTO_MS, "--post-rate", POST_RATE]
+                  "--auto-post-max-ms", AUTO_MS, "--post-rate", POST_RATE,
+                  # the front door's test runs nginx on this machine: it
+                  # reaches the nodes from 127.0.0.1 (as in make cluster)
+                  "--trusted-proxy", "127.0.0.1"]
         # Only A, the browser's node, offers the veth address too: with two
         # ICE addresses chat-client's setup takes 6 s (DTLS retransmits), so
         # the chat-clients connect to B and C.
@@ -1324,6 +1336,200 @@ def nats_restarted_posts_refused_meanwhile_then_one_sequence():
     print(f"    health down {out['down']:.1f} s after the kill, ok {out['up']:.1f} s after the "
           f"restart; {len(out['refused'])} posts refused; {out['retries']} retries after; "
           f"{out['n']} ids in one order", flush=True)
+
+
+# --------------------------------------------------------------------------
+# the front door
+
+
+def log_text(n):
+    try:
+        with open(n.logfile, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def bad_offer_from(source, n, real_ip):
+    """POST /api/rtc straight to node N (not through nginx) from the local
+    address SOURCE, with X-Real-IP: REAL_IP and an offer with no data
+    channel (answered 400, logged "rejected an offer from CLIENT: no
+    application m-line"); (status, the port it came from). http.client, as
+    urllib cannot choose the source address."""
+    conn = HTTPConnection("127.0.0.1", n.port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", "/api/rtc?room=door", b"v=0\r\n",
+                     {"Content-Type": "application/sdp", "X-Real-IP": real_ip})
+        port = conn.sock.getsockname()[1]
+        r = conn.getresponse()
+        r.read()
+        return r.status, port
+    finally:
+        conn.close()
+
+
+ACCESS_RTC = re.compile(r'"POST /api/rtc\?room=door HTTP/1\.1" (\d+) \d+ node=(.*) '
+                        r'node_status=(.*) time=')
+
+
+@test(timeout=90)
+def the_nginx_front_door_terminates_tls_and_spreads_offers():
+    """deploy/nginx/chatd-cluster.conf in front of A, B and C, filled in by
+    scripts/nginx-conf.sh as make cluster fills it (a self-signed
+    certificate from openssl, in the suite's temporary folder), nginx run
+    with -p/-c/-e there, listening on the veth address VETH:PORT:
+
+    1. HTTPS: a context trusting only that certificate gets /api/health
+       200 "cluster":"ok" through nginx; the system's CAs refuse it (the
+       verification is on);
+    2. six aiortc peers POST their offers to https://VETH:PORT/api/rtc:
+       the sessions are on at least two nodes (each node's log names the
+       ids it created), and two peers on different nodes chat both ways
+       with one id per message;
+    3. the trust model of --trusted-proxy, as far as one machine can show
+       it: the nodes trust 127.0.0.1, the address nginx reaches them from;
+       the test's client reaches nginx at VETH, so from VETH. Through
+       nginx, every session's log line says "created for VETH (via
+       127.0.0.1:PORT)", also for an offer with a forged X-Real-IP (nginx
+       replaces it). Straight to node B from VETH (not trusted), with an
+       offer B refuses (400, no data channel), a forged X-Real-IP is not
+       believed: "rejected an offer from VETH:PORT", and the forged
+       address is nowhere in B's log. Straight from 127.0.0.1 the header
+       IS believed, as documented: anything on the proxy's own address is
+       as trusted as the proxy (the check that the refusal above is not
+       vacuous);
+    4. node C killed (SIGKILL, the connection refused): four offers
+       through nginx all succeed; nginx's access log shows one tried on C
+       first and passed on (node_status "502, 201"). C is started again
+       (the suite's own Node.start) before the test ends, also on failure,
+       and nginx is stopped."""
+    ngx = os.path.join(FX.work, "nginx")
+    port = free_port()
+    base = f"https://{VETH}:{port}"
+    c = node("c")
+    r = subprocess.run([os.path.join(ROOT, "scripts", "nginx-conf.sh"), "--san", VETH, ngx,
+                        f"{VETH}:{port}", *(f"127.0.0.1:{node(k).port}" for k in "abc")],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, f"scripts/nginx-conf.sh: {r.stderr.strip()[-400:]}")
+    access = os.path.join(ngx, "access.log")
+    with open(os.path.join(LOG_DIR, "cluster-nginx.out"), "w") as nout:
+        proc = subprocess.Popen(["nginx", "-p", ngx + "/", "-c", os.path.join(ngx, "nginx.conf"),
+                                 "-e", os.path.join(ngx, "error.log"), "-g", "daemon off;"],
+                                stdin=subprocess.DEVNULL, stdout=nout, stderr=subprocess.STDOUT)
+    harness._live.append(proc)
+    out = {}
+    try:
+        ctx = ssl.create_default_context(cafile=os.path.join(ngx, "tls", "cert.pem"))
+
+        def health():
+            check(proc.poll() is None, f"nginx exited {proc.returncode}: "
+                  f"{open(os.path.join(ngx, 'error.log')).read()[-400:]}")
+            try:
+                return http("GET", base + "/api/health", timeout=2, context=ctx)
+            except OSError:
+                return None
+        st, _, raw = wait_until(health, 10 * SCALE, "nginx's HTTPS listener")
+        check(st == 200 and json.loads(raw).get("cluster") == "ok",
+              f"GET /api/health through nginx: {st} {raw[:200]!r}")
+        try:
+            http("GET", base + "/api/health", timeout=5, context=ssl.create_default_context())
+            raise Failure("the self-signed certificate was accepted with the system's CAs")
+        except urllib.error.URLError as e:
+            check(isinstance(e.reason, ssl.SSLCertVerificationError),
+                  f"with the system's CAs: {e.reason!r}, want a verification failure")
+
+        def session_line(sid):
+            for k in "abc":
+                m = re.search(rf"session {sid} created for (.*) in door", log_text(node(k)))
+                if m:
+                    return node(k), m.group(1)
+            return None
+
+        async def body(peers):
+            ps = []
+            for i in range(6):
+                forged = {"X-Real-IP": "203.0.113.9"} if i == 0 else None
+                p = Peer(base, query="?room=door", headers=forged, ssl_context=ctx)
+                peers.append(p)
+                await p.join(20)
+                sid = p.location.rsplit("/", 1)[1]
+                p.node, remote = await asyncio.to_thread(
+                    wait_until, lambda: session_line(sid), 5 * SCALE,
+                    f"the log line of session {sid}")
+                check(re.fullmatch(rf"{re.escape(VETH)} \(via 127\.0\.0\.1:\d+\)", remote),
+                      f"session {sid} on {p.node.letter.upper()} created for {remote!r}, want "
+                      f"'{VETH} (via 127.0.0.1:PORT)'" + (" (the offer had a forged "
+                                                          "X-Real-IP)" if forged else ""))
+                ps.append(p)
+            spread = {k: sum(p.node.letter == k for p in ps) for k in "abc"}
+            check(sum(1 for v in spread.values() if v) >= 2,
+                  f"6 offers through nginx all landed on one node: {spread}")
+            out["spread"] = spread
+            pair = next(((p, q) for p in ps for q in ps if p.node is not q.node
+                         and p.user["id"] != q.user["id"]), None)
+            check(pair, "no two peers with different users on different nodes")
+            p, q = pair
+            tp, tq = Tape(p), Tape(q)
+            for a, b, tb, ta in ((p, q, tq, tp), (q, p, tp, tq)):
+                text = f"door {a.node.letter}->{b.node.letter} {random.randrange(10**6)}"
+                a.post(text)
+                mine = await ta.text(text, 10)
+                got = await tb.text(text, 10)
+                check(got["id"] == mine["id"], f"{text!r}: id {mine['id']} at the sender, "
+                      f"{got['id']} at the receiver")
+            for x in ps:
+                await x.close()
+
+            # straight to B, forged X-Real-IP: from VETH (untrusted), then
+            # from 127.0.0.1 (trusted: nginx's address)
+            for source, real, want in ((VETH, "203.0.113.7", "{src}:{port}"),
+                                       ("127.0.0.1", "198.51.100.7",
+                                        "{real} (via {src}:{port})")):
+                st, sport = await asyncio.to_thread(bad_offer_from, source, node("b"), real)
+                check(st == 400, f"an offer without a data channel straight to B from "
+                      f"{source}: {st}")
+                line = "rejected an offer from " + \
+                    want.format(src=source, port=sport, real=real) + ": no application m-line"
+                await asyncio.to_thread(wait_until, lambda: line in log_text(node("b")),
+                                        5 * SCALE, f"B's log line {line!r}")
+            check("203.0.113.7" not in log_text(node("b")),
+                  "B believed X-Real-IP from an address it does not trust")
+
+            # C refuses connections: nginx passes the offers on
+            c.kill(signal.SIGKILL)
+            check(c.wait_exit(10) == SIGKILL_STATUS, "node C's status after SIGKILL")
+            with open(access) as f:
+                mark = len(f.readlines())
+            for i in range(4):
+                x = Peer(base, query="?room=door", ssl_context=ctx)
+                peers.append(x)
+                await x.join(20)
+            with open(access) as f:
+                tried = [ACCESS_RTC.search(line) for line in f.readlines()[mark:]]
+            tried = [(m.group(1), m.group(2), m.group(3)) for m in tried if m]
+            check(len(tried) == 4 and all(t[0] == "201" for t in tried),
+                  f"offers through nginx with C down: {tried}")
+            skipped = [t for t in tried if t[1].startswith(f"127.0.0.1:{c.port}, ")]
+            check(skipped and all(t[2].startswith("502, ") for t in skipped),
+                  f"no offer was tried on C (127.0.0.1:{c.port}) and passed on: {tried}")
+            out["skipped"] = skipped[0]
+
+        arun(body)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        for name in ("error.log", "access.log"):
+            if os.path.exists(os.path.join(ngx, name)):
+                shutil.copy(os.path.join(ngx, name), os.path.join(LOG_DIR, "cluster-nginx-" + name))
+        if c.status() is not None:
+            c.start(wait_healthy=False)
+    took = c.wait_health(200, "ok", 30)
+    print(f"    offers through nginx per node {out['spread']}; with C killed one went "
+          f"node={out['skipped'][1]} ({out['skipped'][2]}); C back in {took:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ from rtcpeer import DataChannelPeer
 
 class Peer(DataChannelPeer):
     """QUERY is added to /api/rtc ("?room=x&since=5"); HEADERS are sent with
-    the offer (X-Room-Pin)."""
+    the offer (X-Room-Pin); SSL_CONTEXT verifies an https URL."""
 
-    def __init__(self, url, token=None, query="", headers=None):
-        super().__init__(url, query=query, token=token, headers=headers)
+    def __init__(self, url, token=None, query="", headers=None, ssl_context=None):
+        super().__init__(url, query=query, token=token, headers=headers,
+                         ssl_context=ssl_context)
         self.welcome = None
         self.history = None
 

@@ -537,11 +537,13 @@ def jsonplaceholder():
     return _jp.url
 
 
-def http(method, url, body=None, headers=None, timeout=10):
-    """Returns (status, headers, body bytes); never raises on HTTP errors."""
+def http(method, url, body=None, headers=None, timeout=10, context=None):
+    """Returns (status, headers, body bytes); never raises on HTTP errors.
+    CONTEXT: the ssl.SSLContext for an https URL (e.g. one trusting a
+    self-signed certificate)."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()

@@ -33,10 +33,12 @@ __all__ = ["RTCPeerConnection", "RTCSessionDescription", "DataChannelPeer"]
 class DataChannelPeer:
     """BASE is chatd's URL without the trailing slash; QUERY is added to
     /api/rtc (e.g. "?room=x"); TOKEN, when set, is sent as a bearer; HEADERS
-    go with the offer too (e.g. X-Room-Pin)."""
+    go with the offer too (e.g. X-Room-Pin); SSL_CONTEXT verifies an https
+    BASE (e.g. a front door with a self-signed certificate)."""
 
-    def __init__(self, base, query="", token=None, headers=None):
+    def __init__(self, base, query="", token=None, headers=None, ssl_context=None):
         self.base = base.rstrip("/")
+        self.ssl_context = ssl_context
         self.query = query
         self.token = token
         self.headers = dict(headers or {})
@@ -65,7 +67,7 @@ class DataChannelPeer:
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         return await ahttp("POST", f"{self.base}/api/rtc{self.query}", self.sent_sdp.encode(),
-                           headers)
+                           headers, context=self.ssl_context)
 
     async def connect(self, timeout=15):
         """offer(), then the answer, then waits for the channel to open."""
