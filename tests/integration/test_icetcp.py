@@ -178,7 +178,7 @@ def chatd_tcp(name, *args):
         try:
             return Chatd(name, *RELAY, "--ice-tcp-port", str(port), *args), port
         except Failure as e:
-            if "Address already in use" not in str(e) or attempt == 4:
+            if "(--ice-tcp-port) is in use" not in str(e) or attempt == 4:
                 raise
 
 
