@@ -24,6 +24,7 @@
 
 #include "cluster/cluster.h"
 #include "scratch.h"
+#include "torture.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -687,6 +688,7 @@ Test(cluster, presence_across_nodes, .init = quiet, .fini = fini)
     raw_close(&raw);
     cluster_close(n1);
     cluster_close(n2);
+    check_leaks();
 }
 
 Test(cluster, goodbye_on_close, .init = quiet, .fini = fini)
@@ -718,6 +720,7 @@ Test(cluster, goodbye_on_close, .init = quiet, .fini = fini)
     cr_assert_eq(kvStore_Get(&e, raw.kv, "hb.n1"), NATS_NOT_FOUND);
     raw_close(&raw);
     cluster_close(n2);
+    check_leaks();
 }
 
 /* ---------- a node that dies ---------- */
@@ -829,6 +832,7 @@ Test(cluster, dead_node_leaves_then_restart_clears_its_keys, .init = quiet, .fin
     raw_close(&raw);
     cluster_close(n1);
     cluster_close(n2);
+    check_leaks();
 }
 
 /* cluster_stop ends the heartbeats without a goodbye: the other node
@@ -855,6 +859,7 @@ Test(cluster, stopped_node_declared_dead, .init = quiet, .fini = fini)
     cr_assert_eq(rec_count(&r1, r1.data), 0, "no callback after cluster_stop");
     cluster_close(n1);
     cluster_close(n2);
+    check_leaks();
 }
 
 /* ---------- DELETE /api/rtc/ID through another node ---------- */
@@ -895,6 +900,7 @@ Test(cluster, peer_delete, .init = quiet, .fini = fini)
 
     cluster_close(n1);
     cluster_close(n2);
+    check_leaks();
 }
 
 /* ---------- catch-up ---------- */
@@ -979,6 +985,7 @@ Test(cluster, read_since, .init = quiet, .fini = fini)
     READ_IS(c, "a", 108, 100, 0, 0, "109:a4");
     raw_close(&raw);
     cluster_close(c);
+    check_leaks();
 }
 
 /* ---------- NATS goes away and comes back ---------- */
@@ -1035,6 +1042,7 @@ Test(cluster, nats_restart, .init = quiet, .fini = fini)
     cr_assert(pres_is(&r2, "join lobby 7"), "%s", rec_pres(&r2));
     cluster_close(n1);
     cluster_close(n2);
+    check_leaks();
 }
 
 /* ---------- a server that stops answering ---------- */
@@ -1095,4 +1103,5 @@ Test(cluster, frozen_server, .init = quiet, .fini = fini)
     nats_signal(&g_nats, SIGCONT);
     cr_assert_gt(cluster_publish_wait(c, CLUSTER_TO_ROOM, "lobby", "y", 1), 0);
     cluster_close(c);
+    check_leaks();
 }
