@@ -112,15 +112,13 @@ int chat_event_message(const json_t *ev, int64_t id, proto_message *m, long *to_
         m->user_name = "";
     if (m->user_username == NULL)
         m->user_username = "";
-    if (strcmp(m->source, "whisper") == 0)
-        return m->to != NULL && recipients_of(m->to, to_ids, n_to, recipients);
-    if (m->to != NULL || (strcmp(m->source, "auto") != 0 && strcmp(m->source, "manual") != 0))
-        return 0;
-    if (strcmp(m->source, "manual") == 0) { /* title and post id are auto's */
+    if (strcmp(m->source, "auto") != 0) { /* title and post id are auto's */
         m->title = NULL;
         m->post_id = 0;
     }
-    return 1;
+    if (strcmp(m->source, "whisper") == 0)
+        return m->to != NULL && recipients_of(m->to, to_ids, n_to, recipients);
+    return m->to == NULL && (strcmp(m->source, "auto") == 0 || strcmp(m->source, "manual") == 0);
 }
 
 int chat_event_announcement(const json_t *ev, const char **room, const char **text, const char **ts)

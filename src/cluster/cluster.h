@@ -29,8 +29,11 @@
  * Failures: publishing never waits on an event loop (cluster_publish is
  * asynchronous) and is refused at once while NATS is unreachable (the
  * caller tells the client UNAVAILABLE): an event is in the stream, and
- * then reaches every node, or it is refused. nats.c reconnects forever;
- * the consumers resume where they were.
+ * then reaches every node, or it is refused; never some nodes only. One
+ * case tells a caller "failed" wrongly: a publish the server stored but
+ * did not acknowledge within CLUSTER_ACK_WAIT_MS (a frozen server) is
+ * reported to on_publish_failed and still reaches every node later.
+ * nats.c reconnects forever; the consumers resume where they were.
  *
  * Threading: every function is safe from any thread. The callbacks run on
  * nats.c's threads: on_event on one thread, one event at a time, in

@@ -738,3 +738,18 @@ Test(event, room_field_sizes)
     }
     check_leaks();
 }
+
+Test(event, message_whisper_drops_title_and_pid)
+{
+    /* a whisper's row would otherwise carry a forged title and post id */
+    json_t *ev = ev_of(MSG_WHISPER);
+    json_object_set_new(ev, "title", json_string("a forged title"));
+    json_object_set_new(ev, "pid", json_integer(5));
+    msg_out o;
+    cr_assert_eq(read_msg(ev, &o), 1);
+    cr_assert_null(o.m.title, "a title is auto's only");
+    cr_assert_eq(o.m.post_id, 0, "a post id is auto's only");
+    cr_assert_not_null(o.m.to);
+    json_decref(ev);
+    check_leaks();
+}
