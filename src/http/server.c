@@ -181,8 +181,8 @@ static int remote_of(struct MHD_Connection *c, char *out, size_t cap, char *key,
                            ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Real-IP")
                            : NULL;
     if (real && strlen(real) < 64 && parse_addr(real, &client)) {
-        char via[96];
-        snprintf(via, sizeof via, "%s", out);
+        char via[96]; /* "ADDR:PORT" from getnameinfo above: under 64 + 16 */
+        snprintf(via, sizeof via, "%.80s", out);
         snprintf(out, cap, "%s (via %s)", real, via);
         http_remote_key((struct sockaddr *)&client, key, keycap);
         return netaddr_is_loopback((struct sockaddr *)&client);
