@@ -29,6 +29,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* GnuTLS priority string of the HTTPS server. */
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
+
 struct http_server {
     struct MHD_Daemon *daemon;
     http_app app;
@@ -559,16 +562,21 @@ http_server *http_server_start_tls(const char *host, int port, int threads, cons
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* HTTPS: the certificate comes from a callback, never a fixed one, so
-     * that a reload needs no new daemon (tls.c). Plain HTTP: no options. */
-    struct MHD_OptionItem tls_opts[] = {{MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)on_certificate},
-                                        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
-                                        {MHD_OPTION_END, 0, NULL}};
+     * that a reload needs no new daemon (tls.c); TLS 1.2 and 1.3 only
+     * (RFC 8996 retired 1.0 and 1.1; GnuTLS's NORMAL still has them).
+     * Plain HTTP: no options. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)on_certificate},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL}};
     if (tls)
         flags |= MHD_USE_TLS;
+    /* The logger first: libmicrohttpd logs options parsed before it to stderr. */
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY,
-        tls ? tls_opts : &tls_opts[2], MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 2),
+        flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[3], MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 2),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)HTTP_PER_ADDRESS_CONNECTIONS, MHD_OPTION_CONNECTION_MEMORY_LIMIT,

@@ -121,6 +121,33 @@ def https_health_verified_with_the_test_ca():
     check(d.stop() == 0, "chatd exit status after SIGTERM")
 
 
+def s_client(port, version, ca):
+    """What openssl s_client -VERSION negotiates with 127.0.0.1:port: the
+    "Cipher is ..." of its new session ("(NONE)" when refused)."""
+    p = subprocess.run(["openssl", "s_client", f"-{version}", "-CAfile", ca,
+                        "-connect", f"127.0.0.1:{port}"],
+                       input="", capture_output=True, text=True, timeout=20)
+    for line in p.stdout.splitlines():
+        if "Cipher is" in line:
+            return line.split("Cipher is", 1)[1].strip()
+    return "(NONE)"
+
+
+@test(timeout=60)
+def tls_1_2_and_1_3_only():
+    certs = Certs()
+    cert, key = certs.make("server-a")
+    d, _, _ = start_tls("tls_versions", certs, cert, key)
+    port = url_port(d.url)
+    for version in ("tls1_2", "tls1_3"):
+        got = s_client(port, version, certs.ca)
+        check(got != "(NONE)", f"{version} refused")
+    for version in ("tls1", "tls1_1"):
+        got = s_client(port, version, certs.ca)
+        check(got == "(NONE)", f"{version} accepted: {got}")
+    check(d.stop() == 0, "chatd exit status after SIGTERM")
+
+
 @test(timeout=60)
 def plain_http_to_the_tls_port_fails_cleanly():
     certs = Certs()
