@@ -42,7 +42,7 @@ MODE_LDFLAGS :=
 endif
 
 CC ?= gcc
-PKGS := glib-2.0 nice openssl usrsctp libmicrohttpd jansson libcurl libpq sqlite3 libnats
+PKGS := glib-2.0 nice openssl usrsctp libmicrohttpd gnutls jansson libcurl libpq sqlite3 libnats
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Isrc -MMD -MP $(MODE_CFLAGS) $(PKG_CFLAGS)

@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 DEBS="build-essential pkg-config clang libclang-rt-14-dev
-libnice-dev libusrsctp-dev libssl-dev libmicrohttpd-dev libjansson-dev
+libnice-dev libusrsctp-dev libssl-dev libmicrohttpd-dev libgnutls28-dev libjansson-dev
 libjwt-dev libcurl4-openssl-dev libpq-dev libsqlite3-dev libglib2.0-dev
 libcriterion-dev gcovr valgrind
 postgresql sqlite3 chromium python3 python3-aiortc python3-jwt

@@ -2,11 +2,13 @@
  * chatd — the server's main: read the configuration, open the database,
  * the signing key and the JSONPlaceholder client, start the event loops and
  * the HTTP server, wait for SIGINT/SIGTERM, stop everything in order (stop
- * accepting, close peers, flush every pending log row) and exit 0. Wiring
+ * accepting, close peers, flush every pending log row) and exit 0. SIGHUP
+ * reads the HTTPS certificate and key again (--tls-cert/--tls-key). Wiring
  * only; every piece lives in its module.
  *
- * Exit status: 0 after a signal, 1 when the database (or the key) cannot be
- * opened at start, 2 on a bad flag or value.
+ * Exit status: 0 after a signal, 1 when the database (or the JWT key, or
+ * the TLS certificate or key) cannot be used at start, 2 on a bad flag or
+ * value.
  */
 #include "api/jsonplaceholder.h"
 #include "app/offer.h"
@@ -14,6 +16,7 @@
 #include "chat/relay.h"
 #include "chat/service.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "rtc/mux.h"
 #include "rtc/peer.h"
 #include "store/store.h"
@@ -102,9 +105,19 @@ int main(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP); /* reload, not stop: see the wait below */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    /* Before the database: a certificate that cannot be used is a mistake
+     * to report at once, whatever else is configured. */
+    http_tls *tls = NULL;
+    if (cfg.tls_cert[0]) {
+        tls = http_tls_load(cfg.tls_cert, cfg.tls_key, err, sizeof err);
+        if (tls == NULL)
+            return fail(&cfg, 1, err, NULL);
+    }
 
     store *db = NULL;
     auth_keys *keys = NULL;
@@ -181,15 +194,20 @@ int main(int argc, char **argv)
         http_trust_proxy(t); /* checked by config_parse */
     if (cfg.trusted_proxy[0])
         log_info("chatd", "trusting X-Real-IP from %s", cfg.trusted_proxy);
-    http_server *http = http_server_start(cfg.listen_host, cfg.listen_port, HTTP_THREADS, routes,
-                                          app, err, sizeof err);
+    http_server *http = http_server_start_tls(cfg.listen_host, cfg.listen_port, HTTP_THREADS,
+                                              routes, app, tls, err, sizeof err);
     if (http == NULL)
         return fail(&cfg, 2, err, NULL);
     if (cfg.public_url_is_default) {
         /* With --listen HOST:0 the issuer follows the port actually bound. */
         int v6 = strchr(cfg.listen_host, ':') != NULL;
-        snprintf(cfg.public_url, sizeof cfg.public_url, "http://%s%s%s:%d", v6 ? "[" : "",
-                 cfg.listen_host, v6 ? "]" : "", http_server_port(http));
+        snprintf(cfg.public_url, sizeof cfg.public_url, "%s://%s%s%s:%d", tls ? "https" : "http",
+                 v6 ? "[" : "", cfg.listen_host, v6 ? "]" : "", http_server_port(http));
+    }
+    char about[640];
+    if (tls) {
+        http_tls_describe(tls, about, sizeof about);
+        log_info("chatd", "HTTPS with the certificate in %s: %s", cfg.tls_cert, about);
     }
     log_info("chatd", "WebRTC: %s",
              cfg.rtc_port ? "one UDP port for every peer (ICE-lite)"
@@ -210,7 +228,19 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+        /* systemctl reload: new connections get the new certificate, open
+         * ones keep theirs; a certificate that cannot be used changes
+         * nothing (http/tls.h). */
+        if (tls == NULL) {
+            log_info("chatd", "SIGHUP: nothing to reload (no --tls-cert)");
+        } else if (http_tls_reload(tls, err, sizeof err) < 0) {
+            log_error("chatd", "SIGHUP: kept the previous TLS certificate: %s", err);
+        } else {
+            http_tls_describe(tls, about, sizeof about);
+            log_info("chatd", "SIGHUP: TLS certificate reloaded from %s: %s", cfg.tls_cert, about);
+        }
+    }
     log_info("chatd", "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_server_quiesce(http);
     if (chat)
@@ -218,6 +248,7 @@ int main(int argc, char **argv)
     else
         relay_close_all(rel, 5000);
     http_server_stop(http);
+    http_tls_free(tls);
     int status = 0;
     if (db) {
         /* Everything delivered is in the queue; nothing leaves before it is

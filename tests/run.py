@@ -255,7 +255,9 @@ def main():
                               py("tests/integration/test_admission.py"),
                               # the one-port transport: strangers, NAT, 2000 peers
                               py("tests/integration/test_mux.py"),
-                              py("tests/integration/test_icetcp.py")], main_env),
+                              py("tests/integration/test_icetcp.py"),
+                              # HTTPS: the test CA, SIGHUP reloads, chat-client --cacert
+                              py("tests/integration/test_tls.py")], main_env),
         Suite("integration-chat", [py("tests/integration/test_chat.py"),
                                    # issue 11: whispers, owners, kicks, catch-up, search
                                    py("tests/integration/test_rooms.py"),
@@ -277,7 +279,8 @@ def main():
         Suite("unit-asan", [("tap", ("build/asan/tests", None, RATE_TESTS))], unit_asan_env),
         Suite("integration-asan", [py("tests/integration/test_transport.py"),
                                    py("tests/integration/test_mux.py"),
-                                   py("tests/integration/test_icetcp.py")], asan_env),
+                                   py("tests/integration/test_icetcp.py"),
+                                   py("tests/integration/test_tls.py")], asan_env),
         Suite("integration-chat-asan", [py("tests/integration/test_chat.py"),
                                         py("tests/integration/test_rooms.py"),
                                         py("tests/integration/test_rooms_client.py")], asan_env),

@@ -1067,6 +1067,9 @@ static void usage(FILE *f)
                "*** ANNOUNCEMENT (ROOM|everyone): text) and posts each line of standard\n"
                "input with the session's token. Status lines go to stderr.\n\n"
                "  --url URL            chatd's base URL, e.g. http://127.0.0.1:8080/?room=lobby\n"
+               "                       (https:// when chatd has --tls-cert)\n"
+               "  --cacert FILE        trust the CA certificates in FILE (PEM) for https://\n"
+               "                       instead of the system's\n"
                "  --ice-address ADDR   local address for ICE (repeatable; default: every\n"
                "                       interface, or 127.0.0.1 for a loopback URL)\n"
                "  --dtls-role ROLE     offer a=setup auto (actpass), active or passive\n"
@@ -1111,7 +1114,7 @@ int main(int argc, char **argv)
     const char *pin = NULL;
     int no_reconnect = 0;
     long max_reconnects = -1;
-    enum { OPT_PIN = 256, OPT_NO_RECONNECT, OPT_MAX_RECONNECTS };
+    enum { OPT_PIN = 256, OPT_NO_RECONNECT, OPT_MAX_RECONNECTS, OPT_CACERT };
     static const struct option opts[] = {
         {"url", required_argument, 0, 'u'},
         {"ice-address", required_argument, 0, 'i'},
@@ -1126,6 +1129,7 @@ int main(int argc, char **argv)
         {"pin", required_argument, 0, OPT_PIN},
         {"no-reconnect", no_argument, 0, OPT_NO_RECONNECT},
         {"max-reconnects", required_argument, 0, OPT_MAX_RECONNECTS},
+        {"cacert", required_argument, 0, OPT_CACERT},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1185,6 +1189,14 @@ int main(int argc, char **argv)
             break;
         case OPT_NO_RECONNECT:
             no_reconnect = 1;
+            break;
+        case OPT_CACERT:
+            if (access(optarg, R_OK) != 0) {
+                fprintf(stderr, "chat-client: cannot read --cacert %s: %s\n", optarg,
+                        strerror(errno));
+                return 2;
+            }
+            http_client_set_cacert(optarg);
             break;
         case OPT_MAX_RECONNECTS: {
             char *end;

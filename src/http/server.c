@@ -8,6 +8,7 @@
  */
 #include "http/server.h"
 
+#include "http/tls.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/json_text.h"
@@ -16,6 +17,8 @@
 #include "util/netaddr.h"
 
 #include <arpa/inet.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -26,11 +29,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* GnuTLS priority string of the HTTPS server. */
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
+
 struct http_server {
     struct MHD_Daemon *daemon;
     http_app app;
     void *arg;
     int port;
+    http_tls *tls; /* NULL: plain HTTP */
 };
 
 #define OUT_OF_MEMORY_BODY "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}"
@@ -487,8 +494,49 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("http", "%s", log_safe(q, sizeof q, buf));
 }
 
+/* HTTPS: every connection holds a reference to the credentials current
+ * when it was accepted (its socket context), from accept to close, so a
+ * reload never frees a certificate a handshake is using (tls.h). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *s = cls;
+    (void)c;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = http_tls_acquire(s->tls);
+    } else {
+        http_tls_release(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* GnuTLS asks for the server's certificate during each handshake. Its
+ * session pointer is the libmicrohttpd connection (libmicrohttpd sets it
+ * with gnutls_session_set_ptr), whose socket context holds the
+ * credentials taken at accept. Without them the handshake fails. */
+static int on_certificate(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                          const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                          gnutls_pcert_st **pcert, unsigned int *pcert_length,
+                          gnutls_privkey_t *privkey)
+{
+    (void)req_ca_dn, (void)nreqs, (void)pk_algos, (void)pk_algos_length;
+    struct MHD_Connection *c = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *ci =
+        c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    if (ci == NULL || ci->socket_context == NULL)
+        return -1;
+    http_tls_creds_get(ci->socket_context, pcert, pcert_length, privkey);
+    return 0;
+}
+
 http_server *http_server_start(const char *host, int port, int threads, const http_app *app,
                                void *arg, char *err, size_t errlen)
+{
+    return http_server_start_tls(host, port, threads, app, arg, NULL, err, errlen);
+}
+
+http_server *http_server_start_tls(const char *host, int port, int threads, const http_app *app,
+                                   void *arg, http_tls *tls, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
                              .ai_socktype = SOCK_STREAM};
@@ -508,19 +556,32 @@ http_server *http_server_start(const char *host, int port, int threads, const ht
     }
     s->app = *app;
     s->arg = arg;
+    s->tls = tls;
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* HTTPS: the certificate comes from a callback, never a fixed one, so
+     * that a reload needs no new daemon (tls.c); TLS 1.2 and 1.3 only
+     * (RFC 8996 retired 1.0 and 1.1; GnuTLS's NORMAL still has them).
+     * Plain HTTP: no options. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)on_certificate},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL}};
+    if (tls)
+        flags |= MHD_USE_TLS;
+    /* The logger first: libmicrohttpd logs options parsed before it to stderr. */
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)(threads > 0 ? threads : 2), MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_ADDRESS_CONNECTIONS,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        s, MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[3], MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 2),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)HTTP_PER_ADDRESS_CONNECTIONS, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (s->daemon == NULL) {
         err_set(err, errlen, "cannot listen on %s:%d (in use, or not a local address)", host, port);

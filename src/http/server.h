@@ -18,6 +18,9 @@
  *   GET    /metrics                     -> metrics
  *   GET    / and web assets             -> embedded files (web_assets.h)
  *
+ * Over plain HTTP, or HTTPS with a certificate that can be replaced while
+ * serving (http_server_start_tls, http/tls.h).
+ *
  * Limits against slow or greedy clients (docs/SECURITY.md): at most
  * HTTP_PER_ADDRESS_CONNECTIONS connections per address (libmicrohttpd
  * refuses more at accept), HTTP_MAX_CONNECTIONS in all, a connection idle
@@ -109,6 +112,12 @@ int http_trust_proxy(const char *addr);
 
 http_server *http_server_start(const char *host, int port, int threads, const http_app *app,
                                void *arg, char *err, size_t errlen);
+/* The same serving HTTPS with tls's certificate (http/tls.h): a
+ * http_tls_reload reaches new connections at once, without a restart. tls
+ * must outlive the server; NULL is plain HTTP. */
+typedef struct http_tls http_tls;
+http_server *http_server_start_tls(const char *host, int port, int threads, const http_app *app,
+                                   void *arg, http_tls *tls, char *err, size_t errlen);
 int http_server_port(const http_server *s);
 /* Stops accepting new connections (first step of a graceful stop). */
 void http_server_quiesce(http_server *s);

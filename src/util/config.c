@@ -56,6 +56,9 @@ typedef enum {
     OPT_CLUSTER,
     OPT_NODE_ID,
     OPT_TRUSTED_PROXY,
+    /* HTTPS (issue 13) */
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
     OPT_COUNT
 } opt_id;
 
@@ -64,7 +67,8 @@ static const struct {
 } options[OPT_COUNT] = {
     [OPT_LISTEN] = {"--listen", "CHATD_LISTEN", "HOST:PORT", "127.0.0.1:8080",
                     "HTTP address (port 0 picks a free one)"},
-    [OPT_PUBLIC_URL] = {"--public-url", "CHATD_PUBLIC_URL", "URL", "http://LISTEN",
+    [OPT_PUBLIC_URL] = {"--public-url", "CHATD_PUBLIC_URL", "URL",
+                        "http://LISTEN (https://LISTEN with --tls-cert)",
                         "public base URL, also the JWT issuer"},
     [OPT_ICE] = {"--ice-address", "CHATD_ICE_ADDRESSES", "ADDR", "every local interface",
                  "host candidate address (repeatable; env: comma list)"},
@@ -127,6 +131,12 @@ static const struct {
     [OPT_TRUSTED_PROXY] = {"--trusted-proxy", "CHATD_TRUSTED_PROXY", "ADDR[,ADDR]", "none",
                            "front doors whose X-Real-IP header names the client (per-address "
                            "limits then count clients, not the proxy); at most 8 addresses"},
+    /* HTTPS (issue 13) */
+    [OPT_TLS_CERT] = {"--tls-cert", "CHATD_TLS_CERT", "FILE", "none (plain HTTP)",
+                      "HTTPS on --listen: certificate chain, PEM, leaf first (with --tls-key; "
+                      "both read again on SIGHUP)"},
+    [OPT_TLS_KEY] = {"--tls-key", "CHATD_TLS_KEY", "FILE", "none (plain HTTP)",
+                     "the certificate's private key, PEM, unencrypted (with --tls-cert)"},
 };
 
 void config_usage(const char *prog, void *stream)
@@ -248,6 +258,10 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         return copy_str(cfg->data_dir, sizeof cfg->data_dir, v, flag, err, errlen);
     case OPT_KEY:
         return copy_str(cfg->jwt_key, sizeof cfg->jwt_key, v, flag, err, errlen);
+    case OPT_TLS_CERT:
+        return copy_str(cfg->tls_cert, sizeof cfg->tls_cert, v, flag, err, errlen);
+    case OPT_TLS_KEY:
+        return copy_str(cfg->tls_key, sizeof cfg->tls_key, v, flag, err, errlen);
     case OPT_ADMIN_KEY:
         if (v[0] == '\0' || strlen(v) > 256) {
             err_set(err, errlen, "bad %s (1 to 256 bytes)", flag);
@@ -470,11 +484,18 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
         if (apply(cfg, (opt_id)found, value, 0, err, errlen) < 0)
             return -1;
     }
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        err_set(err, errlen, "%s needs %s too (HTTPS takes both, plain HTTP neither)",
+                cfg->tls_cert[0] ? "--tls-cert" : "--tls-key",
+                cfg->tls_cert[0] ? "--tls-key" : "--tls-cert");
+        return -1;
+    }
     if (cfg->public_url[0] == '\0') {
         cfg->public_url_is_default = 1;
         int v6 = strchr(cfg->listen_host, ':') != NULL;
-        snprintf(cfg->public_url, sizeof cfg->public_url, "http://%s%s%s:%d", v6 ? "[" : "",
-                 cfg->listen_host, v6 ? "]" : "", cfg->listen_port);
+        snprintf(cfg->public_url, sizeof cfg->public_url, "%s://%s%s%s:%d",
+                 cfg->tls_cert[0] ? "https" : "http", v6 ? "[" : "", cfg->listen_host,
+                 v6 ? "]" : "", cfg->listen_port);
     }
     size_t pl = strlen(cfg->public_url);
     while (pl > 0 && cfg->public_url[pl - 1] == '/')

@@ -59,6 +59,9 @@ typedef struct {
     char cluster_url[512];   /* --cluster; "" = one node */
     char node_id[33];        /* --node-id; the host name by default */
     char trusted_proxy[512]; /* --trusted-proxy: "ADDR[,ADDR]"; "" = none */
+    /* HTTPS (issue 13): both set, or neither (plain HTTP) */
+    char tls_cert[1024]; /* --tls-cert: PEM chain */
+    char tls_key[1024];  /* --tls-key: PEM private key */
     int log_level;
     int help;
 } chatd_config;

@@ -32,6 +32,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -331,8 +332,10 @@ def pid_alive(pid):
 class Chatd:
     """A chatd process on 127.0.0.1 with a private data dir."""
 
-    def __init__(self, name, *args, env=None, ice="127.0.0.1"):
+    def __init__(self, name, *args, env=None, ice="127.0.0.1", cafile=None):
         os.makedirs(LOG_DIR, exist_ok=True)
+        # HTTPS (--tls-cert): requests verify the server against cafile
+        self.ssl = ssl.create_default_context(cafile=cafile) if cafile else None
         self.data = tempfile.mkdtemp(prefix="chatd-test-")
         self.log_path = os.path.join(LOG_DIR, f"{name}.chatd.log")
         self.log = open(self.log_path, "w")
@@ -352,7 +355,7 @@ class Chatd:
         _live.append(self.proc)
         self.owner = os.getpid()
         line = self.proc.stdout.readline()
-        m = re.search(r"listening on (http://\S+)", line)
+        m = re.search(r"listening on (https?://\S+)", line)
         if not m:
             self.proc.kill()
             raise Failure(f"chatd did not start: {line!r}; log: {self.tail()}")
@@ -372,7 +375,7 @@ class Chatd:
 
     def health(self):
         """(status, body as JSON) of GET /api/health."""
-        status, _, body = http("GET", self.url + "api/health")
+        status, _, body = http("GET", self.url + "api/health", context=self.ssl)
         return status, json.loads(body)
 
     def wait_health(self, want=200, timeout=15):
@@ -539,8 +542,8 @@ def jsonplaceholder():
 
 def http(method, url, body=None, headers=None, timeout=10, context=None):
     """Returns (status, headers, body bytes); never raises on HTTP errors.
-    CONTEXT: the ssl.SSLContext for an https URL (e.g. one trusting a
-    self-signed certificate)."""
+    CONTEXT: the ssl.SSLContext for an https URL (default: the system's
+    CAs; e.g. one trusting a test CA or a self-signed certificate)."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=context) as r:

@@ -543,3 +543,58 @@ Test(config, cluster_and_proxy_flags)
     cr_assert(strstr(err, "PostgreSQL") != NULL, "%s", err);
     config_free(&c);
 }
+
+/* HTTPS (issue 13): both files or neither, from flags or environment; the
+ * default public URL follows (https://), an explicit one is kept. */
+Test(config, tls_flags)
+{
+    chatd_config c;
+    char err[256];
+    char *plain[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, plain), 0, "%s", err);
+    cr_assert_str_eq(c.tls_cert, "");
+    cr_assert_str_eq(c.tls_key, "");
+    config_free(&c);
+
+    char *both[] = {
+        "chatd",    "--tls-cert",  "/etc/chatd/cert.pem", "--tls-key=/etc/chatd/key.pem",
+        "--listen", "0.0.0.0:8443"};
+    cr_assert_eq(parse(&c, err, 6, both), 0, "%s", err);
+    cr_assert_str_eq(c.tls_cert, "/etc/chatd/cert.pem");
+    cr_assert_str_eq(c.tls_key, "/etc/chatd/key.pem");
+    cr_assert_str_eq(c.public_url, "https://0.0.0.0:8443");
+    cr_assert(c.public_url_is_default);
+    config_free(&c);
+
+    char *given[] = {"chatd",        "--tls-cert",           "c.pem", "--tls-key", "k.pem",
+                     "--public-url", "https://chat.example/"};
+    cr_assert_eq(parse(&c, err, 7, given), 0, "%s", err);
+    cr_assert_str_eq(c.public_url, "https://chat.example");
+    config_free(&c);
+
+    char *cert_only[] = {"chatd", "--tls-cert", "c.pem"};
+    cr_assert_eq(parse(&c, err, 3, cert_only), -1);
+    cr_assert(strstr(err, "--tls-cert needs --tls-key") != NULL, "%s", err);
+    config_free(&c);
+    char *key_only[] = {"chatd", "--tls-key", "k.pem"};
+    cr_assert_eq(parse(&c, err, 3, key_only), -1);
+    cr_assert(strstr(err, "--tls-key needs --tls-cert") != NULL, "%s", err);
+    config_free(&c);
+    char *empty[] = {"chatd", "--tls-cert", "", "--tls-key", "k.pem"};
+    cr_assert_eq(parse(&c, err, 5, empty), -1);
+    config_free(&c);
+
+    setenv("CHATD_TLS_CERT", "env-cert.pem", 1);
+    setenv("CHATD_TLS_KEY", "env-key.pem", 1);
+    char *flag_wins[] = {"chatd", "--tls-key", "flag-key.pem"};
+    cr_assert_eq(parse(&c, err, 3, flag_wins), 0, "%s", err);
+    cr_assert_str_eq(c.tls_cert, "env-cert.pem");
+    cr_assert_str_eq(c.tls_key, "flag-key.pem");
+    cr_assert_str_eq(c.public_url, "https://127.0.0.1:8080");
+    config_free(&c);
+    unsetenv("CHATD_TLS_KEY");
+    cr_assert_eq(parse(&c, err, 1, plain), -1, "CHATD_TLS_CERT alone");
+    cr_assert(strstr(err, "--tls-key") != NULL, "%s", err);
+    config_free(&c);
+    unsetenv("CHATD_TLS_CERT");
+}

@@ -53,6 +53,11 @@ int http_request(CURL *curl, const char *method, const char *url, const char *co
                                      out, err, errlen);
 }
 
+/* Set once by main before any request (http_client_set_cacert). */
+static const char *cacert;
+
+void http_client_set_cacert(const char *path) { cacert = path; }
+
 int http_request_with_headers(CURL *curl, const char *method, const char *url,
                               const char *content_type, const char *body, const char *bearer,
                               const char *const *headers, long timeout_s, http_reply *out,
@@ -82,6 +87,8 @@ int http_request_with_headers(CURL *curl, const char *method, const char *url,
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, timeout_s);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (cacert)
+        curl_easy_setopt(curl, CURLOPT_CAINFO, cacert);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
     } else if (strcmp(method, "GET") != 0) {

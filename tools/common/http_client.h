@@ -34,5 +34,9 @@ int http_request_with_headers(CURL *curl, const char *method, const char *url,
                               const char *const *headers, long timeout_s, http_reply *out,
                               char *err, size_t errlen);
 void http_reply_free(http_reply *r);
+/* https:// requests trust the CA certificates in the PEM file at path
+ * instead of the system's (chat-client --cacert). Call before the first
+ * request; path must stay valid. NULL: the system's. */
+void http_client_set_cacert(const char *path);
 
 #endif
