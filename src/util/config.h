@@ -60,6 +60,7 @@ typedef struct {
     char node_id[33];        /* --node-id; the host name by default */
     char trusted_proxy[512]; /* --trusted-proxy: "ADDR[,ADDR]"; "" = none */
     int log_level;
+    int log_format; /* log_format: LOG_FORMAT_TEXT or LOG_FORMAT_JSON */
     int help;
 } chatd_config;
 

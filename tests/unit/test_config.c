@@ -1,5 +1,6 @@
 /* Unit tests: chatd's flags and environment variables (flags win). */
 #include "util/config.h"
+#include "util/log.h"
 #include "util/mem.h"
 
 #include <criterion/criterion.h>
@@ -542,4 +543,56 @@ Test(config, cluster_and_proxy_flags)
     cr_assert_eq(parse(&c, err, 3, sqlite), -1);
     cr_assert(strstr(err, "PostgreSQL") != NULL, "%s", err);
     config_free(&c);
+}
+
+/* Logs for machines (issue 13): --log-format and CHATD_LOG_FORMAT, the
+ * level by CHATD_LOG_LEVEL as well as --log-level (flags win). */
+Test(config, log_format_and_level)
+{
+    chatd_config c;
+    char err[256];
+    char *none[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.log_format, LOG_FORMAT_TEXT);
+    cr_assert_eq(c.log_level, LOGL_INFO);
+    config_free(&c);
+
+    setenv("CHATD_LOG_FORMAT", "json", 1);
+    setenv("CHATD_LOG_LEVEL", "warn", 1);
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.log_format, LOG_FORMAT_JSON);
+    cr_assert_eq(c.log_level, LOGL_WARN);
+    config_free(&c);
+    char *flags[] = {"chatd", "--log-format", "text", "--log-level=debug"};
+    cr_assert_eq(parse(&c, err, 4, flags), 0, "%s", err);
+    cr_assert_eq(c.log_format, LOG_FORMAT_TEXT, "the flag wins");
+    cr_assert_eq(c.log_level, LOGL_DEBUG, "the flag wins");
+    config_free(&c);
+    char *eq[] = {"chatd", "--log-format=json"};
+    cr_assert_eq(parse(&c, err, 2, eq), 0, "%s", err);
+    cr_assert_eq(c.log_format, LOG_FORMAT_JSON);
+    config_free(&c);
+
+    const char *bad[] = {"JSON", "logfmt", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *v[] = {"chatd", "--log-format", (char *)bad[i]};
+        cr_assert_eq(parse(&c, err, 3, v), -1, "accepted '%s'", bad[i]);
+        cr_assert(strstr(err, "--log-format") && strstr(err, "text or json"), "%s", err);
+        config_free(&c);
+    }
+    setenv("CHATD_LOG_FORMAT", "yaml", 1);
+    cr_assert_eq(parse(&c, err, 1, none), -1);
+    cr_assert(strstr(err, "CHATD_LOG_FORMAT") != NULL, "%s", err);
+    config_free(&c);
+    unsetenv("CHATD_LOG_FORMAT");
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    config_usage("chatd", f);
+    fclose(f);
+    cr_assert_not_null(strstr(text, "--log-format FORMAT"), "%s", text);
+    cr_assert_not_null(strstr(text, "CHATD_LOG_FORMAT"), "%s", text);
+    free(text);
 }
