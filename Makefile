@@ -49,6 +49,13 @@ CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Isrc -MMD -MP $(MODE_
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 LDFLAGS := $(MODE_LDFLAGS)
 
+# The project's one version (the VERSION file; util/version.h): --version,
+# /api/health, /metrics and the package. Only version.o is built with it.
+CHATD_VERSION := $(shell cat VERSION 2>/dev/null)
+ifeq ($(shell printf '%s' '$(CHATD_VERSION)' | grep -Ex '[0-9A-Za-z.+~-]{1,64}'),)
+$(error VERSION must hold one version: 1 to 64 letters, digits and . + ~ - (found '$(CHATD_VERSION)'))
+endif
+
 # Every module folder below src/; src/chatd.c is main and wiring only.
 MODULE_DIRS ?= $(sort $(dir $(wildcard src/*/*.c)))
 LIB_SRC := $(wildcard $(addsuffix *.c,$(MODULE_DIRS)))
@@ -80,6 +87,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,printf '  CC      %s\n' $<)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/src/util/version.o: CFLAGS += -DCHATD_VERSION='"$(CHATD_VERSION)"'
+$(BUILD)/obj/src/util/version.o: VERSION
 
 $(WEB_GEN): scripts/embed-web.py $(wildcard web/*)
 	@mkdir -p $(dir $@)

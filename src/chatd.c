@@ -22,6 +22,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/rng.h"
+#include "util/version.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -91,6 +92,11 @@ int main(int argc, char **argv)
         return fail(&cfg, 2, err, NULL);
     if (cfg.help) {
         config_usage("chatd", stdout);
+        config_free(&cfg);
+        return 0;
+    }
+    if (cfg.version) {
+        printf("chatd %s\n", chatd_version);
         config_free(&cfg);
         return 0;
     }
@@ -201,6 +207,7 @@ int main(int argc, char **argv)
         snprintf(cfg.public_url, sizeof cfg.public_url, "http://%s%s%s:%d", v6 ? "[" : "",
                  cfg.listen_host, v6 ? "]" : "", http_server_port(http));
     }
+    log_info("chatd", "chatd %s", chatd_version);
     log_info("chatd", "WebRTC: %s",
              cfg.rtc_port ? "one UDP port for every peer (ICE-lite)"
                           : "a libnice agent and "

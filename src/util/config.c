@@ -144,9 +144,10 @@ void config_usage(const char *prog, void *stream)
                 options[i].env, options[i].def);
     }
     fprintf(f,
-            "  %-28s this text\n\nExit status: 0 after SIGINT/SIGTERM, 1 when the database "
-            "cannot be opened, 2 on a bad option.\n",
-            "-h, --help");
+            "  %-28s this text\n  %-28s print the version and exit\n\n"
+            "Exit status: 0 after SIGINT/SIGTERM, 1 when the database cannot be opened, 2 on a "
+            "bad option.\n",
+            "-h, --help", "--version");
 }
 
 static int parse_long(const char *v, long min, long max, long *out)
@@ -456,6 +457,10 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             cfg->help = 1;
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            cfg->version = 1;
             return 0;
         }
         int found = -1;

@@ -62,6 +62,7 @@ typedef struct {
     int log_level;
     int log_format; /* log_format: LOG_FORMAT_TEXT or LOG_FORMAT_JSON */
     int help;
+    int version; /* --version: print it and exit 0 */
 } chatd_config;
 
 /* Fills cfg from argv and the environment. Returns 0, or -1 with err set. */

@@ -546,8 +546,9 @@ Test(config, cluster_and_proxy_flags)
 }
 
 /* Logs for machines (issue 13): --log-format and CHATD_LOG_FORMAT, the
- * level by CHATD_LOG_LEVEL as well as --log-level (flags win). */
-Test(config, log_format_and_level)
+ * level by CHATD_LOG_LEVEL as well as --log-level (flags win), and
+ * --version, which like --help stops parsing at once. */
+Test(config, log_format_level_and_version)
 {
     chatd_config c;
     char err[256];
@@ -555,6 +556,7 @@ Test(config, log_format_and_level)
     cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
     cr_assert_eq(c.log_format, LOG_FORMAT_TEXT);
     cr_assert_eq(c.log_level, LOGL_INFO);
+    cr_assert_eq(c.version, 0);
     config_free(&c);
 
     setenv("CHATD_LOG_FORMAT", "json", 1);
@@ -586,6 +588,15 @@ Test(config, log_format_and_level)
     config_free(&c);
     unsetenv("CHATD_LOG_FORMAT");
 
+    /* --version wins over what follows, not over an error before it */
+    char *version[] = {"chatd", "--version", "--bogus"};
+    cr_assert_eq(parse(&c, err, 3, version), 0, "%s", err);
+    cr_assert_eq(c.version, 1);
+    config_free(&c);
+    char *before[] = {"chatd", "--bogus", "--version"};
+    cr_assert_eq(parse(&c, err, 3, before), -1);
+    config_free(&c);
+
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -594,5 +605,6 @@ Test(config, log_format_and_level)
     fclose(f);
     cr_assert_not_null(strstr(text, "--log-format FORMAT"), "%s", text);
     cr_assert_not_null(strstr(text, "CHATD_LOG_FORMAT"), "%s", text);
+    cr_assert_not_null(strstr(text, "--version"), "%s", text);
     free(text);
 }

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 
 #include "util/log.h"
+#include "util/version.h"
 
 #include <glib.h>
 #include <jansson.h>
@@ -366,4 +367,15 @@ Test(log, json_routes_glib)
     cr_assert_str_eq(field(o[1], "level"), "info");
     for (int i = 0; i < 2; i++)
         json_decref(o[i]);
+}
+
+/* The version (VERSION, through the Makefile): what --version, /api/health
+ * and chatd_build_info print unescaped, so only these characters. */
+Test(log, version_needs_no_escaping)
+{
+    size_t n = strlen(chatd_version);
+    cr_assert(n >= 1 && n <= 64, "%s", chatd_version);
+    cr_assert_eq(strspn(chatd_version, "0123456789abcdefghijklmnopqrstuvwxyz"
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ.+~-"),
+                 n, "%s", chatd_version);
 }
