@@ -1,14 +1,18 @@
 # chatd — build, run, test.
 #
-#   make deps        install Debian and npm packages (no-op when present)
+#   make deps        install every Debian and npm package below (no-op when
+#                    present); each target installs only its own set
+#                    (scripts/deps.sh run|cluster|bench|test)
 #   make             build/chatd, build/chat-client, build/chat-bench
 #   make bench       chatd against Janus TextRoom: docs/BENCHMARKS.md (scripts/bench.sh)
 #   make bench-smoke the bench-smoke suite alone: chat-bench counts right (under a minute)
-#   make run         deps + build + start chatd (prints its URL); ARGS=... to chatd
-#   make cluster     deps + build + a local cluster: NATS, PostgreSQL, 3 chatd
+#   make run         the runtime packages (compiler, -dev libraries; Node.js
+#                    only if the public JSONPlaceholder does not answer) +
+#                    build + start chatd (prints its URL); ARGS=... to chatd
+#   make cluster     its packages + build + a local cluster: NATS, PostgreSQL, 3 chatd
 #                    nodes, nginx with TLS in front (scripts/cluster.sh,
 #                    docs/DEPLOY.md); ARGS=... to every node
-#   make test        deps + every suite (unit, integration, interop, browser,
+#   make test        every package + every suite (unit, integration, interop, browser,
 #                    fuzz, sanitizer build, load, coverage); ends with "N passed,
 #                    N failed, N skipped". The product suites run once, on the
 #                    gcov build, and coverage is read from that run.
@@ -49,6 +53,13 @@ CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Isrc -MMD -MP $(MODE_
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 LDFLAGS := $(MODE_LDFLAGS)
 
+# The project's one version (the VERSION file; util/version.h): --version,
+# /api/health, /metrics and the package. Only version.o is built with it.
+CHATD_VERSION := $(shell cat VERSION 2>/dev/null)
+ifeq ($(shell printf '%s' '$(CHATD_VERSION)' | grep -Ex '[0-9A-Za-z.+~-]{1,64}'),)
+$(error VERSION must hold one version: 1 to 64 letters, digits and . + ~ - (found '$(CHATD_VERSION)'))
+endif
+
 # Every module folder below src/; src/chatd.c is main and wiring only.
 MODULE_DIRS ?= $(sort $(dir $(wildcard src/*/*.c)))
 LIB_SRC := $(wildcard $(addsuffix *.c,$(MODULE_DIRS)))
@@ -80,6 +91,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,printf '  CC      %s\n' $<)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/src/util/version.o: CFLAGS += -DCHATD_VERSION='"$(CHATD_VERSION)"'
+$(BUILD)/obj/src/util/version.o: VERSION
 
 $(WEB_GEN): scripts/embed-web.py $(wildcard web/*)
 	@mkdir -p $(dir $@)
@@ -133,24 +147,28 @@ unit: $(UNIT_BIN) $(TEST_TOOLS)
 
 # The benchmark against Janus TextRoom; writes docs/BENCHMARKS.md. Not
 # part of make test (it measures wall-clock figures).
-bench: deps
+bench:
+	@./scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	./scripts/bench.sh
 
 # The quick check of the bench's tools: chat-bench's scenarios against
 # chatd and Janus with a few peers, counts only (tests/integration/test_bench.py).
-bench-smoke: deps
+bench-smoke:
+	@./scripts/deps.sh test
 	@$(MAKE) --no-print-directory all
 	./scripts/test.sh --only bench-smoke
 
 # ARGS go to chatd, e.g. make run ARGS='--listen 0.0.0.0:8080'.
-run: deps
+run:
+	@./scripts/deps.sh run
 	@$(MAKE) --no-print-directory all
 	./scripts/run.sh $(ARGS)
 
 # A cluster on this machine behind an HTTPS nginx; prints the URL to open,
 # Ctrl-C stops it all. ARGS go to every node.
-cluster: deps
+cluster:
+	@./scripts/deps.sh cluster
 	@$(MAKE) --no-print-directory all
 	./scripts/cluster.sh $(ARGS)
 
@@ -161,14 +179,16 @@ cluster: deps
 # bench-smoke, churn-valgrind and load (the timings and ratios), the ASan
 # build the *-asan suites. Fuzzing here is a corpus replay and
 # TEST_FUZZ_SECONDS (5) per target; `make fuzz` runs FUZZ_SECONDS (30).
-test: deps
+test:
+	@./scripts/deps.sh test
 	@$(MAKE) --no-print-directory all unit fuzz-build
 	@$(MAKE) --no-print-directory MODE=asan all unit
 	@$(MAKE) --no-print-directory MODE=cov all unit
 	./scripts/test.sh --cov
 
 # Every *-asan suite; churn-asan drives the ASan chatd with release clients.
-test-asan: deps
+test-asan:
+	@./scripts/deps.sh test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory MODE=asan all unit
 	./scripts/test.sh --only '*-asan'
@@ -197,12 +217,14 @@ endif
 
 .PHONY: fuzz-build
 fuzz-build: $(FUZZ_BIN)
-fuzz: deps
+fuzz:
+	@./scripts/deps.sh test
 	@$(MAKE) --no-print-directory fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
 
 # Line and branch coverage of src/ (scripts/coverage.py; floors there).
-coverage: deps
+coverage:
+	@./scripts/deps.sh test
 	@$(MAKE) --no-print-directory MODE=cov all unit
 	/usr/bin/python3 scripts/coverage.py
 

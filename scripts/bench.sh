@@ -62,19 +62,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 if [ -z "${BENCH_IN_NETNS:-}" ]; then
-    # Janus and gnuplot come with `make deps` (scripts/deps.sh); install them
-    # here too, so the script also runs on its own.
-    for p in janus gnuplot-nox; do
-        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-            SUDO=""
-            [ "$(id -u)" -eq 0 ] || SUDO=sudo
-            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$p"
-        fi
-    done
+    # Janus, gnuplot, PostgreSQL and the local JSONPlaceholder come with
+    # `make bench` (scripts/deps.sh bench); checked here too, so the script
+    # also runs on its own.
+    ./scripts/deps.sh bench
     for b in build/chatd build/chat-bench; do
         [ -x "$b" ] || { echo "bench.sh: $b missing (run make)" >&2; exit 1; }
     done
-    [ -f node_modules/jsonplaceholder/package.json ] || ./scripts/deps.sh
     export BENCH_IN_NETNS=1
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo -E"

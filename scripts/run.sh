@@ -12,6 +12,8 @@ elif curl -fsS --max-time 4 "$PUBLIC/users/1" >/dev/null 2>&1; then
     echo "run: JSONPlaceholder: the public service ($PUBLIC)"
 else
     port=${JSONPLACEHOLDER_PORT:-3999}
+    # Node.js and the npm package, only now that they are needed
+    ./scripts/deps.sh local-api
     JP_PARENT_PID=$$
     export JP_PARENT_PID
     JSONPLACEHOLDER_URL=$(./scripts/jsonplaceholder.sh start "$port")

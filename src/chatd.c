@@ -25,6 +25,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/rng.h"
+#include "util/version.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -72,9 +73,16 @@ static int start_one_port(chatd_config *cfg, rtc_loops *loops, char *err, size_t
     return 0;
 }
 
+/* Set once the log format is: a failure after that is a log line of it
+ * (a bad flag is always the plain line, the format not being known yet). */
+static int log_json;
+
 static int fail(chatd_config *cfg, int status, const char *what, const char *err)
 {
-    fprintf(stderr, "chatd: %s%s%s\n", what, err ? ": " : "", err ? err : "");
+    if (log_json && cfg->log_level < LOGL_OFF)
+        log_error("chatd", "%s%s%s", what, err ? ": " : "", err ? err : "");
+    else
+        fprintf(stderr, "chatd: %s%s%s\n", what, err ? ": " : "", err ? err : "");
     config_free(cfg);
     return status;
 }
@@ -90,10 +98,18 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 0;
     }
+    if (cfg.version) {
+        printf("chatd %s\n", chatd_version);
+        config_free(&cfg);
+        return 0;
+    }
     if (cfg.rtc_port == 0 && cfg.ice_tcp_port != 0)
         return fail(&cfg, 2, "--ice-tcp-port needs the one-port transport (not --rtc-port 0)",
                     NULL);
     log_set_level((log_level)cfg.log_level);
+    log_set_format((log_format)cfg.log_format);
+    log_json = cfg.log_format == LOG_FORMAT_JSON;
+    log_route_glib();
     mem_install();
     /* Before any socket: every peer costs descriptors, and HTTP must keep
      * some to answer (offer.h, admission control). */
@@ -209,6 +225,7 @@ int main(int argc, char **argv)
         http_tls_describe(tls, about, sizeof about);
         log_info("chatd", "HTTPS with the certificate in %s: %s", cfg.tls_cert, about);
     }
+    log_info("chatd", "chatd %s", chatd_version);
     log_info("chatd", "WebRTC: %s",
              cfg.rtc_port ? "one UDP port for every peer (ICE-lite)"
                           : "a libnice agent and "

@@ -45,6 +45,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/version.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -1080,7 +1081,8 @@ static void usage(FILE *f)
                "  --server-pid PID    report the server's CPU and RSS from /proc\n"
                "  --timeout S         setup limit per peer in seconds (default 20)\n"
                "  --tag TEXT          copied into every result line (no spaces)\n"
-               "  -h, --help          this text\n\n"
+               "  -h, --help          this text\n"
+               "  --version           print the version and exit\n\n"
                "Exit status: 0 when every peer connected, 1 otherwise, 2 on a bad option.\n");
 }
 
@@ -1094,33 +1096,22 @@ int main(int argc, char **argv)
     double duration = -1, budget = 0, hold = 0, interval_ms = 10000, p99_ms = 100;
     B.transport = RTC_TRANSPORT_MUX;
     B.timeout_s = 20;
-    static const struct option opts[] = {{"target", required_argument, 0, 'T'},
-                                         {"url", required_argument, 0, 'u'},
-                                         {"scenario", required_argument, 0, 's'},
-                                         {"room", required_argument, 0, 'r'},
-                                         {"room-size", required_argument, 0, 'Z'},
-                                         {"peers", required_argument, 0, 'n'},
-                                         {"concurrency", required_argument, 0, 'c'},
-                                         {"senders", required_argument, 0, 'm'},
-                                         {"rates", required_argument, 0, 'R'},
-                                         {"duration", required_argument, 0, 'd'},
-                                         {"step", required_argument, 0, 'k'},
-                                         {"loops", required_argument, 0, 'l'},
-                                         {"transport", required_argument, 0, 'X'},
-                                         {"half", no_argument, 0, 'H'},
-                                         {"at", required_argument, 0, 'A'},
-                                         {"budget", required_argument, 0, 'B'},
-                                         {"hold", required_argument, 0, 'o'},
-                                         {"sizes", required_argument, 0, 'S'},
-                                         {"resolution", required_argument, 0, 'z'},
-                                         {"interval-ms", required_argument, 0, 'I'},
-                                         {"p99-ms", required_argument, 0, 'P'},
-                                         {"ice-address", required_argument, 0, 'i'},
-                                         {"server-pid", required_argument, 0, 'p'},
-                                         {"timeout", required_argument, 0, 't'},
-                                         {"tag", required_argument, 0, 'g'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"target", required_argument, 0, 'T'},      {"url", required_argument, 0, 'u'},
+        {"scenario", required_argument, 0, 's'},    {"room", required_argument, 0, 'r'},
+        {"room-size", required_argument, 0, 'Z'},   {"peers", required_argument, 0, 'n'},
+        {"concurrency", required_argument, 0, 'c'}, {"senders", required_argument, 0, 'm'},
+        {"rates", required_argument, 0, 'R'},       {"duration", required_argument, 0, 'd'},
+        {"step", required_argument, 0, 'k'},        {"loops", required_argument, 0, 'l'},
+        {"transport", required_argument, 0, 'X'},   {"half", no_argument, 0, 'H'},
+        {"at", required_argument, 0, 'A'},          {"budget", required_argument, 0, 'B'},
+        {"hold", required_argument, 0, 'o'},        {"sizes", required_argument, 0, 'S'},
+        {"resolution", required_argument, 0, 'z'},  {"interval-ms", required_argument, 0, 'I'},
+        {"p99-ms", required_argument, 0, 'P'},      {"ice-address", required_argument, 0, 'i'},
+        {"server-pid", required_argument, 0, 'p'},  {"timeout", required_argument, 0, 't'},
+        {"tag", required_argument, 0, 'g'},         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
+    };
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -1224,6 +1215,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("chat-bench (chatd) %s\n", chatd_version);
             return 0;
         default:
             usage(stderr);

@@ -38,6 +38,7 @@
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/version.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -1084,7 +1085,8 @@ static void usage(FILE *f)
                "  --timing             print the setup time (offer POST to channel open)\n"
                "  --timeout SECONDS    connection setup limit (default 15)\n"
                "  --quiet              no status lines on standard error\n"
-               "  -h, --help           this text\n\n"
+               "  -h, --help           this text\n"
+               "  --version            print the version and exit\n\n"
                "Typed lines:\n"
                "  text                 a post\n"
                "  /w ID[,ID...] text   a whisper to those user ids (in this room)\n"
@@ -1122,6 +1124,7 @@ int main(int argc, char **argv)
         {"timeout", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {"json", no_argument, 0, 'j'},
         {"token", required_argument, 0, 'k'},
         {"raw", no_argument, 0, 'w'},
@@ -1210,6 +1213,9 @@ int main(int argc, char **argv)
         }
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("chat-client (chatd) %s\n", chatd_version);
             return 0;
         default:
             usage(stderr);

@@ -7,6 +7,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/version.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -301,6 +302,11 @@ void offer_deliver(void *peer, chat_frame *f)
 void offer_metrics_gauges(GString *out, long sessions)
 {
     rtc_stats st = rtc_get_stats();
+    /* version.h: the version needs no escaping in a label */
+    g_string_append_printf(out,
+                           "# HELP chatd_build_info chatd's version (the label); always 1.\n"
+                           "# TYPE chatd_build_info gauge\nchatd_build_info{version=\"%s\"} 1\n",
+                           chatd_version);
     g_string_append_printf(out,
                            "# HELP chatd_peers Connected sessions.\n"
                            "# TYPE chatd_peers gauge\nchatd_peers %ld\n"

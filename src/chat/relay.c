@@ -8,6 +8,7 @@
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/version.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -113,8 +114,11 @@ static void http_offer(void *app, const http_request *req, http_reply *reply)
 static void http_health(void *app, http_reply *reply)
 {
     (void)app;
-    http_reply_json(reply, 200,
-                    mem_strdup("{\"status\":\"ok\",\"database\":\"ok\",\"api\":\"ok\"}"));
+    char buf[160];
+    snprintf(buf, sizeof buf,
+             "{\"status\":\"ok\",\"database\":\"ok\",\"api\":\"ok\",\"version\":\"%s\"}",
+             chatd_version);
+    http_reply_json(reply, 200, mem_strdup(buf));
 }
 
 static void http_metrics(void *app, http_reply *reply)

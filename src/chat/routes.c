@@ -15,6 +15,7 @@
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/version.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -159,10 +160,11 @@ static void http_health(void *app, http_reply *reply)
     /* On a cluster, NATS is a part too: posts are refused without it. */
     int cl = svc->link == NULL || cluster_up(chat_link_cluster(svc->link));
     int ok = db_ok && api && cl;
-    char buf[160];
-    snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"database\":\"%s\",\"api\":\"%s\"%s%s}",
+    char buf[224]; /* version.h: at most 64 bytes, no escaping needed */
+    snprintf(buf, sizeof buf,
+             "{\"status\":\"%s\",\"database\":\"%s\",\"api\":\"%s\"%s%s,\"version\":\"%s\"}",
              ok ? "ok" : "degraded", db, api ? "ok" : "down", svc->link ? ",\"cluster\":" : "",
-             svc->link ? (cl ? "\"ok\"" : "\"down\"") : "");
+             svc->link ? (cl ? "\"ok\"" : "\"down\"") : "", chatd_version);
     http_reply_json(reply, ok ? 200 : 503, mem_strdup(buf));
 }
 

@@ -38,6 +38,7 @@ typedef enum {
     OPT_DRAWS,
     OPT_DRAW_BACKOFF,
     OPT_LOG,
+    OPT_LOG_FORMAT,
     OPT_MODE,
     OPT_POST_RATE,
     /* issue 9, back-pressure */
@@ -93,6 +94,8 @@ static const struct {
     [OPT_DRAW_BACKOFF] = {"--draw-backoff-ms", "CHATD_DRAW_BACKOFF_MS", "N", "500",
                           "first wait after a failed draw (doubles each time)"},
     [OPT_LOG] = {"--log-level", "CHATD_LOG_LEVEL", "LEVEL", "info", "debug, info, warn, error"},
+    [OPT_LOG_FORMAT] = {"--log-format", "CHATD_LOG_FORMAT", "FORMAT", "text",
+                        "text, or json: one JSON object a line (ts, level, module, msg)"},
     [OPT_MODE] = {"--mode", "CHATD_MODE", "MODE", "chat",
                   "chat, or relay (transport test: text goes to the room's other peers)"},
     [OPT_POST_RATE] = {"--post-rate", "CHATD_POST_RATE", "N", "1",
@@ -151,9 +154,10 @@ void config_usage(const char *prog, void *stream)
                 options[i].env, options[i].def);
     }
     fprintf(f,
-            "  %-28s this text\n\nExit status: 0 after SIGINT/SIGTERM, 1 when the database "
-            "cannot be opened, 2 on a bad option.\n",
-            "-h, --help");
+            "  %-28s this text\n  %-28s print the version and exit\n\n"
+            "Exit status: 0 after SIGINT/SIGTERM, 1 when the database cannot be opened, 2 on a "
+            "bad option.\n",
+            "-h, --help", "--version");
 }
 
 static int parse_long(const char *v, long min, long max, long *out)
@@ -326,6 +330,15 @@ static int apply(chatd_config *cfg, opt_id id, const char *v, int from_env, char
         cfg->log_level = l;
         return 0;
     }
+    case OPT_LOG_FORMAT: {
+        int f = log_format_parse(v);
+        if (f < 0) {
+            err_set(err, errlen, "bad %s '%s' (text or json)", flag, v);
+            return -1;
+        }
+        cfg->log_format = f;
+        return 0;
+    }
     default:
         break;
     }
@@ -429,6 +442,7 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
     cfg->max_rooms = 10000;
     cfg->rtc_port = -1;
     cfg->log_level = LOGL_INFO;
+    cfg->log_format = LOG_FORMAT_TEXT;
     cfg->mode = CHATD_MODE_CHAT;
 
     /* Environment first, flags after: flags win. A flag given on the
@@ -457,6 +471,10 @@ int config_parse(chatd_config *cfg, int argc, char **argv, char *err, size_t err
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             cfg->help = 1;
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            cfg->version = 1;
             return 0;
         }
         int found = -1;

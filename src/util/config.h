@@ -63,7 +63,9 @@ typedef struct {
     char tls_cert[1024]; /* --tls-cert: PEM chain */
     char tls_key[1024];  /* --tls-key: PEM private key */
     int log_level;
+    int log_format; /* log_format: LOG_FORMAT_TEXT or LOG_FORMAT_JSON */
     int help;
+    int version; /* --version: print it and exit 0 */
 } chatd_config;
 
 /* Fills cfg from argv and the environment. Returns 0, or -1 with err set. */

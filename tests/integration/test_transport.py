@@ -332,5 +332,78 @@ def bad_flags_exit_2_and_help_lists_every_flag():
     check(p.returncode == 2 and b"CHATD_LISTEN" in p.stderr, f"env error names the var: {p.stderr}")
 
 
+@test
+def version_is_the_version_file_everywhere():
+    """--version of chatd, chat-client and chat-bench, /api/health and
+    /metrics' chatd_build_info all say what VERSION says (issue 13)."""
+    from harness import CHATD_BIN, ROOT
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        version = f.read().strip()
+    p = subprocess.run([CHATD_BIN, "--version"], capture_output=True, timeout=10, text=True)
+    check(p.returncode == 0 and p.stdout == f"chatd {version}\n" and p.stderr == "",
+          f"chatd --version: {p.returncode} {p.stdout!r} {p.stderr!r}")
+    p = subprocess.run([CHATD_BIN, "--help"], capture_output=True, timeout=10, text=True)
+    check("--version" in p.stdout and "--log-format" in p.stdout and "CHATD_LOG_FORMAT" in p.stdout,
+          "--help lacks --version or --log-format")
+    for tool in (CHAT_CLIENT_BIN, os.path.join(os.path.dirname(CHAT_CLIENT_BIN), "chat-bench")):
+        name = os.path.basename(tool)
+        p = subprocess.run([tool, "--version"], capture_output=True, timeout=10, text=True)
+        check(p.returncode == 0 and p.stdout == f"{name} (chatd) {version}\n",
+              f"{name} --version: {p.returncode} {p.stdout!r} {p.stderr!r}")
+        p = subprocess.run([tool, "--help"], capture_output=True, timeout=10, text=True)
+        check("--version" in p.stdout, f"{name} --help lacks --version")
+    d = Chatd("version", *RELAY)
+    s, _, b = http("GET", d.url + "api/health")
+    body = json.loads(b)
+    check(s == 200 and list(body) == ["status", "database", "api", "version"] and
+          body["version"] == version, f"health {s} {b}")
+    _, _, m = http("GET", d.url + "metrics")
+    check(f'\nchatd_build_info{{version="{version}"}} 1\n' in m.decode() and
+          "# TYPE chatd_build_info gauge" in m.decode(), "no chatd_build_info in /metrics")
+    check(d.stop() == 0, "chatd exit status")
+
+
+@test
+def json_log_lines_all_parse():
+    """--log-format json at --log-level debug: a session set up, messages
+    both ways, a hang-up, requests with hostile paths and headers, a
+    SIGTERM; every line chatd writes on standard error is one JSON object
+    with ts, level, module and msg."""
+    d = Chatd("json_log", *RELAY, "--log-format", "json", "--log-level", "debug")
+    a, b = Client(d.url), Client(d.url)
+    a.wait_connected()
+    b.wait_connected()
+    a.send("hello \u202e\u00e9 \"quoted\" \\ back")
+    check(any("hello" in line for line in b.wait_lines(1, 10)), f"not relayed: {b.lines}")
+    port = url_port(d.url)
+    raw_http(port, b"GET /api/\x1b[2J\xff\xfe\"} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+             b"User-Agent: \xc0\xaf\x00\x7f\r\n\r\n")
+    raw_http(port, b"POST /api/rtc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+             b"Content-Type: application/sdp\r\n"
+             b"Content-Length: 8\r\n\r\nv=0\xed\xa0\x80\x01\n")
+    check(a.finish() == 0 and b.finish() == 0, "clients exit 0")
+    check(d.stop() == 0, "chatd exit status")
+    with open(d.log_path, "rb") as f:
+        raw = f.read()
+    lines = raw.split(b"\n")
+    check(lines[-1] == b"", "the log ends with a newline")
+    modules, levels = set(), set()
+    for i, line in enumerate(lines[:-1]):
+        try:
+            o = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise harness.Failure(f"line {i + 1} is not JSON ({e}): {line[:300]!r}")
+        check(isinstance(o, dict) and list(o) == ["ts", "level", "module", "msg"] and
+              all(isinstance(v, str) for v in o.values()), f"line {i + 1}: {o}")
+        check(o["level"] in ("debug", "info", "warn", "error"), f"level {o}")
+        modules.add(o["module"])
+        levels.add(o["level"])
+    msgs = [json.loads(line)["msg"] for line in lines[:-1]]
+    check(len(msgs) >= 10, f"only {len(msgs)} lines")
+    check(any("session" in m and "created" in m for m in msgs), f"no session line: {modules}")
+    check(any("stopping" in m for m in msgs) and "debug" in levels and "info" in levels,
+          f"levels {levels}")
+
+
 if __name__ == "__main__":
     run()

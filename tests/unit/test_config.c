@@ -1,5 +1,6 @@
 /* Unit tests: chatd's flags and environment variables (flags win). */
 #include "util/config.h"
+#include "util/log.h"
 #include "util/mem.h"
 
 #include <criterion/criterion.h>
@@ -597,4 +598,67 @@ Test(config, tls_flags)
     cr_assert(strstr(err, "--tls-key") != NULL, "%s", err);
     config_free(&c);
     unsetenv("CHATD_TLS_CERT");
+
+/* Logs for machines (issue 13): --log-format and CHATD_LOG_FORMAT, the
+ * level by CHATD_LOG_LEVEL as well as --log-level (flags win), and
+ * --version, which like --help stops parsing at once. */
+Test(config, log_format_level_and_version)
+{
+    chatd_config c;
+    char err[256];
+    char *none[] = {"chatd"};
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.log_format, LOG_FORMAT_TEXT);
+    cr_assert_eq(c.log_level, LOGL_INFO);
+    cr_assert_eq(c.version, 0);
+    config_free(&c);
+
+    setenv("CHATD_LOG_FORMAT", "json", 1);
+    setenv("CHATD_LOG_LEVEL", "warn", 1);
+    cr_assert_eq(parse(&c, err, 1, none), 0, "%s", err);
+    cr_assert_eq(c.log_format, LOG_FORMAT_JSON);
+    cr_assert_eq(c.log_level, LOGL_WARN);
+    config_free(&c);
+    char *flags[] = {"chatd", "--log-format", "text", "--log-level=debug"};
+    cr_assert_eq(parse(&c, err, 4, flags), 0, "%s", err);
+    cr_assert_eq(c.log_format, LOG_FORMAT_TEXT, "the flag wins");
+    cr_assert_eq(c.log_level, LOGL_DEBUG, "the flag wins");
+    config_free(&c);
+    char *eq[] = {"chatd", "--log-format=json"};
+    cr_assert_eq(parse(&c, err, 2, eq), 0, "%s", err);
+    cr_assert_eq(c.log_format, LOG_FORMAT_JSON);
+    config_free(&c);
+
+    const char *bad[] = {"JSON", "logfmt", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *v[] = {"chatd", "--log-format", (char *)bad[i]};
+        cr_assert_eq(parse(&c, err, 3, v), -1, "accepted '%s'", bad[i]);
+        cr_assert(strstr(err, "--log-format") && strstr(err, "text or json"), "%s", err);
+        config_free(&c);
+    }
+    setenv("CHATD_LOG_FORMAT", "yaml", 1);
+    cr_assert_eq(parse(&c, err, 1, none), -1);
+    cr_assert(strstr(err, "CHATD_LOG_FORMAT") != NULL, "%s", err);
+    config_free(&c);
+    unsetenv("CHATD_LOG_FORMAT");
+
+    /* --version wins over what follows, not over an error before it */
+    char *version[] = {"chatd", "--version", "--bogus"};
+    cr_assert_eq(parse(&c, err, 3, version), 0, "%s", err);
+    cr_assert_eq(c.version, 1);
+    config_free(&c);
+    char *before[] = {"chatd", "--bogus", "--version"};
+    cr_assert_eq(parse(&c, err, 3, before), -1);
+    config_free(&c);
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    config_usage("chatd", f);
+    fclose(f);
+    cr_assert_not_null(strstr(text, "--log-format FORMAT"), "%s", text);
+    cr_assert_not_null(strstr(text, "CHATD_LOG_FORMAT"), "%s", text);
+    cr_assert_not_null(strstr(text, "--version"), "%s", text);
+    free(text);
 }
