@@ -12,6 +12,13 @@ postgresql sqlite3 chromium python3 python3-aiortc python3-jwt
 python3-cryptography iproute2 util-linux nftables curl janus gnuplot-nox
 nats-server libnats-dev nginx openssl"
 
+# Debian packaging (make deb: scripts/deb.sh installs these and the
+# Build-Depends alone). make test's `package` suite builds and checks the
+# .deb, and compares the unit's system call filter with what chatd calls
+# (strace).
+PKG_DEBS="debhelper dpkg-dev fakeroot lintian"
+DEBS="$DEBS $PKG_DEBS strace"
+
 # nginx and nats-server: the project only ever runs its own (scripts/
 # cluster.sh: nginx -p PREFIX -c CONF -e LOG -g 'daemon off;' with its pid,
 # logs and temporary files under PREFIX; nats-server with its flags and data
