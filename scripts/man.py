@@ -157,9 +157,9 @@ def list_roff(items):
 def version(program):
     try:
         p = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
-        words = p.stdout.split()
-        if p.returncode == 0 and words:
-            return words[-1]
+        m = re.search(r"\b\d+\.\d+(?:\.\d+)?(?:[-+~][0-9A-Za-z.+~-]*)?", p.stdout)
+        if p.returncode == 0 and m:
+            return m.group(0)
     except OSError:
         pass
     try:
