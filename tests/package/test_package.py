@@ -600,7 +600,7 @@ def _check_trace(trace, unit, state):
     start = next((i for i, line in enumerate(lines)
                   if re.match(r"^\d+\s+execve\(\"/usr/sbin/chatd\"", line)), None)
     check(start is not None, "strace saw no execve of /usr/sbin/chatd")
-    used, socket_families, written, proc_other = set(), set(), set(), set()
+    used, socket_families, written, proc_other, wx = set(), set(), set(), set(), []
     for line in lines[start + 1:]:
         m = SYSCALL_RE.match(line)
         if not m:
@@ -612,6 +612,10 @@ def _check_trace(trace, unit, state):
         m3 = re.search(r"\bopenat\([^,]+, \"([^\"]+)\", ([A-Z_|]+)", line)
         if m3 and re.search(r"O_WRONLY|O_RDWR|O_CREAT", m3.group(2)) and "= -1" not in line:
             written.add(m3.group(1))
+        if (re.search(r"\b(pkey_)?mprotect\([^)]*PROT_EXEC", line)
+                or re.search(r"\bmmap\([^)]*PROT_WRITE\|PROT_EXEC", line)
+                or re.search(r"\bmmap\([^)]*PROT_EXEC\|PROT_WRITE", line)):
+            wx.append(line.strip())
         if m3 and re.match(r"/proc/(?!(self|thread-self|\d+)(/|$))", m3.group(1)):
             proc_other.add(m3.group(1))
     denied = sorted(used - allowed)
@@ -622,6 +626,7 @@ def _check_trace(trace, unit, state):
                      if not w.startswith((state + "/", "/dev/", "/tmp/", "/proc/self/")))
     check(not outside, f"chatd wrote outside its StateDirectory (read-only under "
                        f"ProtectSystem=strict): {outside}")
+    check(not wx, f"MemoryDenyWriteExecute would refuse: {wx[:3]}")
     # ProcSubset=pid leaves processes only in /proc. Two probes do without
     # what it hides: libselinux (loaded with GLib) reads /proc/filesystems,
     # glibc's malloc /proc/sys/vm/overcommit_memory (unread, it takes the
