@@ -16,8 +16,11 @@ nats-server libnats-dev nginx openssl"
 # Build-Depends alone). make test's `package` suite builds and checks the
 # .deb, and compares the unit's system call filter with what chatd calls
 # (strace).
+# Both belong to the test set: DEBS today, TEST_DEBS once this script
+# installs sets (written to work either way).
 PKG_DEBS="debhelper dpkg-dev fakeroot lintian"
-DEBS="$DEBS $PKG_DEBS strace"
+DEBS="${DEBS:-} $PKG_DEBS strace"
+TEST_DEBS="${TEST_DEBS:-} $PKG_DEBS strace"
 
 # nginx and nats-server: the project only ever runs its own (scripts/
 # cluster.sh: nginx -p PREFIX -c CONF -e LOG -g 'daemon off;' with its pid,
