@@ -21,9 +21,15 @@
 #   make format      clang-format -i over the C sources (.clang-format)
 #   make coverage    gcov build, the suites on it, "coverage: lines X% branches
 #                    Y%" for src/, HTML report in build/coverage/
+#   make install     the programs, man pages, systemd unit, environment file and
+#                    sysusers.d entry under PREFIX (/usr/local), DESTDIR staged;
+#                    make uninstall removes them (docs/DEPLOY.md)
+#   make deb         build/deb/chatd_VERSION_ARCH.deb with debhelper (debian/,
+#                    scripts/deb.sh), checked by lintian
 #
 # MODE=asan or MODE=cov selects an instrumented build under build/asan or
-# build/cov; BUILD overrides the output folder.
+# build/cov; BUILD overrides the output folder. EXTRA_CFLAGS and
+# EXTRA_LDFLAGS are added last (debian/rules passes dpkg-buildflags' there).
 
 MODE ?= release
 ifeq ($(MODE),asan)
@@ -49,9 +55,9 @@ CC ?= gcc
 PKGS := glib-2.0 nice openssl usrsctp libmicrohttpd gnutls jansson libcurl libpq sqlite3 libnats
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Isrc -MMD -MP $(MODE_CFLAGS) $(PKG_CFLAGS)
+CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Isrc -MMD -MP $(MODE_CFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS := $(PKG_LIBS) -lpthread -lm
-LDFLAGS := $(MODE_LDFLAGS)
+LDFLAGS := $(MODE_LDFLAGS) $(EXTRA_LDFLAGS)
 
 # The project's one version (the VERSION file; util/version.h): --version,
 # /api/health, /metrics and the package. Only version.o is built with it.
@@ -76,7 +82,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client $(BUILD)/chat-bench
 
-.PHONY: all deps run cluster test test-asan unit fuzz coverage bench bench-smoke clean
+.PHONY: all deps run cluster test test-asan unit fuzz coverage bench bench-smoke clean \
+    man install uninstall deb
 # Keep object files of test binaries (they are intermediates to make).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -233,6 +240,76 @@ FORMAT_SRC = $(wildcard src/*.c src/*/*.[ch] tools/*.c tools/*/*.[ch] tests/unit
 .PHONY: format
 format:
 	clang-format -i $(FORMAT_SRC)
+
+# --- install ---------------------------------------------------------------
+# chatd goes to sbin: it is a daemon an administrator starts (chatd(8), as
+# the Debian package has it in /usr/sbin); the clients to bin. The unit's
+# paths follow SBINDIR and SYSCONFDIR. SYSCONFDIR is /etc whatever the
+# PREFIX (the unit reads SYSCONFDIR/default/chatd); an environment file
+# already there is kept. The Debian package: PREFIX=/usr
+# UNITDIR=/lib/systemd/system (debian/rules).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INSTALL ?= install
+
+# The man pages: man/NAME.SECTION.in (hand-written roff) with OPTIONS,
+# ENVIRONMENT and EXIT STATUS made from the program's --help
+# (scripts/man.py), so they list exactly what it accepts. Rebuilt every
+# time (a fraction of a second): the paths in them follow the variables above.
+MAN_PAGES := $(BUILD)/man/chatd.8 $(BUILD)/man/chat-client.1 $(BUILD)/man/chat-bench.1
+MAN_DEFS = SBINDIR=$(SBINDIR) SYSCONFDIR=$(SYSCONFDIR) UNITDIR=$(UNITDIR)
+man: $(PROGRAMS)
+	@mkdir -p $(BUILD)/man
+	$(Q)for page in $(MAN_PAGES); do \
+	    name=$$(basename $$page); \
+	    python3 scripts/man.py $(BUILD)/$${name%.*} man/$$name.in $$page $(MAN_DEFS) || exit 1; \
+	done
+
+install: man
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/default
+	$(INSTALL) -m 0755 $(BUILD)/chatd $(DESTDIR)$(SBINDIR)/chatd
+	$(INSTALL) -m 0755 $(BUILD)/chat-client $(BUILD)/chat-bench $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 $(BUILD)/man/chatd.8 $(DESTDIR)$(MANDIR)/man8/chatd.8
+	$(INSTALL) -m 0644 $(BUILD)/man/chat-client.1 $(BUILD)/man/chat-bench.1 $(DESTDIR)$(MANDIR)/man1/
+	sed -e 's|/usr/sbin/chatd|$(SBINDIR)/chatd|' -e 's|/etc/default/chatd|$(SYSCONFDIR)/default/chatd|' \
+	    deploy/systemd/chatd.service >$(BUILD)/chatd.service
+	$(INSTALL) -m 0644 $(BUILD)/chatd.service $(DESTDIR)$(UNITDIR)/chatd.service
+	$(INSTALL) -m 0644 deploy/systemd/chatd.sysusers $(DESTDIR)$(SYSUSERSDIR)/chatd.conf
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/default/chatd ]; then \
+	    echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/default/chatd (deploy/systemd/chatd.default is the shipped one)"; \
+	else \
+	    echo "$(INSTALL) -m 0600 deploy/systemd/chatd.default $(DESTDIR)$(SYSCONFDIR)/default/chatd"; \
+	    $(INSTALL) -m 0600 deploy/systemd/chatd.default $(DESTDIR)$(SYSCONFDIR)/default/chatd; \
+	fi
+
+# The environment file goes only when it is the one shipped (never the
+# settings someone wrote).
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/chatd $(DESTDIR)$(BINDIR)/chat-client $(DESTDIR)$(BINDIR)/chat-bench \
+	    $(DESTDIR)$(MANDIR)/man8/chatd.8 $(DESTDIR)$(MANDIR)/man1/chat-client.1 \
+	    $(DESTDIR)$(MANDIR)/man1/chat-bench.1 $(DESTDIR)$(UNITDIR)/chatd.service \
+	    $(DESTDIR)$(SYSUSERSDIR)/chatd.conf
+	@f=$(DESTDIR)$(SYSCONFDIR)/default/chatd; \
+	if [ -e $$f ] && ! cmp -s $$f deploy/systemd/chatd.default; then \
+	    echo "uninstall: keeping $$f (changed since install)"; \
+	else \
+	    rm -f $$f; \
+	fi
+
+# The Debian package, from a copy of this tree, with dpkg-buildpackage
+# (debian/rules: the release build with dpkg-buildflags, then make install
+# PREFIX=/usr); no test suite in the build (make test runs the `package`
+# suite); lintian after. Installs what it needs, and only that: PKG_DEBS
+# of scripts/deps.sh and debian/control's Build-Depends.
+deb:
+	./scripts/deb.sh
 
 clean:
 	rm -rf build

@@ -29,6 +29,16 @@ BENCH_DEBS="janus gnuplot-nox postgresql iproute2 util-linux"
 TEST_DEBS="clang libclang-rt-14-dev libjwt-dev libcriterion-dev gcovr valgrind
 sqlite3 chromium python3-aiortc python3-jwt python3-cryptography nftables"
 
+# Debian packaging (make deb: scripts/deb.sh installs these and the
+# Build-Depends alone). make test's `package` suite builds and checks the
+# .deb, and compares the unit's system call filter with what chatd calls
+# (strace).
+# Both belong to the test set: DEBS today, TEST_DEBS once this script
+# installs sets (written to work either way).
+PKG_DEBS="debhelper dpkg-dev fakeroot lintian"
+DEBS="${DEBS:-} $PKG_DEBS strace"
+TEST_DEBS="${TEST_DEBS:-} $PKG_DEBS strace"
+
 # nginx and nats-server: the project only ever runs its own (scripts/
 # cluster.sh: nginx -p PREFIX -c CONF -e LOG -g 'daemon off;' with its pid,
 # logs and temporary files under PREFIX; nats-server with its flags and data

@@ -20,8 +20,9 @@ unit binaries in DIR/tests (scripts/coverage.py uses --build build/cov).
 The suites, in the order of SUITES below: harness (the Python test
 runner's own promises: tests/lib/test_harness.py), the product on the main build
 (unit, integration, integration-chat, fault, interop-aiortc, bench-smoke,
-readme, interop-chromium, browser, cluster), fuzz (corpus replay and a short run of each
-target), the same suites on the ASan+UBSan build (unit-asan,
+readme, interop-chromium, browser, cluster), package (make install, the man
+pages, make deb and the package installed, run and purged; release build),
+fuzz (corpus replay and a short run of each target), the same suites on the ASan+UBSan build (unit-asan,
 integration-asan, integration-chat-asan, fault-asan, interop-aiortc-asan),
 abuse and abuse-asan (tests/abuse: issue 9's attacks, each with a bound),
 then tests/load: churn-asan, churn-valgrind, load, load-asan, and last
@@ -275,6 +276,10 @@ def main():
         # servers, in a network namespace for Chromium); runs alone: its
         # presence and outage checks are bounded in seconds
         Suite("cluster", [py("tests/cluster/test_cluster.py")], main_env),
+        # issue 13: make install/uninstall, the man pages against --help, make
+        # deb (lintian), the .deb installed here, its unit's ExecStart run as
+        # systemd would, purged; on the release build, alone (it builds)
+        Suite("package", [py("tests/package/test_package.py")], release_env),
         Suite("fuzz", [("cmd", ["scripts/fuzz.sh"])], fuzz_env),
         Suite("unit-asan", [("tap", ("build/asan/tests", None, RATE_TESTS))], unit_asan_env),
         Suite("integration-asan", [py("tests/integration/test_transport.py"),
