@@ -32,12 +32,9 @@ sqlite3 chromium python3-aiortc python3-jwt python3-cryptography nftables"
 # Debian packaging (make deb: scripts/deb.sh installs these and the
 # Build-Depends alone). make test's `package` suite builds and checks the
 # .deb, and compares the unit's system call filter with what chatd calls
-# (strace).
-# Both belong to the test set: DEBS today, TEST_DEBS once this script
-# installs sets (written to work either way).
+# (strace): both are in the test set.
 PKG_DEBS="debhelper dpkg-dev fakeroot lintian"
-DEBS="${DEBS:-} $PKG_DEBS strace"
-TEST_DEBS="${TEST_DEBS:-} $PKG_DEBS strace"
+TEST_DEBS="$TEST_DEBS $PKG_DEBS strace"
 
 # nginx and nats-server: the project only ever runs its own (scripts/
 # cluster.sh: nginx -p PREFIX -c CONF -e LOG -g 'daemon off;' with its pid,
