@@ -598,6 +598,7 @@ Test(config, tls_flags)
     cr_assert(strstr(err, "--tls-key") != NULL, "%s", err);
     config_free(&c);
     unsetenv("CHATD_TLS_CERT");
+}
 
 /* Logs for machines (issue 13): --log-format and CHATD_LOG_FORMAT, the
  * level by CHATD_LOG_LEVEL as well as --log-level (flags win), and
