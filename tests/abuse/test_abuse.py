@@ -382,6 +382,8 @@ def forge_main(url, n):
             if m.get("ref") is not None:
                 seen += 1
             k = m.get("code") or m.get("type")
+            if k == "message" and m.get("source") != "manual":
+                k = "message " + str(m.get("source"))  # an auto post: not a forged one
             answers[k] = answers.get(k, 0) + 1
         print(json.dumps(answers), flush=True)
         await p.close()

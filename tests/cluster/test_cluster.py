@@ -62,7 +62,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import harness  # noqa: E402
 from harness import (CHATD_BIN, LOG_DIR, SCALE, Client, Failure, Fixture, JsonClient,  # noqa: E402
                      check, free_port, http, pid_alive, run, test, wait_until)
-from chatpeer import Peer, arun, is_msg  # noqa: E402
+from chatpeer import Peer, aapi, api, arun, is_msg  # noqa: E402
 
 VETH = os.environ.get("NETNS_ADDR", "10.77.0.1")
 ARTIFACTS = os.environ.get("ARTIFACTS_DIR", os.path.join(ROOT, "build", "artifacts"))
@@ -361,27 +361,6 @@ def node(letter):
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def api(n, method, path, body=None, token=None, headers=None):
-    """(status, parsed JSON or None, headers) of a JSON request to node N."""
-    h = dict(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    if token:
-        h["Authorization"] = "Bearer " + token
-    status, hdrs, raw = http(method, n.url.rstrip("/") + path, data, h)
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = None
-    return status, parsed, hdrs
-
-
-async def aapi(*args, **kw):
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: api(*args, **kw))
 
 
 def pg_rows(sql):

@@ -27,33 +27,12 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
 from harness import Failure, Skip, ahttp, check, http, run, start_chatd, test  # noqa: E402
-from chatpeer import Peer, arun, is_msg  # noqa: E402
+from chatpeer import Peer, aapi, api, arun, is_msg  # noqa: E402
 
 QUIET = ("--auto-post-max-ms", "600000")   # no auto post during a short test
 ADMIN = "admin-key-for-tests"
 
 JP = harness.shared_jsonplaceholder()
-
-
-def api(d, method, path, body=None, token=None, headers=None):
-    """(status, parsed JSON or None, headers) of a JSON request to chatd."""
-    h = dict(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    if token:
-        h["Authorization"] = "Bearer " + token
-    status, hdrs, raw = http(method, d.url.rstrip("/") + path, data, h)
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = None
-    return status, parsed, hdrs
-
-
-async def aapi(*args, **kw):
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: api(*args, **kw))
 
 
 def db_rows(d, sql, url=None):

@@ -2,14 +2,14 @@
 tests/interop): connect with an optional bearer token, read welcome and
 history, wait for a message of a type or matching a predicate, post.
 
-    from chatpeer import Peer, arun, joined, distinct_users, is_msg
+    from chatpeer import Peer, arun, joined, distinct_users, is_msg, api, aapi
 """
 
 import asyncio
 import json
 import time
 
-from harness import Failure, check
+from harness import Failure, check, http
 from rtcpeer import DataChannelPeer
 
 
@@ -113,3 +113,26 @@ async def distinct_users(peers, url, n, tries=20):
 def is_msg(m, source=None, ref=None, text=None):
     return (m.get("type") == "message" and (source is None or m.get("source") == source)
             and (ref is None or m.get("ref") == ref) and (text is None or m.get("text") == text))
+
+
+def api(server, method, path, body=None, token=None, headers=None):
+    """(status, parsed JSON or None, headers) of a JSON request to SERVER
+    (anything with a .url: a Chatd, a cluster node)."""
+    h = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    if token:
+        h["Authorization"] = "Bearer " + token
+    status, hdrs, raw = http(method, server.url.rstrip("/") + path, data, h)
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = None
+    return status, parsed, hdrs
+
+
+async def aapi(*args, **kw):
+    """api() without blocking the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: api(*args, **kw))
