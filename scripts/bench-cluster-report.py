@@ -3,9 +3,11 @@
 
     scripts/bench-cluster-report.py RESULTS MACHINE PEERS
 
-RESULTS holds chat-bench's fanout lines, each with bc_setup, bc_nodes and
-bc_clustered added; --server-pid was given as: the nodes in --url order,
-then nats-server (clustered set-ups only), then every PostgreSQL process.
+RESULTS holds chat-bench's fanout lines, each with bc_setup, bc_nodes,
+bc_peer_nodes (the first bc_peer_nodes nodes have peers; the others are
+bystanders) and bc_clustered added; --server-pid was given as: the nodes in
+--url order, then the bystanders, then nats-server (clustered set-ups
+only), then every PostgreSQL process.
 Prints, one line each:
 
   cluster-bench setup=...      one chat-bench run: deliveries, latency
@@ -17,6 +19,7 @@ Prints, one line each:
   cluster-bench marginal ...   per extra message between a set-up's two
                                rates (a node's idle CPU cancels): each
                                node's CPU against its receivers per message
+                               (a bystander node, with no peer: 0)
   cluster-bench model ...      the fitted costs (below)
   cluster-bench predict ...    what they predict for N machines
 
@@ -58,15 +61,18 @@ def main():
     runs = {}  # (setup, rate) -> what one chat-bench line measured
     for r in rows:
         n, cl = int(r["bc_nodes"]), int(r["bc_clustered"])
+        with_peers = int(r.get("bc_peer_nodes", n))
         each = [float(x) for x in r.get("server_cpu_each_s", r.get("server_cpu_s", "0")).split(",")]
         nodes_cpu, rest = each[:n], each[n:]
         run = dict(setup=r["bc_setup"], n=n, cl=cl, rate=f(r, "rate"), r=r, nodes_cpu=nodes_cpu,
                    nats=rest[0] if cl and rest else 0.0, pg=sum(rest[1:] if cl else rest),
                    sent=f(r, "sent"),
                    deliv=([int(x) for x in r["delivered_each"].split(",")]
-                          if "delivered_each" in r else [int(r["delivered"])]))
+                          if "delivered_each" in r else [int(r["delivered"])])
+                   + [0] * (n - with_peers))
         runs[(run["setup"], run["rate"])] = run
-        line = (f"cluster-bench setup={run['setup']} nodes={n} peers={r['peers']} "
+        line = (f"cluster-bench setup={run['setup']} nodes={n} nodes_with_peers={with_peers}"
+                f" peers={r['peers']} "
                 f"senders={r['senders']} rate={r['rate']} sent={int(run['sent'])} "
                 f"delivered={r['delivered']} lost={r['lost']} "
                 f"delivered_per_s={r['delivered_per_s']} "
@@ -80,6 +86,7 @@ def main():
         line += (f" node_deliveries={','.join(map(str, run['deliv']))}"
                  f" node_cpu_s={','.join(f'{c:.2f}' for c in nodes_cpu)}"
                  f" node_us_per_delivery={per_d}"
+                 f" node_us_per_message={','.join(us(c, run['sent']) for c in nodes_cpu)}"
                  f" nats_cpu_s={run['nats']:.2f} nats_us_per_post={us(run['nats'], run['sent'])}"
                  f" pg_cpu_s={run['pg']:.2f} pg_us_per_post={us(run['pg'], run['sent'])}"
                  f" all_servers_us_per_delivery={us(f(r, 'server_cpu_s'), f(r, 'delivered'))}"

@@ -2,11 +2,14 @@
 # bench-cluster.sh — chat-bench against a chatd cluster (issue 12's Bench).
 # `make bench-cluster` runs it after `make deps` and `make`; about 2 minutes.
 #
-# The same fan-out on four set-ups, each on fresh chatd (and NATS) processes:
+# The same fan-out on five set-ups, each on fresh chatd (and NATS) processes:
 #
 #   1node       one chatd without --cluster: the baseline
 #   1node-nats  one chatd with --cluster: every post goes to NATS JetStream
 #               and is delivered when it comes back (the NATS hop alone)
+#   bystander   two clustered nodes, every peer on the first: the second
+#               receives every message from NATS and delivers it to nobody
+#               (what a node pays per message of a room it does not host)
 #   2nodes      two clustered nodes, the peers spread over them
 #   3nodes      three
 #
@@ -33,7 +36,7 @@
 #
 # Settings, from the environment:
 #   BC_PEERS=100 BC_SENDERS=100 BC_RATES=0.5,1 BC_DURATION=10
-#   BC_SETUPS="1node 1node-nats 2nodes 3nodes"
+#   BC_SETUPS="1node 1node-nats bystander 2nodes 3nodes"
 #
 # Output: one `cluster-bench setup=...` line per set-up, then `cluster-bench
 # summary ...` and `cluster-bench model ...` lines. Raw chat-bench lines in
@@ -63,7 +66,7 @@ PEERS=${BC_PEERS:-100}
 SENDERS=${BC_SENDERS:-100}
 RATES=${BC_RATES:-0.5,1}
 DURATION=${BC_DURATION:-10}
-SETUPS=${BC_SETUPS:-1node 1node-nats 2nodes 3nodes}
+SETUPS=${BC_SETUPS:-1node 1node-nats bystander 2nodes 3nodes}
 
 OUT=$ROOT/build/bench-cluster
 LOGS=$OUT/logs
@@ -219,7 +222,7 @@ wait_quiet() {
 
 # ---- one set-up: NODES nodes, clustered or not; prints its result line
 measure() {
-    setup=$1 nodes=$2 clustered=$3
+    setup=$1 nodes=$2 clustered=$3 peer_nodes=${4:-$2}
     wait_quiet
     log "== $setup: $nodes node(s), cluster $clustered"
     NATS_PID=""
@@ -248,7 +251,8 @@ measure() {
         $ON_SERVER build/chatd "$@" >"$LOGS/$setup-node-$k.log" 2>&1 </dev/null &
         pid=$!
         NODE_PIDS="$NODE_PIDS $pid"
-        urls="$urls http://127.0.0.1:$port/"
+        # a bystander node (k > peer_nodes) is in the cluster with no peer
+        [ $k -gt "$peer_nodes" ] || urls="$urls http://127.0.0.1:$port/"
         k=$((k + 1))
     done
     k=1
@@ -262,13 +266,13 @@ measure() {
         --duration "$DURATION" --ice-address "$ICE" --transport mux --tag "$setup"
     for u in $urls; do set -- "$@" --url "$u"; done
     for p in $NODE_PIDS $NATS_PID $(pg_pids); do set -- "$@" --server-pid "$p"; done
-    echo "# $setup: --server-pid order: $nodes node(s)$([ -n "$NATS_PID" ] && echo ', nats-server'), then PostgreSQL's processes" >>"$COMMANDS"
+    echo "# $setup: --server-pid order: $nodes node(s) (the first $peer_nodes with peers)$([ -n "$NATS_PID" ] && echo ', nats-server'), then PostgreSQL's processes" >>"$COMMANDS"
     note_cmd "$ON_CLIENT build/chat-bench --loops $CLIENT_LOOPS $*"
     rc=0
     $ON_CLIENT build/chat-bench --loops "$CLIENT_LOOPS" "$@" >"$OUT/$setup.txt" 2>"$LOGS/$setup-bench.log" || rc=$?
     [ $rc -eq 0 ] || log "chat-bench exit $rc: $(tail -n 3 "$LOGS/$setup-bench.log")"
     grep '^scenario=fanout' "$OUT/$setup.txt" |
-        sed "s/\$/ bc_setup=$setup bc_nodes=$nodes bc_clustered=$clustered/" >>"$RESULTS" || true
+        sed "s/\$/ bc_setup=$setup bc_nodes=$nodes bc_peer_nodes=$peer_nodes bc_clustered=$clustered/" >>"$RESULTS" || true
     # the nodes first, while NATS and the database still run (they flush)
     # shellcheck disable=SC2086
     stop_pids $NODE_PIDS
@@ -282,9 +286,10 @@ for s in $SETUPS; do
     case "$s" in
     1node) measure 1node 1 0 ;;
     1node-nats) measure 1node-nats 1 1 ;;
+    bystander) measure bystander 2 1 1 ;;
     2nodes) measure 2nodes 2 1 ;;
     3nodes) measure 3nodes 3 1 ;;
-    *) log "unknown set-up $s (1node 1node-nats 2nodes 3nodes)"; exit 2 ;;
+    *) log "unknown set-up $s (1node 1node-nats bystander 2nodes 3nodes)"; exit 2 ;;
     esac
 done
 echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
