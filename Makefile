@@ -6,8 +6,9 @@
 #   make bench-smoke the bench-smoke suite alone: chat-bench counts right (under a minute)
 #   make bench-cluster  one room spread over 1, 2 and 3 clustered nodes (NATS,
 #                    PostgreSQL started by it): the NATS hop's latency, CPU per
-#                    delivery per node (scripts/bench-cluster.sh, about 2 min;
-#                    prints its result lines, figures in docs/BENCHMARKS.md)
+#                    delivery per node (scripts/bench-cluster.sh; 2.5 min, up to
+#                    3 more while other processes keep the CPUs busy); prints
+#                    its result lines, figures in docs/BENCHMARKS.md
 #   make run         deps + build + start chatd (prints its URL); ARGS=... to chatd
 #   make cluster     deps + build + a local cluster: NATS, PostgreSQL, 3 chatd
 #                    nodes, nginx with TLS in front (scripts/cluster.sh,

@@ -1,6 +1,8 @@
 #!/bin/sh
 # bench-cluster.sh — chat-bench against a chatd cluster (issue 12's Bench).
-# `make bench-cluster` runs it after `make deps` and `make`; about 2 minutes.
+# `make bench-cluster` runs it after `make deps` and `make`: about 2.5
+# minutes, and up to 3 more when it waits for other processes to leave the
+# CPUs.
 #
 # The same fan-out on five set-ups, each on fresh chatd (and NATS) processes:
 #
