@@ -4,6 +4,11 @@
 #   make             build/chatd, build/chat-client, build/chat-bench
 #   make bench       chatd against Janus TextRoom: docs/BENCHMARKS.md (scripts/bench.sh)
 #   make bench-smoke the bench-smoke suite alone: chat-bench counts right (under a minute)
+#   make bench-cluster  one room spread over 1, 2 and 3 clustered nodes (NATS,
+#                    PostgreSQL started by it): the NATS hop's latency, CPU per
+#                    delivery per node (scripts/bench-cluster.sh; 2.5 min, up to
+#                    3 more while other processes keep the CPUs busy); prints
+#                    its result lines, figures in docs/BENCHMARKS.md
 #   make run         deps + build + start chatd (prints its URL); ARGS=... to chatd
 #   make cluster     deps + build + a local cluster: NATS, PostgreSQL, 3 chatd
 #                    nodes, nginx with TLS in front (scripts/cluster.sh,
@@ -65,7 +70,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client $(BUILD)/chat-bench
 
-.PHONY: all deps run cluster test test-asan unit fuzz coverage bench bench-smoke clean
+.PHONY: all deps run cluster test test-asan unit fuzz coverage bench bench-smoke bench-cluster clean
 # Keep object files of test binaries (they are intermediates to make).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -136,6 +141,12 @@ unit: $(UNIT_BIN) $(TEST_TOOLS)
 bench: deps
 	@$(MAKE) --no-print-directory all
 	./scripts/bench.sh
+
+# chat-bench against a cluster (issue 12): one room on one node without and
+# with --cluster, then spread over two and three nodes. Not part of make test.
+bench-cluster: deps
+	@$(MAKE) --no-print-directory all
+	./scripts/bench-cluster.sh
 
 # The quick check of the bench's tools: chat-bench's scenarios against
 # chatd and Janus with a few peers, counts only (tests/integration/test_bench.py).
