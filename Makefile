@@ -6,6 +6,11 @@
 #   make             build/chatd, build/chat-client, build/chat-bench
 #   make bench       chatd against Janus TextRoom: docs/BENCHMARKS.md (scripts/bench.sh)
 #   make bench-smoke the bench-smoke suite alone: chat-bench counts right (under a minute)
+#   make bench-cluster  one room spread over 1, 2 and 3 clustered nodes (NATS,
+#                    PostgreSQL started by it): the NATS hop's latency, CPU per
+#                    delivery per node (scripts/bench-cluster.sh; 2.5 min, up to
+#                    3 more while other processes keep the CPUs busy); prints
+#                    its result lines, figures in docs/BENCHMARKS.md
 #   make run         the runtime packages (compiler, -dev libraries; Node.js
 #                    only if the public JSONPlaceholder does not answer) +
 #                    build + start chatd (prints its URL); ARGS=... to chatd
@@ -82,8 +87,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/chatd $(BUILD)/chat-client $(BUILD)/chat-bench
 
-.PHONY: all deps run cluster test test-asan unit fuzz coverage bench bench-smoke clean \
-    man install uninstall deb
+.PHONY: all deps run cluster test test-asan unit fuzz coverage bench bench-smoke bench-cluster \
+    clean man install uninstall deb
 # Keep object files of test binaries (they are intermediates to make).
 .SECONDARY:
 all: $(PROGRAMS)
@@ -158,6 +163,14 @@ bench:
 	@./scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	./scripts/bench.sh
+
+# chat-bench against a cluster (issue 12): one room on one node without and
+# with --cluster, then spread over two and three nodes. Not part of make test.
+bench-cluster:
+	@./scripts/deps.sh bench
+	@./scripts/deps.sh cluster
+	@$(MAKE) --no-print-directory all
+	./scripts/bench-cluster.sh
 
 # The quick check of the bench's tools: chat-bench's scenarios against
 # chatd and Janus with a few peers, counts only (tests/integration/test_bench.py).

@@ -7,7 +7,8 @@ Reads BENCH_DIR/results.txt (one KEY=VALUE line per measurement, as
 chat-bench prints them), machine.txt and commands.txt; writes
 DOCS_DIR/BENCHMARKS.md and DOCS_DIR/bench-p99.png (gnuplot). The
 hand-written analysis (why chatd wins or loses where it does) comes from
-scripts/bench-analysis.md and is copied in as it is.
+scripts/bench-analysis.md and is copied in as it is; the cluster section
+(make bench-cluster, another run) from scripts/bench-cluster.md, at the end.
 
 The top of the page is issue 10's targets table (TARGETS below: the
 measure, its value before issue 10, the target, what this run measured,
@@ -743,6 +744,14 @@ def main():
     w("")
     w("Raw result lines: `build/bench/results.txt`.")
     w("")
+    # issue 12's cluster figures come from another run (make bench-cluster,
+    # scripts/bench-cluster.sh) and are kept, written by hand, in
+    # scripts/bench-cluster.md, so that make bench does not drop them.
+    cluster = os.path.join(HERE, "bench-cluster.md")
+    if os.path.exists(cluster):
+        with open(cluster) as f:
+            w(f.read().rstrip("\n"))
+        w("")
 
     os.makedirs(docs_dir, exist_ok=True)
     with open(os.path.join(docs_dir, "BENCHMARKS.md"), "w") as f:

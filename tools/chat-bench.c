@@ -64,6 +64,9 @@
 
 typedef enum { TARGET_CHATD, TARGET_JANUS } bench_target;
 
+#define MAX_URLS 9     /* --url, repeated */
+#define MAX_SERVERS 32 /* --server-pid, repeated */
+
 /* PS_CLOSING: we asked a ready peer to leave (a room shrinking). */
 typedef enum {
     PS_IDLE,
@@ -90,13 +93,19 @@ static struct {
     const char *url;  /* chatd: base URL; janus: http://HOST:PORT/janus */
     const char *room; /* chatd room name, or TextRoom room id */
     int room_size;    /* chatd: peer i joins ROOM-(i / room_size); 0 = all in ROOM */
+    /* chatd: peer i connects to urls[i % n_urls] (--url repeated: the
+     * nodes of a cluster); url is urls[0]. */
+    const char *urls[MAX_URLS];
+    int n_urls;
     const char *ice[17];
     rtc_loops *loops;
     rtc_transport transport; /* towards chatd; Janus always gets RTC_TRANSPORT_NICE */
     int client_cpus;         /* CPUs we may run on */
     cpu_set_t bench_cpus;    /* ours and the server's */
     int timeout_s;
-    int server_pid;
+    int server_pid; /* the first --server-pid; 0: none */
+    int server_pids[MAX_SERVERS];
+    int n_server_pids;
     const char *tag; /* free text copied into every result line */
 
     bench_peer *peers;
@@ -114,11 +123,15 @@ static struct {
     GCond cond;
 
     bench_samples setup_open, setup_ready, latency;
-    atomic_int phase;          /* fanout phase id carried in each message */
-    atomic_long received;      /* this phase's messages at non-senders */
-    atomic_long stale;         /* messages of an earlier phase */
-    atomic_long refused;       /* posts the server refused (chatd: RATE_LIMITED) */
-    atomic_long server_errors; /* other error replies */
+    /* With several URLs, latency split by whether the sender's peer and
+     * the receiver's connect to the same URL (node) or not. */
+    bench_samples latency_same, latency_cross;
+    atomic_int phase;                  /* fanout phase id carried in each message */
+    atomic_long received;              /* this phase's messages at non-senders */
+    atomic_long received_at[MAX_URLS]; /* the same, by the receiver's URL */
+    atomic_long stale;                 /* messages of an earlier phase */
+    atomic_long refused;               /* posts the server refused (chatd: RATE_LIMITED) */
+    atomic_long server_errors;         /* other error replies */
     atomic_llong last_rx_us;
     atomic_int failures;
     char first_failure[256];
@@ -231,8 +244,15 @@ static int count_bench_message(bench_peer *bp, const char *data, size_t len)
         return 1;
     }
     gint64 now = g_get_monotonic_time();
-    samples_add(&B.latency, (double)(now - sent_us) / 1000.0);
+    double ms = (double)(now - sent_us) / 1000.0;
+    samples_add(&B.latency, ms);
     atomic_fetch_add(&B.received, 1);
+    if (B.n_urls > 1) {
+        int at = bp->idx % B.n_urls;
+        samples_add(sender >= 0 && sender % B.n_urls == at ? &B.latency_same : &B.latency_cross,
+                    ms);
+        atomic_fetch_add(&B.received_at[at], 1);
+    }
     atomic_store(&B.last_rx_us, now);
     return 1;
 }
@@ -335,15 +355,16 @@ static int connect_chatd(CURL *curl, bench_peer *bp, char *err, size_t errlen)
     if (rtc_peer_offer(&cfg, &bp->rtc, &offer, err, errlen) < 0)
         return -1;
     char url[1024];
-    const char *q = strchr(B.url, '?');
-    size_t base = q ? (size_t)(q - B.url) : strlen(B.url);
+    const char *burl = B.urls[bp->idx % B.n_urls];
+    const char *q = strchr(burl, '?');
+    size_t base = q ? (size_t)(q - burl) : strlen(burl);
     char room[128];
     if (B.room_size > 0)
         snprintf(room, sizeof room, "%s-%d", B.room, bp->idx / B.room_size);
     else
         snprintf(room, sizeof room, "%s", B.room);
-    snprintf(url, sizeof url, "%.*s%sapi/rtc?room=%s", (int)base, B.url,
-             base && B.url[base - 1] == '/' ? "" : "/", room);
+    snprintf(url, sizeof url, "%.*s%sapi/rtc?room=%s", (int)base, burl,
+             base && burl[base - 1] == '/' ? "" : "/", room);
     http_reply r;
     int rc = http_request(curl, "POST", url, "application/sdp", offer, NULL, B.timeout_s, &r, err,
                           errlen);
@@ -475,7 +496,26 @@ static void *keepalive_thread(void *arg)
 
 /* ---------- the server process ---------- */
 
-static proc_sample server_sample(void) { return proc_server_sample(B.server_pid); }
+/* Every --server-pid together: CPU and RSS summed (-1 when one is
+ * unknown); with `each`, every process's CPU seconds in order. */
+static proc_sample server_sample_each(double *each)
+{
+    proc_sample sum = {-1, -1};
+    for (int i = 0; i < B.n_server_pids; i++) {
+        proc_sample s = proc_server_sample(B.server_pids[i]);
+        if (each)
+            each[i] = s.cpu_s;
+        if (i == 0) {
+            sum = s;
+            continue;
+        }
+        sum.rss_kb = sum.rss_kb >= 0 && s.rss_kb >= 0 ? sum.rss_kb + s.rss_kb : -1;
+        sum.cpu_s = sum.cpu_s >= 0 && s.cpu_s >= 0 ? sum.cpu_s + s.cpu_s : -1;
+    }
+    return sum;
+}
+
+static proc_sample server_sample(void) { return server_sample_each(NULL); }
 
 /* What other processes (a build, another test run) took of the bench's
  * CPUs between a and b, beside the server (server_s) and us (client_s):
@@ -577,6 +617,10 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
     atomic_store(&B.server_errors, 0);
     atomic_store(&B.stale, 0);
     samples_reset(&B.latency);
+    samples_reset(&B.latency_same);
+    samples_reset(&B.latency_cross);
+    for (int u = 0; u < MAX_URLS; u++)
+        atomic_store(&B.received_at[u], 0);
 
     bench_peer **snd = calloc((size_t)senders, sizeof *snd);
     gint64 *due = calloc((size_t)senders, sizeof *due);
@@ -587,7 +631,8 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
     GRand *rng = g_rand_new_with_seed((guint32)phase); /* the same draws on every server */
     gint64 interval = (gint64)(1e6 / rate);
     gint64 random_max = (gint64)(interval_max_s * 1e6);
-    proc_sample p0 = server_sample();
+    double each0[MAX_SERVERS], each1[MAX_SERVERS];
+    proc_sample p0 = server_sample_each(each0);
     double c0 = proc_self_cpu_s();
     proc_cpu_time o0 = proc_cpus_time(&B.bench_cpus);
     long long u0 = proc_udp_datagrams_sent();
@@ -648,7 +693,7 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
         }
         g_usleep(20 * 1000);
     }
-    proc_sample p1 = server_sample();
+    proc_sample p1 = server_sample_each(each1);
     double c1 = proc_self_cpu_s();
     proc_cpu_time o1 = proc_cpus_time(&B.bench_cpus);
     long long u1 = proc_udp_datagrams_sent();
@@ -680,6 +725,16 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
            expected, got, r.lost, atomic_load(&B.stale), r.delivered_per_s);
     printf(" lat_n=%zu lat_p50_ms=%.3f lat_p99_ms=%.3f lat_max_ms=%.3f lat_mean_ms=%.3f", r.lat.n,
            r.lat.p50, r.lat.p99, r.lat.max, r.lat.mean);
+    if (B.n_urls > 1) {
+        /* delivered_each: deliveries to the peers of each URL, in --url
+         * order; lat_same / lat_cross: sender and receiver on the same URL
+         * or on different ones. */
+        printf(" urls=%d delivered_each=", B.n_urls);
+        for (int u = 0; u < B.n_urls; u++)
+            printf("%s%ld", u ? "," : "", atomic_load(&B.received_at[u]));
+        result_summary("lat_same", &B.latency_same);
+        result_summary("lat_cross", &B.latency_cross);
+    }
     /* wall_s: from the first send to the end of the drain, the span of
      * every CPU figure; server_cpu_s over it is what a delivery cost. */
     printf(" wall_s=%.3f", wall);
@@ -687,6 +742,12 @@ static load_result run_load(const char *scenario, int ready_peers, int senders, 
     if (server_s >= 0)
         printf(" server_cpu_s=%.2f server_cpu_pct=%.1f server_rss_kb=%ld", server_s,
                100.0 * server_s / wall, p1.rss_kb);
+    if (server_s >= 0 && B.n_server_pids > 1) {
+        /* each --server-pid's CPU seconds over the run, in order */
+        printf(" server_cpu_each_s=");
+        for (int i = 0; i < B.n_server_pids; i++)
+            printf("%s%.2f", i ? "," : "", each1[i] - each0[i]);
+    }
     printf(" client_cpu_pct=%.1f", 100.0 * (c1 - c0) / wall);
     print_others(o0, o1, server_s, c1 - c0, wall);
     if (u0 >= 0 && u1 >= u0 && got > 0)
@@ -1048,7 +1109,12 @@ static void usage(FILE *f)
                "Each result is one line of KEY=VALUE pairs on standard output.\n\n"
                "  --target T          chatd (default) or janus\n"
                "  --url URL           chatd: base URL (http://HOST:PORT/);\n"
-               "                      janus: the API root (http://HOST:PORT/janus)\n"
+               "                      janus: the API root (http://HOST:PORT/janus).\n"
+               "                      chatd: repeatable (the nodes of a cluster): peer i\n"
+               "                      connects to the (i mod K)-th URL; fanout lines then\n"
+               "                      add delivered_each (deliveries to each URL's peers)\n"
+               "                      and lat_same_* / lat_cross_* (sender and receiver on\n"
+               "                      the same URL / on different ones; one clock)\n"
                "  --scenario S        connect, fanout, capacity, seed or jwt (default connect)\n"
                "  --transport T       towards chatd: mux (default: one UDP socket per loop,\n"
                "                      for chatd's one-port ICE-lite transport) or nice (a\n"
@@ -1078,7 +1144,8 @@ static void usage(FILE *f)
                "  --p99-ms MS         seed: a size passes with p99 under MS (default 100)\n"
                "  --loops L           event-loop threads for the peers (default 2)\n"
                "  --ice-address ADDR  local ICE address (repeatable)\n"
-               "  --server-pid PID    report the server's CPU and RSS from /proc\n"
+               "  --server-pid PID    report the server's CPU and RSS from /proc; repeatable:\n"
+               "                      summed, and each one's CPU in server_cpu_each_s\n"
                "  --timeout S         setup limit per peer in seconds (default 20)\n"
                "  --tag TEXT          copied into every result line (no spaces)\n"
                "  -h, --help          this text\n"
@@ -1126,7 +1193,12 @@ int main(int argc, char **argv)
             }
             break;
         case 'u':
-            B.url = optarg;
+            if (B.n_urls >= MAX_URLS) {
+                fprintf(stderr, "chat-bench: at most %d --url\n", MAX_URLS);
+                return 2;
+            }
+            B.urls[B.n_urls++] = optarg;
+            B.url = B.urls[0];
             break;
         case 's':
             scenario = optarg;
@@ -1205,7 +1277,12 @@ int main(int argc, char **argv)
             B.ice[n_ice++] = optarg;
             break;
         case 'p':
-            B.server_pid = atoi(optarg);
+            if (B.n_server_pids >= MAX_SERVERS || atoi(optarg) <= 0) {
+                fprintf(stderr, "chat-bench: bad or too many --server-pid '%s'\n", optarg);
+                return 2;
+            }
+            B.server_pids[B.n_server_pids++] = atoi(optarg);
+            B.server_pid = B.server_pids[0];
             break;
         case 't':
             B.timeout_s = atoi(optarg);
@@ -1240,6 +1317,11 @@ int main(int argc, char **argv)
         free(counts);
         return 2;
     }
+    if (B.target == TARGET_JANUS && B.n_urls > 1) {
+        fprintf(stderr, "chat-bench: one --url towards Janus\n");
+        free(counts);
+        return 2;
+    }
     if (B.target == TARGET_JANUS && transport_set && B.transport != RTC_TRANSPORT_NICE) {
         fprintf(stderr, "chat-bench: Janus is a full-ICE server: --transport nice only\n");
         free(counts);
@@ -1267,6 +1349,8 @@ int main(int argc, char **argv)
     samples_init(&B.setup_open);
     samples_init(&B.setup_ready);
     samples_init(&B.latency);
+    samples_init(&B.latency_same);
+    samples_init(&B.latency_cross);
     char err[512];
     if (rtc_init(err, sizeof err) < 0) {
         fprintf(stderr, "chat-bench: %s\n", err);
@@ -1274,6 +1358,11 @@ int main(int argc, char **argv)
     }
     B.client_cpus = proc_self_cpus();
     proc_bench_cpus(B.server_pid, &B.bench_cpus);
+    for (int i = 1; i < B.n_server_pids; i++) {
+        cpu_set_t more;
+        proc_bench_cpus(B.server_pids[i], &more);
+        CPU_OR(&B.bench_cpus, &B.bench_cpus, &more);
+    }
     /* Each peer may hold a socket or more (one libnice agent per peer). */
     long nofile = proc_raise_nofile();
     B.loops = rtc_loops_new(n_loops);
@@ -1331,6 +1420,8 @@ int main(int argc, char **argv)
     samples_free(&B.setup_open);
     samples_free(&B.setup_ready);
     samples_free(&B.latency);
+    samples_free(&B.latency_same);
+    samples_free(&B.latency_cross);
     free(counts);
     return status;
 }

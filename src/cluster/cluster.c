@@ -489,8 +489,10 @@ static void on_rpc(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
-    (void)closure;
-    log_warn("cluster", "NATS connection lost; reconnecting (posts are refused meanwhile)");
+    cluster *c = closure;
+    /* nats.c calls this for our own close too: not a loss then */
+    if (!atomic_load(&c->stop))
+        log_warn("cluster", "NATS connection lost; reconnecting (posts are refused meanwhile)");
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)

@@ -76,6 +76,34 @@ def fanout_against_chatd_counts_every_delivery():
 
 
 @test(timeout=120)
+def several_urls_and_server_pids():
+    # --url twice (here the same chatd: the nodes of a cluster in
+    # make bench-cluster): peer i connects to URL i mod 2, every delivery is
+    # counted once and split by the receiver's URL, and every latency sample
+    # is either same-URL or cross-URL. --server-pid twice: each one's CPU.
+    d = chatd("--post-rate", "100")
+    try:
+        pid = str(d.proc.pid)
+        rc, res, err = bench("--url", d.url, "--url", d.url, "--scenario", "fanout",
+                             "--peers", "5", "--rates", "3", "--duration", "2",
+                             "--ice-address", "127.0.0.1", "--server-pid", pid,
+                             "--server-pid", pid)
+        check(rc == 0, f"chat-bench exit {rc}: {err[-300:]}")
+        f = res[-1]
+        check_fanout(f, 5)
+        check(f["urls"] == "2", f"{f}")
+        each = [int(x) for x in f["delivered_each"].split(",")]
+        check(len(each) == 2 and sum(each) == int(f["delivered"]), f"{f}")
+        check(int(f["lat_same_n"]) + int(f["lat_cross_n"]) == int(f["lat_n"]), f"{f}")
+        check(int(f["lat_same_n"]) > 0 and int(f["lat_cross_n"]) > 0, f"{f}")
+        cpu = [float(x) for x in f["server_cpu_each_s"].split(",")]
+        check(len(cpu) == 2 and cpu[0] == cpu[1], f"the same pid twice: {f}")
+        check(abs(sum(cpu) - float(f["server_cpu_s"])) < 0.011, f"summed: {f}")
+    finally:
+        d.stop()
+
+
+@test(timeout=120)
 def refused_posts_are_not_counted_as_lost():
     # Default limit: a burst of 5 and 1 post/s per user; 4 peers posting
     # 10/s for 2 s go well over it, and the refusals must balance the books.
@@ -172,7 +200,10 @@ def bad_flags_exit_2():
                  ["--transport", "udp", "--url", "http://127.0.0.1:1/"],
                  ["--target", "janus", "--transport", "mux", "--url", "http://127.0.0.1:1/"],
                  ["--scenario", "capacity", "--at", "10,x", "--url", "http://127.0.0.1:1/"],
-                 ["--scenario", "seed", "--sizes", "0", "--url", "http://127.0.0.1:1/"]):
+                 ["--scenario", "seed", "--sizes", "0", "--url", "http://127.0.0.1:1/"],
+                 ["--target", "janus", "--url", "http://127.0.0.1:1/janus",
+                  "--url", "http://127.0.0.1:2/janus"],
+                 ["--server-pid", "x", "--url", "http://127.0.0.1:1/"]):
         rc, _, _ = bench(*args)
         check(rc == 2, f"{args}: exit {rc}, want 2")
     p = subprocess.run([BENCH, "--help"], capture_output=True, text=True)
