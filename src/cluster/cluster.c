@@ -67,6 +67,7 @@ struct cluster {
     atomic_int stop;
     atomic_int in_callback;      /* nats.c threads inside cb_enter/cb_leave */
     atomic_llong reconnected_ms; /* monotonic ms of the last (re)connect */
+    int64_t own_beat_age_ms;     /* at open: age of a heartbeat under this id; -1 none */
     atomic_long in_flight;
     atomic_int rpc_busy; /* cluster_peer_delete calls under way */
     atomic_ullong published, received, refused, failed;
@@ -269,6 +270,8 @@ static void apply_entry(cluster *c, kvEntry *e, GArray *events, GPtrArray *own_s
         apply_session_key(c, key, op, kvEntry_Value(e), kvEntry_ValueLen(e), events, own_stale);
     } else if (strncmp(key, "hb.", 3) == 0) {
         int64_t age = (g_get_real_time() * 1000 - kvEntry_Created(e)) / 1000000;
+        if (op == kvOp_Put && strcmp(key + 3, c->node) == 0)
+            c->own_beat_age_ms = age < 0 ? 0 : age; /* open_bucket's question */
         apply_heartbeat(c, key + 3, op, age < 0 ? 0 : age, events);
     }
 }
@@ -666,9 +669,43 @@ static int open_bucket(cluster *c, char *err, size_t errlen)
         g_mutex_unlock(&c->lock);
         kvEntry_Destroy(e);
     }
+    /* A heartbeat under this id younger than CLUSTER_DEAD_MS: this node's
+     * previous run, just killed, or another live node started with the
+     * same --node-id, whose keys must not be cleared. Wait until it would
+     * be dead (at most CLUSTER_DEAD_MS + a beat): a live one beats again. */
+    int live = 0;
+    if (s == NATS_OK && c->own_beat_age_ms >= 0 && c->own_beat_age_ms < CLUSTER_DEAD_MS) {
+        int64_t deadline = now_ms() + CLUSTER_DEAD_MS - c->own_beat_age_ms + CLUSTER_HEARTBEAT_MS;
+        c->own_beat_age_ms = -1;
+        log_info("cluster", "a recent heartbeat of node %s: waiting to see whether it is alive",
+                 c->node);
+        while (!live && now_ms() < deadline) {
+            kvEntry *e = NULL;
+            natsStatus ws = kvWatcher_Next(&e, c->watcher, deadline - now_ms());
+            if (ws != NATS_OK && ws != NATS_TIMEOUT)
+                s = ws;
+            if (ws != NATS_OK)
+                break;
+            if (e == NULL)
+                continue;
+            g_mutex_lock(&c->lock);
+            apply_entry(c, e, events, NULL);
+            g_mutex_unlock(&c->lock);
+            kvEntry_Destroy(e);
+            live = c->own_beat_age_ms >= 0;
+        }
+    }
     for (guint i = 0; i < events->len; i++)
         json_decref(g_array_index(events, presence_event, i).member);
     g_array_free(events, TRUE);
+    if (live) {
+        g_ptr_array_free(stale, TRUE);
+        err_set(err, errlen,
+                "another live node runs as --node-id %s (it heartbeats): give this one "
+                "another id",
+                c->node);
+        return -1;
+    }
     for (guint i = 0; i < stale->len; i++)
         kv_publish(c, g_ptr_array_index(stale, i), NULL, 1);
     if (stale->len)
@@ -715,6 +752,7 @@ cluster *cluster_open(const char *urls, const char *node_id, int64_t id_floor,
     c->nodes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
     c->local = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     atomic_store(&c->reconnected_ms, now_ms());
+    c->own_beat_age_ms = -1;
 
     natsOptions *o = NULL;
     natsStatus s = natsOptions_Create(&o);

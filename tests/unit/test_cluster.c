@@ -723,6 +723,44 @@ Test(cluster, goodbye_on_close, .init = quiet, .fini = fini)
     check_leaks();
 }
 
+/* A second node started under a live node's id is refused (it would clear
+ * the live node's keys and log its rows twice); once the first has said
+ * goodbye the id is free again at once. */
+Test(cluster, a_live_node_id_is_refused, .init = quiet, .fini = fini)
+{
+    alarm(60);
+    nats_start(&g_nats, "nats", 1);
+    rec r1, r2;
+    rec_init(&r1, NULL);
+    rec_init(&r2, NULL);
+    cluster *n1 = open_node("twin", 0, &r1);
+    put(n1, "s1", "lobby", 7);
+    cluster_callbacks cb = {.on_event = on_event,
+                            .on_presence = on_presence,
+                            .on_peer_delete = on_peer_delete,
+                            .on_publish_failed = on_publish_failed,
+                            .arg = &r2};
+    char err[512] = "";
+    int64_t t0 = now_ms();
+    cr_assert_null(cluster_open(g_nats.url, "twin", 0, &cb, err, sizeof err));
+    cr_assert_not_null(strstr(err, "another live node runs as --node-id twin"), "%s", err);
+    cr_assert_lt(now_ms() - t0, CLUSTER_DEAD_MS + 2 * CLUSTER_HEARTBEAT_MS + 1000,
+                 "decided within a dead node's time");
+    /* the live node's session is still there */
+    raw_conn raw;
+    raw_open(&raw, &g_nats, 1);
+    kvEntry *e = NULL;
+    cr_assert_eq(kvStore_Get(&e, raw.kv, "s.twin.s1"), NATS_OK, "its key was not cleared");
+    kvEntry_Destroy(e);
+    raw_close(&raw);
+    cluster_close(n1);
+    t0 = now_ms();
+    cluster *again = open_node("twin", 0, &r2);
+    cr_assert_lt(now_ms() - t0, CLUSTER_DEAD_MS, "after a goodbye nobody waits");
+    cluster_close(again);
+    check_leaks();
+}
+
 /* ---------- a node that dies ---------- */
 
 /* A child process that waits for the server's URL on `go`, opens node
@@ -817,14 +855,21 @@ Test(cluster, dead_node_leaves_then_restart_clears_its_keys, .init = quiet, .fin
     WAIT_PRES(&r2, "leave lobby 7|join lobby 7", 5000);
     cr_assert_eq(cluster_presence_count(n2, "lobby"), 1);
 
-    /* n1 starts again under the same id: its previous run's key is
-     * cleared before its first heartbeat, so n2 sees the leave now */
+    /* n1 starts again under the same id. The heartbeat just written is
+     * fresh, so it first waits to see whether that n1 is alive (another
+     * live node under its id): no more beats, so it was not. Then its
+     * previous run's key is cleared before its first heartbeat, so n2
+     * sees the leave now */
     rec r1;
     rec_init(&r1, NULL);
     t0 = now_ms();
     cluster *n1 = open_node("n1", 0, &r1);
+    int64_t opened = now_ms() - t0;
+    cr_assert_geq(opened, CLUSTER_DEAD_MS - 2 * CLUSTER_HEARTBEAT_MS,
+                  "opened after %lld ms: it did not wait for the fresh heartbeat",
+                  (long long)opened);
     WAIT_PRES(&r2, "leave lobby 7|join lobby 7|leave lobby 7", 5000);
-    cr_assert_lt(now_ms() - t0, 3000);
+    cr_assert_lt(now_ms() - t0, CLUSTER_DEAD_MS + 2 * CLUSTER_HEARTBEAT_MS + 2000);
     kvEntry *e = NULL;
     cr_assert_eq(kvStore_Get(&e, raw.kv, "s.n1.s1"), NATS_NOT_FOUND, "the stale key is deleted");
     cr_assert_eq(cluster_presence_count(n2, "lobby"), 0);
