@@ -15,6 +15,7 @@
 
 #include "util/base64url.h"
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/limits.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -337,14 +338,7 @@ static int read_key_file(const char *path, auth_keys **out, char *err, size_t er
         close(fd);
         return -1;
     }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    got = fdio_read_full(fd, buf, (size_t)st.st_size);
     close(fd);
     buf[got] = '\0';
     if (got != (size_t)st.st_size) {

@@ -16,6 +16,7 @@
 #include "http/tls.h"
 
 #include "util/err.h"
+#include "util/fdio.h"
 #include "util/mem.h"
 
 #include <errno.h>
@@ -67,15 +68,7 @@ static int read_file(const char *path, const char *what, gnutls_datum_t *out, ch
         return -1;
     }
     unsigned char *buf = mem_alloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (buf && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    size_t got = buf ? fdio_read_full(fd, buf, (size_t)st.st_size) : 0;
     close(fd);
     if (buf == NULL || got == 0) {
         err_set(err, errlen, "cannot read the TLS %s %s: %s", what, path,
