@@ -318,13 +318,19 @@ static int pres_is(rec *r, const char *want)
         WAIT_UNTIL(pres_is(r, want), ms, "presence: want '%s', got '%s'", want, rec_pres(r));      \
     } while (0)
 
+/* Every callback, recording into r. */
+static cluster_callbacks recording(rec *r)
+{
+    return (cluster_callbacks){.on_event = on_event,
+                               .on_presence = on_presence,
+                               .on_peer_delete = on_peer_delete,
+                               .on_publish_failed = on_publish_failed,
+                               .arg = r};
+}
+
 static cluster *open_node(const char *node, int64_t floor, rec *r)
 {
-    cluster_callbacks cb = {.on_event = on_event,
-                            .on_presence = on_presence,
-                            .on_peer_delete = on_peer_delete,
-                            .on_publish_failed = on_publish_failed,
-                            .arg = r};
+    cluster_callbacks cb = recording(r);
     char err[512] = "";
     cluster *c = cluster_open(g_nats.url, node, floor, &cb, err, sizeof err);
     cr_assert_not_null(c, "cluster_open %s: %s", node, err);
@@ -735,11 +741,7 @@ Test(cluster, a_live_node_id_is_refused, .init = quiet, .fini = fini)
     rec_init(&r2, NULL);
     cluster *n1 = open_node("twin", 0, &r1);
     put(n1, "s1", "lobby", 7);
-    cluster_callbacks cb = {.on_event = on_event,
-                            .on_presence = on_presence,
-                            .on_peer_delete = on_peer_delete,
-                            .on_publish_failed = on_publish_failed,
-                            .arg = &r2};
+    cluster_callbacks cb = recording(&r2);
     char err[512] = "";
     int64_t t0 = now_ms();
     cr_assert_null(cluster_open(g_nats.url, "twin", 0, &cb, err, sizeof err));
